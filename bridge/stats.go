@@ -1,0 +1,216 @@
+package bridge
+
+import (
+	"math/bits"
+	"sync/atomic"
+	"time"
+)
+
+// Kind classifies a SCSI command for statistics.
+type Kind uint8
+
+// The kinds of command counted separately.
+const (
+	KindRead Kind = iota
+	KindWrite
+	KindSync
+	KindUnmap
+	KindWriteSame
+	KindCompareAndWrite
+	KindOther
+	NumKinds = int(KindOther) + 1
+)
+
+var kindNames = [NumKinds]string{"read", "write", "sync", "unmap", "write_same", "compare_and_write", "other"}
+
+// String returns the kind's name as used in stats files ("read", "write_same", ...).
+func (k Kind) String() string {
+	if int(k) < NumKinds {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// Latency histogram layout: log-scale buckets with histSub sub-buckets per
+// power of two, from 1µs (2^10 ns) to 2^histMaxShift ns (~68 s). Bucket 0
+// holds everything below 1µs; the last bucket holds everything above the
+// range.
+const (
+	histMinShift = 10 // 1.024µs
+	histMaxShift = 36 // 68.7s
+	histSubBits  = 2
+	histSub      = 1 << histSubBits
+	// NumBuckets is the number of buckets in a Histogram.
+	NumBuckets = (histMaxShift-histMinShift)*histSub + 2
+)
+
+// Histogram is a snapshot of a latency histogram: Histogram[i] counts the
+// operations whose latency was below BucketBound(i) and at or above
+// BucketBound(i-1).
+type Histogram [NumBuckets]uint64
+
+// bucketOf returns the bucket index for a latency of d.
+func bucketOf(d time.Duration) int {
+	ns := uint64(d)
+	if ns < 1<<histMinShift {
+		return 0
+	}
+	if ns >= 1<<histMaxShift {
+		return NumBuckets - 1
+	}
+	shift := bits.Len64(ns) - 1 // 2^shift <= ns < 2^(shift+1)
+	sub := int(ns>>(uint(shift)-histSubBits)) & (histSub - 1)
+	return 1 + (shift-histMinShift)*histSub + sub
+}
+
+// BucketBound returns the exclusive upper bound of bucket i. The last bucket
+// has no upper bound and reports the largest Duration.
+func BucketBound(i int) time.Duration {
+	switch {
+	case i <= 0:
+		return 1 << histMinShift
+	case i >= NumBuckets-1:
+		return time.Duration(1<<63 - 1)
+	}
+	i--
+	shift := histMinShift + i/histSub
+	sub := uint64(i%histSub) + 1
+	return time.Duration((1 << uint(shift)) + sub<<(uint(shift)-histSubBits))
+}
+
+// Count returns the number of observations in h.
+func (h *Histogram) Count() uint64 {
+	var n uint64
+	for _, c := range h {
+		n += c
+	}
+	return n
+}
+
+// Quantile returns the upper bound of the bucket that holds the q-quantile
+// (0 < q <= 1) of the observations, so the true value is at most the result
+// and, above 1µs, more than 84% of it. It returns 0 for an empty histogram.
+func (h *Histogram) Quantile(q float64) time.Duration {
+	total := h.Count()
+	if total == 0 {
+		return 0
+	}
+	rank := uint64(q*float64(total) + 0.5)
+	if rank < 1 {
+		rank = 1
+	}
+	var seen uint64
+	for i, c := range h {
+		seen += c
+		if seen >= rank {
+			return BucketBound(i)
+		}
+	}
+	return BucketBound(NumBuckets - 1)
+}
+
+// KindStats is a snapshot of the counters of one kind of command.
+type KindStats struct {
+	Ops     uint64    // commands completed
+	Bytes   uint64    // data bytes moved (read or written)
+	Errors  uint64    // commands completed with CHECK CONDITION
+	Latency Histogram // time from ring intake to completion
+}
+
+// Stats is a snapshot of a LUN's counters, taken by LUN.Stats.
+type Stats struct {
+	Kinds [NumKinds]KindStats
+	// SenseKeyErrors counts CHECK CONDITION completions by sense key.
+	SenseKeyErrors [16]uint64
+	InFlight       uint64 // commands received and not yet completed
+	InFlightMax    uint64 // high-water mark of InFlight since the last reset
+	Uptime         time.Duration
+}
+
+// Total returns the sum of the operation counts of all kinds.
+func (s *Stats) Total() (ops, bytes, errors uint64) {
+	for i := range s.Kinds {
+		ops += s.Kinds[i].Ops
+		bytes += s.Kinds[i].Bytes
+		errors += s.Kinds[i].Errors
+	}
+	return ops, bytes, errors
+}
+
+// counters are the live, lock-free counters behind Stats.
+type counters struct {
+	kinds [NumKinds]struct {
+		ops, bytes, errors atomic.Uint64
+		latency            [NumBuckets]atomic.Uint64
+	}
+	senseKeys   [16]atomic.Uint64
+	inFlight    atomic.Int64
+	inFlightMax atomic.Uint64
+}
+
+// begin records a command entering the LUN.
+func (c *counters) begin() {
+	n := uint64(c.inFlight.Add(1))
+	for {
+		m := c.inFlightMax.Load()
+		if n <= m || c.inFlightMax.CompareAndSwap(m, n) {
+			return
+		}
+	}
+}
+
+// end records a command's completion. senseKey is meaningful only when
+// failed is true.
+func (c *counters) end(k Kind, bytes uint64, lat time.Duration, failed bool, senseKey uint8) {
+	c.inFlight.Add(-1)
+	ks := &c.kinds[k]
+	ks.ops.Add(1)
+	ks.bytes.Add(bytes)
+	ks.latency[bucketOf(lat)].Add(1)
+	if failed {
+		ks.errors.Add(1)
+		c.senseKeys[senseKey&0xf].Add(1)
+	}
+}
+
+// snapshot copies the counters into s (Uptime is left to the caller).
+func (c *counters) snapshot(s *Stats) {
+	for i := range c.kinds {
+		ks := &c.kinds[i]
+		s.Kinds[i].Ops = ks.ops.Load()
+		s.Kinds[i].Bytes = ks.bytes.Load()
+		s.Kinds[i].Errors = ks.errors.Load()
+		for b := range ks.latency {
+			s.Kinds[i].Latency[b] = ks.latency[b].Load()
+		}
+	}
+	for i := range c.senseKeys {
+		s.SenseKeyErrors[i] = c.senseKeys[i].Load()
+	}
+	if n := c.inFlight.Load(); n > 0 {
+		s.InFlight = uint64(n)
+	}
+	s.InFlightMax = c.inFlightMax.Load()
+}
+
+// reset zeroes every counter except InFlight, and sets the high-water mark
+// to the current InFlight.
+func (c *counters) reset() {
+	for i := range c.kinds {
+		ks := &c.kinds[i]
+		ks.ops.Store(0)
+		ks.bytes.Store(0)
+		ks.errors.Store(0)
+		for b := range ks.latency {
+			ks.latency[b].Store(0)
+		}
+	}
+	for i := range c.senseKeys {
+		c.senseKeys[i].Store(0)
+	}
+	n := c.inFlight.Load()
+	if n < 0 {
+		n = 0
+	}
+	c.inFlightMax.Store(uint64(n))
+}
