@@ -1,0 +1,42 @@
+package bridge
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// ParseSize parses a byte count with an optional binary suffix: "4096",
+// "64M", "10G", "1T", "512K", "2GiB". Suffixes are powers of 1024. It
+// rejects negative, empty and overflowing values.
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "iB"), "B")
+	shift := 0
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k', 'K':
+			shift = 10
+		case 'm', 'M':
+			shift = 20
+		case 'g', 'G':
+			shift = 30
+		case 't', 'T':
+			shift = 40
+		case 'p', 'P':
+			shift = 50
+		}
+		if shift != 0 {
+			t = t[:n-1]
+		}
+	}
+	if t == "" || t[0] == '+' || t[0] == '-' {
+		return 0, fmt.Errorf("size %q: %w", s, ErrInvalid)
+	}
+	n, err := strconv.ParseUint(t, 10, 63)
+	if err != nil || n > math.MaxInt64>>shift {
+		return 0, fmt.Errorf("size %q: %w", s, ErrInvalid)
+	}
+	return int64(n) << shift, nil
+}
