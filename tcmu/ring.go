@@ -1,0 +1,643 @@
+package tcmu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrCorruptRing reports a mailbox or ring entry that breaks the TCMU ring
+// protocol: a length, offset or iovec that does not fit, a command id
+// already in flight. The ring is shared memory and untrusted; Run stops on
+// it (stop the LUN) rather than guess.
+var ErrCorruptRing = errors.New("corrupt command ring")
+
+// ErrVersion reports a mailbox whose version is not TCMU_MAILBOX_VERSION 2.
+var ErrVersion = errors.New("unsupported tcmu mailbox version")
+
+// ErrDrainTimeout reports that Run gave up waiting for in-flight commands
+// after its context was done (RingOptions.DrainTimeout). Those commands were
+// never completed; the kernel times them out (cmd_time_out).
+var ErrDrainTimeout = errors.New("in-flight commands not completed before the drain timeout")
+
+// DefaultDrainTimeout is used when RingOptions.DrainTimeout is zero. It is
+// well below the kernel's default cmd_time_out of 30 s.
+const DefaultDrainTimeout = 10 * time.Second
+
+// Notifier is how a Ring waits for and signals the kernel: the UIO fd in
+// production, the fake kernel in tests.
+type Notifier interface {
+	// Wait blocks until the kernel kicked (a 4-byte read from the UIO fd
+	// returned) or ctx is done, and then returns ctx's error.
+	Wait(ctx context.Context) error
+	// Kick tells the kernel that cmd_tail moved (a 4-byte write to the UIO
+	// fd, which makes the kernel run tcmu_handle_completions).
+	Kick() error
+}
+
+// Handler receives the commands and TMR notifications of a Ring. Both
+// methods run on the ring goroutine and must not block.
+type Handler interface {
+	// Handle is called for each new command. It must not block: hand the
+	// command to a worker. Exactly one Ring.Complete(c, ...) must follow,
+	// from any goroutine (also from within Handle).
+	Handle(c *Cmd)
+	// TMR is called for a TMR entry, after the commands it names that are
+	// still in flight were marked Aborted. aborted is only valid during the
+	// call. It may be a no-op: aborted commands must still be completed.
+	TMR(kind TMRType, aborted []*Cmd)
+}
+
+// RingOptions configure a Ring.
+type RingOptions struct {
+	// Logger receives debug logs (TMRs, unknown entries); nil discards.
+	Logger *slog.Logger
+	// DrainTimeout is how long Run waits for in-flight commands after its
+	// context is done or the ring failed: 0 means DefaultDrainTimeout, a
+	// negative value not to wait.
+	DrainTimeout time.Duration
+}
+
+// RingStats counts what a Ring did since NewRing.
+type RingStats struct {
+	Commands    uint64 // CMD entries handed to the Handler
+	Pads        uint64 // PAD entries skipped
+	TMRs        uint64 // TMR entries seen
+	UnknownOps  uint64 // entries with an unknown opcode (flagged TCMU_UFLAG_UNKNOWN_OP)
+	Completions uint64 // responses written into the ring
+	Batches     uint64 // cmd_tail stores (each followed by one kick)
+	Kicks       uint64 // successful Notifier.Kick calls
+	Wakeups     uint64 // kernel notifications received (Notifier.Wait returns)
+	InFlight    uint64 // commands handed out and not yet written back
+}
+
+// Ring serves the command ring of one TCMU device. One goroutine, the one
+// calling Run, owns the ring: it reads cmd_head, parses entries, writes
+// responses and cmd_tail and kicks the kernel. Workers give their results
+// back with Complete, which never blocks.
+//
+// Completions are out of order when the kernel advertises CapOOOC (every
+// kernel since 4.14 does): each response is written into the oldest
+// unretired entry slot with its cmd_id rewritten, as the kernel's
+// tcmu_handle_completions walks slots in ring order and looks commands up by
+// hdr.cmd_id. Without CapOOOC a response waits until every older command is
+// done and is written into its own slot.
+type Ring struct {
+	mem     []byte
+	ring    []byte // mem[cmdr_off : cmdr_off+cmdr_size]
+	cmdrOff uint64
+	size    uint32 // cmdr_size
+	dataOff uint64 // start of the data area: cmdr_off + cmdr_size
+	flags   uint16
+	caps    Caps
+	ooo     bool
+	n       Notifier
+	log     *slog.Logger
+	drainTO time.Duration
+
+	running atomic.Bool
+
+	// done is a lock-free stack of completed commands (linked through
+	// Cmd.next), pushed by Complete and taken whole by the ring goroutine.
+	done atomic.Pointer[Cmd]
+	// wake has room for one token: Complete sends one without blocking
+	// after its push, so a push is never missed.
+	wake chan struct{}
+
+	// The fields below are owned by the ring goroutine.
+	pos      uint32 // next entry to parse, relative to the ring start
+	tail     uint32 // our cmd_tail
+	slots    slotQueue
+	inflight map[uint16]*Cmd
+	free     []*Cmd
+	pending  []*Cmd // completions taken in this flush (out-of-order mode)
+	tmrCmds  []*Cmd
+
+	st struct {
+		commands, pads, tmrs, unknown, completions atomic.Uint64
+		batches, kicks, wakeups, inflight          atomic.Uint64
+	}
+}
+
+// slot is a consumed ring entry that cmd_tail has not passed yet. Its
+// offset and length are our own copy: the shared bytes are never trusted
+// twice.
+type slot struct {
+	off, len uint32
+	isCmd    bool
+	cmd      *Cmd // the entry's own command; in-order mode only
+}
+
+// NewRing validates the mailbox at the start of mem (the whole UIO mapping:
+// mailbox, command ring, data area) and returns a Ring that starts at the
+// mailbox's cmd_tail, so that entries a previous owner left unfinished are
+// served again. It does not write to mem. Nothing else may serve the same
+// ring while the Ring runs.
+func NewRing(mem []byte, n Notifier, opts RingOptions) (*Ring, error) {
+	if n == nil {
+		return nil, errors.New("tcmu: NewRing: nil Notifier")
+	}
+	if !aligned(mem) {
+		return nil, fmt.Errorf("tcmu: %w: mapping of %d bytes is shorter than the %d-byte mailbox or not 4-byte aligned",
+			ErrCorruptRing, len(mem), mbSize)
+	}
+	mb := mailbox(mem[:mbSize])
+	if v := mb.version(); v != mailboxVersion {
+		return nil, fmt.Errorf("tcmu: %w: mailbox version %d, want %d", ErrVersion, v, mailboxVersion)
+	}
+	off, size := mb.cmdrOff(), mb.cmdrSize()
+	switch {
+	case off < mbSize || off%opAlign != 0:
+		return nil, fmt.Errorf("tcmu: %w: cmdr_off %d overlaps the mailbox or is not %d-byte aligned",
+			ErrCorruptRing, off, opAlign)
+	case size == 0 || size%opAlign != 0:
+		return nil, fmt.Errorf("tcmu: %w: cmdr_size %d is not a positive multiple of %d", ErrCorruptRing, size, opAlign)
+	case uint64(off)+uint64(size) > uint64(len(mem)):
+		return nil, fmt.Errorf("tcmu: %w: command ring [%d, %d) beyond the %d-byte mapping",
+			ErrCorruptRing, off, uint64(off)+uint64(size), len(mem))
+	}
+	tail := loadCmdTail(mem)
+	if tail >= size || tail%opAlign != 0 {
+		return nil, fmt.Errorf("tcmu: %w: cmd_tail %d outside the %d-byte ring or misaligned", ErrCorruptRing, tail, size)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := opts.DrainTimeout
+	if d == 0 {
+		d = DefaultDrainTimeout
+	}
+	r := &Ring{
+		mem:      mem,
+		ring:     mem[off : off+size],
+		cmdrOff:  uint64(off),
+		size:     size,
+		dataOff:  uint64(off) + uint64(size),
+		flags:    mb.flags(),
+		caps:     Caps(mb.flags()),
+		n:        n,
+		log:      log,
+		drainTO:  d,
+		wake:     make(chan struct{}, 1),
+		pos:      tail,
+		tail:     tail,
+		inflight: make(map[uint16]*Cmd),
+	}
+	r.ooo = r.caps.Has(CapOOOC)
+	if unknown := r.caps &^ (CapOOOC | CapReadLen | CapTMR | CapKeepBuf); unknown != 0 {
+		log.Debug("tcmu: unknown mailbox flags ignored", "flags", r.caps.String())
+	}
+	return r, nil
+}
+
+// Flags returns the mailbox flags as the kernel set them.
+func (r *Ring) Flags() uint16 { return r.flags }
+
+// Caps returns the capabilities the kernel advertises.
+func (r *Ring) Caps() Caps { return r.caps }
+
+// Stats returns a snapshot of the ring's counters; safe from any goroutine.
+func (r *Ring) Stats() RingStats {
+	return RingStats{
+		Commands:    r.st.commands.Load(),
+		Pads:        r.st.pads.Load(),
+		TMRs:        r.st.tmrs.Load(),
+		UnknownOps:  r.st.unknown.Load(),
+		Completions: r.st.completions.Load(),
+		Batches:     r.st.batches.Load(),
+		Kicks:       r.st.kicks.Load(),
+		Wakeups:     r.st.wakeups.Load(),
+		InFlight:    r.st.inflight.Load(),
+	}
+}
+
+// Complete records the response of c and hands it to the ring goroutine,
+// which writes it into the ring in its next batch. It is safe from any
+// goroutine and never blocks. c must not be used afterwards: its buffers
+// belong to the kernel again and the Cmd is recycled. Completing a Cmd twice
+// is a bug and panics.
+func (r *Ring) Complete(c *Cmd, resp Response) {
+	if c.ring != r {
+		panic("tcmu: Complete: Cmd belongs to another Ring")
+	}
+	if !c.state.CompareAndSwap(cmdInFlight, cmdCompleted) {
+		panic("tcmu: Complete: Cmd completed twice")
+	}
+	c.status = resp.Status
+	c.senseLen = uint8(copy(c.sense[:], resp.Sense))
+	c.shortRead = resp.ShortRead
+	c.readLen = resp.ReadLen
+	for {
+		old := r.done.Load()
+		c.next = old
+		if r.done.CompareAndSwap(old, c) {
+			break
+		}
+	}
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run serves the ring until ctx is done or the ring fails. It first
+// processes what is already in the ring (a restarted daemon must serve
+// entries queued before it started: the UIO fd only wakes on new events),
+// then waits for kernel kicks and completions. When ctx is done or the ring
+// failed it stops taking entries, waits up to the drain timeout for the
+// commands in flight, writes their responses, kicks the kernel and returns
+// after every goroutine it started has exited. It returns nil after a clean
+// shutdown, an error wrapping ErrCorruptRing for a broken ring, the
+// Notifier's errors, or ErrDrainTimeout. Run may be called once.
+//
+// Commands still held by workers when Run returns reference mem: do not
+// unmap it before they are done.
+func (r *Ring) Run(ctx context.Context, h Handler) error {
+	if h == nil {
+		return errors.New("tcmu: Run: nil Handler")
+	}
+	if !r.running.CompareAndSwap(false, true) {
+		return errors.New("tcmu: Run called twice")
+	}
+	wctx, stopWait := context.WithCancel(ctx)
+	kicks := make(chan struct{}, 1)
+	waitErr := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() { r.waitLoop(wctx, kicks, waitErr) })
+
+	err := r.serve(ctx, h, kicks, waitErr)
+	stopWait() // stop intake: kernel kicks no longer matter
+	derr := r.drain()
+	wg.Wait()
+	return errors.Join(err, derr)
+}
+
+// waitLoop turns Notifier.Wait returns into tokens on kicks until ctx is
+// done; any other Wait error goes to errc and ends the loop.
+func (r *Ring) waitLoop(ctx context.Context, kicks chan<- struct{}, errc chan<- error) {
+	for {
+		if err := r.n.Wait(ctx); err != nil {
+			if ctx.Err() == nil {
+				errc <- fmt.Errorf("tcmu: wait for the kernel: %w", err)
+			}
+			return
+		}
+		select {
+		case kicks <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// serve is the ring goroutine's main loop; it returns nil when ctx is done.
+func (r *Ring) serve(ctx context.Context, h Handler, kicks <-chan struct{}, waitErr <-chan error) error {
+	if err := r.poll(h); err != nil {
+		return err
+	}
+	if err := r.flush(); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-waitErr:
+			return err
+		case <-kicks:
+			r.st.wakeups.Add(1)
+			if err := r.poll(h); err != nil {
+				return err
+			}
+			if err := r.flush(); err != nil {
+				return err
+			}
+		case <-r.wake:
+			if err := r.flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// drain waits up to the drain timeout for every command in flight and
+// writes the responses back.
+func (r *Ring) drain() error {
+	if err := r.flush(); err != nil {
+		return err
+	}
+	if len(r.inflight) == 0 {
+		return nil
+	}
+	if r.drainTO < 0 {
+		return fmt.Errorf("tcmu: %w: %d commands in flight", ErrDrainTimeout, len(r.inflight))
+	}
+	t := time.NewTimer(r.drainTO)
+	defer t.Stop()
+	for len(r.inflight) > 0 {
+		select {
+		case <-r.wake:
+			if err := r.flush(); err != nil {
+				return err
+			}
+		case <-t.C:
+			return fmt.Errorf("tcmu: %w: %d commands in flight after %v", ErrDrainTimeout, len(r.inflight), r.drainTO)
+		}
+	}
+	return nil
+}
+
+// corrupt builds an error wrapping ErrCorruptRing.
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("tcmu: %w: "+format, append([]any{ErrCorruptRing}, args...)...)
+}
+
+// poll parses every entry from our position up to cmd_head, as the kernel
+// placed them in queue_cmd_ring and queue_tmr_ring.
+func (r *Ring) poll(h Handler) error {
+	head := loadCmdHead(r.mem)
+	if head >= r.size || head%opAlign != 0 {
+		return corrupt("cmd_head %d outside the %d-byte ring or misaligned", head, r.size)
+	}
+	for r.pos != head {
+		off := r.pos
+		// Bytes between our position and head, and up to the ring end:
+		// an entry never wraps (the kernel inserts a PAD instead).
+		avail := (uint64(head) + uint64(r.size) - uint64(off)) % uint64(r.size)
+		toEnd := r.size - off // >= 8: both are multiples of 8
+		e := entry(r.ring[off:])
+		lenOp := e.lenOp()
+		n := entryLen(lenOp)
+		if n == 0 || n > toEnd || uint64(n) > avail {
+			return corrupt("entry at %d: len_op %#x does not fit (%d bytes to the ring end, %d to cmd_head)",
+				off, lenOp, toEnd, avail)
+		}
+		e = e[:n:n]
+		switch entryOp(lenOp) {
+		case opPad:
+			r.slots.push(slot{off: off, len: n})
+			r.st.pads.Add(1)
+		case opCmd:
+			if err := r.takeCmd(e, off, h); err != nil {
+				return err
+			}
+		case opTMR:
+			if err := r.takeTMR(e, off, h); err != nil {
+				return err
+			}
+		default:
+			// A kernel newer than us: flag it so the kernel knows we
+			// did not act on it, and retire it like a PAD.
+			e.setUflags(e.uflags() | uflagUnknownOp)
+			r.slots.push(slot{off: off, len: n})
+			r.st.unknown.Add(1)
+			r.log.Debug("tcmu: unknown ring entry flagged", "op", entryOp(lenOp), "offset", off)
+		}
+		r.pos = uint32((uint64(off) + uint64(n)) % uint64(r.size))
+	}
+	return nil
+}
+
+// takeCmd validates a CMD entry, copies it into a Cmd and hands it to h.
+func (r *Ring) takeCmd(e entry, off uint32, h Handler) error {
+	if len(e) < entSize {
+		return corrupt("CMD entry at %d: %d bytes, smaller than tcmu_cmd_entry (%d)", off, len(e), entSize)
+	}
+	nData, nBidi, nDIF := uint64(e.iovCnt()), uint64(e.iovBidiCnt()), uint64(e.iovDifCnt())
+	nIov := nData + nBidi + nDIF
+	if reqIov+nIov*iovSize > uint64(len(e)) {
+		return corrupt("CMD entry at %d: %d+%d+%d iovecs overflow its %d bytes", off, nData, nBidi, nDIF, len(e))
+	}
+	cdb, err := r.cdb(e.cdbOff())
+	if err != nil {
+		return fmt.Errorf("%w (CMD entry at %d)", err, off)
+	}
+	id := e.cmdID()
+	if _, dup := r.inflight[id]; dup {
+		return corrupt("CMD entry at %d: cmd_id %d already in flight", off, id)
+	}
+	c := r.newCmd()
+	memLen := uint64(len(r.mem))
+	for i := range int(nIov) {
+		base, n := e.iov(i)
+		if base < r.dataOff || base > memLen || n > memLen-base {
+			r.free = append(r.free, c)
+			c.reset()
+			return corrupt("CMD entry at %d: iovec %d [%#x +%#x] outside the data area [%#x, %#x)",
+				off, i, base, n, r.dataOff, memLen)
+		}
+		c.iovs = append(c.iovs, r.mem[base:base+n:base+n])
+	}
+	c.ID = id
+	nc := copy(c.cdb[:], cdb)
+	c.CDB = c.cdb[:nc:nc]
+	if nData > 0 {
+		c.Data = c.iovs[:nData:nData]
+	}
+	if nBidi > 0 {
+		c.BidiData = c.iovs[nData : nData+nBidi : nData+nBidi]
+	}
+	if nDIF > 0 {
+		c.DIF = c.iovs[nData+nBidi : nIov : nIov]
+	}
+	c.ring = r
+	c.state.Store(cmdInFlight)
+	r.inflight[id] = c
+	s := slot{off: off, len: uint32(len(e)), isCmd: true}
+	if !r.ooo {
+		s.cmd = c
+	}
+	r.slots.push(s)
+	r.st.commands.Add(1)
+	r.st.inflight.Add(1)
+	h.Handle(c)
+	return nil
+}
+
+// cdb returns the CDB at mapping offset o, which must lie in the command
+// ring, with the length the kernel copied (scsi_command_size).
+func (r *Ring) cdb(o uint64) ([]byte, error) {
+	end := r.cmdrOff + uint64(r.size)
+	if o < r.cmdrOff || o >= end {
+		return nil, corrupt("cdb_off %#x outside the command ring [%#x, %#x)", o, r.cmdrOff, end)
+	}
+	n := uint64(cdbGroupLen[r.mem[o]>>5])
+	if r.mem[o] == variableLengthCDB {
+		if o+8 > end {
+			return nil, corrupt("variable-length CDB at %#x crosses the ring end", o)
+		}
+		n = 8 + uint64(r.mem[o+7])
+	}
+	if o+n > end {
+		return nil, corrupt("%d-byte CDB at %#x crosses the ring end", n, o)
+	}
+	return r.mem[o : o+n], nil
+}
+
+// takeTMR marks the commands a TMR entry names as aborted and tells h.
+func (r *Ring) takeTMR(e entry, off uint32, h Handler) error {
+	if len(e) < tmrEntSize {
+		return corrupt("TMR entry at %d: %d bytes, smaller than tcmu_tmr_entry (%d)", off, len(e), tmrEntSize)
+	}
+	n := uint64(e.tmrCmdCnt())
+	if tmrCmdIDs+2*n > uint64(len(e)) {
+		return corrupt("TMR entry at %d: %d cmd_ids overflow its %d bytes", off, n, len(e))
+	}
+	kind := TMRType(e.tmrType())
+	r.tmrCmds = r.tmrCmds[:0]
+	for i := range int(n) {
+		c, ok := r.inflight[e.tmrCmdID(i)]
+		if ok && !c.aborted.Load() {
+			c.aborted.Store(true)
+			r.tmrCmds = append(r.tmrCmds, c)
+		}
+	}
+	r.slots.push(slot{off: off, len: uint32(len(e))})
+	r.st.tmrs.Add(1)
+	if r.log.Enabled(context.Background(), slog.LevelDebug) {
+		r.log.Debug("tcmu: TMR", "op", kind.String(), "cmd_ids", n, "aborted", len(r.tmrCmds))
+	}
+	h.TMR(kind, r.tmrCmds)
+	clear(r.tmrCmds)
+	return nil
+}
+
+// newCmd takes a Cmd from the free list or allocates one.
+func (r *Ring) newCmd() *Cmd {
+	if n := len(r.free); n > 0 {
+		c := r.free[n-1]
+		r.free[n-1] = nil
+		r.free = r.free[:n-1]
+		return c
+	}
+	return &Cmd{}
+}
+
+// flush takes every completion handed over so far, writes responses into
+// the slots at the tail, retires PAD, TMR and unknown entries there, and
+// then publishes cmd_tail and kicks the kernel once.
+func (r *Ring) flush() error {
+	// The stack holds the newest completion first; reverse it so that
+	// responses go out in completion order.
+	var list *Cmd
+	for c := r.done.Swap(nil); c != nil; {
+		next := c.next
+		c.next = list
+		list = c
+		c = next
+	}
+	for c := list; c != nil; {
+		next := c.next
+		c.next = nil
+		c.ready = true
+		if r.ooo {
+			r.pending = append(r.pending, c)
+		}
+		c = next
+	}
+
+	moved := false
+	taken := 0
+	for r.slots.len() > 0 {
+		s := r.slots.front()
+		if s.isCmd {
+			var c *Cmd
+			if r.ooo {
+				if taken == len(r.pending) {
+					break
+				}
+				c = r.pending[taken]
+				taken++
+			} else {
+				if !s.cmd.ready {
+					break
+				}
+				c = s.cmd
+			}
+			r.writeResponse(s.off, c)
+			r.release(c)
+		}
+		r.tail = uint32((uint64(r.tail) + uint64(s.len)) % uint64(r.size))
+		r.slots.pop()
+		moved = true
+	}
+	if taken != len(r.pending) {
+		// Every command in flight owns one CMD slot, so this cannot happen.
+		panic("tcmu: more completions than command slots")
+	}
+	clear(r.pending)
+	r.pending = r.pending[:0]
+	if !moved {
+		return nil
+	}
+	storeCmdTail(r.mem, r.tail)
+	r.st.batches.Add(1)
+	if err := r.n.Kick(); err != nil {
+		return fmt.Errorf("tcmu: kick the kernel: %w", err)
+	}
+	r.st.kicks.Add(1)
+	return nil
+}
+
+// writeResponse writes the response of c into the CMD slot at off (which
+// may have carried another command: out-of-order completion), as
+// tcmu_handle_completion reads it.
+func (r *Ring) writeResponse(off uint32, c *Cmd) {
+	e := entry(r.ring[off : off+entSize])
+	e.setCmdID(c.ID)
+	var uflags uint8
+	var readLen uint32
+	if c.shortRead && r.caps.Has(CapReadLen) {
+		uflags |= uflagReadLen
+		readLen = c.readLen
+	}
+	e.setUflags(uflags)
+	e.setStatus(c.status)
+	e.setReadLen(readLen)
+	sb := e.sense()
+	n := copy(sb, c.sense[:c.senseLen])
+	clear(sb[n:])
+	r.st.completions.Add(1)
+}
+
+// release retires a completed command and recycles it.
+func (r *Ring) release(c *Cmd) {
+	delete(r.inflight, c.ID)
+	r.st.inflight.Add(^uint64(0))
+	c.reset()
+	r.free = append(r.free, c)
+}
+
+// slotQueue is a growable FIFO of slots (a ring buffer), so that retiring
+// entries allocates nothing in steady state.
+type slotQueue struct {
+	buf  []slot
+	head int
+	n    int
+}
+
+func (q *slotQueue) len() int { return q.n }
+
+func (q *slotQueue) front() slot { return q.buf[q.head] }
+
+func (q *slotQueue) push(s slot) {
+	if q.n == len(q.buf) {
+		nb := make([]slot, max(16, 2*len(q.buf)))
+		for i := range q.n {
+			nb[i] = q.buf[(q.head+i)%len(q.buf)]
+		}
+		q.buf, q.head = nb, 0
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = s
+	q.n++
+}
+
+func (q *slotQueue) pop() {
+	q.buf[q.head] = slot{}
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+}
