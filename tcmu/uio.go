@@ -1,0 +1,138 @@
+package tcmu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// uioName is the name the kernel gives the UIO device of a user backstore:
+// "tcm-user/<hba>/<name>/<dev_config>" (tcmu_update_uio_info).
+func uioName(hba int, name, devConfig string) string {
+	return fmt.Sprintf("tcm-user/%d/%s/%s", hba, name, devConfig)
+}
+
+// findUIO returns the uioN whose name attribute equals want, polling
+// sysfs until ctx ends or the bound passes: the class device is
+// registered during enable, but udev-less systems may list it a moment
+// later.
+func findUIO(ctx context.Context, fsys fsys, sysfsRoot, want string, bound time.Duration) (string, error) {
+	class := filepath.Join(sysfsRoot, "class", "uio")
+	deadline := time.Now().Add(bound)
+	for {
+		names, err := fsys.ReadDir(class)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("tcmu: list %s: %w", class, err)
+		}
+		for _, n := range names {
+			got, err := readAttr(fsys, filepath.Join(class, n, "name"))
+			if err == nil && got == want {
+				return n, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("tcmu: no UIO device named %q in %s after %v: %w",
+				want, class, bound, os.ErrNotExist)
+		}
+		t := time.NewTimer(10 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return "", fmt.Errorf("tcmu: find UIO %q: %w", want, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// openUIO opens dev O_RDWR|O_NONBLOCK|O_CLOEXEC and maps size bytes of it
+// MAP_SHARED. The mapping is made on the raw descriptor before os.NewFile
+// wraps it: (*os.File).Fd would switch the descriptor to blocking mode and
+// disable deadlines. TCMU allows one opener at a time (tcmu_open fakes
+// O_EXCL with EBUSY), reported as ErrBusy.
+func openUIO(dev string, size int) (*os.File, []byte, error) {
+	fd, err := unix.Open(dev, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.EBUSY) {
+		return nil, nil, fmt.Errorf("tcmu: open %s: %w (%w)", dev, ErrBusy, err)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("tcmu: open %s: %w", dev, err)
+	}
+	// tcmu_mmap refuses any length but the whole area (EINVAL).
+	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		unix.Close(fd)
+		return nil, nil, fmt.Errorf("tcmu: mmap %s (%d bytes): %w", dev, size, err)
+	}
+	return os.NewFile(uintptr(fd), dev), mem, nil
+}
+
+// checkMailbox verifies the start of the shared area: tcmu_mailbox.version
+// must be TCMU_MAILBOX_VERSION (2), the only layout this package speaks.
+func checkMailbox(mem []byte) error {
+	if len(mem) < mbSize {
+		return fmt.Errorf("tcmu: shared area of %d bytes is smaller than the mailbox", len(mem))
+	}
+	if v := ne.Uint16(mem[mbVersion:]); v != mailboxVersion {
+		return fmt.Errorf("tcmu: mailbox version %d, want %d: %w", v, mailboxVersion, ErrVersion)
+	}
+	return nil
+}
+
+// uioNotifier implements Notifier over a TCMU UIO descriptor.
+//
+// Reading 4 bytes returns the event count and succeeds once per batch of
+// kernel notifications (uio_read; the descriptor is non-blocking, so an
+// empty read is EAGAIN and Go's poller parks the goroutine). Writing a
+// 4-byte value calls tcmu_irqcontrol, which reaps completed entries.
+type uioNotifier struct {
+	f *os.File
+}
+
+// longAgo is a deadline in the past: it wakes a parked Read at once.
+var longAgo = time.Unix(1, 0)
+
+// Wait blocks until the kernel signals new commands or ctx ends. Only one
+// goroutine may Wait at a time (the ring owner).
+func (n uioNotifier) Wait(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		n.f.SetReadDeadline(longAgo)
+	})
+	defer func() {
+		if !stop() {
+			// The deadline was set: clear it for the next Wait once the
+			// callback is done, so it cannot land after the reset.
+			<-fired
+			n.f.SetReadDeadline(time.Time{})
+		}
+	}()
+	var buf [4]byte
+	c, err := n.f.Read(buf[:])
+	switch {
+	case err != nil && ctx.Err() != nil && errors.Is(err, os.ErrDeadlineExceeded):
+		return ctx.Err()
+	case err != nil:
+		return fmt.Errorf("tcmu: wait on %s: %w", n.f.Name(), err)
+	case c != len(buf):
+		return fmt.Errorf("tcmu: wait on %s: read %d bytes, want 4", n.f.Name(), c)
+	}
+	return nil
+}
+
+// Kick tells the kernel that completions were posted.
+func (n uioNotifier) Kick() error {
+	var buf [4]byte // the value is ignored by tcmu_irqcontrol
+	if _, err := n.f.Write(buf[:]); err != nil {
+		return fmt.Errorf("tcmu: kick %s: %w", n.f.Name(), err)
+	}
+	return nil
+}
