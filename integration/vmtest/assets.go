@@ -30,7 +30,7 @@ import (
 // name, and the guest needs 9p over virtio for the host share.
 var Modules = []string{
 	"configfs", "target_core_mod", "target_core_user", "target_core_file",
-	"target_core_iblock", "tcm_loop", "iscsi_target_mod",
+	"target_core_iblock", "target_core_pscsi", "tcm_loop", "iscsi_target_mod",
 	"scsi_mod", "sd_mod", "sg", "uio", "fuse",
 	"virtio_pci", "virtio_net", "virtio_blk", "9p", "9pnet_virtio",
 	"crc32c_generic",
@@ -379,6 +379,7 @@ func buildInitramfs(cache, root, kver, busybox string, modules []string) (string
 	add("init", 0o755, []byte(initScript))
 	add("lib/vmtest.sh", 0o644, []byte(GuestLib))
 	add("bin/hostrun", 0o755, []byte(hostrunScript))
+	add("sbin/modprobe", 0o755, []byte(modprobeScript))
 	modDir := filepath.Join(root, "lib", "modules", kver)
 	for _, m := range modules {
 		data, err := os.ReadFile(filepath.Join(modDir, m))

@@ -74,6 +74,18 @@ const hostrunScript = `#!/bin/sh
 exec chroot /hostroot /usr/bin/env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"
 `
 
+// modprobeScript is the guest's /sbin/modprobe, the kernel's usermode helper
+// for request_module (e.g. target_core_mod asks for every backstore module
+// when configfs is first used). Every module is loaded by /init already, so
+// it only answers whether the module is there, quietly.
+const modprobeScript = `#!/bin/sh
+for m; do
+	case $m in -*) continue ;; esac
+	[ -d "/sys/module/$(echo "$m" | tr - _)" ] || exit 1
+done
+exit 0
+`
+
 // GuestLib is a shell library installed in the guest as /lib/vmtest.sh and
 // sourced before every script. Its functions are the vocabulary of the
 // real-kernel tests; see the package documentation for the list.
