@@ -1,0 +1,860 @@
+package tcmu
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lunbridge/lunbridge/internal/fakering"
+)
+
+// funcHandler adapts functions to Handler.
+type funcHandler struct {
+	handle func(c *Cmd)
+	tmr    func(kind TMRType, aborted []*Cmd)
+}
+
+func (h funcHandler) Handle(c *Cmd) { h.handle(c) }
+
+func (h funcHandler) TMR(kind TMRType, aborted []*Cmd) {
+	if h.tmr != nil {
+		h.tmr(kind, aborted)
+	}
+}
+
+// newKernel returns a fake kernel, failing the test if the fake ever finds
+// the ring broken.
+func newKernel(t *testing.T, o fakering.Options) *fakering.Kernel {
+	t.Helper()
+	k, err := fakering.NewKernel(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := k.Err(); err != nil {
+			t.Errorf("fake kernel: %v", err)
+		}
+	})
+	return k
+}
+
+// runRing starts Run in a goroutine; stop cancels it and returns Run's
+// error. Cleanup stops it if the test did not.
+func runRing(t *testing.T, k *fakering.Kernel, opts RingOptions, h Handler) (r *Ring, stop func() error) {
+	t.Helper()
+	r, err := NewRing(k.Mem(), k.Notifier(), opts)
+	if err != nil {
+		t.Fatalf("NewRing: %v", err)
+	}
+	if s, ok := h.(interface{ setRing(*Ring) }); ok {
+		s.setRing(r)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx, h) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			runErr = <-errc
+		})
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return r, stop
+}
+
+// echoHandler completes every command from a worker goroutine: data-in
+// buffers are filled with fill(c) (if non-nil), data-out is recorded.
+type echoHandler struct {
+	r    *Ring
+	fill func(c *Cmd, buf []byte)
+	mu   sync.Mutex
+	out  map[uint16][]byte // data-out bytes by cmd id; protected by mu
+	cdbs [][]byte          // protected by mu
+	wg   sync.WaitGroup
+}
+
+func (h *echoHandler) setRing(r *Ring) { h.r = r }
+
+func (h *echoHandler) Handle(c *Cmd) {
+	h.wg.Go(func() {
+		var data []byte
+		for _, b := range c.Data {
+			data = append(data, b...)
+		}
+		if h.fill != nil {
+			buf := make([]byte, len(data))
+			h.fill(c, buf)
+			o := 0
+			for _, b := range c.Data {
+				o += copy(b, buf[o:])
+			}
+		}
+		h.mu.Lock()
+		if h.out == nil {
+			h.out = make(map[uint16][]byte)
+		}
+		h.out[c.ID] = data
+		h.cdbs = append(h.cdbs, slices.Clone(c.CDB))
+		h.mu.Unlock()
+		h.r.Complete(c, Response{Status: 0})
+	})
+}
+
+func (h *echoHandler) TMR(TMRType, []*Cmd) {}
+
+func read10(lba uint32, blocks uint16) []byte {
+	return []byte{0x28, 0, byte(lba >> 24), byte(lba >> 16), byte(lba >> 8), byte(lba), 0, byte(blocks >> 8), byte(blocks), 0}
+}
+
+func write10(lba uint32, blocks uint16) []byte {
+	c := read10(lba, blocks)
+	c[0] = 0x2a
+	return c
+}
+
+var testUnitReady = []byte{0, 0, 0, 0, 0, 0}
+
+func pattern(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7) + seed
+	}
+	return b
+}
+
+func TestRingSingleCommand(t *testing.T) {
+	tests := []struct {
+		name  string
+		cdb   []byte
+		out   []byte
+		inLen int
+	}{
+		{"TEST UNIT READY", testUnitReady, nil, 0},
+		{"READ(10) 8 KiB", read10(5, 16), nil, 8192},
+		{"READ(10) 1 byte short of a block", read10(0, 1), nil, 4095},
+		{"WRITE(10) 12 KiB", write10(9, 24), pattern(12288, 3), 0},
+		{"variable-length CDB", append([]byte{0x7f, 0, 0, 0, 0, 0, 0, 24}, make([]byte, 24)...), nil, 0},
+		{"16-byte CDB", []byte{0x88, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0}, nil, 512},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := newKernel(t, fakering.Options{})
+			h := &echoHandler{fill: func(c *Cmd, buf []byte) { copy(buf, pattern(len(buf), 1)) }}
+			r, stop := runRing(t, k, RingOptions{}, h)
+			resp, in, err := k.Do(context.Background(), tt.cdb, tt.out, tt.inLen)
+			if err != nil {
+				t.Fatalf("Do: %v", err)
+			}
+			if resp.Status != 0 || resp.UnknownOp {
+				t.Errorf("Do: status %#x unknownOp %v, want GOOD", resp.Status, resp.UnknownOp)
+			}
+			if want := pattern(tt.inLen, 1); tt.inLen > 0 && !bytes.Equal(in, want) {
+				t.Errorf("data-in = %d bytes %x..., want %d bytes %x...", len(in), in[:min(8, len(in))], len(want), want[:8])
+			}
+			if tt.inLen == 0 && in != nil {
+				t.Errorf("data-in = %d bytes, want none", len(in))
+			}
+			h.wg.Wait()
+			if err := stop(); err != nil {
+				t.Errorf("Run = %v, want nil", err)
+			}
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if len(h.cdbs) != 1 || !bytes.Equal(h.cdbs[0], tt.cdb) {
+				t.Errorf("handler saw CDBs %x, want [%x]", h.cdbs, tt.cdb)
+			}
+			if tt.out != nil && !bytes.Equal(h.out[resp.ID], tt.out) {
+				t.Errorf("data-out seen by the handler differs from what was written")
+			}
+			if tt.inLen > 0 && len(h.out[resp.ID]) != tt.inLen {
+				t.Errorf("handler saw %d data-in bytes of buffer, want %d", len(h.out[resp.ID]), tt.inLen)
+			}
+			if st := r.Stats(); st.Commands != 1 || st.Completions != 1 || st.InFlight != 0 {
+				t.Errorf("Stats = %+v, want 1 command, 1 completion, 0 in flight", st)
+			}
+		})
+	}
+}
+
+// doMany runs n concurrent Do calls (READ(10) of inLen bytes with the
+// command index in the LBA) and checks each got GOOD and its own data.
+func doMany(t *testing.T, k *fakering.Kernel, n, inLen int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			resp, in, err := k.Do(ctx, read10(uint32(i), 1), nil, inLen)
+			switch {
+			case err != nil:
+				errs <- fmt.Errorf("Do %d: %w", i, err)
+			case resp.Status != 0:
+				errs <- fmt.Errorf("Do %d: status %#x", i, resp.Status)
+			case inLen > 0 && !bytes.Equal(in, lbaPattern(uint32(i), inLen)):
+				errs <- fmt.Errorf("Do %d: got another command's data", i)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// lbaPattern is the data-in the lbaFill handler returns for an LBA.
+func lbaPattern(lba uint32, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(lba) ^ byte(i)
+	}
+	return b
+}
+
+func lbaFill(c *Cmd, buf []byte) {
+	lba := uint32(c.CDB[2])<<24 | uint32(c.CDB[3])<<16 | uint32(c.CDB[4])<<8 | uint32(c.CDB[5])
+	copy(buf, lbaPattern(lba, len(buf)))
+}
+
+func TestRingManyCommands(t *testing.T) {
+	tests := []struct {
+		name string
+		opts fakering.Options
+		n    int
+		in   int
+		pads bool // the ring must wrap with PADs
+	}{
+		{"big ring", fakering.Options{}, 300, 512, false},
+		// READ(10) entries are 128 bytes (112 + the CDB rounded up to
+		// 16): 1000 bytes hold 7, then a PAD on nearly every lap.
+		{"tiny ring wraps", fakering.Options{CmdrSize: 1000, DataSize: 64 << 10}, 500, 100, true},
+		// Entries fill a 1 KiB ring exactly: wrap-around without PADs.
+		{"ring of whole entries", fakering.Options{CmdrSize: 1024, DataSize: 16 << 10}, 400, 0, false},
+		// Data area of 4 blocks: back-pressure on data space.
+		{"data area full", fakering.Options{CmdrSize: 8192, DataSize: 4 * 4096}, 200, 5000, false},
+		{"in order (no CAP_OOOC)", fakering.Options{CmdrSize: 1000, Flags: fakering.CapReadLen, ExactFlags: true}, 300, 64, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := newKernel(t, tt.opts)
+			h := &echoHandler{fill: lbaFill}
+			r, stop := runRing(t, k, RingOptions{}, h)
+			doMany(t, k, tt.n, tt.in)
+			h.wg.Wait()
+			if err := stop(); err != nil {
+				t.Errorf("Run = %v", err)
+			}
+			st := r.Stats()
+			if st.Commands != uint64(tt.n) || st.Completions != uint64(tt.n) || st.InFlight != 0 {
+				t.Errorf("Stats = %+v, want %d commands and completions", st, tt.n)
+			}
+			if tt.pads && st.Pads == 0 {
+				t.Errorf("Stats.Pads = 0, want wrap-around PADs")
+			}
+			if got := k.Completed(); got != uint64(tt.n) {
+				t.Errorf("kernel completed %d, want %d", got, tt.n)
+			}
+		})
+	}
+}
+
+// holdHandler hands every command to the test through a channel.
+type holdHandler struct {
+	cmds chan *Cmd
+	tmrs chan tmrEvent
+}
+
+type tmrEvent struct {
+	kind TMRType
+	ids  []uint16
+}
+
+func newHoldHandler() *holdHandler {
+	return &holdHandler{cmds: make(chan *Cmd, 1024), tmrs: make(chan tmrEvent, 16)}
+}
+
+func (h *holdHandler) Handle(c *Cmd) { h.cmds <- c }
+
+func (h *holdHandler) TMR(kind TMRType, aborted []*Cmd) {
+	ev := tmrEvent{kind: kind}
+	for _, c := range aborted {
+		ev.ids = append(ev.ids, c.ID)
+	}
+	h.tmrs <- ev
+}
+
+// take receives n commands from the handler.
+func (h *holdHandler) take(t *testing.T, n int) []*Cmd {
+	t.Helper()
+	var cmds []*Cmd
+	timeout := time.After(time.Minute)
+	for len(cmds) < n {
+		select {
+		case c := <-h.cmds:
+			cmds = append(cmds, c)
+		case <-timeout:
+			t.Fatalf("handler got %d commands, want %d", len(cmds), n)
+		}
+	}
+	return cmds
+}
+
+func submit(t *testing.T, k *fakering.Kernel, cdb, out []byte, inLen int) uint16 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	id, err := k.Submit(ctx, cdb, out, inLen)
+	if err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	return id
+}
+
+func waitIdle(t *testing.T, k *fakering.Kernel) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := k.WaitIdle(ctx); err != nil {
+		t.Fatalf("WaitIdle: %v (%d in flight)", err, k.InFlight())
+	}
+}
+
+// statusFor gives each command a distinct, checkable response.
+func statusFor(id uint16) Response {
+	if id%3 == 0 {
+		return Response{Status: 2, Sense: []byte{0x70, 0, 5, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, byte(id)}}
+	}
+	return Response{Status: 0}
+}
+
+func TestRingOutOfOrder(t *testing.T) {
+	const n = 40
+	orders := map[string]func([]*Cmd){
+		"in order": func([]*Cmd) {},
+		"reverse":  func(c []*Cmd) { slices.Reverse(c) },
+		"random": func(c []*Cmd) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			rng.Shuffle(len(c), func(i, j int) { c[i], c[j] = c[j], c[i] })
+		},
+	}
+	for _, ooo := range []bool{true, false} {
+		for name, reorder := range orders {
+			t.Run(fmt.Sprintf("%s/OOOC=%v", name, ooo), func(t *testing.T) {
+				flags := fakering.AllCaps
+				if !ooo {
+					flags &^= fakering.CapOOOC
+				}
+				// 8 KiB ring: the warm-up below moves the head so
+				// that the 40 held entries wrap around the end.
+				k := newKernel(t, fakering.Options{CmdrSize: 8192, Flags: flags, ExactFlags: true})
+				h := newHoldHandler()
+				r, stop := runRing(t, k, RingOptions{}, h)
+				for range 50 {
+					submit(t, k, testUnitReady, nil, 0)
+					r.Complete(h.take(t, 1)[0], Response{})
+				}
+				waitIdle(t, k)
+				before := len(k.Completions())
+
+				var ids []uint16
+				for i := range n {
+					ids = append(ids, submit(t, k, read10(uint32(i), 1), nil, 512))
+				}
+				cmds := h.take(t, n)
+				for i, c := range cmds {
+					if c.ID != ids[i] {
+						t.Fatalf("command %d has id %d, kernel assigned %d", i, c.ID, ids[i])
+					}
+					copy(c.Data[0], lbaPattern(uint32(c.ID), 512))
+				}
+				reorder(cmds)
+				var completed []uint16
+				for _, c := range cmds {
+					completed = append(completed, c.ID)
+					r.Complete(c, statusFor(c.ID))
+				}
+				waitIdle(t, k)
+				if err := stop(); err != nil {
+					t.Errorf("Run = %v", err)
+				}
+				got := k.Completions()[before:]
+				want := completed // OOOC: the kernel sees responses as written
+				if !ooo {
+					want = ids // in order: slot by slot
+				}
+				var gotIDs []uint16
+				for _, resp := range got {
+					gotIDs = append(gotIDs, resp.ID)
+					w := statusFor(resp.ID)
+					if resp.Status != w.Status {
+						t.Errorf("cmd %d: status %#x, want %#x", resp.ID, resp.Status, w.Status)
+					}
+					if w.Status == 2 && (len(resp.Sense) != 96 || !bytes.Equal(resp.Sense[:len(w.Sense)], w.Sense) ||
+						!bytes.Equal(resp.Sense[len(w.Sense):], make([]byte, 96-len(w.Sense)))) {
+						t.Errorf("cmd %d: sense %x, want %x + zeros", resp.ID, resp.Sense, w.Sense)
+					}
+					if w.Status == 0 && !bytes.Equal(resp.Data, lbaPattern(uint32(resp.ID), 512)) {
+						t.Errorf("cmd %d: data-in of another command", resp.ID)
+					}
+				}
+				if !slices.Equal(gotIDs, want) {
+					t.Errorf("kernel completed ids %v, want %v", gotIDs, want)
+				}
+				if st := r.Stats(); st.Pads == 0 {
+					t.Errorf("no PAD seen: the test meant to wrap around")
+				}
+			})
+		}
+	}
+}
+
+func TestRingUnknownOp(t *testing.T) {
+	k := newKernel(t, fakering.Options{CmdrSize: 2048})
+	ctx := context.Background()
+	submit(t, k, testUnitReady, nil, 0)
+	if err := k.SubmitRaw(ctx, 5, 64); err != nil {
+		t.Fatal(err)
+	}
+	raw := k.LastEntry()
+	h := &echoHandler{}
+	r, stop := runRing(t, k, RingOptions{}, h)
+	for i := range 30 { // wrap a few times past the unknown entry
+		if resp, _, err := k.Do(ctx, testUnitReady, nil, 0); err != nil || resp.Status != 0 {
+			t.Fatalf("Do = %+v, %v", resp, err)
+		}
+		if i > 0 {
+			continue
+		}
+		// Not yet overwritten: the fake skipped it on our flag.
+		if f := k.Mem()[raw+hdrUflags]; f&uflagUnknownOp == 0 {
+			t.Errorf("uflags of the unknown entry = %#x, want TCMU_UFLAG_UNKNOWN_OP", f)
+		}
+	}
+	waitIdle(t, k)
+	if err := stop(); err != nil {
+		t.Errorf("Run = %v", err)
+	}
+	if st := r.Stats(); st.UnknownOps != 1 || st.Commands != 31 {
+		t.Errorf("Stats = %+v, want 1 unknown op and 31 commands", st)
+	}
+}
+
+func TestRingTMR(t *testing.T) {
+	k := newKernel(t, fakering.Options{})
+	h := newHoldHandler()
+	r, stop := runRing(t, k, RingOptions{}, h)
+	var ids []uint16
+	for i := range 3 {
+		ids = append(ids, submit(t, k, read10(uint32(i), 1), nil, 512))
+	}
+	cmds := h.take(t, 3)
+	// Name the second command and an id that is not in flight.
+	if err := k.SubmitTMR(context.Background(), uint8(TMRAbortTask), []uint16{ids[1], 999}); err != nil {
+		t.Fatal(err)
+	}
+	var ev tmrEvent
+	select {
+	case ev = <-h.tmrs:
+	case <-time.After(time.Minute):
+		t.Fatal("no TMR callback")
+	}
+	if ev.kind != TMRAbortTask || !slices.Equal(ev.ids, []uint16{ids[1]}) {
+		t.Errorf("TMR(%v, %v), want TMR(ABORT_TASK, [%d])", ev.kind, ev.ids, ids[1])
+	}
+	for i, c := range cmds {
+		if got, want := c.Aborted(), i == 1; got != want {
+			t.Errorf("cmd %d Aborted() = %v, want %v", c.ID, got, want)
+		}
+	}
+	// An aborted command is still completed; TMR slots are retired.
+	for _, c := range slices.Backward(cmds) {
+		r.Complete(c, Response{Status: 0})
+	}
+	waitIdle(t, k)
+	// A LUN RESET naming nothing still reaches the handler.
+	if err := k.SubmitTMR(context.Background(), uint8(TMRLUNReset), nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev = <-h.tmrs:
+	case <-time.After(time.Minute):
+		t.Fatal("no TMR callback")
+	}
+	if ev.kind != TMRLUNReset || len(ev.ids) != 0 {
+		t.Errorf("TMR(%v, %v), want TMR(LUN_RESET, [])", ev.kind, ev.ids)
+	}
+	if err := stop(); err != nil {
+		t.Errorf("Run = %v", err)
+	}
+	if st := r.Stats(); st.TMRs != 2 {
+		t.Errorf("Stats.TMRs = %d, want 2", st.TMRs)
+	}
+}
+
+func TestRingReadLen(t *testing.T) {
+	sense := append([]byte{0x70, 0, 3, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x11}, make([]byte, 200)...)
+	sense[150] = 0xee // beyond 96 bytes: truncated
+	tests := []struct {
+		name     string
+		flags    uint16
+		resp     Response
+		wantLen  int
+		wantSet  bool
+		wantData bool
+	}{
+		{"short read", fakering.AllCaps, Response{ShortRead: true, ReadLen: 1000}, 1000, true, true},
+		{"read_len larger than buffer", fakering.AllCaps, Response{ShortRead: true, ReadLen: 99999}, 8192, true, true},
+		{"read_len 0 ignored by the kernel", fakering.AllCaps, Response{ShortRead: true}, 8192, false, true},
+		{"ReadLen without ShortRead", fakering.AllCaps, Response{ReadLen: 10}, 8192, false, true},
+		{"no CAP_READ_LEN", fakering.CapOOOC, Response{ShortRead: true, ReadLen: 1000}, 8192, false, true},
+		{"check condition with read_len", fakering.AllCaps, Response{Status: 2, Sense: sense, ShortRead: true, ReadLen: 512}, 512, true, true},
+		{"check condition", fakering.AllCaps, Response{Status: 2, Sense: sense}, 8192, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := newKernel(t, fakering.Options{Flags: tt.flags, ExactFlags: true})
+			h := newHoldHandler()
+			r, _ := runRing(t, k, RingOptions{}, h)
+			go func() {
+				c := <-h.cmds
+				o := 0
+				for _, b := range c.Data {
+					o += copy(b, pattern(8192, 9)[o:])
+				}
+				r.Complete(c, tt.resp)
+			}()
+			resp, in, err := k.Do(context.Background(), read10(0, 16), nil, 8192)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.ReadLen != tt.wantLen || resp.ReadLenSet != tt.wantSet {
+				t.Errorf("ReadLen = %d (set %v), want %d (set %v)", resp.ReadLen, resp.ReadLenSet, tt.wantLen, tt.wantSet)
+			}
+			if tt.wantData && !bytes.Equal(in, pattern(8192, 9)[:tt.wantLen]) {
+				t.Errorf("data-in = %d bytes, want the first %d of the pattern", len(in), tt.wantLen)
+			}
+			if !tt.wantData && in != nil {
+				t.Errorf("data-in = %d bytes, want none", len(in))
+			}
+			if tt.resp.Status == 2 && !bytes.Equal(resp.Sense, sense[:96]) {
+				t.Errorf("sense = %x, want the first 96 bytes", resp.Sense)
+			}
+		})
+	}
+}
+
+// putU32 / putU64 write into the fake's mapping (before a Ring runs).
+func putU32(mem []byte, off int, v uint32) { ne.PutUint32(mem[off:], v) }
+func putU64(mem []byte, off int, v uint64) { ne.PutUint64(mem[off:], v) }
+
+func TestRingCorrupt(t *testing.T) {
+	const cmdrSize = 4096
+	tests := []struct {
+		name    string
+		corrupt func(k *fakering.Kernel, mem []byte, e int) // e: offset of the second entry
+	}{
+		{"len_op zero", func(_ *fakering.Kernel, mem []byte, e int) { putU32(mem, e, 0|opCmd) }},
+		{"len beyond cmd_head", func(_ *fakering.Kernel, mem []byte, e int) { putU32(mem, e, 1024|opCmd) }},
+		{"len beyond ring end", func(_ *fakering.Kernel, mem []byte, e int) { putU32(mem, e, 8192|opPad) }},
+		{"CMD shorter than an entry", func(_ *fakering.Kernel, mem []byte, e int) { putU32(mem, e, 64|opCmd) }},
+		{"iov_cnt overflows entry", func(_ *fakering.Kernel, mem []byte, e int) { putU32(mem, e+reqIovCnt, 1<<30) }},
+		{"iov_dif_cnt overflows entry", func(_ *fakering.Kernel, mem []byte, e int) { putU32(mem, e+reqIovDifCnt, 5) }},
+		{"cdb_off in mailbox", func(_ *fakering.Kernel, mem []byte, e int) { putU64(mem, e+reqCdbOff, 16) }},
+		{"cdb_off in data area", func(k *fakering.Kernel, mem []byte, e int) {
+			putU64(mem, e+reqCdbOff, uint64(k.DataOff()+10))
+		}},
+		{"cdb_off huge", func(_ *fakering.Kernel, mem []byte, e int) { putU64(mem, e+reqCdbOff, 1<<63) }},
+		{"CDB crosses ring end", func(k *fakering.Kernel, mem []byte, e int) {
+			o := k.CmdrOff() + cmdrSize - 4
+			mem[o] = 0x28 // READ(10): 10 bytes
+			putU64(mem, e+reqCdbOff, uint64(o))
+		}},
+		{"variable-length CDB crosses ring end", func(k *fakering.Kernel, mem []byte, e int) {
+			o := k.CmdrOff() + cmdrSize - 16
+			mem[o], mem[o+7] = 0x7f, 200
+			putU64(mem, e+reqCdbOff, uint64(o))
+		}},
+		{"iov in the command ring", func(k *fakering.Kernel, mem []byte, e int) {
+			putU64(mem, e+reqIov+iovBase, uint64(k.CmdrOff()+64))
+		}},
+		{"iov in the mailbox", func(_ *fakering.Kernel, mem []byte, e int) { putU64(mem, e+reqIov+iovBase, 0) }},
+		{"iov past the mapping", func(_ *fakering.Kernel, mem []byte, e int) {
+			putU64(mem, e+reqIov+iovLen, uint64(len(mem)))
+		}},
+		{"iov base+len overflows", func(_ *fakering.Kernel, mem []byte, e int) {
+			putU64(mem, e+reqIov+iovLen, ^uint64(0)-100)
+		}},
+		{"iov base past the mapping", func(_ *fakering.Kernel, mem []byte, e int) {
+			putU64(mem, e+reqIov+iovBase, uint64(len(mem))+4096)
+			putU64(mem, e+reqIov+iovLen, 0)
+		}},
+		{"duplicate cmd_id", func(_ *fakering.Kernel, mem []byte, e int) {
+			ne.PutUint16(mem[e+hdrCmdID:], ne.Uint16(mem[128+hdrCmdID:]))
+		}},
+		{"cmd_head outside ring", func(_ *fakering.Kernel, mem []byte, _ int) { putU32(mem, mbCmdHead, cmdrSize) }},
+		{"cmd_head misaligned", func(_ *fakering.Kernel, mem []byte, _ int) { putU32(mem, mbCmdHead, 132) }},
+		{"TMR cmd_cnt overflows entry", func(_ *fakering.Kernel, mem []byte, e int) {
+			putU32(mem, e, 120|opTMR)
+			putU32(mem, e+tmrCmdCnt, 1000)
+		}},
+		{"TMR shorter than its header", func(_ *fakering.Kernel, mem []byte, e int) {
+			// A 24-byte TMR, then a PAD for the rest of the entry.
+			putU32(mem, e, 24|opTMR)
+			putU32(mem, e+24, 96|opPad)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := newKernel(t, fakering.Options{CmdrSize: cmdrSize})
+			submit(t, k, read10(1, 1), nil, 512)
+			submit(t, k, read10(2, 1), nil, 512) // 120+8 bytes: ends at 256
+			e := k.LastEntry()
+			tt.corrupt(k, k.Mem(), e)
+			h := &echoHandler{}
+			r, err := NewRing(k.Mem(), k.Notifier(), RingOptions{DrainTimeout: time.Minute})
+			if err != nil {
+				t.Fatalf("NewRing: %v", err)
+			}
+			h.setRing(r)
+			err = r.Run(context.Background(), h)
+			if !errors.Is(err, ErrCorruptRing) || errors.Is(err, ErrDrainTimeout) {
+				t.Fatalf("Run = %v, want ErrCorruptRing (and the first command drained)", err)
+			}
+			h.wg.Wait()
+			t.Logf("Run = %v", err)
+		})
+	}
+}
+
+func TestNewRingMailbox(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(mem []byte) []byte
+		wantErr error
+	}{
+		{"valid", func(m []byte) []byte { return m }, nil},
+		{"version 1", func(m []byte) []byte { ne.PutUint16(m[mbVersion:], 1); return m }, ErrVersion},
+		{"cmdr_off in mailbox", func(m []byte) []byte { putU32(m, mbCmdrOff, 64); return m }, ErrCorruptRing},
+		{"cmdr_off misaligned", func(m []byte) []byte { putU32(m, mbCmdrOff, 132); return m }, ErrCorruptRing},
+		{"cmdr_size zero", func(m []byte) []byte { putU32(m, mbCmdrSize, 0); return m }, ErrCorruptRing},
+		{"cmdr_size misaligned", func(m []byte) []byte { putU32(m, mbCmdrSize, 4092); return m }, ErrCorruptRing},
+		{"ring beyond mapping", func(m []byte) []byte { putU32(m, mbCmdrSize, 0xfffffff8); return m }, ErrCorruptRing},
+		{"cmd_tail outside ring", func(m []byte) []byte { putU32(m, mbCmdTail, 4096); return m }, ErrCorruptRing},
+		{"cmd_tail misaligned", func(m []byte) []byte { putU32(m, mbCmdTail, 4); return m }, ErrCorruptRing},
+		{"shorter than mailbox", func(m []byte) []byte { return m[:100] }, ErrCorruptRing},
+		{"empty", func([]byte) []byte { return nil }, ErrCorruptRing},
+		{"misaligned mapping", func(m []byte) []byte { return m[1:] }, ErrCorruptRing},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := newKernel(t, fakering.Options{CmdrSize: 4096, DataSize: 4096})
+			mem := tt.mutate(k.Mem())
+			r, err := NewRing(mem, k.Notifier(), RingOptions{})
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Fatalf("NewRing = %v, want %v", err, tt.wantErr)
+			}
+			if err == nil && (r.Caps() != Caps(fakering.AllCaps) || r.Flags() != fakering.AllCaps) {
+				t.Errorf("Caps = %v, want all four", r.Caps())
+			}
+		})
+	}
+}
+
+func TestRingRestart(t *testing.T) {
+	ctx := context.Background()
+	k := newKernel(t, fakering.Options{CmdrSize: 2048})
+	var ids []uint16
+	for i := range 6 {
+		ids = append(ids, submit(t, k, read10(uint32(i), 1), nil, 512))
+	}
+	// The first daemon sees the queued entries without any new kick,
+	// completes the first two in order and dies with four in flight.
+	h1 := newHoldHandler()
+	r1, err := NewRing(k.Mem(), k.Notifier(), RingOptions{DrainTimeout: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx1, cancel1 := context.WithCancel(ctx)
+	done1 := make(chan error, 1)
+	go func() { done1 <- r1.Run(ctx1, h1) }()
+	cmds := h1.take(t, 6)
+	r1.Complete(cmds[0], Response{})
+	r1.Complete(cmds[1], Response{})
+	for k.InFlight() != 4 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel1()
+	if err := <-done1; !errors.Is(err, ErrDrainTimeout) {
+		t.Fatalf("first Run = %v, want ErrDrainTimeout", err)
+	}
+
+	// The second daemon serves the four left, plus a new one.
+	h2 := &echoHandler{fill: lbaFill}
+	r2, stop := runRing(t, k, RingOptions{}, h2)
+	waitIdle(t, k)
+	if resp, in, err := k.Do(ctx, read10(7, 1), nil, 512); err != nil || !bytes.Equal(in, lbaPattern(7, 512)) {
+		t.Fatalf("Do after restart = %+v, %v", resp, err)
+	}
+	h2.wg.Wait()
+	if err := stop(); err != nil {
+		t.Errorf("second Run = %v", err)
+	}
+	var got []uint16
+	for _, resp := range k.Completions() {
+		got = append(got, resp.ID)
+	}
+	// The second daemon completes out of order (concurrent workers).
+	if len(got) != 7 || !slices.Equal(got[:2], ids[:2]) ||
+		!slices.Equal(slices.Sorted(slices.Values(got[2:6])), ids[2:]) || got[6] != 1 {
+		t.Errorf("kernel completed %v, want %v, then %v in any order, then 1", got, ids[:2], ids[2:])
+	}
+	if st := r2.Stats(); st.Commands != 5 {
+		t.Errorf("second ring took %d commands, want 5", st.Commands)
+	}
+}
+
+// watchNotifier reports when a Wait ends because its context was done:
+// Run cancels the waiter only after it stopped taking entries.
+type watchNotifier struct {
+	*fakering.Notifier
+	waitErr   error // returned by Wait instead of waiting, if set
+	cancelled chan struct{}
+	once      sync.Once
+}
+
+func (n *watchNotifier) Wait(ctx context.Context) error {
+	if n.waitErr != nil {
+		return n.waitErr
+	}
+	err := n.Notifier.Wait(ctx)
+	if err != nil && ctx.Err() != nil {
+		n.once.Do(func() { close(n.cancelled) })
+	}
+	return err
+}
+
+func TestRingDrain(t *testing.T) {
+	k := newKernel(t, fakering.Options{})
+	n := &watchNotifier{Notifier: k.Notifier(), cancelled: make(chan struct{})}
+	r, err := NewRing(k.Mem(), n, RingOptions{DrainTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHoldHandler()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, h) }()
+	for i := range 5 {
+		submit(t, k, read10(uint32(i), 1), nil, 512)
+	}
+	cmds := h.take(t, 5)
+	r.Complete(cmds[0], Response{})
+	cancel()
+	<-n.cancelled // intake stopped, Run is draining
+	// Submitted now: must stay in the ring for the next daemon.
+	late := submit(t, k, testUnitReady, nil, 0)
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned %v with 4 commands in flight", err)
+	default:
+	}
+	for _, c := range cmds[1:] {
+		r.Complete(c, Response{})
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v, want nil after draining", err)
+	}
+	if got := k.Completed(); got != 5 {
+		t.Errorf("kernel completed %d, want 5", got)
+	}
+	if st := r.Stats(); st.Commands != 5 || st.InFlight != 0 {
+		t.Errorf("Stats = %+v, want 5 commands, none in flight", st)
+	}
+	// The late command is served by the next Ring.
+	h2 := &echoHandler{}
+	_, stop := runRing(t, k, RingOptions{}, h2)
+	waitIdle(t, k)
+	h2.wg.Wait()
+	if err := stop(); err != nil {
+		t.Errorf("second Run = %v", err)
+	}
+	if c := k.Completions(); c[len(c)-1].ID != late {
+		t.Errorf("last completion %d, want the late command %d", c[len(c)-1].ID, late)
+	}
+}
+
+func TestRingDrainTimeout(t *testing.T) {
+	k := newKernel(t, fakering.Options{})
+	h := newHoldHandler()
+	_, stop := runRing(t, k, RingOptions{DrainTimeout: time.Millisecond}, h)
+	submit(t, k, testUnitReady, nil, 0)
+	submit(t, k, testUnitReady, nil, 0)
+	h.take(t, 2)
+	if err := stop(); !errors.Is(err, ErrDrainTimeout) {
+		t.Errorf("Run = %v, want ErrDrainTimeout", err)
+	}
+}
+
+func TestRingNotifierErrors(t *testing.T) {
+	errBoom := errors.New("boom")
+	t.Run("kick", func(t *testing.T) {
+		k := newKernel(t, fakering.Options{})
+		k.SetKickError(errBoom)
+		h := &echoHandler{}
+		r, stop := runRing(t, k, RingOptions{}, h)
+		submit(t, k, testUnitReady, nil, 0)
+		h.wg.Wait()
+		for r.Stats().Batches == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		if err := stop(); !errors.Is(err, errBoom) {
+			t.Errorf("Run = %v, want the kick error", err)
+		}
+	})
+	t.Run("wait", func(t *testing.T) {
+		k := newKernel(t, fakering.Options{})
+		n := &watchNotifier{Notifier: k.Notifier(), waitErr: errBoom}
+		r, err := NewRing(k.Mem(), n, RingOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Run(context.Background(), &echoHandler{r: r}); !errors.Is(err, errBoom) {
+			t.Errorf("Run = %v, want the wait error", err)
+		}
+	})
+}
+
+func TestRingMisuse(t *testing.T) {
+	k := newKernel(t, fakering.Options{})
+	h := newHoldHandler()
+	r, stop := runRing(t, k, RingOptions{}, h)
+	submit(t, k, testUnitReady, nil, 0)
+	c := h.take(t, 1)[0]
+	if err := r.Run(context.Background(), h); err == nil {
+		t.Error("second Run = nil, want an error")
+	}
+	r.Complete(c, Response{})
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("second Complete did not panic")
+			}
+		}()
+		r.Complete(c, Response{})
+	}()
+	waitIdle(t, k)
+	if err := stop(); err != nil {
+		t.Errorf("Run = %v", err)
+	}
+}
