@@ -1,0 +1,40 @@
+// Package fabric exports LIO backstores to initiators by writing configfs:
+// the tcm_loop fabric (LUNs become local /dev/sdX disks) and the iSCSI
+// fabric (iscsi_target_mod, LUNs reachable over TCP).
+//
+// # Model
+//
+// LIO separates storage from transport. A backstore
+// (target/core/<hba>/<name>, e.g. a TCMU user device made by package tcmu,
+// or an in-kernel fileio one) holds the data. A fabric module owns
+// targets: a WWN directory (target/loopback/naa.…, target/iscsi/iqn.…)
+// with target portal groups (tpgt_1). A LUN is a directory
+// tpgt_1/lun/lun_N holding one symlink to a backstore: creating that link
+// is what exports the storage, and it cannot be removed while linked.
+// iSCSI adds network portals (tpgt_1/np/ADDR:PORT), node ACLs
+// (tpgt_1/acls/<initiator IQN>, with mapped LUNs linking back to
+// tpgt_1/lun/lun_N) and CHAP credentials (auth/ directories).
+//
+// Every configfs change goes through a journal. LoopTarget and
+// ISCSITarget record each mkdir, symlink and attribute they change, per
+// LUN and for the target as a whole; RemoveLUN and Remove undo exactly
+// those entries, newest first, and leave configfs as they found it.
+// Directories that existed before are used but never removed, with one
+// exception: a loopback LUN directory that already links the same
+// backstore (left by a lunbridge that crashed) is adopted and removed
+// with the LUN.
+//
+// # Ordering constraints
+//
+//   - The loopback LUN link returns only after the kernel scanned the new
+//     SCSI device, and the scan's commands go to the backstore: a TCMU
+//     ring must be served before AddLUN and until RemoveLUN returned.
+//   - A backstore can be removed only after every LUN linking it is gone:
+//     remove the fabric side first.
+//   - iSCSI mapped LUNs go before the LUN they point at, ACLs before the
+//     portal group, and the portal group is disabled first on Remove.
+//
+// All paths are relative to configurable roots (ConfigfsRoot, SysfsRoot,
+// DevRoot), so the unit tests run on a temporary directory with a fake
+// kernel; integration/fabric_test.go runs the same code against Linux.
+package fabric

@@ -1,0 +1,261 @@
+package fabric
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DefaultScanTimeout bounds how long AddLUN waits for the kernel to
+// create the block device of a loopback LUN after the link returned.
+const DefaultScanTimeout = 30 * time.Second
+
+// maxLUN is the largest LUN number configfs accepts for lun_N
+// (TRANSPORT_MAX_LUNS_PER_TPG - 1 in target_core_base.h).
+const maxLUN = 65535
+
+// LoopTarget is a tcm_loop target: LUNs linked into it appear as local
+// SCSI disks (/dev/sdX) of this machine. The zero value is not usable;
+// set WWN and NexusWWN (LoopWWNs derives both from a name).
+type LoopTarget struct {
+	// WWN names the target, target/loopback/<WWN> ("naa." + 16 hex).
+	WWN string
+	// NexusWWN names the initiator side of the I_T nexus; tcm_loop
+	// creates the SCSI host for it when it is written to tpgt_1/nexus.
+	NexusWWN string
+	// ScanTimeout bounds the wait for /dev/sdX (DefaultScanTimeout).
+	ScanTimeout time.Duration
+	// ConfigfsRoot, SysfsRoot and DevRoot default to /sys/kernel/config,
+	// /sys and /dev.
+	ConfigfsRoot string
+	SysfsRoot    string
+	DevRoot      string
+
+	fsys fsys // nil: osFS
+
+	mu   sync.Mutex
+	base journal         // protected by mu: wwn and tpgt, in creation order
+	luns map[int]journal // protected by mu: per LUN
+}
+
+func (t *LoopTarget) fs() fsys {
+	if t.fsys == nil {
+		return osFS{}
+	}
+	return t.fsys
+}
+
+func (t *LoopTarget) roots() (configfs, sysfs, dev string) {
+	configfs, sysfs, dev = t.ConfigfsRoot, t.SysfsRoot, t.DevRoot
+	if configfs == "" {
+		configfs = DefaultConfigfsRoot
+	}
+	if sysfs == "" {
+		sysfs = DefaultSysfsRoot
+	}
+	if dev == "" {
+		dev = DefaultDevRoot
+	}
+	return configfs, sysfs, dev
+}
+
+// tpg returns target/loopback/<wwn>/tpgt_1.
+func (t *LoopTarget) tpg() string {
+	configfs, _, _ := t.roots()
+	return filepath.Join(configfs, "target", "loopback", t.WWN, "tpgt_1")
+}
+
+// AddLUN exports the backstore at backstorePath (a configfs directory
+// such as target/core/user_0/disk0) as LUN lun and returns the path of
+// its block device, e.g. /dev/sdb.
+//
+// Steps: mkdir target/loopback/<WWN>/tpgt_1 (when missing), write the
+// nexus WWN to tpgt_1/nexus (when none is set), mkdir lun/lun_<lun>,
+// symlink the backstore into it. The symlink call returns only after the
+// kernel's SCSI scan of the new LUN (INQUIRY, READ CAPACITY, MODE SENSE)
+// finished, and for a TCMU backstore those commands go to its ring: the
+// caller must already be serving it, or the link blocks for up to the
+// backstore's cmd_time_out per command. The link is a plain syscall and
+// cannot be interrupted; ctx bounds the wait for the block device, which
+// is found through tpgt_1/address (H:0:T) and
+// /sys/class/scsi_device/H:0:T:L/device/block/.
+//
+// A LUN directory that already links this backstore (left by a previous
+// run) is adopted; one that links anything else is an error. On failure
+// everything AddLUN created is removed again.
+func (t *LoopTarget) AddLUN(ctx context.Context, lun int, backstorePath string) (string, error) {
+	if err := ValidateNAA(t.WWN); err != nil {
+		return "", err
+	}
+	if err := ValidateNAA(t.NexusWWN); err != nil {
+		return "", err
+	}
+	if lun < 0 || lun > maxLUN {
+		return "", fmt.Errorf("fabric: LUN %d out of range 0..%d", lun, maxLUN)
+	}
+	if !filepath.IsAbs(backstorePath) {
+		return "", fmt.Errorf("fabric: backstore path %q is not absolute", backstorePath)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.luns[lun]; ok {
+		return "", fmt.Errorf("fabric: loopback %s LUN %d: %w", t.WWN, lun, fs.ErrExist)
+	}
+	fsys := t.fs()
+	configfs, _, _ := t.roots()
+	loop := filepath.Join(configfs, "target", "loopback")
+	if _, err := fsys.Stat(loop); err != nil {
+		return "", fmt.Errorf("fabric: %s: %w (is tcm_loop loaded?)", loop, err)
+	}
+	var base journal
+	c := cfs{fsys: fsys, j: &base}
+	fail := func(err error) (string, error) {
+		return "", errors.Join(err, base.undo(fsys))
+	}
+	tpg := t.tpg()
+	if _, err := c.mkdir(filepath.Dir(tpg)); err != nil {
+		return fail(err)
+	}
+	if _, err := c.mkdir(tpg); err != nil {
+		return fail(err)
+	}
+	nexus, err := c.read(filepath.Join(tpg, "nexus"))
+	if err != nil {
+		return fail(err)
+	}
+	// tcm_loop_tpg_nexus_show prints nothing without a nexus.
+	switch nexus = strings.TrimSpace(nexus); nexus {
+	case "":
+		if err := c.write(filepath.Join(tpg, "nexus"), t.NexusWWN, ""); err != nil {
+			return fail(err)
+		}
+	case t.NexusWWN:
+	default:
+		return fail(fmt.Errorf("fabric: %s has nexus %s, want %s", tpg, nexus, t.NexusWWN))
+	}
+
+	var lj journal
+	lc := cfs{fsys: fsys, j: &lj}
+	dir := filepath.Join(tpg, "lun", "lun_"+strconv.Itoa(lun))
+	found, err := lc.mkdir(dir)
+	if err != nil {
+		return fail(err)
+	}
+	if found {
+		if err := adoptLUN(fsys, dir, backstorePath, &lj); err != nil {
+			return fail(err)
+		}
+	} else if err := lc.symlink(backstorePath, filepath.Join(dir, "lunbridge")); err != nil {
+		return fail(errors.Join(err, lj.undo(fsys)))
+	}
+	dev, err := t.findDisk(ctx, lun)
+	if err != nil {
+		return fail(errors.Join(err, lj.undo(fsys)))
+	}
+	t.base = append(t.base, base...)
+	if t.luns == nil {
+		t.luns = map[int]journal{}
+	}
+	t.luns[lun] = lj
+	return dev, nil
+}
+
+// adoptLUN records an existing LUN directory that links want, so that
+// RemoveLUN removes it; anything else there is refused.
+func adoptLUN(fsys fsys, dir, want string, j *journal) error {
+	link, target, err := linkTo(fsys, dir)
+	if err != nil {
+		return fmt.Errorf("fabric: read %s: %w", dir, err)
+	}
+	if link == "" || !sameDir(dir, target, want) {
+		return fmt.Errorf("fabric: %s exists and links %q, not %s: %w", dir, target, want, fs.ErrExist)
+	}
+	*j = append(*j, step{kind: opRmdir, path: dir}, step{kind: opUnlink, path: link})
+	return nil
+}
+
+// findDisk waits for the block device of LUN lun to appear in sysfs and
+// returns its /dev path.
+func (t *LoopTarget) findDisk(ctx context.Context, lun int) (string, error) {
+	fsys := t.fs()
+	_, sysfs, dev := t.roots()
+	c := cfs{fsys: fsys, j: new(journal)}
+	addr, err := c.read(filepath.Join(t.tpg(), "address"))
+	if err != nil {
+		return "", err
+	}
+	// tcm_loop_tpg_address_show: "<host_no>:0:<tpgt>".
+	hctl := strings.TrimSpace(addr) + ":" + strconv.Itoa(lun)
+	if strings.Count(hctl, ":") != 3 {
+		return "", fmt.Errorf("fabric: %s/address = %q, want H:C:T", t.tpg(), addr)
+	}
+	blockDir := filepath.Join(sysfs, "class", "scsi_device", hctl, "device", "block")
+	bound := t.ScanTimeout
+	if bound <= 0 {
+		bound = DefaultScanTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	for {
+		names, err := fsys.ReadDir(blockDir)
+		if err == nil && len(names) > 0 {
+			slices.Sort(names)
+			return filepath.Join(dev, names[0]), nil
+		}
+		tm := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			tm.Stop()
+			return "", fmt.Errorf("fabric: no block device for SCSI %s in %s: %w", hctl, blockDir, ctx.Err())
+		case <-tm.C:
+		}
+	}
+}
+
+// RemoveLUN unlinks LUN lun and removes its directory. The kernel
+// deletes the SCSI disk on unlink and may send it a SYNCHRONIZE CACHE,
+// so the backstore's ring must still be served. Removing a LUN this
+// target did not add (or adopt) is an error wrapping fs.ErrNotExist.
+func (t *LoopTarget) RemoveLUN(lun int) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	j, ok := t.luns[lun]
+	if !ok {
+		return fmt.Errorf("fabric: loopback %s LUN %d: %w", t.WWN, lun, fs.ErrNotExist)
+	}
+	delete(t.luns, lun)
+	return j.undo(t.fs())
+}
+
+// Remove removes every LUN this target added, then the tpgt and WWN
+// directories if this target created them: configfs is left as found.
+// Missing entries are skipped; errors are joined.
+func (t *LoopTarget) Remove() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return removeAll(t.fs(), &t.luns, &t.base)
+}
+
+// removeAll undoes every LUN journal, highest LUN first, then base.
+func removeAll(fsys fsys, luns *map[int]journal, base *journal) error {
+	var errs []error
+	keys := make([]int, 0, len(*luns))
+	for k := range *luns {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i := len(keys) - 1; i >= 0; i-- {
+		errs = append(errs, (*luns)[keys[i]].undo(fsys))
+	}
+	*luns = nil
+	errs = append(errs, base.undo(fsys))
+	*base = nil
+	return errors.Join(errs...)
+}
