@@ -1,0 +1,275 @@
+package scsi
+
+import (
+	"bytes"
+	"fmt"
+)
+
+// checkTransfer fails with INVALID FIELD IN CDB, pointing at the transfer
+// length, when c moves more blocks than the MAXIMUM TRANSFER LENGTH of
+// the block limits VPD page (SBC-4 6.6.4).
+func (d *Disk) checkTransfer(c *CDB, blocks uint64) error {
+	if blocks > uint64(d.cfg.MaxTransferBlocks) {
+		return cdbField(int(c.cmd.blocks.off), 7)
+	}
+	return nil
+}
+
+// read runs READ(6/10/12/16) (SBC-4 5.14-5.17). DPO is accepted and
+// ignored; FUA needs nothing: every read goes to the backing store.
+func (d *Disk) read(c *CDB, data [][]byte) (Result, error) {
+	res := Result{Kind: KindRead, LBA: c.LBA, Blocks: c.Blocks}
+	if err := d.checkTransfer(c, uint64(c.Blocks)); err != nil {
+		return res, err
+	}
+	if err := d.checkRange(c.LBA, uint64(c.Blocks)); err != nil {
+		return res, err
+	}
+	if c.Blocks == 0 {
+		return res, nil // SBC-4: a TRANSFER LENGTH of 0 is not an error
+	}
+	n := int64(c.Blocks) * d.bs
+	bufs := data
+	if have := int64(bufLen(data)); have != n {
+		// The initiator's buffer is shorter or longer than the CDB
+		// says: fill whole blocks that fit and report the residual.
+		n = min(have, n) / d.bs * d.bs
+		if n == 0 {
+			return res, nil
+		}
+		bufs = prefix(data, int(n))
+	}
+	got, err := d.be.ReadAt(bufs, int64(c.LBA)*d.bs)
+	res.Bytes, res.DataIn = got, got
+	if err != nil {
+		return res, fmt.Errorf("scsi: read LBA %d: %w", c.LBA, err)
+	}
+	return res, nil
+}
+
+// writeBufs returns the data-out buffers holding exactly n bytes, or
+// INVALID FIELD IN CDB (on the transfer length) when the initiator sent
+// fewer bytes than the CDB asks to write.
+func writeBufs(c *CDB, data [][]byte, n int64) ([][]byte, error) {
+	have := int64(bufLen(data))
+	switch {
+	case have == n:
+		return data, nil
+	case have < n:
+		return nil, cdbField(int(c.cmd.blocks.off), 7)
+	}
+	return prefix(data, int(n)), nil
+}
+
+// write runs WRITE(6/10/12/16) (SBC-4 5.40-5.43). With FUA, or with the
+// write cache disabled (WCE=0), the range is synced before completion.
+func (d *Disk) write(c *CDB, data [][]byte) (Result, error) {
+	res := Result{Kind: KindWrite, LBA: c.LBA, Blocks: c.Blocks}
+	if err := d.checkTransfer(c, uint64(c.Blocks)); err != nil {
+		return res, err
+	}
+	if err := d.checkRange(c.LBA, uint64(c.Blocks)); err != nil {
+		return res, err
+	}
+	if err := d.checkWritable(); err != nil {
+		return res, err
+	}
+	if c.Blocks == 0 {
+		return res, nil
+	}
+	n := int64(c.Blocks) * d.bs
+	bufs, err := writeBufs(c, data, n)
+	if err != nil {
+		return res, err
+	}
+	res.Bytes, err = d.writeAt(bufs, int64(c.LBA)*d.bs, n, c.FUA())
+	return res, err
+}
+
+// writeAt writes bufs (n bytes) at off, ordered against COMPARE AND
+// WRITE, then syncs the range if fua or the write cache is off.
+func (d *Disk) writeAt(bufs [][]byte, off, n int64, fua bool) (int, error) {
+	d.wmu.RLock()
+	got, err := d.be.WriteAt(bufs, off)
+	d.wmu.RUnlock()
+	if err != nil {
+		return got, fmt.Errorf("scsi: write at byte %d: %w", off, err)
+	}
+	return got, d.syncIf(fua, off, n)
+}
+
+// syncIf syncs [off, off+n) if force is set or the write cache is
+// disabled.
+func (d *Disk) syncIf(force bool, off, n int64) error {
+	if !force && d.wce.Load() {
+		return nil
+	}
+	if err := d.be.Sync(off, n); err != nil {
+		return fmt.Errorf("scsi: sync at byte %d: %w", off, err)
+	}
+	return nil
+}
+
+// chunkBlocks is how many blocks VERIFY and the other read-back commands
+// read at a time: bounded temporary memory for any length.
+func (d *Disk) chunkBlocks() int64 { return max(1, (1<<20)/d.bs) }
+
+// eachChunk reads blocks [lba, lba+n) in chunks and calls fn with the
+// byte offset of each chunk from the start of the range and its data.
+func (d *Disk) eachChunk(lba uint64, n uint64, fn func(pos int64, b []byte) error) error {
+	chunk := d.chunkBlocks()
+	buf := make([]byte, min(int64(n), chunk)*d.bs)
+	bufs := [][]byte{nil}
+	for done := uint64(0); done < n; {
+		k := min(int64(n-done), chunk)
+		bufs[0] = buf[:k*d.bs]
+		off := int64(lba+done) * d.bs
+		if _, err := d.be.ReadAt(bufs, off); err != nil {
+			return fmt.Errorf("scsi: read at byte %d: %w", off, err)
+		}
+		if err := fn(int64(done)*d.bs, bufs[0]); err != nil {
+			return err
+		}
+		done += uint64(k)
+	}
+	return nil
+}
+
+// mismatch returns the offset of the first byte where a and b differ, or
+// -1 (they have the same length).
+func mismatch(a, b []byte) int {
+	if bytes.Equal(a, b) {
+		return -1
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return -1
+}
+
+// bytchk is the BYTCHK field (byte 1, bits 2-1) of VERIFY and WRITE AND
+// VERIFY.
+func bytchk(c *CDB) uint8 { return c.raw[1] >> 1 & 3 }
+
+// verify runs VERIFY(10/12/16) (SBC-4 5.30-5.32). BYTCHK 00b reads the
+// range back; 01b compares it with the data-out buffer; 11b compares each
+// block with the single block of data-out. A difference is MISCOMPARE
+// DURING VERIFY OPERATION with the byte offset of the first differing byte
+// in the INFORMATION field. BYTCHK 10b is reserved.
+func (d *Disk) verify(c *CDB, data [][]byte) (Result, error) {
+	res := Result{Kind: KindRead, LBA: c.LBA, Blocks: c.Blocks}
+	chk := bytchk(c)
+	if chk == 2 {
+		return res, cdbField(1, 2)
+	}
+	if chk != 0 {
+		if err := d.checkTransfer(c, uint64(c.Blocks)); err != nil {
+			return res, err
+		}
+	}
+	if err := d.checkRange(c.LBA, uint64(c.Blocks)); err != nil {
+		return res, err
+	}
+	if c.Blocks == 0 {
+		return res, nil
+	}
+	var want []byte
+	switch chk {
+	case 1:
+		n := int64(c.Blocks) * d.bs
+		if int64(bufLen(data)) < n {
+			return res, cdbField(int(c.cmd.blocks.off), 7)
+		}
+		want = gather(data, int(n))
+	case 3:
+		if int64(bufLen(data)) < d.bs {
+			return res, cdbField(int(c.cmd.blocks.off), 7)
+		}
+		want = gather(data, int(d.bs))
+	}
+	err := d.eachChunk(c.LBA, uint64(c.Blocks), func(pos int64, b []byte) error {
+		switch chk {
+		case 1:
+			if i := mismatch(b, want[pos:pos+int64(len(b))]); i >= 0 {
+				return ErrMiscompare.WithInfo(uint64(pos) + uint64(i))
+			}
+		case 3:
+			for o := int64(0); o < int64(len(b)); o += d.bs {
+				if i := mismatch(b[o:o+d.bs], want); i >= 0 {
+					return ErrMiscompare.WithInfo(uint64(pos+o) + uint64(i))
+				}
+			}
+		}
+		return nil
+	})
+	return res, err
+}
+
+// writeAndVerify runs WRITE AND VERIFY(10/12/16) (SBC-4 5.44-5.46): the
+// data is written through to the medium, read back and, with BYTCHK 01b,
+// compared with the data-out buffer.
+func (d *Disk) writeAndVerify(c *CDB, data [][]byte) (Result, error) {
+	res := Result{Kind: KindWrite, LBA: c.LBA, Blocks: c.Blocks}
+	if err := d.checkTransfer(c, uint64(c.Blocks)); err != nil {
+		return res, err
+	}
+	if err := d.checkRange(c.LBA, uint64(c.Blocks)); err != nil {
+		return res, err
+	}
+	if err := d.checkWritable(); err != nil {
+		return res, err
+	}
+	if c.Blocks == 0 {
+		return res, nil
+	}
+	n := int64(c.Blocks) * d.bs
+	bufs, err := writeBufs(c, data, n)
+	if err != nil {
+		return res, err
+	}
+	if res.Bytes, err = d.writeAt(bufs, int64(c.LBA)*d.bs, n, true); err != nil {
+		return res, err
+	}
+	var want []byte
+	if bytchk(c) == 1 {
+		want = gather(bufs, int(n))
+	}
+	err = d.eachChunk(c.LBA, uint64(c.Blocks), func(pos int64, b []byte) error {
+		if want == nil {
+			return nil
+		}
+		if i := mismatch(b, want[pos:pos+int64(len(b))]); i >= 0 {
+			return ErrMiscompare.WithInfo(uint64(pos) + uint64(i))
+		}
+		return nil
+	})
+	return res, err
+}
+
+// preFetch runs PRE-FETCH(10/16) (SBC-4 5.9, 5.10). The disk has no cache
+// of its own to load, which SBC-4 allows: it checks the range and returns
+// GOOD (not CONDITION MET).
+func (d *Disk) preFetch(c *CDB, data [][]byte) (Result, error) {
+	res := Result{LBA: c.LBA, Blocks: c.Blocks}
+	return res, d.checkRange(c.LBA, uint64(c.Blocks))
+}
+
+// synchronizeCache runs SYNCHRONIZE CACHE(10/16) (SBC-4 5.24, 5.25): a
+// NUMBER OF LOGICAL BLOCKS of 0 means through the last LBA. IMMED is
+// accepted; the sync is done before completion either way.
+func (d *Disk) synchronizeCache(c *CDB, data [][]byte) (Result, error) {
+	res := Result{Kind: KindSync, LBA: c.LBA, Blocks: c.Blocks}
+	if err := d.checkRange(c.LBA, uint64(c.Blocks)); err != nil {
+		return res, err
+	}
+	off, n := int64(c.LBA)*d.bs, int64(c.Blocks)*d.bs
+	if c.Blocks == 0 && c.LBA != 0 {
+		n = int64(d.capacity()-c.LBA) * d.bs
+	}
+	if err := d.be.Sync(off, n); err != nil {
+		return res, fmt.Errorf("scsi: sync LBA %d: %w", c.LBA, err)
+	}
+	return res, nil
+}
