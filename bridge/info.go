@@ -26,6 +26,7 @@ const (
 	StateOnline  State = iota // serving commands
 	StateOffline              // answering NOT READY, set by an operator
 	StateFailed               // the ring or backing store failed; see the log
+	StateStalled              // a command has been stuck in the backing store
 )
 
 func (s State) String() string {
@@ -36,6 +37,8 @@ func (s State) String() string {
 		return "offline"
 	case StateFailed:
 		return "failed"
+	case StateStalled:
+		return "stalled"
 	}
 	return "unknown"
 }

@@ -1,0 +1,342 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/lunbridge/lunbridge/tcmu"
+)
+
+// ExportSpec says how a LUN is offered to initiators.
+type ExportSpec struct {
+	Fabric       string   // "loop", "iscsi" or "none"
+	IQN          string   // iSCSI target name; empty: derived
+	Portal       string   // iSCSI portal ADDR:PORT; empty: 0.0.0.0:3260
+	Initiators   []string // iSCSI ACL; empty: open access
+	CHAPUser     string   // iSCSI CHAP user; empty: no CHAP
+	CHAPPassword string   // never logged
+}
+
+// Device is a LUN's presence in the kernel: its TCMU device and fabric
+// export. Kernel.Attach creates it; the daemon serves Ring, then calls
+// Export; on removal it calls Unexport, stops the ring, then Remove.
+type Device interface {
+	Ring() *tcmu.Ring
+	UIO() string // "/dev/uioN"
+	// Export wires the LUN to its fabric. The ring is being served when it
+	// is called (the kernel scans the new disk through it).
+	Export(ctx context.Context) (fabric, where string, err error)
+	Unexport(ctx context.Context) error
+	// Resize changes the kernel's idea of the device size.
+	Resize(size int64) error
+	// Remove tears the device down after the ring has stopped.
+	Remove() error
+}
+
+// Kernel creates Devices: configfs and UIO in production, an in-process
+// ring in tests.
+type Kernel interface {
+	Attach(ctx context.Context, l *LUN, spec ExportSpec) (Device, error)
+}
+
+// DaemonOptions configure a Daemon.
+type DaemonOptions struct {
+	Kernel Kernel
+	Logger *slog.Logger
+	// Defaults fill the Options of LUNs exported through Control.
+	Defaults Options
+	// DefaultSpec is the export of LUNs added through Control.
+	DefaultSpec ExportSpec
+	// OnChange is called after a LUN was added or removed (the FUSE view
+	// refreshes its directories). It must not call back into the Daemon
+	// synchronously with a lock held.
+	OnChange func()
+}
+
+// Daemon runs a set of LUNs: it attaches, serves, exports and removes them.
+// It implements the LUNs interface of the FUSE view.
+type Daemon struct {
+	opts DaemonOptions
+	log  *slog.Logger
+	// base is the context of every LUN's Serve: LUNs outlive the request
+	// that added them and stop when the daemon does.
+	base   context.Context
+	cancel context.CancelFunc
+
+	mu   sync.Mutex
+	luns map[string]*served // protected by mu; nil entry: being added
+	wg   sync.WaitGroup     // Serve goroutines
+}
+
+// served is one LUN being served.
+type served struct {
+	lun    *LUN
+	dev    Device
+	spec   ExportSpec
+	cancel context.CancelFunc
+	done   chan error // receives Serve's result, once
+}
+
+// NewDaemon returns a Daemon with no LUNs.
+func NewDaemon(opts DaemonOptions) *Daemon {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	base, cancel := context.WithCancel(context.Background())
+	return &Daemon{opts: opts, log: log, base: base, cancel: cancel, luns: map[string]*served{}}
+}
+
+// Add opens o's backing file, attaches it to the kernel, serves it and
+// exports it. On failure it undoes what it did.
+func (d *Daemon) Add(ctx context.Context, o Options, spec ExportSpec) (LUNInfo, error) {
+	if err := ValidName(o.Name); err != nil {
+		return LUNInfo{}, err
+	}
+	d.mu.Lock()
+	if d.luns == nil {
+		d.mu.Unlock()
+		return LUNInfo{}, fmt.Errorf("add %s: %w", o.Name, ErrClosed)
+	}
+	if _, ok := d.luns[o.Name]; ok {
+		d.mu.Unlock()
+		return LUNInfo{}, fmt.Errorf("add %s: %w", o.Name, ErrExists)
+	}
+	d.luns[o.Name] = nil // reserve the name
+	d.mu.Unlock()
+
+	s, err := d.start(ctx, o, spec)
+	d.mu.Lock()
+	closed := d.luns == nil
+	if err != nil || closed {
+		delete(d.luns, o.Name)
+	} else {
+		d.luns[o.Name] = s
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return LUNInfo{}, err
+	}
+	if closed { // the daemon closed while we were adding
+		return LUNInfo{}, errors.Join(fmt.Errorf("add %s: %w", o.Name, ErrClosed), d.stop(ctx, s, true))
+	}
+	d.changed()
+	return s.lun.Info(), nil
+}
+
+func (d *Daemon) start(ctx context.Context, o Options, spec ExportSpec) (*served, error) {
+	if o.Logger == nil {
+		o.Logger = d.log
+	}
+	l, err := Open(o)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := d.opts.Kernel.Attach(ctx, l, spec)
+	if err != nil {
+		return nil, errors.Join(err, l.Close())
+	}
+	l.setUIO(dev.UIO())
+	l.resizeHook = dev.Resize
+	sctx, cancel := context.WithCancel(d.base)
+	s := &served{lun: l, dev: dev, spec: spec, cancel: cancel, done: make(chan error, 1)}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		s.done <- l.Serve(sctx, dev.Ring())
+	}()
+	fab, where, err := dev.Export(ctx)
+	if err != nil {
+		return nil, errors.Join(err, d.stop(context.WithoutCancel(ctx), s, false))
+	}
+	l.SetFabric(fab, where)
+	l.log.Info("exported", "fabric", fab, "where", where, "path", l.path)
+	return s, nil
+}
+
+// stop unexports (when exported), stops serving and removes the device.
+func (d *Daemon) stop(ctx context.Context, s *served, exported bool) error {
+	var errs []error
+	if exported {
+		if err := s.dev.Unexport(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.cancel()
+	if err := <-s.done; err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, s.dev.Remove(), s.lun.Close())
+	return errors.Join(errs...)
+}
+
+// Remove unexports the LUN, drains it, removes its device and closes its
+// file.
+func (d *Daemon) Remove(ctx context.Context, name string) error {
+	d.mu.Lock()
+	s, ok := d.luns[name]
+	if ok && s != nil {
+		delete(d.luns, name)
+	}
+	d.mu.Unlock()
+	switch {
+	case !ok:
+		return fmt.Errorf("remove %s: %w", name, ErrNotFound)
+	case s == nil:
+		return fmt.Errorf("remove %s: still being added: %w", name, ErrExists)
+	}
+	err := d.stop(ctx, s, true)
+	d.changed()
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	d.log.Info("removed", "lun", name)
+	return nil
+}
+
+// LUN returns the named LUN.
+func (d *Daemon) LUN(name string) (*LUN, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s := d.luns[name]; s != nil {
+		return s.lun, nil
+	}
+	return nil, fmt.Errorf("%s: %w", name, ErrNotFound)
+}
+
+// Names returns the names of the LUNs being served, sorted.
+func (d *Daemon) Names() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var names []string
+	for n, s := range d.luns {
+		if s != nil {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// List returns a snapshot of every LUN, sorted by name.
+func (d *Daemon) List() []LUNInfo {
+	var out []LUNInfo
+	for _, n := range d.Names() {
+		if l, err := d.LUN(n); err == nil {
+			out = append(out, l.Info())
+		}
+	}
+	return out
+}
+
+// Control runs one control line. With an empty name it manages LUNs:
+// "export NAME PATH [size=SIZE] [block-size=N] [read-only=0|1]
+// [write-through=0|1] [fabric=loop|iscsi|none]" or "remove NAME".
+// Otherwise it is a LUN control (see LUN.Control).
+func (d *Daemon) Control(ctx context.Context, name, line string) error {
+	if name != "" {
+		l, err := d.LUN(name)
+		if err != nil {
+			return err
+		}
+		return l.Control(line)
+	}
+	f := strings.Fields(line)
+	switch {
+	case len(f) == 2 && f[0] == "remove":
+		return d.Remove(ctx, f[1])
+	case len(f) >= 3 && f[0] == "export":
+		o, spec, err := d.parseExport(f[1], f[2], f[3:])
+		if err != nil {
+			return err
+		}
+		_, err = d.Add(ctx, o, spec)
+		return err
+	}
+	return fmt.Errorf("control %q: want \"export NAME PATH [key=value...]\" or \"remove NAME\": %w", line, ErrInvalid)
+}
+
+func (d *Daemon) parseExport(name, path string, kvs []string) (Options, ExportSpec, error) {
+	o := d.opts.Defaults
+	o.Name, o.Path, o.Size = name, path, 0
+	spec := d.opts.DefaultSpec
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		var err error
+		switch {
+		case !ok:
+			err = ErrInvalid
+		case k == "size":
+			o.Size, err = ParseSize(v)
+		case k == "block-size":
+			var n uint64
+			n, err = strconv.ParseUint(v, 10, 32)
+			o.BlockSize = uint32(n)
+		case k == "read-only":
+			o.ReadOnly, err = parseBit(v)
+		case k == "write-through":
+			o.WriteThrough, err = parseBit(v)
+		case k == "fabric" && (v == "loop" || v == "iscsi" || v == "none"):
+			spec.Fabric = v
+		default:
+			err = ErrInvalid
+		}
+		if err != nil {
+			return o, spec, fmt.Errorf("export %s: %q: %w", name, kv, ErrInvalid)
+		}
+	}
+	return o, spec, nil
+}
+
+func parseBit(v string) (bool, error) {
+	switch v {
+	case "0":
+		return false, nil
+	case "1":
+		return true, nil
+	}
+	return false, ErrInvalid
+}
+
+func (d *Daemon) changed() {
+	if d.opts.OnChange != nil {
+		d.opts.OnChange()
+	}
+}
+
+// Run waits until ctx is done, then removes every LUN, newest first, and
+// returns after every Serve has returned.
+func (d *Daemon) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return d.Close(context.WithoutCancel(ctx))
+}
+
+// Close removes every LUN and refuses new ones.
+func (d *Daemon) Close(ctx context.Context) error {
+	d.mu.Lock()
+	names := make([]string, 0, len(d.luns))
+	for n := range d.luns {
+		names = append(names, n)
+	}
+	d.mu.Unlock()
+	slices.Sort(names)
+	slices.Reverse(names)
+	var errs []error
+	for _, n := range names {
+		if err := d.Remove(ctx, n); err != nil && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	d.mu.Lock()
+	d.luns = nil
+	d.mu.Unlock()
+	d.cancel()
+	d.wg.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,127 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// fileBackend is the scsi.Backend of a LUN: the backing file, addressed
+// with positional vectored I/O so that workers never share a file offset.
+type fileBackend struct {
+	f  *os.File
+	fd int
+	// punchHoles is false once the file system said it cannot punch holes;
+	// unmapping then writes zeros, which keeps LBPRZ=1 honest.
+	punchHoles bool
+	// sizeBytes is the LUN's size: a block device's st_size is 0, and a
+	// file may be longer than the LUN.
+	sizeBytes atomic.Int64
+}
+
+// ReadAt fills bufs from off with preadv, retrying short transfers. A read
+// that ends before the buffers are full (the file shrank under us) is an
+// io.ErrUnexpectedEOF.
+func (b *fileBackend) ReadAt(bufs [][]byte, off int64) (int, error) {
+	n, err := vectored(b.fd, bufs, off, false)
+	if err != nil {
+		return n, fmt.Errorf("preadv %s at %d: %w", b.f.Name(), off+int64(n), err)
+	}
+	return n, nil
+}
+
+// WriteAt writes bufs at off with pwritev, retrying short transfers.
+func (b *fileBackend) WriteAt(bufs [][]byte, off int64) (int, error) {
+	n, err := vectored(b.fd, bufs, off, true)
+	if err != nil {
+		return n, fmt.Errorf("pwritev %s at %d: %w", b.f.Name(), off+int64(n), err)
+	}
+	return n, nil
+}
+
+// Sync makes the file's data durable. fdatasync has no range form that
+// also flushes the device cache, so it always syncs the whole file.
+func (b *fileBackend) Sync(off, n int64) error {
+	for {
+		err := unix.Fdatasync(b.fd)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("fdatasync %s: %w", b.f.Name(), err)
+		}
+		return nil
+	}
+}
+
+// Unmap deallocates [off, off+n): a punched hole reads back as zeros. When
+// the file system cannot punch holes (some FUSE file systems), it writes
+// zeros instead.
+func (b *fileBackend) Unmap(off, n int64) error {
+	if b.punchHoles {
+		err := unix.Fallocate(b.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS):
+			b.punchHoles = false
+		default:
+			return fmt.Errorf("punch hole %s [%d, +%d): %w", b.f.Name(), off, n, err)
+		}
+	}
+	return b.WriteZeroes(off, n)
+}
+
+// zeroChunk is the largest write WriteZeroes issues at once.
+const zeroChunk = 1 << 20
+
+var zeroes [zeroChunk]byte
+
+// WriteZeroes writes zeros over [off, off+n). It first asks the file system
+// to zero the range (FALLOC_FL_ZERO_RANGE), then falls back to writes.
+func (b *fileBackend) WriteZeroes(off, n int64) error {
+	if err := unix.Fallocate(b.fd, unix.FALLOC_FL_ZERO_RANGE|unix.FALLOC_FL_KEEP_SIZE, off, n); err == nil {
+		return nil
+	}
+	for n > 0 {
+		c := min(n, zeroChunk)
+		w, err := b.f.WriteAt(zeroes[:c], off)
+		if err != nil {
+			return fmt.Errorf("write zeroes %s at %d: %w", b.f.Name(), off+int64(w), err)
+		}
+		off += c
+		n -= c
+	}
+	return nil
+}
+
+// Mapped reports whether the extent starting at off holds data and how
+// long it is, with SEEK_DATA/SEEK_HOLE. A file system without them reports
+// the whole rest of the file as mapped.
+func (b *fileBackend) Mapped(off int64) (bool, int64, error) {
+	size := b.sizeBytes.Load()
+	if off >= size {
+		return false, 0, fmt.Errorf("lba status %s at %d: %w", b.f.Name(), off, io.EOF)
+	}
+	data, err := unix.Seek(b.fd, off, unix.SEEK_DATA)
+	switch {
+	case errors.Is(err, unix.ENXIO): // no data after off: a hole to the end
+		return false, size - off, nil
+	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP):
+		return true, size - off, nil
+	case err != nil:
+		return false, 0, fmt.Errorf("seek data %s at %d: %w", b.f.Name(), off, err)
+	}
+	if data > off {
+		return false, min(data, size) - off, nil
+	}
+	hole, err := unix.Seek(b.fd, off, unix.SEEK_HOLE)
+	if err != nil {
+		return false, 0, fmt.Errorf("seek hole %s at %d: %w", b.f.Name(), off, err)
+	}
+	return true, min(hole, size) - off, nil
+}

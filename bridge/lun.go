@@ -1,0 +1,441 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/lunbridge/lunbridge/scsi"
+	"github.com/lunbridge/lunbridge/tcmu"
+	"golang.org/x/sys/unix"
+)
+
+// Options describe a LUN.
+type Options struct {
+	Name string // validated by ValidName
+	Path string // backing file or block device
+	// Size is the LUN size in bytes. Zero means the backing file's size.
+	// A missing file is created sparse with this size. A larger size than
+	// the file's grows the file; a smaller one is refused unless Shrink.
+	Size         int64
+	Shrink       bool
+	BlockSize    uint32 // 512 (default) or 4096
+	ReadOnly     bool
+	WriteThrough bool // WCE=0: every write is durable before it completes
+	Workers      int  // I/O workers; default 2*GOMAXPROCS, at least 4
+	// MaxTransfer is the largest transfer in bytes the disk advertises
+	// (VPD B0), a multiple of BlockSize; the TCMU device's hw_max_sectors
+	// must allow it. Default: DefaultMaxTransfer.
+	MaxTransfer int64
+	// Preallocate allocates every block of the file before serving, so
+	// writes cannot fail for lack of space later. Progress, when not nil,
+	// is called as it goes.
+	Preallocate bool
+	Progress    func(done, total int64)
+	Logger      *slog.Logger
+}
+
+// DefaultMaxTransfer is the default largest transfer: 512 KiB, which is
+// what Linux's sd issues at most by default (max_sectors_kb).
+const DefaultMaxTransfer = 512 << 10
+
+// MaxNameLen bounds LUN names: they become configfs object names, FUSE
+// directory names and parts of IQNs.
+const MaxNameLen = 64
+
+// ValidName reports whether name can name a LUN: 1 to MaxNameLen bytes of
+// letters, digits, '.', '_' and '-', not starting with '.' or '-'.
+func ValidName(name string) error {
+	if name == "" || len(name) > MaxNameLen {
+		return fmt.Errorf("LUN name %q: length must be 1 to %d: %w", name, MaxNameLen, ErrInvalid)
+	}
+	if name[0] == '.' || name[0] == '-' {
+		return fmt.Errorf("LUN name %q: must not start with '.' or '-': %w", name, ErrInvalid)
+	}
+	for _, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
+		if !ok {
+			return fmt.Errorf("LUN name %q: only letters, digits, '.', '_' and '-' are allowed: %w", name, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// LUN is one backing file served as a SCSI disk. Create it with Open, serve
+// it with Serve (or Run, which also creates its TCMU device), and Close it
+// when Serve has returned.
+type LUN struct {
+	name    string
+	path    string
+	log     *slog.Logger
+	workers int
+	disk    *scsi.Disk
+	be      *fileBackend
+	stats   counters
+	start   time.Time
+	state   atomic.Uint32 // State
+
+	// infoMu guards the fields below, which describe the LUN's place in
+	// the kernel for LUN.Info.
+	infoMu     sync.Mutex
+	uio        string  // protected by infoMu
+	fabric     string  // protected by infoMu
+	fabricPath string  // protected by infoMu
+	srv        *server // protected by infoMu; the current Serve, if any
+
+	// resizeHook updates the kernel's idea of the size (configfs dev_size)
+	// when the LUN grows. Set by Run.
+	resizeHook func(int64) error
+}
+
+// Open opens or creates the backing file and builds the disk. It does not
+// touch the kernel.
+func Open(o Options) (*LUN, error) {
+	if err := ValidName(o.Name); err != nil {
+		return nil, err
+	}
+	if o.BlockSize == 0 {
+		o.BlockSize = 512
+	}
+	if o.BlockSize != 512 && o.BlockSize != 4096 {
+		return nil, fmt.Errorf("LUN %s: block size %d: must be 512 or 4096: %w", o.Name, o.BlockSize, ErrInvalid)
+	}
+	if o.Size < 0 || o.Size%int64(o.BlockSize) != 0 {
+		return nil, fmt.Errorf("LUN %s: size %d is not a multiple of the block size %d: %w", o.Name, o.Size, o.BlockSize, ErrInvalid)
+	}
+	if o.Workers <= 0 {
+		o.Workers = max(4, 2*runtime.GOMAXPROCS(0))
+	}
+	if o.MaxTransfer == 0 {
+		o.MaxTransfer = DefaultMaxTransfer
+	}
+	if o.MaxTransfer < int64(o.BlockSize) || o.MaxTransfer%int64(o.BlockSize) != 0 || o.MaxTransfer > 1<<30 {
+		return nil, fmt.Errorf("LUN %s: max transfer %d is not a multiple of the block size %d up to 1 GiB: %w", o.Name, o.MaxTransfer, o.BlockSize, ErrInvalid)
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f, size, err := openBacking(o)
+	if err != nil {
+		return nil, err
+	}
+	be := &fileBackend{f: f, fd: int(f.Fd()), punchHoles: true}
+	be.sizeBytes.Store(size)
+	naa, serial := identity(o.Name)
+	disk, err := scsi.NewDisk(scsi.Config{
+		BlockSize:           o.BlockSize,
+		Blocks:              uint64(size) / uint64(o.BlockSize),
+		ReadOnly:            o.ReadOnly,
+		WriteCache:          !o.WriteThrough,
+		Serial:              serial,
+		NAA:                 naa,
+		MaxTransferBlocks:   uint32(o.MaxTransfer / int64(o.BlockSize)),
+		MaxUnmapBlocks:      uint32(min(1<<30/int64(o.BlockSize), int64(^uint32(0)))),
+		MaxUnmapDescriptors: 256,
+		MaxWriteSameBlocks:  uint32(min(1<<30/int64(o.BlockSize), int64(^uint32(0)))),
+		ThinProvisioning:    true,
+	}, be)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("LUN %s: %w", o.Name, err)
+	}
+	l := &LUN{
+		name:    o.Name,
+		path:    o.Path,
+		log:     log.With("lun", o.Name),
+		workers: o.Workers,
+		disk:    disk,
+		be:      be,
+		start:   time.Now(),
+	}
+	return l, nil
+}
+
+// identity derives the LUN's NAA designator and serial number from its
+// name, so that initiators see the same disk across restarts.
+func identity(name string) (naa [16]byte, serial string) {
+	h := fnv.New64a()
+	h.Write([]byte("lunbridge\x00" + name))
+	sum := h.Sum64()
+	return scsi.NAAFromName(name), fmt.Sprintf("lb%016x", sum)
+}
+
+// openBacking opens (or creates) the backing file and settles its size.
+func openBacking(o Options) (*os.File, int64, error) {
+	flags := os.O_RDWR
+	f, err := os.OpenFile(o.Path, flags, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		if o.Size == 0 {
+			return nil, 0, fmt.Errorf("LUN %s: %s does not exist; give a size to create it: %w", o.Name, o.Path, ErrInvalid)
+		}
+		f, err = os.OpenFile(o.Path, flags|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			if err = f.Truncate(o.Size); err != nil {
+				f.Close()
+				os.Remove(o.Path)
+				return nil, 0, fmt.Errorf("LUN %s: create %s: %w", o.Name, o.Path, err)
+			}
+			return f, o.Size, nil
+		}
+	}
+	if err != nil && o.ReadOnly && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) {
+		f, err = os.OpenFile(o.Path, os.O_RDONLY, 0)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("LUN %s: open backing file: %w", o.Name, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("LUN %s: %w", o.Name, err)
+	}
+	var cur int64
+	switch {
+	case st.Mode().IsRegular():
+		cur = st.Size()
+	case st.Mode()&fs.ModeDevice != 0:
+		cur, err = f.Seek(0, 2)
+		if err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("LUN %s: size of %s: %w", o.Name, o.Path, err)
+		}
+	default:
+		f.Close()
+		return nil, 0, fmt.Errorf("LUN %s: %s is not a regular file or block device: %w", o.Name, o.Path, ErrInvalid)
+	}
+	size := cur
+	switch {
+	case o.Size == 0:
+	case o.Size > cur && st.Mode().IsRegular():
+		if err := f.Truncate(o.Size); err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("LUN %s: grow %s to %d: %w", o.Name, o.Path, o.Size, err)
+		}
+		size = o.Size
+	case o.Size < cur && !o.Shrink:
+		f.Close()
+		return nil, 0, fmt.Errorf("LUN %s: %s holds %d bytes; refusing to shrink it to %d: %w", o.Name, o.Path, cur, o.Size, ErrInvalid)
+	case o.Size > cur:
+		f.Close()
+		return nil, 0, fmt.Errorf("LUN %s: block device %s holds only %d bytes: %w", o.Name, o.Path, cur, ErrInvalid)
+	default:
+		size = o.Size // a LUN smaller than its file or device: the tail is unused
+	}
+	if bs := int64(o.BlockSize); size%bs != 0 || size == 0 {
+		f.Close()
+		return nil, 0, fmt.Errorf("LUN %s: size %d of %s is not a positive multiple of the block size %d: %w", o.Name, size, o.Path, bs, ErrInvalid)
+	}
+	if o.Preallocate && st.Mode().IsRegular() {
+		if err := preallocate(f, size, o.Progress); err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("LUN %s: preallocate %s: %w", o.Name, o.Path, err)
+		}
+	}
+	return f, size, nil
+}
+
+// preallocChunk is how much preallocate allocates between progress reports.
+const preallocChunk = 256 << 20
+
+// preallocate allocates [0, size) of f without changing its data
+// (fallocate mode 0), reporting progress after each chunk.
+func preallocate(f *os.File, size int64, progress func(done, total int64)) error {
+	for off := int64(0); off < size; off += preallocChunk {
+		n := min(preallocChunk, size-off)
+		if err := unix.Fallocate(int(f.Fd()), 0, off, n); err != nil {
+			return err
+		}
+		if progress != nil {
+			progress(off+n, size)
+		}
+	}
+	return nil
+}
+
+// Name returns the LUN's name.
+func (l *LUN) Name() string { return l.name }
+
+// Disk returns the SCSI disk the LUN emulates.
+func (l *LUN) Disk() *scsi.Disk { return l.disk }
+
+// Size returns the LUN size in bytes.
+func (l *LUN) Size() int64 { return l.be.sizeBytes.Load() }
+
+// Stats returns a snapshot of the LUN's counters.
+func (l *LUN) Stats() Stats {
+	var s Stats
+	l.stats.snapshot(&s)
+	s.Uptime = time.Since(l.start)
+	return s
+}
+
+// Info returns a snapshot of the LUN's description and counters.
+func (l *LUN) Info() LUNInfo {
+	cfg := l.disk.Config()
+	l.infoMu.Lock()
+	uio, fab, fabPath := l.uio, l.fabric, l.fabricPath
+	l.infoMu.Unlock()
+	return LUNInfo{
+		Name:       l.name,
+		Path:       l.path,
+		Size:       l.Size(),
+		BlockSize:  cfg.BlockSize,
+		Serial:     cfg.Serial,
+		NAA:        fmt.Sprintf("%x", cfg.NAA[:]),
+		UIO:        uio,
+		Fabric:     fab,
+		FabricPath: fabPath,
+		State:      l.currentState(),
+		ReadOnly:   cfg.ReadOnly,
+		WriteCache: l.disk.WriteCache(),
+		Stats:      l.Stats(),
+	}
+}
+
+// SetFabric records where the LUN is exported, for Info.
+func (l *LUN) SetFabric(kind, path string) {
+	l.infoMu.Lock()
+	l.fabric, l.fabricPath = kind, path
+	l.infoMu.Unlock()
+}
+
+func (l *LUN) setUIO(dev string) {
+	l.infoMu.Lock()
+	l.uio = dev
+	l.infoMu.Unlock()
+}
+
+// SetReadOnly makes the LUN write-protected (07/27/00 on writes) or not.
+func (l *LUN) SetReadOnly(ro bool) error {
+	if !ro && l.be.readOnlyFile() {
+		return fmt.Errorf("LUN %s: %s was opened read-only: %w", l.name, l.path, ErrInvalid)
+	}
+	l.disk.SetReadOnly(ro)
+	l.log.Info("read-only changed", "read_only", ro)
+	return nil
+}
+
+// SetOnline takes the LUN online or offline. Offline, media commands
+// fail with NOT READY while INQUIRY still answers.
+func (l *LUN) SetOnline(on bool) {
+	st := StateOffline
+	if on {
+		st = StateOnline
+	}
+	l.disk.SetOnline(on)
+	l.state.Store(uint32(st))
+	l.log.Info("state changed", "state", st.String())
+}
+
+// Flush makes every completed write durable.
+func (l *LUN) Flush() error { return l.be.Sync(0, 0) }
+
+// ResetStats zeroes the counters.
+func (l *LUN) ResetStats() { l.stats.reset() }
+
+// Resize grows the LUN to size bytes: the file, the kernel's device size
+// and the disk's capacity, which raises CAPACITY DATA HAS CHANGED for the
+// initiator. Shrinking is refused.
+func (l *LUN) Resize(size int64) error {
+	bs := int64(l.disk.Config().BlockSize)
+	cur := l.Size()
+	switch {
+	case size%bs != 0:
+		return fmt.Errorf("LUN %s: size %d is not a multiple of the block size %d: %w", l.name, size, bs, ErrInvalid)
+	case size < cur:
+		return fmt.Errorf("LUN %s: refusing to shrink from %d to %d bytes: %w", l.name, cur, size, ErrInvalid)
+	case size == cur:
+		return nil
+	}
+	st, err := l.be.f.Stat()
+	if err != nil {
+		return fmt.Errorf("LUN %s: %w", l.name, err)
+	}
+	if st.Mode().IsRegular() && st.Size() < size {
+		if err := l.be.f.Truncate(size); err != nil {
+			return fmt.Errorf("LUN %s: grow %s: %w", l.name, l.path, err)
+		}
+	} else if !st.Mode().IsRegular() {
+		return fmt.Errorf("LUN %s: %s is not a regular file: %w", l.name, l.path, ErrInvalid)
+	}
+	if l.resizeHook != nil {
+		if err := l.resizeHook(size); err != nil {
+			return fmt.Errorf("LUN %s: %w", l.name, err)
+		}
+	}
+	l.be.sizeBytes.Store(size)
+	l.disk.SetCapacity(uint64(size / bs))
+	l.log.Info("resized", "size", size)
+	return nil
+}
+
+// Control runs one canonical control line on the LUN: "online",
+// "offline", "read-only 0|1", "resize BYTES", "flush", "reset-stats".
+func (l *LUN) Control(line string) error {
+	f := strings.Fields(line)
+	bad := fmt.Errorf("LUN %s: control %q: %w", l.name, line, ErrInvalid)
+	switch {
+	case len(f) == 1 && f[0] == "online":
+		l.SetOnline(true)
+	case len(f) == 1 && f[0] == "offline":
+		l.SetOnline(false)
+	case len(f) == 2 && f[0] == "read-only" && (f[1] == "0" || f[1] == "1"):
+		return l.SetReadOnly(f[1] == "1")
+	case len(f) == 2 && f[0] == "resize":
+		n, err := ParseSize(f[1])
+		if err != nil {
+			return fmt.Errorf("LUN %s: resize: %w", l.name, err)
+		}
+		return l.Resize(n)
+	case len(f) == 1 && f[0] == "flush":
+		return l.Flush()
+	case len(f) == 1 && f[0] == "reset-stats":
+		l.ResetStats()
+	default:
+		return bad
+	}
+	return nil
+}
+
+// Close closes the backing file after a final fdatasync. Call it after
+// Serve has returned.
+func (l *LUN) Close() error {
+	err := l.Flush()
+	return errors.Join(err, l.be.f.Close())
+}
+
+func (b *fileBackend) readOnlyFile() bool {
+	fl, err := unixFcntlFlags(b.fd)
+	return err == nil && fl&syscall.O_ACCMODE == syscall.O_RDONLY
+}
+
+// currentState is the stored state, or StateStalled while a command has
+// been stuck in the backing store for longer than stalledAfter.
+func (l *LUN) currentState() State {
+	st := State(l.state.Load())
+	l.infoMu.Lock()
+	srv := l.srv
+	l.infoMu.Unlock()
+	if st == StateOnline && srv != nil {
+		if _, stuck := srv.stalled(time.Now()); stuck {
+			return StateStalled
+		}
+	}
+	return st
+}
+
+func unixFcntlFlags(fd int) (int, error) {
+	return unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+}
+
+var _ tcmu.Handler = (*server)(nil)

@@ -1,0 +1,220 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/lunbridge/lunbridge/scsi"
+	"github.com/lunbridge/lunbridge/tcmu"
+)
+
+// SAM status codes (SAM-5 table 39) the bridge completes commands with.
+const (
+	statusGood           = 0x00
+	statusCheckCondition = 0x02
+	statusBusy           = 0x08
+	statusTaskAborted    = 0x40
+)
+
+// workerGrace bounds how long Serve waits for workers after the ring has
+// stopped. A worker blocked in a read from a hung file system cannot be
+// interrupted; Serve then returns and leaves it behind rather than hang
+// the daemon's shutdown.
+const workerGrace = 10 * time.Second
+
+// work is one command handed from the ring goroutine to a worker.
+type work struct {
+	cmd   *tcmu.Cmd
+	start time.Time
+}
+
+// server connects one LUN to one ring: it is the ring's Handler.
+type server struct {
+	l    *LUN
+	ring *tcmu.Ring
+	ctx  context.Context
+	work chan work
+	// busySince holds, per worker, the UnixNano start of the command it
+	// is executing, or 0 when idle: the stall detector reads it.
+	busySince []atomic.Int64
+}
+
+// Serve serves the LUN's SCSI commands from ring until ctx is done or the
+// ring fails. It returns the ring's error (nil after a clean stop) once the
+// ring has stopped and the workers have exited or workerGrace has passed.
+func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
+	s := &server{
+		l:         l,
+		ring:      ring,
+		ctx:       ctx,
+		work:      make(chan work, 1024),
+		busySince: make([]atomic.Int64, l.workers),
+	}
+	l.infoMu.Lock()
+	l.srv = s
+	l.infoMu.Unlock()
+	var wg sync.WaitGroup
+	for i := range l.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.worker(&s.busySince[i])
+		}()
+	}
+	err := ring.Run(ctx, s)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		l.state.Store(uint32(StateFailed))
+		l.log.Error("ring stopped", "err", err)
+	}
+	close(s.work)
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(workerGrace):
+		l.log.Error("workers still blocked in the backing store after shutdown; leaving them", "path", l.path)
+	}
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// Handle queues c for a worker. It runs on the ring goroutine.
+func (s *server) Handle(c *tcmu.Cmd) {
+	s.l.stats.begin()
+	select {
+	case s.work <- work{cmd: c, start: time.Now()}:
+	case <-s.ctx.Done():
+		// Shutting down with every worker busy: let the initiator retry.
+		s.l.stats.end(KindOther, 0, 0, false, 0)
+		s.ring.Complete(c, tcmu.Response{Status: statusBusy})
+	}
+}
+
+// TMR is called when the kernel aborts commands. The ring has already
+// marked them; workers skip the I/O of aborted commands they have not
+// started.
+func (s *server) TMR(kind tcmu.TMRType, aborted []*tcmu.Cmd) {
+	s.l.log.Info("task management", "tmr", kind.String(), "aborted", len(aborted))
+}
+
+// worker executes commands until the work channel closes. Its thread is
+// marked PR_SET_IO_FLUSHER: it writes to a file system on behalf of a block
+// device, and memory reclaim must not wait on it (the TCMU/NBD deadlock).
+func (s *server) worker(busy *atomic.Int64) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := tcmu.SetIOFlusher(); err != nil {
+		s.l.log.Debug("PR_SET_IO_FLUSHER not set", "err", err)
+	}
+	var sense [96]byte
+	for w := range s.work {
+		busy.Store(w.start.UnixNano())
+		s.exec(w, sense[:0])
+		busy.Store(0)
+	}
+}
+
+// exec runs one command and completes it.
+func (s *server) exec(w work, sense []byte) {
+	c := w.cmd
+	if c.Aborted() {
+		s.l.stats.end(KindOther, 0, time.Since(w.start), false, 0)
+		s.ring.Complete(c, tcmu.Response{Status: statusTaskAborted})
+		return
+	}
+	res, err := s.l.disk.Execute(c.CDB, c.Data)
+	kind := kindOf(res.Kind)
+	var resp tcmu.Response
+	var key uint8
+	if err != nil {
+		se := s.senseFor(err, kind, c.CDB)
+		key = uint8(se.Key)
+		resp.Status = statusCheckCondition
+		resp.Sense = s.l.disk.Sense(sense, se)
+	} else if res.DataIn > 0 && res.DataIn < c.DataLen() {
+		resp.ShortRead = true
+		resp.ReadLen = uint32(res.DataIn)
+	}
+	s.l.stats.end(kind, uint64(res.Bytes), time.Since(w.start), err != nil, key)
+	s.ring.Complete(c, resp)
+}
+
+// kindOf maps the disk's classification to the stats kind.
+func kindOf(k scsi.Kind) Kind {
+	switch k {
+	case scsi.KindRead:
+		return KindRead
+	case scsi.KindWrite:
+		return KindWrite
+	case scsi.KindSync:
+		return KindSync
+	case scsi.KindUnmap:
+		return KindUnmap
+	case scsi.KindWriteSame:
+		return KindWriteSame
+	case scsi.KindCompareAndWrite:
+		return KindCompareAndWrite
+	}
+	return KindOther
+}
+
+// senseFor maps an error from the disk to the sense data the initiator
+// gets. It is the one place where backing-store errors become SCSI errors:
+// *scsi.Error as is; a full file system is SPACE ALLOCATION FAILED; an I/O
+// error or a short transfer is a MEDIUM ERROR; anything else is an
+// INTERNAL TARGET FAILURE, logged.
+func (s *server) senseFor(err error, kind Kind, cdb []byte) *scsi.Error {
+	if se, ok := errors.AsType[*scsi.Error](err); ok {
+		return se
+	}
+	switch {
+	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
+		s.l.log.Warn("backing store full", "op", opName(cdb), "err", err)
+		return scsi.ErrSpaceAllocFailed
+	case errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EBADF):
+		s.l.log.Warn("backing store not writable", "op", opName(cdb), "err", err)
+		return scsi.ErrWriteProtected
+	case errors.Is(err, syscall.EIO) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.ErrShortWrite):
+		s.l.log.Warn("backing store I/O error", "op", opName(cdb), "err", err)
+		if kind == KindRead {
+			return scsi.ErrMediumReadError
+		}
+		return scsi.ErrMediumWriteError
+	}
+	s.l.log.Error("command failed", "op", opName(cdb), "err", err)
+	return scsi.ErrInternalTargetFailure
+}
+
+func opName(cdb []byte) string {
+	if len(cdb) == 0 {
+		return "none"
+	}
+	return scsi.Opcode(cdb[0]).String()
+}
+
+// stalledAfter is how long a worker may sit in one command before the LUN
+// reports itself stalled: the backing store has stopped answering.
+const stalledAfter = 10 * time.Second
+
+// stalled reports the age of the oldest command a worker is executing when
+// it exceeds stalledAfter.
+func (s *server) stalled(now time.Time) (time.Duration, bool) {
+	var oldest time.Duration
+	for i := range s.busySince {
+		if t := s.busySince[i].Load(); t != 0 {
+			oldest = max(oldest, now.Sub(time.Unix(0, t)))
+		}
+	}
+	return oldest, oldest > stalledAfter
+}

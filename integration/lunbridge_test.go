@@ -1,0 +1,127 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/lunbridge/lunbridge/integration/vmtest"
+)
+
+// lunbridgeLib is guest shell shared by the lunbridge tests.
+const lunbridgeLib = `
+LB=/mnt/host/lunbridge
+# lb_start OUT ARGS...: start "lunbridge ARGS..." in the background with its
+# stdout in OUT.out and stderr in OUT.err; wait until it says it is ready.
+lb_start() {
+	_o=$1; shift
+	$LB "$@" > "$_o.out" 2> "$_o.err" &
+	LB_PID=$!
+	_n=0
+	until grep -q 'lunbridge: ready' "$_o.out"; do
+		_n=$((_n + 1))
+		if [ $_n -gt 1200 ] || ! kill -0 $LB_PID 2>/dev/null; then
+			cat "$_o.out" "$_o.err"
+			die "lunbridge did not become ready"
+		fi
+		sleep 0.1
+	done
+	cat "$_o.out"
+}
+# lb_stop: SIGTERM lunbridge and check it exits 0.
+lb_stop() {
+	kill -TERM $LB_PID
+	wait $LB_PID || { _rc=$?; cat /tmp/lb.err; die "lunbridge exited with $_rc"; }
+}
+# lb_dev OUT NAME: the /dev/sdX lunbridge printed for LUN NAME.
+lb_dev() { sed -n "s|^$2: loop \(/dev/sd[a-z]*\) .*|\1|p" "$1.out"; }
+# stat_of FILE KEY: the value of KEY in a "key value" stats file.
+stat_of() { sed -n "s/^$2 //p" "$1"; }
+`
+
+// TestExportLoop exports a file with "lunbridge export" through tcm_loop,
+// writes and reads 64 MiB of random data through /dev/sdX with O_DIRECT,
+// checks the bytes in the backing file and the counters of the FUSE view,
+// and checks that shutdown leaves configfs as it was.
+func TestExportLoop(t *testing.T) {
+	lb := vmtest.BuildLunbridge(t)
+	res := vmtest.Run(t, vmtest.Options{
+		Files: map[string]string{"lunbridge": lb},
+		Script: lunbridgeLib + `
+lb_start /tmp/lb --log-level debug export --size 64M --name disk0 /tmp/disk0.img
+DEV=$(lb_dev /tmp/lb disk0)
+[ -b "$DEV" ] || die "no block device in lunbridge's output"
+cat /sys/block/${DEV#/dev/}/queue/max_sectors_kb /sys/block/${DEV#/dev/}/size
+cat /run/lunbridge/disk0/info
+dd if=/dev/urandom of=/tmp/pattern bs=1M count=64 2>/dev/null
+cp /run/lunbridge/disk0/stats /mnt/host/stats.before
+dd if=/tmp/pattern of=$DEV bs=1M oflag=direct conv=fsync
+dd if=$DEV of=/tmp/back bs=1M iflag=direct
+cp /run/lunbridge/disk0/stats /mnt/host/stats.after
+md5sum /tmp/pattern /tmp/back /tmp/disk0.img | tee /mnt/host/md5
+lb_stop
+md5sum /tmp/disk0.img >> /mnt/host/md5
+target_leftovers
+[ -z "$(ls /run/lunbridge 2>/dev/null)" ] || die "FUSE view still mounted"
+`,
+	})
+	sums := md5s(t, filepath.Join(res.ShareDir, "md5"))
+	if len(sums) != 4 {
+		t.Fatalf("md5 file has %d sums, want 4: %v", len(sums), sums)
+	}
+	for i, s := range sums[1:] {
+		if s != sums[0] {
+			t.Errorf("md5 #%d = %s, want the pattern's %s (back, backing file, backing file after shutdown)", i+1, s, sums[0])
+		}
+	}
+	before := readStats(t, filepath.Join(res.ShareDir, "stats.before"))
+	after := readStats(t, filepath.Join(res.ShareDir, "stats.after"))
+	const n = 64 << 20
+	if got := after["write_bytes"] - before["write_bytes"]; got != n {
+		t.Errorf("write_bytes grew by %d, want %d", got, n)
+	}
+	if got := after["read_bytes"] - before["read_bytes"]; got < n {
+		t.Errorf("read_bytes grew by %d, want at least %d", got, n)
+	}
+	if got := after["sync_ops"] - before["sync_ops"]; got < 1 {
+		t.Errorf("sync_ops grew by %d, want at least 1 (conv=fsync)", got)
+	}
+}
+
+// md5s reads the first field of each line of an md5sum output file.
+func md5s(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			out = append(out, f[0])
+		}
+	}
+	return out
+}
+
+// readStats parses a "key value" stats file; non-numeric values are skipped.
+func readStats(t *testing.T, path string) map[string]uint64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]uint64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); err == nil {
+			m[k] = n
+		}
+	}
+	return m
+}
