@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lunbridge/lunbridge/bridge"
+	"github.com/lunbridge/lunbridge/fabric"
 	"github.com/lunbridge/lunbridge/fusefs"
 )
 
@@ -111,6 +112,13 @@ func runExport(c *cli.Context) error {
 			},
 			Spec: spec,
 		})
+	}
+	if spec.Fabric == "iscsi" && spec.IQN == "" {
+		// All FILEs of one export are LUNs of one target.
+		host, _ := os.Hostname()
+		for i := range luns {
+			luns[i].Spec.IQN = fabric.DefaultIQN(host, luns[0].Name)
+		}
 	}
 	return runDaemon(c.Context, daemonConfig{
 		LUNs:        luns,
