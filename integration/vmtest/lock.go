@@ -41,10 +41,12 @@ func vmSlots() int {
 	return 1
 }
 
-// acquireSlot blocks until one of the machine-wide VM slots (lock files in
-// the cache directory) is free, and returns its release func.
-func acquireSlot(ctx context.Context, cache string) (func(), error) {
-	dir := filepath.Join(cache, "slots")
+// acquireSlot blocks until one of the machine-wide VM slots is free, and
+// returns its release func. The slots are lock files in the temporary
+// directory rather than the cache, so runs with different LUNBRIDGE_CACHE
+// settings still share them.
+func acquireSlot(ctx context.Context) (func(), error) {
+	dir := filepath.Join(os.TempDir(), "lunbridge-vmtest-slots-"+strconv.Itoa(os.Getuid()))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("vmtest: slots: %w", err)
 	}

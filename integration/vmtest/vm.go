@@ -99,10 +99,6 @@ func Start(ctx context.Context, opts Options) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	cache, err := CacheDir()
-	if err != nil {
-		return nil, err
-	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
@@ -131,8 +127,12 @@ func Start(ctx context.Context, opts Options) (*VM, error) {
 	}
 	// Wait for a slot before the timeout starts: time spent queueing behind
 	// another guest is not the guest's fault.
-	if vm.release, err = acquireSlot(ctx, cache); err != nil {
+	queued := time.Now()
+	if vm.release, err = acquireSlot(ctx); err != nil {
 		return nil, err
+	}
+	if d := time.Since(queued); d > time.Second {
+		fmt.Fprintf(opts.Console, "vmtest: waited %s for a VM slot (LUNBRIDGE_VM_SLOTS=%d)\n", d.Round(time.Second), vmSlots())
 	}
 	args := []string{
 		"-accel", "tcg", "-cpu", "max", // qemu64 lacks pclmul: crc32c-intel & co fail with ENODEV
@@ -279,6 +279,7 @@ func (vm *VM) wait(console io.Reader, w io.Writer) {
 	vm.cancel()
 	vm.release()
 	vm.result = Result{Console: all.String(), ShareDir: vm.share, Elapsed: time.Since(vm.start)}
+	fmt.Fprintf(w, "vmtest: qemu exited after %s\n", vm.result.Elapsed.Round(100*time.Millisecond))
 	data, rerr := os.ReadFile(filepath.Join(vm.share, ".vmtest", "exit"))
 	code, perr := strconv.Atoi(strings.TrimSpace(string(data)))
 	switch {

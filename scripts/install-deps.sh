@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# install-deps.sh: install the Debian 12 packages lunbridge's tests need.
+# Idempotent and quick when everything is there; scripts/test.sh runs it.
+#
+#   qemu-system-x86 busybox-static cpio kmod   boot Debian's kernel in a VM
+#                                               (integration/vmtest)
+#   fio sg3-utils                               host tools the guest runs via
+#                                               hostrun (chroot to the host's /)
+#   libiscsi-bin qemu-utils qemu-block-extra    host-side iSCSI initiators
+#                                               (iscsi-inq, qemu-img iscsi://)
+#   gcc libc6-dev linux-libc-dev                cgo for -race, and the TCMU ABI
+#                                               offsets check against
+#                                               <linux/target_core_user.h>
+#
+# The kernel package itself (linux-image-6.1.0-NN-amd64) is not installed:
+# integration/vmtest downloads it with `apt-get download` into its cache.
+set -euo pipefail
+
+pkgs=(qemu-system-x86 busybox-static cpio kmod fio sg3-utils libiscsi-bin
+	qemu-utils qemu-block-extra gcc libc6-dev linux-libc-dev)
+
+if ! command -v apt-get >/dev/null; then
+	echo "install-deps: no apt-get (not Debian?); install these yourself: ${pkgs[*]}" >&2
+	exit 0
+fi
+
+sudo=()
+if [ "$(id -u)" != 0 ]; then
+	if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+		sudo=(sudo -n)
+	else
+		echo "install-deps: not root and no password-less sudo; not installing." >&2
+		echo "install-deps: real-kernel tests will skip (or fail with LUNBRIDGE_INTEGRATION=require) if these are missing: ${pkgs[*]}" >&2
+		exit 0
+	fi
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+
+# apt-get update once when something is missing, or when the package lists
+# are older than a day or do not know linux-image-amd64 (vmtest resolves
+# the current kernel package from them and downloads it).
+stale=$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -1440 2>/dev/null | head -1)
+if [ ${#missing[@]} -gt 0 ] || [ -z "$stale" ] || ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
+	echo "install-deps: apt-get update"
+	"${sudo[@]}" apt-get update -q
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "install-deps: apt-get install ${missing[*]}"
+	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+	echo "install-deps: all packages present"
+fi

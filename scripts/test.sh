@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# test.sh: the one command that runs every test of lunbridge, unit and
+# real-kernel. It installs what the tests need (scripts/install-deps.sh),
+# then runs
+#   go test -race -count=1 -timeout 10m  <every package but integration/...>
+#   go test       -count=1 -timeout 50m  ./integration/...
+# (the real-kernel tests boot qemu under TCG; -race would only slow them),
+# and ends with a tally line "N passed, N failed, N skipped".
+#
+# LUNBRIDGE_INTEGRATION defaults to 1 here, so the real-kernel tests run; set
+# it to "require" to fail (not skip) when an asset is missing (CI), or to the
+# empty string to skip them. Extra arguments go to both go test runs (e.g.
+# -run TestFileio).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+export LUNBRIDGE_INTEGRATION=${LUNBRIDGE_INTEGRATION-1}
+
+bash scripts/install-deps.sh || exit 1
+
+# Go: Debian 12's golang-go is 1.19, too old for go.mod; use /usr/local/go.
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+	export PATH=/usr/local/go/bin:$PATH
+fi
+if ! command -v go >/dev/null; then
+	echo "test.sh: no go toolchain (expected /usr/local/go/bin/go, $(sed -n 's/^go //p' go.mod) or newer)" >&2
+	exit 1
+fi
+go version
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+rc=0
+
+mapfile -t unit < <(go list ./... | grep -v '/integration\(/\|$\)')
+mapfile -t integ < <(go list ./integration/...)
+
+echo "== unit tests (-race): ${#unit[@]} packages"
+go test -race -count=1 -timeout 10m -v "$@" "${unit[@]}" 2>&1 | tee -a "$log" || rc=1
+
+echo "== real-kernel tests (LUNBRIDGE_INTEGRATION=$LUNBRIDGE_INTEGRATION): ${#integ[@]} packages"
+start=$(date +%s)
+go test -count=1 -timeout 50m -v "$@" "${integ[@]}" 2>&1 | tee -a "$log" || rc=1
+echo "== real-kernel tests took $(($(date +%s) - start)) s"
+
+passed=$(grep -cE '^ *--- PASS: ' "$log")
+failed=$(grep -cE '^ *--- FAIL: ' "$log")
+skipped=$(grep -cE '^ *--- SKIP: ' "$log")
+# A package that does not build has no "--- FAIL" line: count it too.
+broken=$(grep -cE '^FAIL[[:space:]].*\[(build|setup) failed\]' "$log")
+failed=$((failed + broken))
+if [ "$rc" != 0 ] && [ "$failed" = 0 ]; then
+	failed=1 # go test failed without naming a test (e.g. a timeout panic)
+fi
+echo
+grep -E '^(ok|FAIL|---)' "$log" | grep -vE '^ *--- (PASS|SKIP)' || true
+echo "$passed passed, $failed failed, $skipped skipped"
+exit $rc
