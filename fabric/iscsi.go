@@ -137,8 +137,9 @@ func (t *ISCSITarget) validate() error {
 func (t *ISCSITarget) create() error {
 	fsys := t.fs()
 	iscsi := filepath.Join(filepath.Dir(filepath.Dir(filepath.Dir(t.tpg()))), "iscsi")
-	if _, err := fsys.Stat(iscsi); err != nil {
-		return fmt.Errorf("fabric: %s: %w (is iscsi_target_mod loaded?)", iscsi, err)
+	// target/iscsi appears when it is first made (see LoopTarget.AddLUN).
+	if err := fsys.Mkdir(iscsi); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("fabric: mkdir %s: %w (is iscsi_target_mod loaded?)", iscsi, err)
 	}
 	c := cfs{fsys: fsys, j: &t.base}
 	tpg := t.tpg()

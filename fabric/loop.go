@@ -111,8 +111,10 @@ func (t *LoopTarget) AddLUN(ctx context.Context, lun int, backstorePath string) 
 	fsys := t.fs()
 	configfs, _, _ := t.roots()
 	loop := filepath.Join(configfs, "target", "loopback")
-	if _, err := fsys.Stat(loop); err != nil {
-		return "", fmt.Errorf("fabric: %s: %w (is tcm_loop loaded?)", loop, err)
+	// target/<fabric> appears when it is first made: the mkdir registers
+	// the fabric with target_core_mod. It is not ours to remove later.
+	if err := fsys.Mkdir(loop); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("fabric: mkdir %s: %w (is tcm_loop loaded?)", loop, err)
 	}
 	var base journal
 	c := cfs{fsys: fsys, j: &base}

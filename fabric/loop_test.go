@@ -231,7 +231,9 @@ func TestLoopInvalid(t *testing.T) {
 
 func TestLoopNoModule(t *testing.T) {
 	k := newFakeKernel(t)
-	os.Remove(filepath.Join(k.configfs, "target", "loopback"))
+	// Real configfs makes target/loopback on mkdir by loading tcm_loop;
+	// without the module the mkdir fails. A missing target/ fails it here.
+	os.RemoveAll(filepath.Join(k.configfs, "target"))
 	_, err := k.loop().AddLUN(t.Context(), 0, k.backstore(0))
 	if err == nil || !strings.Contains(err.Error(), "tcm_loop") {
 		t.Errorf("AddLUN without tcm_loop = %v, want an error naming it", err)
