@@ -118,8 +118,17 @@ func (c DeviceConfig) withDefaults() DeviceConfig {
 	return c
 }
 
-// validate checks a configuration for a new backstore (Size and BlockSize
-// set). Adoption checks the parts it uses itself.
+// forCreate applies the block size default for a backstore about to be
+// created and validates the result.
+func (c *DeviceConfig) forCreate() error {
+	if c.BlockSize == 0 {
+		c.BlockSize = DefaultBlockSize
+	}
+	return c.validate()
+}
+
+// validate checks a configuration for a new backstore. Adoption checks the
+// parts it uses itself.
 func (c DeviceConfig) validate() error {
 	if err := ValidateName(c.Name); err != nil {
 		return err
@@ -233,7 +242,7 @@ func openDevice(ctx context.Context, fsys fsys, cfg DeviceConfig) (*Device, erro
 	case err != nil:
 		return nil, fmt.Errorf("tcmu: mkdir %s: %w", d.dir, err)
 	default:
-		if err := cfg.validate(); err != nil {
+		if err := cfg.forCreate(); err != nil {
 			return nil, errors.Join(err, d.rmdir())
 		}
 		if err := d.configure(cfg); err != nil {
@@ -273,7 +282,7 @@ func (d *Device) adopt(cfg DeviceConfig) (DeviceConfig, error) {
 		return cfg, err
 	}
 	if strings.TrimSpace(en) != "1" {
-		if err := cfg.validate(); err != nil {
+		if err := cfg.forCreate(); err != nil {
 			return cfg, err
 		}
 		return cfg, d.configure(cfg)

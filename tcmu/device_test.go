@@ -123,6 +123,7 @@ func TestOpenDeviceInvalid(t *testing.T) {
 		{"bad name", func(c *DeviceConfig) { c.Name = "a/b" }},
 		{"comma in config", func(c *DeviceConfig) { c.Config = "a,b" }},
 		{"block size", func(c *DeviceConfig) { c.BlockSize = 1024 }},
+		{"size without block size not multiple", func(c *DeviceConfig) { c.BlockSize = 0; c.Size = 4000 }},
 		{"zero size", func(c *DeviceConfig) { c.Size = 0 }},
 		{"size not multiple", func(c *DeviceConfig) { c.Size = 1000 }},
 		{"4k size not multiple", func(c *DeviceConfig) { c.BlockSize = 4096; c.Size = 4096*3 + 512 }},
@@ -142,6 +143,24 @@ func TestOpenDeviceInvalid(t *testing.T) {
 				t.Errorf("configfs after failure = %q, want %q", after, before)
 			}
 		})
+	}
+}
+
+// A zero BlockSize means 512 for a new device.
+func TestOpenDeviceDefaultBlockSize(t *testing.T) {
+	k := newFakeKernel(t)
+	cfg := k.config("d", 0)
+	cfg.BlockSize = 0
+	d, err := openDevice(t.Context(), k, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Remove()
+	if got := d.Config().BlockSize; got != 512 {
+		t.Errorf("Config().BlockSize = %d, want 512", got)
+	}
+	if got := k.getAttr(d.Path(), "hw_block_size"); got != "512" {
+		t.Errorf("attrib/hw_block_size = %s, want 512", got)
 	}
 }
 
