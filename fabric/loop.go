@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -128,11 +129,15 @@ func (t *LoopTarget) AddLUN(ctx context.Context, lun int, backstorePath string) 
 	if _, err := c.mkdir(tpg); err != nil {
 		return fail(err)
 	}
+	// tcm_loop_tpg_nexus_show fails with ENODEV (Linux 6.1) or prints
+	// nothing when the tpg has no nexus.
 	nexus, err := c.read(filepath.Join(tpg, "nexus"))
+	if errors.Is(err, syscall.ENODEV) {
+		nexus, err = "", nil
+	}
 	if err != nil {
 		return fail(err)
 	}
-	// tcm_loop_tpg_nexus_show prints nothing without a nexus.
 	switch nexus = strings.TrimSpace(nexus); nexus {
 	case "":
 		if err := c.write(filepath.Join(tpg, "nexus"), t.NexusWWN, ""); err != nil {
