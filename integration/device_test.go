@@ -414,7 +414,7 @@ func deviceResetRingGuest(t *testing.T) {
 	if err := lt.Remove(); err != nil {
 		t.Error(err)
 	}
-	if got := configTree(t, cfgTarget+"/loopback"); len(got) != 0 {
+	if got := fabricTargets(t, "loopback"); len(got) != 0 {
 		t.Errorf("loopback leftovers: %q", got)
 	}
 }
