@@ -149,7 +149,10 @@ type Kernel struct {
 	lastCleaned uint32
 	lastEntry   int
 	blocks      []bool      // data block bitmap
+	freeBlocks  int         // unset entries in blocks
+	blockHint   int         // no free block below it
 	cmds        []*inflight // by cmd_id; nil when free
+	idHint      int         // no free cmd_id below it (>= 1)
 	spare       []*inflight
 	nInflight   int
 	events      uint64
@@ -168,7 +171,7 @@ type inflight struct {
 	blocks []int
 	iovs   [][2]int // data-in: mapping offset and length
 	inLen  int
-	gather bool
+	gather bool // someone wants the response: copy sense and data-in
 	done   chan doResult
 }
 
@@ -209,7 +212,9 @@ func NewKernel(o Options) (*Kernel, error) {
 		noLog:     o.NoLog,
 		blocks:    make([]bool, o.DataSize/o.BlockSize),
 		cmds:      make([]*inflight, 1), // id 0 is never used
+		idHint:    1,
 	}
+	k.freeBlocks = len(k.blocks)
 	k.ring = k.mem[k.cmdrOff : k.cmdrOff+o.CmdrSize]
 	ne.PutUint16(k.mem[mbVersion:], o.Version)
 	ne.PutUint16(k.mem[mbFlags:], o.Flags)
@@ -400,20 +405,18 @@ func (k *Kernel) waitLocked(ctx context.Context) error {
 // allocBlocksLocked takes the n lowest free data blocks (the kernel's
 // find_first_zero_bit loop). Preconditions: k.mu held.
 func (k *Kernel) allocBlocksLocked(blocks []int, n int) ([]int, bool) {
-	free := 0
-	for _, used := range k.blocks {
-		if !used {
-			free++
-		}
-	}
-	if free < n {
+	if k.freeBlocks < n {
 		return blocks, false
 	}
-	for i := 0; len(blocks) < n; i++ {
+	for i := k.blockHint; len(blocks) < n; i++ {
 		if !k.blocks[i] {
 			k.blocks[i] = true
 			blocks = append(blocks, i)
 		}
+	}
+	k.freeBlocks -= n
+	if n > 0 {
+		k.blockHint = blocks[n-1] + 1
 	}
 	return blocks, true
 }
@@ -421,7 +424,9 @@ func (k *Kernel) allocBlocksLocked(blocks []int, n int) ([]int, bool) {
 func (k *Kernel) freeBlocksLocked(blocks []int) {
 	for _, b := range blocks {
 		k.blocks[b] = false
+		k.blockHint = min(k.blockHint, b)
 	}
+	k.freeBlocks += len(blocks)
 }
 
 // countRuns is the number of iovecs: adjacent blocks share one
@@ -439,14 +444,16 @@ func countRuns(blocks []int) int {
 // allocIDLocked returns the lowest free cmd_id in [1, 0xffff] (xa_alloc
 // with XA_LIMIT(1, 0xffff)). Preconditions: k.mu held.
 func (k *Kernel) allocIDLocked() (uint16, bool) {
-	for id := 1; id < len(k.cmds); id++ {
+	for id := k.idHint; id < len(k.cmds); id++ {
 		if k.cmds[id] == nil {
+			k.idHint = id
 			return uint16(id), true
 		}
 	}
 	if len(k.cmds) <= 0xffff {
 		k.cmds = append(k.cmds, nil)
-		return uint16(len(k.cmds) - 1), true
+		k.idHint = len(k.cmds) - 1
+		return uint16(k.idHint), true
 	}
 	return 0, false
 }
@@ -703,7 +710,7 @@ func (k *Kernel) completeLocked(e []byte) bool {
 		if c.inLen > 0 {
 			r.ReadLen = readLen
 		}
-		if r.Status == StatusCheckCondition {
+		if r.Status == StatusCheckCondition && c.gather {
 			r.Sense = append([]byte(nil), e[rspSense:rspSense+senseLen]...)
 		}
 		// gather_data_area: data-in is returned unless CHECK CONDITION
@@ -720,6 +727,7 @@ func (k *Kernel) completeLocked(e []byte) bool {
 	}
 	k.freeBlocksLocked(c.blocks)
 	k.cmds[id] = nil
+	k.idHint = min(k.idHint, int(id))
 	k.nInflight--
 	k.completed++
 	if !k.noLog {
