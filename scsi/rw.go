@@ -164,10 +164,10 @@ func (d *Disk) verify(c *CDB, data [][]byte) (Result, error) {
 	if chk == 2 {
 		return res, cdbField(1, 2)
 	}
-	if chk != 0 {
-		if err := d.checkTransfer(c, uint64(c.Blocks)); err != nil {
-			return res, err
-		}
+	// SBC-4 6.6.4: MAXIMUM TRANSFER LENGTH bounds VERIFY too, with or
+	// without data.
+	if err := d.checkTransfer(c, uint64(c.Blocks)); err != nil {
+		return res, err
 	}
 	if err := d.checkRange(c.LBA, uint64(c.Blocks)); err != nil {
 		return res, err
@@ -249,10 +249,14 @@ func (d *Disk) writeAndVerify(c *CDB, data [][]byte) (Result, error) {
 }
 
 // preFetch runs PRE-FETCH(10/16) (SBC-4 5.9, 5.10). The disk has no cache
-// of its own to load, which SBC-4 allows: it checks the range and returns
-// GOOD (not CONDITION MET).
+// of its own to load, which SBC-4 allows: it checks the PREFETCH LENGTH
+// against the MAXIMUM PREFETCH LENGTH of the block limits VPD page and the
+// range, and returns GOOD (not CONDITION MET).
 func (d *Disk) preFetch(c *CDB, data [][]byte) (Result, error) {
 	res := Result{LBA: c.LBA, Blocks: c.Blocks}
+	if err := d.checkTransfer(c, uint64(c.Blocks)); err != nil {
+		return res, err
+	}
 	return res, d.checkRange(c.LBA, uint64(c.Blocks))
 }
 

@@ -330,3 +330,27 @@ func BenchmarkExecuteWrite(b *testing.B) {
 		}
 	}
 }
+
+func TestLimitsOnVerifyAndPreFetch(t *testing.T) {
+	d, _ := newDisk(t, nil)
+	_, err := exec(t, d, cdb16(OpVerify16, 0, 257))
+	wantErr(t, err, ErrInvalidFieldInCDB, 10, 7)
+	_, err = exec(t, d, cdb10(OpPreFetch10, 0, 257))
+	wantErr(t, err, ErrInvalidFieldInCDB, 7, 7)
+	mustOK(t, d, cdb16(OpVerify16, 0, 256))
+}
+
+func Test4KBlocks(t *testing.T) {
+	d, mem := newDisk(t, func(c *Config) { c.BlockSize = 4096; c.Blocks = 64 })
+	data := pattern(2*4096, 4)
+	mustOK(t, d, cdb10(OpWrite10, 62, 2), data)
+	if !bytes.Equal(mem.Bytes()[62*4096:], data) {
+		t.Error("4K write landed in the wrong place")
+	}
+	_, err := exec(t, d, cdb10(OpWrite10, 63, 2), data)
+	wantErr(t, err, ErrLBAOutOfRange, -1, -1)
+	rc16 := mustIn(t, d, []byte{0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0}, 32)
+	if be64(rc16) != 63 || be32(rc16[8:]) != 4096 || rc16[13] != 0 {
+		t.Errorf("READ CAPACITY(16) 4K: % x", rc16[:16])
+	}
+}
