@@ -184,12 +184,12 @@ type Disk struct {
 	// ua is the pending unit attention, ASC<<8|ASCQ, or 0.
 	ua atomic.Uint32
 
-	// wmu orders writes against COMPARE AND WRITE (SBC-4 5.3: the
+	// writeMu orders writes against COMPARE AND WRITE (SBC-4 5.3: the
 	// compare and the write are atomic with respect to every other
 	// command that writes the range). Writes, unmaps and WRITE SAME hold
 	// it shared, COMPARE AND WRITE exclusive: writes never serialize with
 	// each other, and the read-compare-write of a CAW sees no write.
-	wmu sync.RWMutex
+	writeMu sync.RWMutex
 
 	copyMu sync.Mutex
 	// copies holds the status of EXTENDED COPY(LID1) commands by LIST

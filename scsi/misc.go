@@ -105,9 +105,9 @@ func (d *Disk) formatUnit(c *CDB, data [][]byte) (Result, error) {
 		}
 	}
 	if d.cfg.ThinProvisioning {
-		d.wmu.RLock()
+		d.writeMu.RLock()
 		err := d.be.Unmap(0, int64(d.capacity())*d.bs)
-		d.wmu.RUnlock()
+		d.writeMu.RUnlock()
 		if err != nil {
 			return Result{Kind: KindUnmap}, fmt.Errorf("scsi: format: %w", err)
 		}

@@ -40,7 +40,7 @@ func (d *Disk) writeSame(c *CDB, data [][]byte) (Result, error) {
 	zero := allZero(pattern)
 	off, n := int64(c.LBA)*d.bs, int64(c.Blocks)*d.bs
 
-	d.wmu.RLock()
+	d.writeMu.RLock()
 	var err error
 	switch {
 	case zero && unmap:
@@ -53,7 +53,7 @@ func (d *Disk) writeSame(c *CDB, data [][]byte) (Result, error) {
 		err = d.fill(pattern, off, n)
 		res.Bytes = int(n)
 	}
-	d.wmu.RUnlock()
+	d.writeMu.RUnlock()
 	if err != nil {
 		return res, fmt.Errorf("scsi: write same LBA %d: %w", c.LBA, err)
 	}
@@ -134,8 +134,8 @@ func (d *Disk) unmap(c *CDB, data [][]byte) (Result, error) {
 		}
 	}
 	res.Blocks = uint32(total)
-	d.wmu.RLock()
-	defer d.wmu.RUnlock()
+	d.writeMu.RLock()
+	defer d.writeMu.RUnlock()
 	for i := 0; i < count; i++ {
 		o := 8 + 16*i
 		lba, n := be64(p[o:]), int64(be32(p[o+8:]))
@@ -230,17 +230,17 @@ func (d *Disk) compareAndWrite(c *CDB, data [][]byte) (Result, error) {
 	cur := make([]byte, n)
 	off := int64(c.LBA) * d.bs
 
-	d.wmu.Lock()
+	d.writeMu.Lock()
 	if _, err := d.be.ReadAt([][]byte{cur}, off); err != nil {
-		d.wmu.Unlock()
+		d.writeMu.Unlock()
 		return res, fmt.Errorf("scsi: compare and write: read LBA %d: %w", c.LBA, err)
 	}
 	if i := mismatch(cur, verify); i >= 0 {
-		d.wmu.Unlock()
+		d.writeMu.Unlock()
 		return res, ErrMiscompare.WithInfo(uint64(i))
 	}
 	got, err := d.be.WriteAt([][]byte{write}, off)
-	d.wmu.Unlock()
+	d.writeMu.Unlock()
 	res.Bytes = got
 	if err != nil {
 		return res, fmt.Errorf("scsi: compare and write: write LBA %d: %w", c.LBA, err)

@@ -89,9 +89,9 @@ func (d *Disk) write(c *CDB, data [][]byte) (Result, error) {
 // writeAt writes bufs (n bytes) at off, ordered against COMPARE AND
 // WRITE, then syncs the range if fua or the write cache is off.
 func (d *Disk) writeAt(bufs [][]byte, off, n int64, fua bool) (int, error) {
-	d.wmu.RLock()
+	d.writeMu.RLock()
 	got, err := d.be.WriteAt(bufs, off)
-	d.wmu.RUnlock()
+	d.writeMu.RUnlock()
 	if err != nil {
 		return got, fmt.Errorf("scsi: write at byte %d: %w", off, err)
 	}
