@@ -2,6 +2,7 @@ package scsi
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/lunbridge/lunbridge/internal/memdisk"
@@ -86,10 +87,67 @@ func FuzzParseCDB(f *testing.F) {
 
 const fuzzBlocks = 256
 
+// strictBackend wraps a memory disk and fails (with an error that is not
+// an *Error, so the fuzzer reports it) on any offset or length that is not
+// a whole number of blocks: Disk promises the Backend aligned ranges.
+type strictBackend struct {
+	*memdisk.Disk
+	bs int64
+}
+
+func (s strictBackend) check(off, n int64) error {
+	if off%s.bs != 0 || n%s.bs != 0 || off < 0 || n < 0 {
+		return fmt.Errorf("strict backend: unaligned range [%d, +%d)", off, n)
+	}
+	return nil
+}
+
+func (s strictBackend) ReadAt(bufs [][]byte, off int64) (int, error) {
+	if err := s.check(off, int64(bufLen(bufs))); err != nil {
+		return 0, err
+	}
+	return s.Disk.ReadAt(bufs, off)
+}
+
+func (s strictBackend) WriteAt(bufs [][]byte, off int64) (int, error) {
+	if err := s.check(off, int64(bufLen(bufs))); err != nil {
+		return 0, err
+	}
+	return s.Disk.WriteAt(bufs, off)
+}
+
+func (s strictBackend) Sync(off, n int64) error {
+	if err := s.check(off, n); err != nil {
+		return err
+	}
+	return s.Disk.Sync(off, n)
+}
+
+func (s strictBackend) Unmap(off, n int64) error {
+	if err := s.check(off, n); err != nil {
+		return err
+	}
+	return s.Disk.Unmap(off, n)
+}
+
+func (s strictBackend) WriteZeroes(off, n int64) error {
+	if err := s.check(off, n); err != nil {
+		return err
+	}
+	return s.Disk.WriteZeroes(off, n)
+}
+
+func (s strictBackend) Mapped(off int64) (bool, int64, error) {
+	if err := s.check(off, 0); err != nil {
+		return false, 0, err
+	}
+	return s.Disk.Mapped(off)
+}
+
 // FuzzExecute runs a random CDB with a random data-out buffer (also used
 // as the data-in buffer) on a small thin disk: no panic, every error is an
-// *Error (the backend, which rejects anything outside the disk, is never
-// handed a bad range), DataIn fits the buffers, and sense data formats.
+// *Error (the backend, which rejects anything unaligned or outside the
+// disk, is never handed a bad range), DataIn fits the buffers, and sense data formats.
 func FuzzExecute(f *testing.F) {
 	for _, c := range seedCDBs() {
 		f.Add(c, []byte{}, false)
@@ -103,7 +161,7 @@ func FuzzExecute(f *testing.F) {
 			BlockSize: 512, Blocks: fuzzBlocks, Serial: "fuzz", WriteCache: true,
 			MaxTransferBlocks: 64, ThinProvisioning: true, KernelPR: true,
 			MaxUnmapBlocks: 128, MaxUnmapDescriptors: 8, MaxWriteSameBlocks: 128,
-		}, mem)
+		}, strictBackend{mem, 512})
 		if err != nil {
 			t.Fatal(err)
 		}
