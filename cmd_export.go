@@ -58,6 +58,11 @@ func runExport(c *cli.Context) error {
 	if len(files) == 0 {
 		return usageErr("export: give at least one FILE")
 	}
+	for _, f := range files {
+		if strings.HasPrefix(f, "-") {
+			return usageErr("export: %q after a FILE: flags go before the FILEs", f)
+		}
+	}
 	names := c.StringSlice("name")
 	if len(names) > len(files) {
 		return usageErr("export: %d --name flags for %d FILEs", len(names), len(files))

@@ -1,0 +1,137 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lunbridge/lunbridge/integration/vmtest"
+)
+
+// TestExportISCSI exports two files as LUNs 0 and 1 of one iSCSI target
+// with "lunbridge export --fabric iscsi", an initiator ACL and CHAP, and
+// drives it from the host through the harness's 127.0.0.1 port forward
+// with real initiators (libiscsi's tools, qemu-img): the right initiator
+// and secret get in, a wrong secret or an unlisted initiator is refused,
+// data moves both ways on both LUNs and lands in the backing files, and
+// shutdown leaves configfs as it was.
+func TestExportISCSI(t *testing.T) {
+	vmtest.RequireTools(t, "iscsi-inq", "iscsi-readcapacity16", "qemu-img")
+	const (
+		iqn    = "iqn.2026-11.org.lunbridge.test:store"
+		user   = "lbuser"
+		secret = "s3cret-s3cret-42"
+		// qemu-img's libiscsi initiator name (qemu's default).
+		qemuIQN  = "iqn.2008-11.org.linux-kvm"
+		otherIQN = "iqn.2026-11.org.example:intruder"
+		size     = 8 << 20
+	)
+	lb := vmtest.BuildLunbridge(t)
+	vm := vmtest.Boot(t, vmtest.Options{
+		Net:   true,
+		Files: map[string]string{"lunbridge": lb},
+		Script: lunbridgeLib + `
+echo -n '` + secret + `' > /tmp/chap
+lb_start /tmp/lb export --fabric iscsi --iqn ` + iqn + ` --initiator ` + qemuIQN + ` \
+	--chap-user ` + user + ` --chap-password-file /tmp/chap --size 8M \
+	--name lun0 --name lun1 /tmp/lun0.img /tmp/lun1.img
+grep -q "lun0: iscsi iscsi://0.0.0.0:3260/` + iqn + `/0" /tmp/lb.out || die "no LUN 0 line"
+grep -q "lun1: iscsi iscsi://0.0.0.0:3260/` + iqn + `/1" /tmp/lb.out || die "no LUN 1 line"
+grep -q "` + secret + `" /tmp/lb.out /tmp/lb.err && die "the CHAP secret was printed"
+signal exported
+waitfor written
+md5sum /tmp/lun0.img /tmp/lun1.img | cut -d' ' -f1 > /mnt/host/backing.md5
+signal hashed
+waitfor done
+lb_stop
+grep -q "` + secret + `" /tmp/lb.out /tmp/lb.err && die "the CHAP secret was logged"
+target_leftovers
+`})
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	if err := vm.WaitReady(ctx, "exported"); err != nil {
+		t.Fatal(err)
+	}
+	port := vm.HostPort()
+	url := func(cred string, lun int) string {
+		if cred != "" {
+			cred += "@"
+		}
+		return fmt.Sprintf("iscsi://%s127.0.0.1:%d/%s/%d", cred, port, iqn, lun)
+	}
+	good := user + "%" + secret
+
+	inq := hostCmd(ctx, t, "iscsi-inq", "-i", qemuIQN, url(good, 0))
+	if !strings.Contains(strings.ToLower(inq), "lunbridge") {
+		t.Errorf("iscsi-inq: no lunbridge product in:\n%s", inq)
+	}
+	capOut := hostCmd(ctx, t, "iscsi-readcapacity16", "-i", qemuIQN, url(good, 1))
+	if !strings.Contains(capOut, fmt.Sprint(size/512-1)) && !strings.Contains(capOut, fmt.Sprint(size)) {
+		t.Errorf("iscsi-readcapacity16: no %d-byte capacity in:\n%s", size, capOut)
+	}
+	for _, tc := range []struct{ name, initiator, cred string }{
+		{"wrong secret", qemuIQN, user + "%wrong-secret-123"},
+		{"no credentials", qemuIQN, ""},
+		{"unlisted initiator", otherIQN, good},
+	} {
+		out, err := exec.CommandContext(ctx, "iscsi-inq", "-i", tc.initiator, url(tc.cred, 0)).CombinedOutput()
+		t.Logf("host: iscsi-inq (%s): %v\n%s", tc.name, err, out)
+		if err == nil {
+			t.Errorf("iscsi-inq with %s got in; want a refused login", tc.name)
+		}
+	}
+
+	dir := t.TempDir()
+	var patterns [2][]byte
+	for lun := range patterns {
+		p := make([]byte, size)
+		rand.NewChaCha8([32]byte{'i', 's', byte(lun)}).Read(p)
+		patterns[lun] = p
+		f := filepath.Join(dir, fmt.Sprintf("pattern%d.raw", lun))
+		if err := os.WriteFile(f, p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		hostCmd(ctx, t, "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", f, url(good, lun))
+	}
+	if err := vm.Signal("written"); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.WaitReady(ctx, "hashed"); err != nil {
+		t.Fatal(err)
+	}
+	sums := md5s(t, filepath.Join(vm.ShareDir(), "backing.md5"))
+	for lun, p := range patterns {
+		if want := fmt.Sprintf("%x", md5.Sum(p)); lun >= len(sums) || sums[lun] != want {
+			t.Errorf("backing file of LUN %d: md5s %v, want %s", lun, sums, want)
+		}
+		back := filepath.Join(dir, fmt.Sprintf("back%d.raw", lun))
+		hostCmd(ctx, t, "qemu-img", "convert", "-f", "raw", "-O", "raw", url(good, lun), back)
+		data, err := os.ReadFile(back)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(data, p) {
+			t.Errorf("LUN %d read back over iSCSI: %d bytes, md5 %x; want %d bytes, md5 %x",
+				lun, len(data), md5.Sum(data), len(p), md5.Sum(p))
+		}
+	}
+	if err := vm.Signal("done"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := vm.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitCode != 0 {
+		t.Fatalf("guest script exited with status %d", res.ExitCode)
+	}
+}
+
