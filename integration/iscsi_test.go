@@ -134,4 +134,3 @@ target_leftovers
 		t.Fatalf("guest script exited with status %d", res.ExitCode)
 	}
 }
-
