@@ -124,7 +124,8 @@ func logAttribs(t *testing.T, dir string) {
 // TestDeviceLifecycle creates TCMU devices with tcmu.OpenDevice in the real
 // kernel and checks what the kernel kept (every attribute, the UIO name,
 // the mailbox), one-opener exclusion, block/reset actions, resizing while
-// enabled, adoption, refusal of a foreign backstore, and that Remove
+// enabled (through a netlink listener), adoption, refusal of a foreign
+// backstore, and that Remove
 // leaves configfs as found.
 func TestDeviceLifecycle(t *testing.T) {
 	if guestHalf(t) {
@@ -233,11 +234,24 @@ func deviceLifecycleGuest(t *testing.T) {
 	}
 
 	// dev_size while enabled: the kernel first multicasts a netlink
-	// reconfiguration event, which fails with ESRCH when nobody listens.
+	// reconfiguration event and fails with ESRCH when nobody listens;
+	// Resize listens itself for the duration of the write.
 	err = d.Resize(32 << 20)
 	t.Logf("Resize while enabled: %v; attrib/dev_size = %s", err, readTrim(t, filepath.Join(attrib, "dev_size")))
+	if err != nil {
+		t.Errorf("Resize while enabled = %v", err)
+	} else {
+		cfg.Size = 32 << 20
+	}
+	if got := readTrim(t, filepath.Join(attrib, "dev_size")); got != strconv.FormatInt(cfg.Size, 10) {
+		t.Errorf("attrib/dev_size after Resize = %s, want %d", got, cfg.Size)
+	}
+	// Without a listener the same write is refused: that is what Resize
+	// works around.
+	err = os.WriteFile(filepath.Join(attrib, "dev_size"), []byte("16777216"), 0)
+	t.Logf("plain write of dev_size while enabled: %v", err)
 	if !errors.Is(err, syscall.ESRCH) {
-		t.Errorf("Resize while enabled = %v, want ESRCH (no netlink listener)", err)
+		t.Errorf("plain write of dev_size while enabled = %v, want ESRCH", err)
 	}
 
 	if err := d.Close(); err != nil {
@@ -257,7 +271,7 @@ func deviceLifecycleGuest(t *testing.T) {
 		t.Error("adopted mapping: mailbox version is not 2")
 	}
 	mismatch := cfg
-	mismatch.Size = 8 << 20
+	mismatch.Size = 8 << 20 // neither the old nor the resized size
 	if _, err := tcmu.OpenDevice(ctx, mismatch); !errors.Is(err, tcmu.ErrMismatch) {
 		t.Errorf("OpenDevice with another size = %v, want ErrMismatch", err)
 	}
@@ -265,7 +279,7 @@ func deviceLifecycleGuest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []tcmu.DeviceInfo{{Name: "lbdev0", HBA: 7, Path: d.Path(), Config: "lbdev0", Size: 16 << 20, BlockSize: 4096, Enabled: true}}
+	want := []tcmu.DeviceInfo{{Name: "lbdev0", HBA: 7, Path: d.Path(), Config: "lbdev0", Size: cfg.Size, BlockSize: 4096, Enabled: true}}
 	if !slices.Equal(list, want) {
 		t.Errorf("ListDevices = %+v, want %+v", list, want)
 	}

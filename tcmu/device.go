@@ -503,26 +503,134 @@ func (d *Device) Recover() error {
 	return errors.Join(err, d.Unblock())
 }
 
-// Resize changes dev_size. While the device is enabled the kernel sends
-// a netlink reconfiguration event first (tcmu_dev_size_store), and the
-// write fails with ESRCH when no process listens to the TCM-USER
-// generic netlink group; the error then says so. The initiator learns
-// the new capacity from the handler (READ CAPACITY goes to userspace).
+// Resize changes dev_size while the device is enabled. The kernel
+// (tcmu_dev_size_store) first multicasts a netlink reconfiguration event
+// to the TCM-USER generic netlink family's "config" group and refuses the
+// write with ESRCH when no socket listens (seen on 6.1). Resize therefore
+// joins that group on a socket of its own for the duration of the write;
+// nl_reply_supported=-1 keeps the kernel from waiting for an answer. The
+// initiator learns the new capacity from the handler (READ CAPACITY goes
+// to userspace).
 func (d *Device) Resize(size int64) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if size <= 0 || size%int64(d.cfg.BlockSize) != 0 {
 		return fmt.Errorf("tcmu: size %d is not a positive multiple of the block size %d", size, d.cfg.BlockSize)
 	}
-	err := writeAttr(d.fsys, d.attr("dev_size"), strconv.FormatInt(size, 10))
+	write := func() error {
+		return writeAttr(d.fsys, d.attr("dev_size"), strconv.FormatInt(size, 10))
+	}
+	err := withGenlListener("TCM-USER", "config", write)
 	if errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("tcmu: resize %s: the kernel found no TCM-USER netlink listener: %w", d.dir, err)
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("tcmu: resize %s: %w", d.dir, err)
 	}
 	d.cfg.Size = size
 	return nil
+}
+
+// withGenlListener runs fn while a generic netlink socket is a member of
+// the multicast group of family. If the family cannot be resolved (no
+// target_core_user in this kernel, or no netlink at all, as in unit
+// tests), fn runs without a listener.
+func withGenlListener(family, group string, fn func() error) error {
+	fd, err := genlJoin(family, group)
+	if err != nil {
+		return fn()
+	}
+	defer unix.Close(fd)
+	return fn()
+}
+
+// genlJoin opens a NETLINK_GENERIC socket, resolves family's multicast
+// group through the nlctrl family (CTRL_CMD_GETFAMILY) and joins it. The
+// messages are never read: the socket only has to exist.
+func genlJoin(family, group string) (int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_GENERIC)
+	if err != nil {
+		return -1, fmt.Errorf("tcmu: netlink socket: %w", err)
+	}
+	id, err := genlGroupID(fd, family, group)
+	if err == nil {
+		err = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, int(id))
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("tcmu: join netlink group %s/%s: %w", family, group, err)
+	}
+	return fd, nil
+}
+
+// nlAttr appends a netlink attribute (struct nlattr: __u16 len, __u16
+// type, payload padded to 4 bytes).
+func nlAttr(b []byte, typ uint16, payload []byte) []byte {
+	n := 4 + len(payload)
+	b = ne.AppendUint16(b, uint16(n))
+	b = ne.AppendUint16(b, typ)
+	b = append(b, payload...)
+	for n%4 != 0 {
+		b = append(b, 0)
+		n++
+	}
+	return b
+}
+
+// nlAttrs splits a run of netlink attributes into type -> payload.
+func nlAttrs(b []byte) map[uint16][]byte {
+	m := map[uint16][]byte{}
+	for len(b) >= 4 {
+		n := int(ne.Uint16(b[0:]))
+		if n < 4 || n > len(b) {
+			break
+		}
+		m[ne.Uint16(b[2:])&^(unix.NLA_F_NESTED|0x4000)] = b[4:n]
+		b = b[min((n+3)&^3, len(b)):]
+	}
+	return m
+}
+
+// genlGroupID asks nlctrl for family and returns the id of its multicast
+// group named group.
+func genlGroupID(fd int, family, group string) (uint32, error) {
+	// struct genlmsghdr: cmd, version, reserved.
+	body := []byte{unix.CTRL_CMD_GETFAMILY, 1, 0, 0}
+	body = nlAttr(body, unix.CTRL_ATTR_FAMILY_NAME, append([]byte(family), 0))
+	msg := ne.AppendUint32(nil, uint32(unix.SizeofNlMsghdr+len(body)))
+	msg = ne.AppendUint16(msg, unix.GENL_ID_CTRL)
+	msg = ne.AppendUint16(msg, unix.NLM_F_REQUEST)
+	msg = ne.AppendUint32(msg, 1) // seq
+	msg = ne.AppendUint32(msg, 0) // pid: the kernel fills it in
+	msg = append(msg, body...)
+	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 1<<16)
+	n, _, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return 0, err
+	}
+	buf = buf[:n]
+	if len(buf) < unix.SizeofNlMsghdr+4 {
+		return 0, fmt.Errorf("short netlink reply (%d bytes)", len(buf))
+	}
+	if ne.Uint16(buf[4:]) == unix.NLMSG_ERROR {
+		// struct nlmsgerr: int error (negative errno), then the request.
+		if e := int32(ne.Uint32(buf[unix.SizeofNlMsghdr:])); e < 0 {
+			return 0, syscall.Errno(-e)
+		}
+		return 0, errors.New("unexpected netlink ack")
+	}
+	attrs := nlAttrs(buf[unix.SizeofNlMsghdr+4 : min(int(ne.Uint32(buf[0:])), len(buf))])
+	for _, g := range nlAttrs(attrs[unix.CTRL_ATTR_MCAST_GROUPS]) {
+		ga := nlAttrs(g)
+		name := strings.TrimRight(string(ga[unix.CTRL_ATTR_MCAST_GRP_NAME]), "\x00")
+		if id := ga[unix.CTRL_ATTR_MCAST_GRP_ID]; name == group && len(id) == 4 {
+			return ne.Uint32(id), nil
+		}
+	}
+	return 0, fmt.Errorf("family %s has no multicast group %s: %w", family, group, fs.ErrNotExist)
 }
 
 // Close unmaps the shared memory and closes the UIO descriptor; configfs

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // config returns a DeviceConfig rooted in the fake kernel.
@@ -420,5 +422,39 @@ func TestControlString(t *testing.T) {
 		if got := controlString(tc.cfg); got != tc.want {
 			t.Errorf("controlString(%+v) = %q, want %q", tc.cfg, got, tc.want)
 		}
+	}
+}
+
+// genlGroupID resolves a multicast group through nlctrl; nlctrl's own
+// "notify" group exists in every kernel with generic netlink.
+func TestGenlGroupID(t *testing.T) {
+	fd, err := genlJoin("nlctrl", "notify")
+	if err != nil {
+		t.Skipf("no generic netlink here: %v", err)
+	}
+	defer unix.Close(fd)
+	id, err := genlGroupID(fd, "nlctrl", "notify")
+	if err != nil || id == 0 {
+		t.Errorf("genlGroupID(nlctrl, notify) = %d, %v, want a group id", id, err)
+	}
+	if _, err := genlGroupID(fd, "nlctrl", "no-such-group"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("genlGroupID(nlctrl, no-such-group) = %v, want ErrNotExist", err)
+	}
+	if _, err := genlGroupID(fd, "no-such-family", "config"); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("genlGroupID(no-such-family) = %v, want ENOENT", err)
+	}
+}
+
+func TestNLAttrs(t *testing.T) {
+	b := nlAttr(nil, 1, []byte("abc\x00"))
+	b = nlAttr(b, 2, []byte{7, 0, 0, 0})
+	b = nlAttr(b, 3|0x8000, nlAttr(nil, 5, []byte("x")))
+	m := nlAttrs(b)
+	if string(m[1]) != "abc\x00" || ne.Uint32(m[2]) != 7 || string(nlAttrs(m[3])[5]) != "x" {
+		t.Errorf("nlAttrs round trip = %v", m)
+	}
+	// Truncated input stops parsing instead of panicking.
+	if m := nlAttrs(b[:6]); len(m) != 0 {
+		t.Errorf("nlAttrs(truncated) = %v, want nothing", m)
 	}
 }
