@@ -59,7 +59,7 @@ func prefix(bufs [][]byte, n int) [][]byte {
 }
 
 // reply copies a data-in payload into bufs, truncated to the allocation
-// length alloc (SPC-5 4.2.5.6), and returns the Result that reports how
+// length alloc (SPC-5), and returns the Result that reports how
 // many bytes went in.
 func reply(bufs [][]byte, payload []byte, alloc uint32) Result {
 	if uint64(len(payload)) > uint64(alloc) {

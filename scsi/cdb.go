@@ -18,7 +18,7 @@ type CDB struct {
 	LBA uint64
 	// Blocks is the TRANSFER LENGTH, VERIFICATION LENGTH, PREFETCH LENGTH
 	// or NUMBER OF LOGICAL BLOCKS field in logical blocks. For READ(6) and
-	// WRITE(6) a TRANSFER LENGTH of 0 is 256 blocks (SBC-4 5.14, 5.40).
+	// WRITE(6) a TRANSFER LENGTH of 0 is 256 blocks (SBC-4).
 	Blocks uint32
 	// Length is the ALLOCATION LENGTH (data-in) or PARAMETER LIST LENGTH
 	// (data-out) field in bytes.
@@ -76,7 +76,7 @@ const (
 
 // command describes one operation code (and service action): its CDB
 // layout and its handler. usage is the CDB USAGE DATA of REPORT SUPPORTED
-// OPERATION CODES (SPC-5 6.36.3): byte 0 is the opcode, the SERVICE ACTION
+// OPERATION CODES (SPC-5): byte 0 is the opcode, the SERVICE ACTION
 // field holds the service action, and every other bit is 1 where the disk
 // accepts a non-zero value. ParseCDB rejects a CDB with a bit set outside
 // usage, so the table is both the validation and the report.
@@ -245,7 +245,7 @@ func ParseCDB(cdb []byte) (CDB, error) {
 	c.Blocks = uint32(cmd.blocks.get(cdb))
 	c.Length = uint32(cmd.length.get(cdb))
 	if cmd.flags&fRead6 != 0 {
-		// SBC-4 5.14 READ(6): a 21-bit LBA; TRANSFER LENGTH 0 is 256.
+		// SBC-4 READ(6): a 21-bit LBA; TRANSFER LENGTH 0 is 256.
 		c.LBA &= 0x1fffff
 		if c.Blocks == 0 {
 			c.Blocks = 256

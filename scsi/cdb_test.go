@@ -20,7 +20,7 @@ func TestParseCDB(t *testing.T) {
 		field int // expected field pointer byte, -1: none checked
 		bit   int
 	}{
-		// SBC-4 5.14 READ(6): 21-bit LBA, TRANSFER LENGTH 0 means 256.
+		// SBC-4 READ(6): 21-bit LBA, TRANSFER LENGTH 0 means 256.
 		{name: "READ(6) LBA 0 length 0 is 256 blocks", cdb: []byte{0x08, 0, 0, 0, 0, 0}, want: want{lba: 0, blocks: 256}},
 		{name: "READ(6) 21-bit LBA", cdb: []byte{0x08, 0x1f, 0xff, 0xff, 1, 0}, want: want{lba: 0x1fffff, blocks: 1}},
 		{name: "READ(6) reserved bits of byte 1", cdb: []byte{0x08, 0x20, 0, 0, 1, 0}, err: ErrInvalidFieldInCDB, field: 1, bit: 5},

@@ -149,7 +149,7 @@ const (
 const lioOUI = 0x001405
 
 // NAAFromName derives a stable NAA IEEE Registered Extended designator
-// (NAA 6, SPC-5 7.7.6.6.4) from a LUN name: the LIO company ID 001405h,
+// (NAA 6, SPC-5) from a LUN name: the LIO company ID 001405h,
 // then 100 bits of the SHA-256 of the name as the vendor specific
 // identifier and its extension.
 func NAAFromName(name string) [16]byte {
@@ -184,7 +184,7 @@ type Disk struct {
 	// ua is the pending unit attention, ASC<<8|ASCQ, or 0.
 	ua atomic.Uint32
 
-	// writeMu orders writes against COMPARE AND WRITE (SBC-4 5.3: the
+	// writeMu orders writes against COMPARE AND WRITE (SBC-4: the
 	// compare and the write are atomic with respect to every other
 	// command that writes the range). Writes, unmaps and WRITE SAME hold
 	// it shared, COMPARE AND WRITE exclusive: writes never serialize with
@@ -309,7 +309,7 @@ func (d *Disk) SetOnline(on bool) { d.offline.Store(!on) }
 
 // SetCapacity changes the capacity and raises a CAPACITY DATA HAS CHANGED
 // unit attention, reported once on the next command other than INQUIRY,
-// REPORT LUNS and REQUEST SENSE (SPC-5 5.14, SBC-4 4.9).
+// REPORT LUNS and REQUEST SENSE (SPC-5, SBC-4).
 func (d *Disk) SetCapacity(blocks uint64) error {
 	if blocks == 0 || blocks > 1<<63/uint64(d.bs) {
 		return fmt.Errorf("scsi: capacity %d blocks: out of range", blocks)
@@ -361,7 +361,7 @@ func (d *Disk) Sense(dst []byte, e *Error) []byte {
 // READ and WRITE whose buffers exactly cover the transfer do not allocate.
 func (d *Disk) Execute(cdb []byte, data [][]byte) (Result, error) {
 	if len(cdb) > 0 && d.ua.Load() != 0 {
-		// SAM-5 5.14: a pending unit attention ends any command but
+		// SAM-5: a pending unit attention ends any command but
 		// INQUIRY, REPORT LUNS and REQUEST SENSE (which reports it).
 		switch Opcode(cdb[0]) {
 		case OpInquiry, OpReportLUNs, OpRequestSense:
@@ -415,7 +415,7 @@ func (d *Disk) supports(cmd *command) bool {
 func (d *Disk) capacity() uint64 { return d.blocks.Load() }
 
 // checkRange fails with LBA OUT OF RANGE unless [lba, lba+n) is inside
-// the disk, without overflowing (SBC-4 4.5). With n == 0, lba itself must
+// the disk, without overflowing (SBC-4). With n == 0, lba itself must
 // be a valid LBA.
 func (d *Disk) checkRange(lba uint64, n uint64) error {
 	c := d.capacity()

@@ -5,14 +5,14 @@ import (
 	"strings"
 )
 
-// Version descriptors of the standard INQUIRY data (SPC-5 table 150).
+// Version descriptors of the standard INQUIRY data (SPC-5).
 const (
 	versionSAM5 = 0x00A0 // SAM-5 (no version claimed)
 	versionSPC5 = 0x05C0 // SPC-5 (no version claimed)
 	versionSBC4 = 0x0600 // SBC-4 (no version claimed)
 )
 
-// VPD page codes (SPC-5 7.7, SBC-4 6.6).
+// VPD page codes (SPC-5, SBC-4).
 const (
 	vpdSupportedPages    = 0x00
 	vpdUnitSerial        = 0x80
@@ -29,13 +29,13 @@ const (
 // 7.7.16).
 var vpdPages = []byte{vpdSupportedPages, vpdUnitSerial, vpdDeviceID, vpdExtendedInquiry, vpdBlockLimits, vpdBlockDevChars, vpdLogicalBlockProv}
 
-// pad returns s left-aligned in n bytes, space padded (SPC-5 4.3.1).
+// pad returns s left-aligned in n bytes, space padded (SPC-5).
 func pad(s string, n int) []byte {
 	b := []byte(s + strings.Repeat(" ", n))
 	return b[:n]
 }
 
-// inquiry runs INQUIRY (SPC-5 6.7): standard data, or the VPD page of
+// inquiry runs INQUIRY (SPC-5): standard data, or the VPD page of
 // PAGE CODE when EVPD is set. A PAGE CODE without EVPD, or an unsupported
 // page, is INVALID FIELD IN CDB on byte 2.
 func (d *Disk) inquiry(c *CDB, data [][]byte) (Result, error) {
@@ -54,7 +54,7 @@ func (d *Disk) inquiry(c *CDB, data [][]byte) (Result, error) {
 	return reply(data, p, c.Length), nil
 }
 
-// standardInquiry is the standard INQUIRY data (SPC-5 6.7.2).
+// standardInquiry is the standard INQUIRY data (SPC-5).
 func (d *Disk) standardInquiry() []byte {
 	b := make([]byte, inquiryStdLen)
 	b[0] = 0x00              // PERIPHERAL QUALIFIER 000b, DEVICE TYPE 00h (direct access)
@@ -97,7 +97,7 @@ func (d *Disk) vpdPage(code byte) ([]byte, bool) {
 	default:
 		return nil, false
 	}
-	// SPC-5 7.7.1: PERIPHERAL QUALIFIER/DEVICE TYPE, PAGE CODE, PAGE LENGTH.
+	// SPC-5: PERIPHERAL QUALIFIER/DEVICE TYPE, PAGE CODE, PAGE LENGTH.
 	p := make([]byte, 4, 4+len(body))
 	p[1] = code
 	put16(p[2:], uint16(len(body)))
@@ -118,7 +118,7 @@ func (d *Disk) deviceID() []byte {
 	}
 	desc(0x1, 0x3, d.cfg.NAA[:])
 	desc(0x2, 0x1, append(pad(d.cfg.Vendor, 8), d.cfg.Serial...))
-	// SPC-5 7.7.6.11: "naa." and the hex digits, null terminated and
+	// SPC-5: "naa." and the hex digits, null terminated and
 	// padded with nulls to a multiple of four bytes.
 	name := []byte(fmt.Sprintf("naa.%X", d.cfg.NAA[:]))
 	name = append(name, make([]byte, 4-len(name)%4)...)
@@ -127,7 +127,7 @@ func (d *Disk) deviceID() []byte {
 }
 
 // extendedInquiry is the body of the Extended INQUIRY Data VPD page
-// (SPC-5 7.7.7).
+// (SPC-5).
 func (d *Disk) extendedInquiry() []byte {
 	b := make([]byte, 0x3c)
 	b[1] = 0x07 // HEADSUP, ORDSUP, SIMPSUP: all task attributes
@@ -135,7 +135,7 @@ func (d *Disk) extendedInquiry() []byte {
 	return b
 }
 
-// blockLimits is the body of the Block Limits VPD page (SBC-4 6.6.4).
+// blockLimits is the body of the Block Limits VPD page (SBC-4).
 func (d *Disk) blockLimits() []byte {
 	b := make([]byte, 0x3c)
 	c := &d.cfg
@@ -157,7 +157,7 @@ func (d *Disk) blockLimits() []byte {
 }
 
 // provisioningVPD is the body of the Logical Block Provisioning VPD page
-// (SBC-4 6.6.6).
+// (SBC-4).
 func (d *Disk) provisioningVPD() []byte {
 	b := make([]byte, 4)
 	if d.cfg.ThinProvisioning {
@@ -169,7 +169,7 @@ func (d *Disk) provisioningVPD() []byte {
 	return b
 }
 
-// readCapacity10 runs READ CAPACITY(10) (SBC-4 5.20). A last LBA above
+// readCapacity10 runs READ CAPACITY(10) (SBC-4). A last LBA above
 // FFFFFFFEh is reported as FFFFFFFFh, which sends the initiator to READ
 // CAPACITY(16). LBA without PMI is INVALID FIELD IN CDB.
 func (d *Disk) readCapacity10(c *CDB, data [][]byte) (Result, error) {
@@ -182,7 +182,7 @@ func (d *Disk) readCapacity10(c *CDB, data [][]byte) (Result, error) {
 	return reply(data, b, 8), nil
 }
 
-// readCapacity16 runs READ CAPACITY(16) (SBC-4 5.21).
+// readCapacity16 runs READ CAPACITY(16) (SBC-4).
 func (d *Disk) readCapacity16(c *CDB, data [][]byte) (Result, error) {
 	if c.raw[14]&0x01 == 0 && c.LBA != 0 {
 		return Result{}, cdbField(2, 7)
@@ -198,13 +198,13 @@ func (d *Disk) readCapacity16(c *CDB, data [][]byte) (Result, error) {
 	return reply(data, b, c.Length), nil
 }
 
-// testUnitReady runs TEST UNIT READY (SPC-5 6.47): Execute has checked
+// testUnitReady runs TEST UNIT READY (SPC-5): Execute has checked
 // readiness already.
 func (d *Disk) testUnitReady(c *CDB, data [][]byte) (Result, error) {
 	return Result{}, nil
 }
 
-// requestSense runs REQUEST SENSE (SPC-5 6.39). Sense data goes with
+// requestSense runs REQUEST SENSE (SPC-5). Sense data goes with
 // every CHECK CONDITION (autosense), so there is none left to return but
 // the pollable kind: a pending unit attention (which it clears), the
 // not-ready state, or NO SENSE. DESC selects descriptor format.

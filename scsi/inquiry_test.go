@@ -19,7 +19,7 @@ func TestInquiryStandard(t *testing.T) {
 	d, _ := newDisk(t, nil)
 	b := mustIn(t, d, inquiryCDB(false, 0, 255), 255)
 	golden(t, "inquiry_std", b)
-	// SPC-5 6.7.2 field by field.
+	// SPC-5 field by field.
 	checks := []struct {
 		what string
 		got  any
@@ -65,7 +65,7 @@ func TestInquiryAllocationLength(t *testing.T) {
 
 func TestInquiryErrors(t *testing.T) {
 	d, _ := newDisk(t, nil)
-	// SPC-5 6.7.1: PAGE CODE without EVPD.
+	// SPC-5: PAGE CODE without EVPD.
 	_, err := exec(t, d, inquiryCDB(false, 0x80, 255), make([]byte, 255))
 	wantErr(t, err, ErrInvalidFieldInCDB, 2, 7)
 	for _, page := range []byte{0x01, 0x81, 0x89, 0x8f, 0xb3, 0xff} {
@@ -124,7 +124,7 @@ func TestVPDSerialAndDeviceID(t *testing.T) {
 func TestVPDBlockLimits(t *testing.T) {
 	d, _ := newDisk(t, func(c *Config) { c.OptimalTransferBlocks = 64 })
 	p := mustIn(t, d, inquiryCDB(true, 0xb0, 255), 255)
-	// SBC-4 6.6.4 offsets.
+	// SBC-4 offsets.
 	checks := []struct {
 		what      string
 		got, want uint64
@@ -152,7 +152,7 @@ func TestVPDProvisioning(t *testing.T) {
 	for _, thin := range []bool{true, false} {
 		d, _ := newDisk(t, func(c *Config) { c.ThinProvisioning = thin })
 		p := mustIn(t, d, inquiryCDB(true, 0xb2, 255), 255)
-		// SBC-4 6.6.6: LBPU, LBPWS, LBPWS10, LBPRZ 001b; type 010b thin.
+		// SBC-4: LBPU, LBPWS, LBPWS10, LBPRZ 001b; type 010b thin.
 		want := []byte{0, 0xb2, 0, 4, 0, 0xe4, 0x02, 0}
 		if !thin {
 			want = []byte{0, 0xb2, 0, 4, 0, 0, 0, 0}
@@ -252,7 +252,7 @@ func TestCapacityChangedUnitAttention(t *testing.T) {
 	if err := d.SetCapacity(testBlocks / 2); err != nil {
 		t.Fatal(err)
 	}
-	// INQUIRY does not report or clear it (SAM-5 5.14).
+	// INQUIRY does not report or clear it (SAM-5).
 	mustIn(t, d, inquiryCDB(false, 0, 36), 36)
 	_, err := exec(t, d, []byte{0, 0, 0, 0, 0, 0})
 	wantErr(t, err, ErrCapacityChanged, -1, -1)

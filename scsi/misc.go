@@ -5,7 +5,7 @@ import (
 	"math/bits"
 )
 
-// startStopUnit runs START STOP UNIT (SBC-4 5.27) with POWER CONDITION 0:
+// startStopUnit runs START STOP UNIT (SBC-4) with POWER CONDITION 0:
 // START=0 stops the unit (media access then fails with NOT READY,
 // INITIALIZING COMMAND REQUIRED), after syncing the cache unless
 // NO_FLUSH; START=1 starts it. LOEJ and power conditions are not
@@ -22,14 +22,14 @@ func (d *Disk) startStopUnit(c *CDB, data [][]byte) (Result, error) {
 	return Result{}, nil
 }
 
-// preventAllow runs PREVENT ALLOW MEDIUM REMOVAL (SBC-4 5.12). The medium
+// preventAllow runs PREVENT ALLOW MEDIUM REMOVAL (SBC-4). The medium
 // is not removable (RMB=0), so PREVENT 00b and 01b have no effect; the
 // obsolete values 10b and 11b are rejected by the CDB table.
 func (d *Disk) preventAllow(c *CDB, data [][]byte) (Result, error) {
 	return Result{}, nil
 }
 
-// sendDiagnostic runs SEND DIAGNOSTIC (SPC-5 6.42) without a parameter
+// sendDiagnostic runs SEND DIAGNOSTIC (SPC-5) without a parameter
 // list: the default self-test (SELFTEST=1, SELF-TEST CODE 000b) and the
 // foreground short and extended self-tests (101b, 110b) check that the
 // backing store answers a read of the first block. Background self-tests
@@ -59,7 +59,7 @@ func (d *Disk) sendDiagnostic(c *CDB, data [][]byte) (Result, error) {
 	return Result{}, nil
 }
 
-// formatUnit runs FORMAT UNIT (SBC-4 5.3) without protection
+// formatUnit runs FORMAT UNIT (SBC-4) without protection
 // information. With FMTDATA the parameter list is a short (4-byte) or,
 // with LONGLIST, long (8-byte) header that may set IMMED but no defect
 // list, initialization pattern or protection fields. Formatting keeps the
@@ -81,7 +81,7 @@ func (d *Disk) formatUnit(c *CDB, data [][]byte) (Result, error) {
 		if len(p) < n {
 			return Result{}, ErrParamListLengthError
 		}
-		// SBC-4 5.3.2: PROTECTION FIELD USAGE (byte 0 bits 2-0) must
+		// SBC-4: PROTECTION FIELD USAGE (byte 0 bits 2-0) must
 		// be 0; byte 1: FOV, DPRY, DCRT, STPF, IP, obsolete, IMMED,
 		// vendor specific.
 		if p[0] != 0 {

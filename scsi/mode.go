@@ -2,7 +2,7 @@ package scsi
 
 import "math/bits"
 
-// Mode pages (SPC-5 7.5, SBC-4 6.5). The disk has no subpages and cannot
+// Mode pages (SPC-5, SBC-4). The disk has no subpages and cannot
 // save parameters: MODE SENSE with PC=11b is SAVING PARAMETERS NOT
 // SUPPORTED, MODE SELECT with SP=1 is INVALID FIELD IN CDB (SPC-5
 // 6.11, 6.13). The changeable fields are WCE (caching page) and D_SENSE
@@ -29,11 +29,11 @@ func (d *Disk) modePage(code, pc byte) ([]byte, bool) {
 	var b []byte
 	switch code {
 	case pageRWErrorRecovery:
-		// SBC-4 6.5.9: no error recovery parameter can be set; the
+		// SBC-4: no error recovery parameter can be set; the
 		// backing store does its own.
 		b = make([]byte, 12)
 	case pageCaching:
-		// SBC-4 6.5.5: WCE (byte 2 bit 2) is the write cache mode.
+		// SBC-4: WCE (byte 2 bit 2) is the write cache mode.
 		b = make([]byte, 20)
 		switch pc {
 		case pcCurrent:
@@ -48,7 +48,7 @@ func (d *Disk) modePage(code, pc byte) ([]byte, bool) {
 			}
 		}
 	case pageControl:
-		// SPC-5 7.5.10: D_SENSE (byte 2 bit 2) selects descriptor
+		// SPC-5: D_SENSE (byte 2 bit 2) selects descriptor
 		// format sense data; GLTSD=1 (no log parameters are saved);
 		// QUEUE ALGORITHM MODIFIER 1h (unrestricted reordering).
 		b = make([]byte, 12)
@@ -66,7 +66,7 @@ func (d *Disk) modePage(code, pc byte) ([]byte, bool) {
 			b[3] = 0x10
 		}
 	case pageInfoExceptions:
-		// SPC-5 7.5.14: DEXCPT=1, informational exceptions are off.
+		// SPC-5: DEXCPT=1, informational exceptions are off.
 		b = make([]byte, 12)
 		if pc != pcChangeable {
 			b[2] = 0x08
@@ -79,7 +79,7 @@ func (d *Disk) modePage(code, pc byte) ([]byte, bool) {
 	return b, true
 }
 
-// modeSense runs MODE SENSE(6) and MODE SENSE(10) (SPC-5 6.14, 6.15).
+// modeSense runs MODE SENSE(6) and MODE SENSE(10) (SPC-5).
 func (d *Disk) modeSense(c *CDB, data [][]byte) (Result, error) {
 	ten := c.Op == OpModeSense10
 	dbd := c.raw[1]&0x08 != 0
@@ -120,7 +120,7 @@ func (d *Disk) modeSense(c *CDB, data [][]byte) (Result, error) {
 		hlen = 8
 	}
 	b := make([]byte, hlen, hlen+len(bd)+len(pages))
-	// SBC-4 6.5.1: WP and DPOFUA in the DEVICE-SPECIFIC PARAMETER.
+	// SBC-4: WP and DPOFUA in the DEVICE-SPECIFIC PARAMETER.
 	devSpecific := byte(0x10)
 	if d.readOnly.Load() {
 		devSpecific |= 0x80
@@ -143,7 +143,7 @@ func (d *Disk) modeSense(c *CDB, data [][]byte) (Result, error) {
 }
 
 // blockDescriptor is the short (8-byte) or long (16-byte) LBA mode
-// parameter block descriptor (SBC-4 6.5.2); all zero for the changeable
+// parameter block descriptor (SBC-4); all zero for the changeable
 // values, since neither field can change.
 func (d *Disk) blockDescriptor(long, changeable bool) []byte {
 	if long {
@@ -162,7 +162,7 @@ func (d *Disk) blockDescriptor(long, changeable bool) []byte {
 	return b
 }
 
-// modeSelect runs MODE SELECT(6) and MODE SELECT(10) (SPC-5 6.11, 6.12).
+// modeSelect runs MODE SELECT(6) and MODE SELECT(10) (SPC-5).
 // Every field of every page must equal its current value unless it is
 // changeable, else INVALID FIELD IN PARAMETER LIST points at it; a
 // truncated header, descriptor or page is PARAMETER LIST LENGTH ERROR.
@@ -214,7 +214,7 @@ func (d *Disk) modeSelect(c *CDB, data [][]byte) (Result, error) {
 		return Result{}, paramField(hlen/4, 7)
 	}
 	// The DEVICE-SPECIFIC PARAMETER (WP, DPOFUA) is ignored by MODE
-	// SELECT (SBC-4 6.5.1: DPOFUA reserved; WP reflects the LUN).
+	// SELECT (SBC-4: DPOFUA reserved; WP reflects the LUN).
 	bdField := 3
 	if ten {
 		bdField = 6
@@ -277,7 +277,7 @@ func (d *Disk) modeSelect(c *CDB, data [][]byte) (Result, error) {
 // checkBlockDescriptor validates a mode parameter block descriptor of
 // MODE SELECT at offset off of the parameter list: NUMBER OF LOGICAL
 // BLOCKS must be 0 (keep) or the current value and LOGICAL BLOCK LENGTH
-// the current one (SBC-4 6.5.2): neither can change.
+// the current one (SBC-4): neither can change.
 func (d *Disk) checkBlockDescriptor(b []byte, off int) error {
 	var n uint64
 	var bl uint32

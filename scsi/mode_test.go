@@ -41,9 +41,9 @@ func TestModeSenseGoldens(t *testing.T) {
 func TestModeSenseLayout(t *testing.T) {
 	d, _ := newDisk(t, nil)
 	b := mustIn(t, d, modeSense6(false, pcCurrent, pageCaching, 0, 255), 255)
-	// SPC-5 7.5.5 header: MODE DATA LENGTH, MEDIUM TYPE, DEVICE-SPECIFIC
-	// (DPOFUA), BLOCK DESCRIPTOR LENGTH 8; SBC-4 6.5.2 short descriptor;
-	// SBC-4 6.5.5 caching page 08h, length 12h, WCE.
+	// SPC-5 header: MODE DATA LENGTH, MEDIUM TYPE, DEVICE-SPECIFIC
+	// (DPOFUA), BLOCK DESCRIPTOR LENGTH 8; SBC-4 short descriptor;
+	// SBC-4 caching page 08h, length 12h, WCE.
 	want := []byte{3 + 8 + 20, 0, 0x10, 8,
 		0, 0, 0x10, 0x00, 0, 0, 0x02, 0x00,
 		0x08, 0x12, 0x04}
@@ -56,7 +56,7 @@ func TestModeSenseLayout(t *testing.T) {
 		t.Errorf("MODE SENSE(10) LLBAA control = % x", b)
 	}
 	ctl := b[24:]
-	// SPC-5 7.5.10: 0Ah, length 0Ah, GLTSD, QAM 1.
+	// SPC-5: 0Ah, length 0Ah, GLTSD, QAM 1.
 	if want := []byte{0x0a, 0x0a, 0x02, 0x10}; !bytes.Equal(ctl[:4], want) {
 		t.Errorf("control page % x, want prefix % x", ctl, want)
 	}

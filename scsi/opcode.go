@@ -2,7 +2,7 @@ package scsi
 
 import "fmt"
 
-// Opcode is the OPERATION CODE of a CDB (SPC-5 4.2.5.1, annex E).
+// Opcode is the OPERATION CODE of a CDB (SPC-5, annex E).
 type Opcode uint8
 
 // Operation codes of SPC-5 and SBC-4 that this package knows by name.

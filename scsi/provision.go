@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// writeSame runs WRITE SAME(10/16) (SBC-4 5.48, 5.49): the one block of
+// writeSame runs WRITE SAME(10/16) (SBC-4): the one block of
 // data-out (zeros with NDOB) is written to every block of the range. With
 // UNMAP on a thin-provisioned disk a zero block deallocates the range
 // instead (LBPRZ=1: it reads back as the same zeros); a non-zero block is
@@ -84,7 +84,7 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// unmap runs UNMAP (SBC-4 5.34). A PARAMETER LIST LENGTH of 0 does
+// unmap runs UNMAP (SBC-4). A PARAMETER LIST LENGTH of 0 does
 // nothing; 1 to 7 is PARAMETER LIST LENGTH ERROR, as is a BLOCK
 // DESCRIPTOR DATA LENGTH beyond the list. More descriptors or blocks than
 // the block limits VPD page allows is INVALID FIELD IN PARAMETER LIST; a
@@ -124,7 +124,7 @@ func (d *Disk) unmap(c *CDB, data [][]byte) (Result, error) {
 		if total > uint64(d.cfg.MaxUnmapBlocks) {
 			return res, paramField(o+8, 7)
 		}
-		// SBC-4 5.34.3: LBA + NUMBER OF LOGICAL BLOCKS beyond the
+		// SBC-4: LBA + NUMBER OF LOGICAL BLOCKS beyond the
 		// capacity is out of range; a count of 0 is not an error.
 		if c := d.capacity(); lba > c || n > c-lba {
 			return res, ErrLBAOutOfRange
@@ -152,7 +152,7 @@ func (d *Disk) unmap(c *CDB, data [][]byte) (Result, error) {
 // maxLBAStatusDescs bounds the descriptors of one GET LBA STATUS reply.
 const maxLBAStatusDescs = 256
 
-// getLBAStatus runs GET LBA STATUS(16) (SBC-4 5.5): descriptors of
+// getLBAStatus runs GET LBA STATUS(16) (SBC-4): descriptors of
 // alternating mapped (0h) and deallocated (1h) extents from the STARTING
 // LOGICAL BLOCK ADDRESS, as many as the allocation length holds (at most
 // maxLBAStatusDescs), ending at the last LBA.
@@ -200,7 +200,7 @@ func (d *Disk) getLBAStatus(c *CDB, data [][]byte) (Result, error) {
 	return reply(data, b, c.Length), nil
 }
 
-// compareAndWrite runs COMPARE AND WRITE (SBC-4 5.3): the data-out buffer
+// compareAndWrite runs COMPARE AND WRITE (SBC-4): the data-out buffer
 // holds NUMBER OF LOGICAL BLOCKS of verify data, then as many of write
 // data. The range is read and compared with the verify data; if equal the
 // write data is written, else MISCOMPARE DURING VERIFY OPERATION gives
@@ -210,7 +210,7 @@ func (d *Disk) getLBAStatus(c *CDB, data [][]byte) (Result, error) {
 func (d *Disk) compareAndWrite(c *CDB, data [][]byte) (Result, error) {
 	res := Result{Kind: KindCompareAndWrite, LBA: c.LBA, Blocks: c.Blocks}
 	if c.Blocks == 0 {
-		return res, nil // SBC-4 5.3: not an error, nothing is compared
+		return res, nil // SBC-4: not an error, nothing is compared
 	}
 	if c.Blocks > uint32(min(maxCompareAndWriteBl, d.cfg.MaxTransferBlocks/2)) {
 		return res, cdbField(13, 7)

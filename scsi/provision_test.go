@@ -110,7 +110,7 @@ func (plainBackend) Sync(off, n int64) error               { return nil }
 func (plainBackend) Unmap(off, n int64) error              { return nil }
 func (plainBackend) Mapped(off int64) (bool, int64, error) { return true, 1 << 40, nil }
 
-// unmapList builds an UNMAP parameter list (SBC-4 5.34.2).
+// unmapList builds an UNMAP parameter list (SBC-4).
 func unmapList(descs ...[2]uint64) []byte {
 	p := make([]byte, 8+16*len(descs))
 	put16(p[0:], uint16(len(p)-2))
@@ -201,7 +201,7 @@ func TestGetLBAStatus(t *testing.T) {
 	mustOK(t, d, cdb10(OpWrite10, 10, 5), make([]byte, 5*512))
 	mustOK(t, d, cdb10(OpWrite10, 100, 1), make([]byte, 512))
 	b := mustIn(t, d, getLBAStatus(0, 4096), 4096)
-	// SBC-4 5.5.2: header, then descriptors LBA, count, status.
+	// SBC-4: header, then descriptors LBA, count, status.
 	type ext struct {
 		lba    uint64
 		n      uint32

@@ -40,7 +40,7 @@ func (d *Disk) reportSupportedOpcodes(c *CDB, data [][]byte) (Result, error) {
 		hasSA := len(cands) > 0 && cands[0].flags&fSA != 0
 		switch {
 		case opts == 1 && hasSA:
-			// SPC-5 6.36.2: 001b names an opcode without service
+			// SPC-5: 001b names an opcode without service
 			// actions.
 			return Result{}, cdbField(3, 7)
 		case opts == 2 && len(cands) > 0 && !hasSA:
@@ -76,7 +76,7 @@ func (d *Disk) lists(cmd *command) bool {
 	return d.supports(cmd) && (cmd.exec != nil || cmd.flags&(fKernel|fKernelPR) != 0)
 }
 
-// timeoutsDescriptor is a command timeouts descriptor (SPC-5 6.36.4)
+// timeoutsDescriptor is a command timeouts descriptor (SPC-5)
 // that gives no timeouts.
 func timeoutsDescriptor() []byte {
 	return []byte{0x00, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}

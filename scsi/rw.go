@@ -7,7 +7,7 @@ import (
 
 // checkTransfer fails with INVALID FIELD IN CDB, pointing at the transfer
 // length, when c moves more blocks than the MAXIMUM TRANSFER LENGTH of
-// the block limits VPD page (SBC-4 6.6.4).
+// the block limits VPD page (SBC-4).
 func (d *Disk) checkTransfer(c *CDB, blocks uint64) error {
 	if blocks > uint64(d.cfg.MaxTransferBlocks) {
 		return cdbField(int(c.cmd.blocks.off), 7)
@@ -15,7 +15,7 @@ func (d *Disk) checkTransfer(c *CDB, blocks uint64) error {
 	return nil
 }
 
-// read runs READ(6/10/12/16) (SBC-4 5.14-5.17). DPO is accepted and
+// read runs READ(6/10/12/16) (SBC-4-5.17). DPO is accepted and
 // ignored; FUA needs nothing: every read goes to the backing store.
 func (d *Disk) read(c *CDB, data [][]byte) (Result, error) {
 	res := Result{Kind: KindRead, LBA: c.LBA, Blocks: c.Blocks}
@@ -61,7 +61,7 @@ func writeBufs(c *CDB, data [][]byte, n int64) ([][]byte, error) {
 	return prefix(data, int(n)), nil
 }
 
-// write runs WRITE(6/10/12/16) (SBC-4 5.40-5.43). With FUA, or with the
+// write runs WRITE(6/10/12/16) (SBC-4-5.43). With FUA, or with the
 // write cache disabled (WCE=0), the range is synced before completion.
 func (d *Disk) write(c *CDB, data [][]byte) (Result, error) {
 	res := Result{Kind: KindWrite, LBA: c.LBA, Blocks: c.Blocks}
@@ -153,7 +153,7 @@ func mismatch(a, b []byte) int {
 // VERIFY.
 func bytchk(c *CDB) uint8 { return c.raw[1] >> 1 & 3 }
 
-// verify runs VERIFY(10/12/16) (SBC-4 5.30-5.32). BYTCHK 00b reads the
+// verify runs VERIFY(10/12/16) (SBC-4-5.32). BYTCHK 00b reads the
 // range back; 01b compares it with the data-out buffer; 11b compares each
 // block with the single block of data-out. A difference is MISCOMPARE
 // DURING VERIFY OPERATION with the byte offset of the first differing byte
@@ -164,7 +164,7 @@ func (d *Disk) verify(c *CDB, data [][]byte) (Result, error) {
 	if chk == 2 {
 		return res, cdbField(1, 2)
 	}
-	// SBC-4 6.6.4: MAXIMUM TRANSFER LENGTH bounds VERIFY too, with or
+	// SBC-4: MAXIMUM TRANSFER LENGTH bounds VERIFY too, with or
 	// without data.
 	if err := d.checkTransfer(c, uint64(c.Blocks)); err != nil {
 		return res, err
@@ -207,7 +207,7 @@ func (d *Disk) verify(c *CDB, data [][]byte) (Result, error) {
 	return res, err
 }
 
-// writeAndVerify runs WRITE AND VERIFY(10/12/16) (SBC-4 5.44-5.46): the
+// writeAndVerify runs WRITE AND VERIFY(10/12/16) (SBC-4-5.46): the
 // data is written through to the medium, read back and, with BYTCHK 01b,
 // compared with the data-out buffer.
 func (d *Disk) writeAndVerify(c *CDB, data [][]byte) (Result, error) {
@@ -248,7 +248,7 @@ func (d *Disk) writeAndVerify(c *CDB, data [][]byte) (Result, error) {
 	return res, err
 }
 
-// preFetch runs PRE-FETCH(10/16) (SBC-4 5.9, 5.10). The disk has no cache
+// preFetch runs PRE-FETCH(10/16) (SBC-4). The disk has no cache
 // of its own to load, which SBC-4 allows: it checks the PREFETCH LENGTH
 // against the MAXIMUM PREFETCH LENGTH of the block limits VPD page and the
 // range, and returns GOOD (not CONDITION MET).
@@ -260,7 +260,7 @@ func (d *Disk) preFetch(c *CDB, data [][]byte) (Result, error) {
 	return res, d.checkRange(c.LBA, uint64(c.Blocks))
 }
 
-// synchronizeCache runs SYNCHRONIZE CACHE(10/16) (SBC-4 5.24, 5.25): a
+// synchronizeCache runs SYNCHRONIZE CACHE(10/16) (SBC-4): a
 // NUMBER OF LOGICAL BLOCKS of 0 means through the last LBA. IMMED is
 // accepted; the sync is done before completion either way.
 func (d *Disk) synchronizeCache(c *CDB, data [][]byte) (Result, error) {

@@ -6,10 +6,10 @@ import (
 	"math"
 )
 
-// SenseKey is the SENSE KEY field of sense data (SPC-5 4.4.2, table 52).
+// SenseKey is the SENSE KEY field of sense data (SPC-5, table 52).
 type SenseKey uint8
 
-// Sense keys (SPC-5 table 52).
+// Sense keys (SPC-5).
 const (
 	KeyNoSense        SenseKey = 0x0
 	KeyRecoveredError SenseKey = 0x1
@@ -62,7 +62,7 @@ type Error struct {
 	Info      uint64
 
 	// FieldValid (SKSV) says the sense-key specific field is a field
-	// pointer (SPC-5 4.4.2.4.2): the byte FieldByte of the CDB (InCDB) or
+	// pointer (SPC-5): the byte FieldByte of the CDB (InCDB) or
 	// of the parameter list that is in error and, if BitValid, its bit
 	// FieldBit (the most significant bit of a multi-bit field).
 	FieldValid bool
@@ -103,7 +103,7 @@ var (
 )
 
 // ascNames describes the additional sense codes this package raises
-// (SPC-5 table 55), for Error's text only.
+// (SPC-5), for Error's text only.
 var ascNames = map[uint16]string{
 	0x0000: "no additional sense information",
 	0x0016: "operation in progress",
@@ -191,7 +191,7 @@ func (e *Error) sks() ([3]byte, bool) {
 	if !e.FieldValid {
 		return s, false
 	}
-	// SPC-5 table 59: SKSV, C/D, BPV, BIT POINTER, FIELD POINTER.
+	// SPC-5: SKSV, C/D, BPV, BIT POINTER, FIELD POINTER.
 	s[0] = 0x80
 	if e.InCDB {
 		s[0] |= 0x40
@@ -227,7 +227,7 @@ func (e *Error) Fixed(b []byte) []byte {
 }
 
 // Descriptor appends e as descriptor-format sense data (response code 72h,
-// SPC-5 4.4.2) to b, with an information descriptor (type 00h) when
+// SPC-5) to b, with an information descriptor (type 00h) when
 // InfoValid and a sense-key specific descriptor (type 02h) when FieldValid.
 func (e *Error) Descriptor(b []byte) []byte {
 	var s [8 + 12 + 8]byte
@@ -236,13 +236,13 @@ func (e *Error) Descriptor(b []byte) []byte {
 	s[2], s[3] = e.ASC, e.ASCQ
 	n := 8
 	if e.InfoValid {
-		// SPC-5 4.4.2.2: type 00h, length 0Ah, VALID, 8-byte INFORMATION.
+		// SPC-5: type 00h, length 0Ah, VALID, 8-byte INFORMATION.
 		s[n], s[n+1], s[n+2] = 0x00, 0x0a, 0x80
 		binary.BigEndian.PutUint64(s[n+4:], e.Info)
 		n += 12
 	}
 	if k, ok := e.sks(); ok {
-		// SPC-5 4.4.2.3: type 02h, length 06h, reserved, 3-byte SKS.
+		// SPC-5: type 02h, length 06h, reserved, 3-byte SKS.
 		s[n], s[n+1] = 0x02, 0x06
 		copy(s[n+4:], k[:])
 		n += 8

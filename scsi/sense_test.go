@@ -17,7 +17,7 @@ func TestSenseFormats(t *testing.T) {
 		{
 			name: "LBA out of range",
 			err:  ErrLBAOutOfRange,
-			// SPC-5 4.4.3: 70h, key in byte 2, ADDITIONAL SENSE LENGTH
+			// SPC-5: 70h, key in byte 2, ADDITIONAL SENSE LENGTH
 			// 0Ah, ASC/ASCQ in bytes 12-13.
 			fixed:      []byte{0x70, 0, 0x05, 0, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0x21, 0x00, 0, 0, 0, 0},
 			descriptor: []byte{0x72, 0x05, 0x21, 0x00, 0, 0, 0, 0},

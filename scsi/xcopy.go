@@ -5,7 +5,7 @@ import (
 	"math/bits"
 )
 
-// EXTENDED COPY(LID1) (SPC-4 6.4, SPC-5 6.6.3): the disk is a copy
+// EXTENDED COPY(LID1) (SPC-4, SPC-5): the disk is a copy
 // manager for block-to-block copies (segment descriptor 02h) between
 // logical units named by identification descriptor CSCD descriptors (E4h)
 // with an NAA designator: this disk, or another disk of the same daemon
@@ -17,7 +17,7 @@ const (
 	segB2BLen        = 28 // segment descriptor 02h, including its header
 	xcopyMaxCSCDs    = 16
 	xcopyMaxSegments = 64
-	cscdIDMe         = 0xFFFF // SPC-5 6.6.5.1: the copy manager's own LU
+	cscdIDMe         = 0xFFFF // SPC-5: the copy manager's own LU
 )
 
 // copyStatus is the outcome of an EXTENDED COPY, kept for RECEIVE COPY
@@ -37,7 +37,7 @@ type copySeg struct {
 }
 
 // copyAborted turns e into the COPY ABORTED error that ends a copy during
-// segment processing (SPC-5 6.6.3.4).
+// segment processing (SPC-5).
 func copyAborted(e *Error) *Error {
 	c := *e
 	c.Key = KeyCopyAborted
@@ -131,7 +131,7 @@ func (d *Disk) extendedCopy(c *CDB, data [][]byte) (Result, error) {
 }
 
 // parseCSCD resolves an identification descriptor CSCD descriptor (E4h,
-// SPC-5 6.6.5.5) at parameter list offset off to a disk.
+// SPC-5) at parameter list offset off to a disk.
 func (d *Disk) parseCSCD(b []byte, off int) (*Disk, error) {
 	if b[0] != 0xE4 {
 		return nil, ErrUnsupportedTargetDesc.WithField(false, off, 7)
@@ -156,7 +156,7 @@ func (d *Disk) parseCSCD(b []byte, off int) (*Disk, error) {
 	if !ok {
 		return nil, ErrCopyTargetUnreachable
 	}
-	// Block device type specific parameters (SBC-4 6.4.?): PAD, DISK
+	// Block device type specific parameters (SBC-4.?): PAD, DISK
 	// BLOCK LENGTH in bytes 29-31.
 	bl := uint32(b[29])<<16 | uint32(b[30])<<8 | uint32(b[31])
 	if bl != t.cfg.BlockSize {
@@ -265,7 +265,7 @@ func (d *Disk) runCopy(segs []copySeg, st *copyStatus) error {
 	return nil
 }
 
-// receiveCopyResults runs RECEIVE COPY RESULTS (SPC-4 6.18) with the
+// receiveCopyResults runs RECEIVE COPY RESULTS (SPC-4) with the
 // COPY STATUS and OPERATING PARAMETERS service actions.
 func (d *Disk) receiveCopyResults(c *CDB, data [][]byte) (Result, error) {
 	var b []byte
