@@ -156,7 +156,7 @@ func (d *Disk) parseCSCD(b []byte, off int) (*Disk, error) {
 	if !ok {
 		return nil, ErrCopyTargetUnreachable
 	}
-	// Block device type specific parameters (SBC-4.?): PAD, DISK
+	// Block device type specific parameters (SPC-4): PAD, DISK
 	// BLOCK LENGTH in bytes 29-31.
 	bl := uint32(b[29])<<16 | uint32(b[30])<<8 | uint32(b[31])
 	if bl != t.cfg.BlockSize {
