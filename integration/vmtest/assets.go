@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Modules is the list of kernel modules the guest loads, in no particular
@@ -223,7 +224,7 @@ func kernelDeb(ctx context.Context, cache string) (string, error) {
 	if err := os.MkdirAll(debs, 0o755); err != nil {
 		return "", fmt.Errorf("vmtest: cache: %w", err)
 	}
-	pkg, resolveErr := resolveKernelPackage(ctx)
+	pkg, resolveErr := resolveKernelPackage(ctx, cache)
 	if resolveErr != nil {
 		// Offline or not Debian: fall back to a package downloaded earlier.
 		old, _ := filepath.Glob(filepath.Join(debs, "linux-image-*-amd64_*.deb"))
@@ -261,7 +262,29 @@ func kernelDeb(ctx context.Context, cache string) (string, error) {
 	return dst, nil
 }
 
-func resolveKernelPackage(ctx context.Context) (string, error) {
+// resolveKernelPackage asks apt which linux-image-*-amd64 the metapackage
+// depends on. apt-cache takes seconds, so the answer is remembered in the
+// cache together with the mtime of apt's lists: it is asked again only after
+// an apt-get update.
+func resolveKernelPackage(ctx context.Context, cache string) (string, error) {
+	memo := filepath.Join(cache, "debs", "resolved")
+	stamp := ""
+	if st, err := os.Stat("/var/lib/apt/lists"); err == nil {
+		stamp = st.ModTime().UTC().Format(time.RFC3339Nano)
+		if b, err := os.ReadFile(memo); err == nil {
+			if f := strings.Fields(string(b)); len(f) == 2 && f[0] == stamp {
+				return f[1], nil
+			}
+		}
+	}
+	pkg, err := aptKernelPackage(ctx)
+	if err == nil && stamp != "" {
+		os.WriteFile(memo, []byte(stamp+" "+pkg+"\n"), 0o644) // only a hint: ignore errors
+	}
+	return pkg, err
+}
+
+func aptKernelPackage(ctx context.Context) (string, error) {
 	aptCache, err := lookTool("apt-cache")
 	if err != nil {
 		return "", err
