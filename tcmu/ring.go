@@ -19,6 +19,14 @@ var ErrCorruptRing = errors.New("corrupt command ring")
 // ErrVersion reports a mailbox whose version is not TCMU_MAILBOX_VERSION 2.
 var ErrVersion = errors.New("unsupported tcmu mailbox version")
 
+// ErrRingReset reports that the kernel reset the ring under a running Ring
+// (action/reset_ring, tcmu_reset_ring): it completed every command itself
+// and set cmd_head and cmd_tail to 0. Nothing more is written into the
+// ring; completions of the old commands are discarded. Serve the ring with
+// a new Ring. Reset rings only while no Ring runs on them: a reset that
+// races with a completion cannot always be told apart from corruption.
+var ErrRingReset = errors.New("command ring reset by the kernel")
+
 // ErrDrainTimeout reports that Run gave up waiting for in-flight commands
 // after its context was done (RingOptions.DrainTimeout). Those commands were
 // never completed; the kernel times them out (cmd_time_out).
@@ -116,6 +124,10 @@ type Ring struct {
 	free     []*Cmd
 	pending  []*Cmd // completions taken in this flush (out-of-order mode)
 	tmrCmds  []*Cmd
+	// noWrites is set when the shared state can no longer be trusted (a
+	// ring reset, an impossible cmd_head) or the kernel can no longer be
+	// told (a failed kick): completions are then recycled unwritten.
+	noWrites bool
 
 	st struct {
 		commands, pads, tmrs, unknown, completions atomic.Uint64
@@ -264,7 +276,9 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return errors.New("tcmu: Run called twice")
 	}
-	wctx, stopWait := context.WithCancel(ctx)
+	// The waiter outlives ctx until serve returned: cancelling it is what
+	// stops intake.
+	wctx, stopWait := context.WithCancel(context.WithoutCancel(ctx))
 	kicks := make(chan struct{}, 1)
 	waitErr := make(chan error, 1)
 	var wg sync.WaitGroup
@@ -310,6 +324,9 @@ func (r *Ring) serve(ctx context.Context, h Handler, kicks <-chan struct{}, wait
 			return err
 		case <-kicks:
 			r.st.wakeups.Add(1)
+			if ctx.Err() != nil {
+				return nil // select picks at random among ready cases
+			}
 			if err := r.poll(h); err != nil {
 				return err
 			}
@@ -325,30 +342,33 @@ func (r *Ring) serve(ctx context.Context, h Handler, kicks <-chan struct{}, wait
 }
 
 // drain waits up to the drain timeout for every command in flight and
-// writes the responses back.
+// writes the responses back (or, once writing stopped, recycles them), so
+// that workers are done with the mapping when Run returns.
 func (r *Ring) drain() error {
+	var errs []error
 	if err := r.flush(); err != nil {
-		return err
+		errs = append(errs, err)
 	}
-	if len(r.inflight) == 0 {
-		return nil
-	}
-	if r.drainTO < 0 {
-		return fmt.Errorf("tcmu: %w: %d commands in flight", ErrDrainTimeout, len(r.inflight))
+	if len(r.inflight) > 0 && r.drainTO < 0 {
+		errs = append(errs, fmt.Errorf("tcmu: %w: %d commands in flight", ErrDrainTimeout, len(r.inflight)))
+		return errors.Join(errs...)
 	}
 	t := time.NewTimer(r.drainTO)
 	defer t.Stop()
 	for len(r.inflight) > 0 {
 		select {
 		case <-r.wake:
+			// After a first error flush only recycles: keep waiting.
 			if err := r.flush(); err != nil {
-				return err
+				errs = append(errs, err)
 			}
 		case <-t.C:
-			return fmt.Errorf("tcmu: %w: %d commands in flight after %v", ErrDrainTimeout, len(r.inflight), r.drainTO)
+			errs = append(errs, fmt.Errorf("tcmu: %w: %d commands in flight after %v",
+				ErrDrainTimeout, len(r.inflight), r.drainTO))
+			return errors.Join(errs...)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // corrupt builds an error wrapping ErrCorruptRing.
@@ -359,9 +379,9 @@ func corrupt(format string, args ...any) error {
 // poll parses every entry from our position up to cmd_head, as the kernel
 // placed them in queue_cmd_ring and queue_tmr_ring.
 func (r *Ring) poll(h Handler) error {
-	head := loadCmdHead(r.mem)
-	if head >= r.size || head%opAlign != 0 {
-		return corrupt("cmd_head %d outside the %d-byte ring or misaligned", head, r.size)
+	head, err := r.checkShared()
+	if err != nil {
+		return err
 	}
 	for r.pos != head {
 		off := r.pos
@@ -400,6 +420,39 @@ func (r *Ring) poll(h Handler) error {
 		r.pos = uint32((uint64(off) + uint64(n)) % uint64(r.size))
 	}
 	return nil
+}
+
+// dist is how far to is ahead of from in a ring of size bytes.
+func dist(from, to, size uint32) uint32 {
+	return uint32((uint64(to) + uint64(size) - uint64(from)) % uint64(size))
+}
+
+// checkShared loads cmd_head and checks it, and cmd_tail, against our
+// position. Nobody but us writes cmd_tail, except tcmu_reset_ring, which
+// sets both to 0: a changed cmd_tail, or a head behind our position with
+// cmd_tail at 0, means the ring was reset.
+func (r *Ring) checkShared() (head uint32, err error) {
+	if t := loadCmdTail(r.mem); t != r.tail {
+		r.noWrites = true
+		return 0, fmt.Errorf("tcmu: %w: cmd_tail is %d, we left it at %d", ErrRingReset, t, r.tail)
+	}
+	head = loadCmdHead(r.mem)
+	if head >= r.size || head%opAlign != 0 {
+		r.noWrites = true
+		return 0, corrupt("cmd_head %d outside the %d-byte ring or misaligned", head, r.size)
+	}
+	// The entries we consumed but have not retired are in use: the
+	// kernel's head cannot be behind our position (it keeps a byte free to
+	// tell a full ring from an empty one).
+	if dist(r.tail, head, r.size) < dist(r.tail, r.pos, r.size) {
+		if r.tail == 0 {
+			r.noWrites = true
+			return 0, fmt.Errorf("tcmu: %w: cmd_head %d behind our position %d", ErrRingReset, head, r.pos)
+		}
+		r.noWrites = true
+		return 0, corrupt("cmd_head %d is behind our position %d (cmd_tail %d)", head, r.pos, r.tail)
+	}
+	return head, nil
 }
 
 // takeCmd validates a CMD entry, copies it into a Cmd and hands it to h.
@@ -534,10 +587,22 @@ func (r *Ring) flush() error {
 		next := c.next
 		c.next = nil
 		c.ready = true
-		if r.ooo {
-			r.pending = append(r.pending, c)
-		}
+		r.pending = append(r.pending, c)
 		c = next
+	}
+	defer func() {
+		clear(r.pending)
+		r.pending = r.pending[:0]
+	}()
+	if !r.noWrites && r.slots.len() > 0 {
+		if _, err := r.checkShared(); err != nil {
+			r.discard()
+			return err
+		}
+	}
+	if r.noWrites {
+		r.discard()
+		return nil
 	}
 
 	moved := false
@@ -565,22 +630,39 @@ func (r *Ring) flush() error {
 		r.slots.pop()
 		moved = true
 	}
-	if taken != len(r.pending) {
+	if r.ooo && taken != len(r.pending) {
 		// Every command in flight owns one CMD slot, so this cannot happen.
 		panic("tcmu: more completions than command slots")
 	}
-	clear(r.pending)
-	r.pending = r.pending[:0]
 	if !moved {
 		return nil
 	}
 	storeCmdTail(r.mem, r.tail)
 	r.st.batches.Add(1)
 	if err := r.n.Kick(); err != nil {
+		r.noWrites = true
 		return fmt.Errorf("tcmu: kick the kernel: %w", err)
 	}
 	r.st.kicks.Add(1)
 	return nil
+}
+
+// discard recycles completed commands without writing anything: after a
+// ring reset the kernel no longer knows them. r.pending holds the batch
+// just taken; in-order mode may also hold ready commands waiting in their
+// slots for an older one.
+func (r *Ring) discard() {
+	for r.slots.len() > 0 {
+		if c := r.slots.front().cmd; c != nil && c.ready && c.state.Load() == cmdCompleted {
+			r.release(c)
+		}
+		r.slots.pop()
+	}
+	for _, c := range r.pending {
+		if c.state.Load() == cmdCompleted { // not released just above
+			r.release(c)
+		}
+	}
 }
 
 // writeResponse writes the response of c into the CMD slot at off (which

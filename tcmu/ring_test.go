@@ -773,7 +773,7 @@ func TestRingDrain(t *testing.T) {
 		r.Complete(c, Response{})
 	}
 	if err := <-done; err != nil {
-		t.Fatalf("Run = %v, want nil after draining", err)
+		t.Fatalf("Run = %v, want nil after draining; stats %+v", err, r.Stats())
 	}
 	if got := k.Completed(); got != 5 {
 		t.Errorf("kernel completed %d, want 5", got)
@@ -857,4 +857,79 @@ func TestRingMisuse(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Errorf("Run = %v", err)
 	}
+}
+
+func TestRingReset(t *testing.T) {
+	t.Run("completion after reset", func(t *testing.T) {
+		k := newKernel(t, fakering.Options{})
+		h := newHoldHandler()
+		r, stop := runRing(t, k, RingOptions{DrainTimeout: time.Minute}, h)
+		for i := range 3 {
+			submit(t, k, read10(uint32(i), 1), nil, 512)
+		}
+		cmds := h.take(t, 3)
+		r.Complete(cmds[0], Response{})
+		for k.Completed() != 1 {
+			time.Sleep(time.Millisecond)
+		}
+		if err := k.ResetRing(1); err != nil {
+			t.Fatal(err)
+		}
+		r.Complete(cmds[1], Response{}) // finds cmd_tail reset: written nowhere
+		r.Complete(cmds[2], Response{})
+		if err := stop(); !errors.Is(err, ErrRingReset) {
+			t.Fatalf("Run = %v, want ErrRingReset", err)
+		}
+		if tail := k.Tail(); tail != 0 {
+			t.Errorf("cmd_tail = %d after the reset, want 0 (nothing written)", tail)
+		}
+		got := k.Completions()
+		if len(got) != 3 || got[0].Reset || !got[1].Reset || !got[2].Reset || got[1].Status != fakering.StatusBusy {
+			t.Errorf("kernel completions %+v, want 1 by us, 2 BUSY by the reset", got)
+		}
+		if st := r.Stats(); st.InFlight != 0 || st.Completions != 1 {
+			t.Errorf("Stats = %+v, want 1 completion written, none in flight", st)
+		}
+		// A new Ring serves the reset ring.
+		_, stop2 := runRing(t, k, RingOptions{}, &echoHandler{})
+		if resp, _, err := k.Do(context.Background(), testUnitReady, nil, 0); err != nil || resp.Status != 0 {
+			t.Errorf("Do after reset = %+v, %v", resp, err)
+		}
+		if err := stop2(); err != nil {
+			t.Errorf("second Run = %v", err)
+		}
+	})
+	t.Run("new entries after reset", func(t *testing.T) {
+		k := newKernel(t, fakering.Options{})
+		n := &watchNotifier{Notifier: k.Notifier(), cancelled: make(chan struct{})}
+		r, err := NewRing(k.Mem(), n, RingOptions{DrainTimeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := newHoldHandler()
+		done := make(chan error, 1)
+		go func() { done <- r.Run(context.Background(), h) }()
+		submit(t, k, read10(1, 1), nil, 512)
+		submit(t, k, read10(2, 1), nil, 512)
+		cmds := h.take(t, 2)
+		if err := k.ResetRing(2); err != nil {
+			t.Fatal(err)
+		}
+		// cmd_tail was 0 before and after: the head behind our
+		// position gives the reset away when the ring looks again.
+		submit(t, k, testUnitReady, nil, 0)
+		<-n.cancelled // Run stopped taking entries by itself
+		for _, c := range cmds {
+			r.Complete(c, Response{})
+		}
+		if err := <-done; !errors.Is(err, ErrRingReset) {
+			t.Fatalf("Run = %v, want ErrRingReset", err)
+		}
+		if st := r.Stats(); st.Commands != 2 || st.Completions != 0 {
+			t.Errorf("Stats = %+v, want 2 commands, nothing written", st)
+		}
+		if tail := k.Tail(); tail != 0 {
+			t.Errorf("cmd_tail = %d, want 0", tail)
+		}
+	})
 }

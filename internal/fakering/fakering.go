@@ -126,6 +126,8 @@ type Response struct {
 	ReadLen int
 	// ReadLenSet reports TCMU_UFLAG_READ_LEN with a nonzero read_len.
 	ReadLenSet bool
+	// Reset reports a command the kernel completed itself in ResetRing.
+	Reset bool
 	// Data are the data-in bytes returned (ReadLen of them), nil if the
 	// kernel returned none (CHECK CONDITION without READ_LEN, no data-in,
 	// or NoLog with Submit).
@@ -625,6 +627,7 @@ func (k *Kernel) breakLocked(err error) {
 	for _, c := range k.cmds {
 		if c != nil && c.done != nil {
 			c.done <- doResult{err: fmt.Errorf("%w: %v", ErrBroken, err)}
+			c.done = nil
 		}
 	}
 	k.progressLocked()
@@ -788,6 +791,52 @@ func (n *Notifier) Kick() error {
 		return k.kickErr
 	}
 	k.handleCompletionsLocked()
+	return nil
+}
+
+// SAM status values ResetRing completes commands with.
+const (
+	StatusBusy = 0x08
+)
+
+// ResetRing is tcmu_reset_ring (configfs action/reset_ring): the kernel
+// completes every command in flight itself, with BUSY for level 1 or
+// CHECK CONDITION for level 2, frees their data, sets cmd_head, cmd_tail and
+// its cleaned position to 0 and clears the broken mark.
+func (k *Kernel) ResetRing(level int) error {
+	if level != 1 && level != 2 {
+		return fmt.Errorf("fakering: reset level %d, want 1 or 2", level)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	status := uint8(StatusBusy)
+	if level == 2 {
+		status = StatusCheckCondition
+	}
+	for id, c := range k.cmds {
+		if c == nil {
+			continue
+		}
+		r := Response{ID: uint16(id), Status: status, Reset: true}
+		k.freeBlocksLocked(c.blocks)
+		k.cmds[id] = nil
+		k.nInflight--
+		k.completed++
+		if !k.noLog {
+			k.log = append(k.log, r)
+		}
+		if c.done != nil {
+			c.done <- doResult{resp: r}
+		}
+		c.done = nil
+		k.spare = append(k.spare, c)
+	}
+	k.idHint = 1
+	k.head, k.lastCleaned = 0, 0
+	storeTail(k.mem, 0)
+	storeHead(k.mem, 0)
+	k.err = nil
+	k.progressLocked()
 	return nil
 }
 
