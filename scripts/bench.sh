@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# bench.sh: the lunbridge benchmark in one command (issue 8, BENCHMARKS.md).
+#
+# Boots the harness VM once and runs fio against lunbridge, LIO's in-kernel
+# fileio backstore (O_DSYNC and write-back) and the backing file itself,
+# side by side; prints the table and writes it to bench-out/ (latest.md and
+# a timestamped directory with fio's raw JSON). Then runs the Go benchmarks
+# of the ring + SCSI path (go test -bench) unless BENCH_GO=0.
+#
+# Knobs (environment): LUNBRIDGE_BENCH_RUNTIME (s per run, default 10),
+# LUNBRIDGE_BENCH_RAMP (s, default 2), LUNBRIDGE_BENCH_SIZE_MB (default 256),
+# LUNBRIDGE_BENCH_JOBS, LUNBRIDGE_BENCH_TARGETS (comma lists),
+# LUNBRIDGE_BENCH_FLAGS (extra "lunbridge export" flags),
+# LUNBRIDGE_BENCH_PERF=1 (perf profiles of the guest; skews the numbers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+# Go: Debian 12's golang-go is too old for go.mod; use /usr/local/go.
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+	export PATH=/usr/local/go/bin:$PATH
+fi
+mkdir -p bench-out
+LUNBRIDGE_INTEGRATION="${LUNBRIDGE_INTEGRATION:-1}" LUNBRIDGE_BENCH=1 \
+	go test -count=1 -run '^TestBenchFio$' -v -timeout 60m ./integration/ 2>&1 |
+	grep -v 'gate.go:[0-9]*: +' | tee bench-out/fio.log
+# go test -v prints the table indented inside the log; show it plainly.
+echo
+cat bench-out/latest.md
+if [ "${BENCH_GO:-1}" != 0 ]; then
+	echo
+	go test -run '^$' -bench 'BenchmarkServe$' -benchmem -count=1 ./bridge/ | tee bench-out/go-bench.txt
+fi
