@@ -307,6 +307,12 @@ func (d *Disk) SetReadOnly(ro bool) { d.readOnly.Store(ro) }
 // INQUIRY, MODE SENSE, REQUEST SENSE and the like still work.
 func (d *Disk) SetOnline(on bool) { d.offline.Store(!on) }
 
+// Online reports whether the medium is online (see SetOnline).
+func (d *Disk) Online() bool { return !d.offline.Load() }
+
+// Stopped reports whether START STOP UNIT has stopped the unit.
+func (d *Disk) Stopped() bool { return d.stopped.Load() }
+
 // SetCapacity changes the capacity and raises a CAPACITY DATA HAS CHANGED
 // unit attention, reported once on the next command other than INQUIRY,
 // REPORT LUNS and REQUEST SENSE (SPC-5, SBC-4).
