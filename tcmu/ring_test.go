@@ -933,3 +933,62 @@ func TestRingReset(t *testing.T) {
 		}
 	})
 }
+
+// inquiryHandler is a tiny Handler: Handle hands each command to a worker
+// goroutine, which answers INQUIRY and fails everything else.
+type inquiryHandler struct {
+	r    *Ring
+	work chan *Cmd
+}
+
+func (h *inquiryHandler) Handle(c *Cmd)       { h.work <- c } // never blocks: buffered
+func (h *inquiryHandler) TMR(TMRType, []*Cmd) {}
+
+func (h *inquiryHandler) worker() {
+	for c := range h.work {
+		if c.CDB[0] != 0x12 { // INQUIRY
+			// ILLEGAL REQUEST, INVALID COMMAND OPERATION CODE.
+			sense := []byte{0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x20, 0}
+			h.r.Complete(c, Response{Status: 2, Sense: sense})
+			continue
+		}
+		inq := make([]byte, 36)
+		copy(inq[8:], "LUNBRDGE")
+		n := 0
+		for _, b := range c.Data {
+			n += copy(b, inq[n:])
+		}
+		h.r.Complete(c, Response{Status: 0, ShortRead: true, ReadLen: uint32(n)})
+	}
+}
+
+func ExampleRing() {
+	k, err := fakering.NewKernel(fakering.Options{}) // in production: Device.Mem, Device.Notifier
+	if err != nil {
+		panic(err)
+	}
+	r, err := NewRing(k.Mem(), k.Notifier(), RingOptions{})
+	if err != nil {
+		panic(err)
+	}
+	h := &inquiryHandler{r: r, work: make(chan *Cmd, 128)}
+	var wg sync.WaitGroup
+	wg.Go(h.worker)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx, h) }()
+
+	resp, data, err := k.Do(ctx, []byte{0x12, 0, 0, 0, 96, 0}, nil, 96)
+	fmt.Println(resp.Status, string(data[8:16]), len(data), err)
+	resp, _, err = k.Do(ctx, []byte{0xee, 0, 0, 0, 0, 0, 0, 0, 0, 0}, nil, 0)
+	fmt.Printf("%#x %x %v\n", resp.Status, resp.Sense[12], err)
+
+	cancel()
+	fmt.Println(<-errc) // Run drained and returned
+	close(h.work)
+	wg.Wait()
+	// Output:
+	// 0 LUNBRDGE 36 <nil>
+	// 0x2 20 <nil>
+	// <nil>
+}
