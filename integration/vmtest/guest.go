@@ -14,6 +14,7 @@ const (
 // the host side reports when something goes wrong before the script runs.
 const initScript = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
+echo # SeaBIOS leaves the cursor after "Booting from ROM..."
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
