@@ -88,12 +88,21 @@ type RingStats struct {
 // responses and cmd_tail and kicks the kernel. Workers give their results
 // back with Complete, which never blocks.
 //
-// Completions are out of order when the kernel advertises CapOOOC (every
-// kernel since 4.14 does): each response is written into the oldest
-// unretired entry slot with its cmd_id rewritten, as the kernel's
-// tcmu_handle_completions walks slots in ring order and looks commands up by
-// hdr.cmd_id. Without CapOOOC a response waits until every older command is
-// done and is written into its own slot.
+// Completions are out of order when the kernel advertises CapOOOC (current
+// kernels do: flags 0xf on 6.1): each response is written into the oldest
+// unretired CMD slot with its cmd_id rewritten, as the kernel's
+// tcmu_handle_completions walks slots in ring order, skips PAD and TMR
+// entries and looks commands up by hdr.cmd_id. Without CapOOOC a response
+// waits until every older command is done and is written into its own
+// slot. Either way a batch of responses ends with one cmd_tail store and
+// one kick.
+//
+// A new Ring resumes at cmd_tail and serves again every entry from there:
+// the slots a batch writes are exactly those it retires, so this is exact
+// unless the previous owner died in the middle of a batch, after writing
+// responses (which overlay the request fields) and before storing
+// cmd_tail. Those slots then read as garbage (ErrCorruptRing, most
+// likely); resetting the ring (Device.Recover) is the safe restart.
 type Ring struct {
 	mem     []byte
 	ring    []byte // mem[cmdr_off : cmdr_off+cmdr_size]
@@ -122,7 +131,7 @@ type Ring struct {
 	slots    slotQueue
 	inflight map[uint16]*Cmd
 	free     []*Cmd
-	pending  []*Cmd // completions taken in this flush (out-of-order mode)
+	pending  []*Cmd // completions taken in this flush
 	tmrCmds  []*Cmd
 	// noWrites is set when the shared state can no longer be trusted (a
 	// ring reset, an impossible cmd_head) or the kernel can no longer be
