@@ -116,6 +116,7 @@ var commands = []*command{
 	{op: OpModeSense6, usage: []byte{0x1a, 0x08, 0xff, 0xff, 0xff, 0}, length: field{4, 1}, exec: (*Disk).modeSense},
 	// START STOP UNIT: IMMED, NO_FLUSH, START; POWER CONDITION 0 only.
 	{op: OpStartStopUnit, usage: []byte{0x1b, 0x01, 0, 0, 0x05, 0}, exec: (*Disk).startStopUnit},
+	{op: OpReceiveDiagnosticResults, usage: []byte{0x1c, 0x01, 0xff, 0xff, 0xff, 0}, length: field{3, 2}, exec: (*Disk).receiveDiagnosticResults},
 	{op: OpSendDiagnostic, usage: []byte{0x1d, 0xf7, 0, 0xff, 0xff, 0}, length: field{3, 2}, exec: (*Disk).sendDiagnostic},
 	{op: OpPreventAllowMediumRemove, usage: []byte{0x1e, 0, 0, 0, 0x01, 0}, exec: (*Disk).preventAllow},
 	{op: OpReadCapacity10, usage: []byte{0x25, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0x01, 0}, lba: lba10, flags: fMedium, exec: (*Disk).readCapacity10},

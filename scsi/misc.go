@@ -29,17 +29,33 @@ func (d *Disk) preventAllow(c *CDB, data [][]byte) (Result, error) {
 	return Result{}, nil
 }
 
-// sendDiagnostic runs SEND DIAGNOSTIC (SPC-5) without a parameter
-// list: the default self-test (SELFTEST=1, SELF-TEST CODE 000b) and the
-// foreground short and extended self-tests (101b, 110b) check that the
-// backing store answers a read of the first block. Background self-tests
-// need the self-test results log page, which the disk does not have, and
-// diagnostic pages (PF with a parameter list) are not supported.
+// sendDiagnostic runs SEND DIAGNOSTIC (SPC-5). Without a parameter list
+// it runs the default self-test (SELFTEST=1, SELF-TEST CODE 000b) or a
+// foreground short or extended self-test (101b, 110b), which check that
+// the backing store answers a read of the first block. Background
+// self-tests need the self-test results log page, which the disk does not
+// have. With PF and a parameter list, the only diagnostic page is the
+// Supported Diagnostic Pages page (00h), which asks for nothing.
 func (d *Disk) sendDiagnostic(c *CDB, data [][]byte) (Result, error) {
 	code := c.raw[1] >> 5
+	pf := c.raw[1]&0x10 != 0
 	selfTest := c.raw[1]&0x04 != 0
 	if c.Length != 0 {
-		return Result{}, cdbField(3, 7)
+		if !pf || selfTest || code != 0 {
+			return Result{}, cdbField(3, 7)
+		}
+		p := paramList(data, c.Length)
+		if len(p) < int(c.Length) || len(p) < 4 {
+			return Result{}, ErrParamListLengthError
+		}
+		// Diagnostic page header: PAGE CODE, page specific, PAGE LENGTH.
+		if p[0] != 0x00 {
+			return Result{}, paramField(0, 7)
+		}
+		if int(be16(p[2:])) != len(p)-4 {
+			return Result{}, paramField(2, 7)
+		}
+		return Result{}, nil
 	}
 	switch {
 	case selfTest && code != 0:
@@ -57,6 +73,16 @@ func (d *Disk) sendDiagnostic(c *CDB, data [][]byte) (Result, error) {
 		return Result{}, fmt.Errorf("scsi: self-test read: %w", err)
 	}
 	return Result{}, nil
+}
+
+// receiveDiagnosticResults runs RECEIVE DIAGNOSTIC RESULTS (SPC-5): the
+// Supported Diagnostic Pages page (00h), which lists only itself, whether
+// asked for with PCV or as the result of the last SEND DIAGNOSTIC.
+func (d *Disk) receiveDiagnosticResults(c *CDB, data [][]byte) (Result, error) {
+	if c.raw[1]&0x01 != 0 && c.raw[2] != 0x00 {
+		return Result{}, cdbField(2, 7)
+	}
+	return reply(data, []byte{0x00, 0x00, 0x00, 0x01, 0x00}, c.Length), nil
 }
 
 // formatUnit runs FORMAT UNIT (SBC-4) without protection

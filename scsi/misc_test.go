@@ -152,8 +152,22 @@ func TestSendDiagnosticAndPrevent(t *testing.T) {
 	mustOK(t, d, []byte{0x1d, 0xc0 | 0x10, 0, 0, 0, 0})  // foreground extended, PF
 	_, err := exec(t, d, []byte{0x1d, 0x20, 0, 0, 0, 0}) // background short
 	wantErr(t, err, ErrInvalidFieldInCDB, 1, 7)
-	_, err = exec(t, d, []byte{0x1d, 0x10, 0, 0, 4, 0}, make([]byte, 4))
+	// PF with the Supported Diagnostic Pages page, then its results.
+	mustOK(t, d, []byte{0x1d, 0x10, 0, 0, 4, 0}, make([]byte, 4))
+	if got := mustIn(t, d, []byte{0x1c, 0, 0, 0, 255, 0}, 255); !bytes.Equal(got, []byte{0, 0, 0, 1, 0}) {
+		t.Errorf("RECEIVE DIAGNOSTIC RESULTS = % x", got)
+	}
+	if got := mustIn(t, d, []byte{0x1c, 1, 0, 0, 3, 0}, 255); !bytes.Equal(got, []byte{0, 0, 0}) {
+		t.Errorf("RECEIVE DIAGNOSTIC RESULTS PCV page 0, alloc 3 = % x", got)
+	}
+	_, err = exec(t, d, []byte{0x1c, 1, 0x80, 0, 255, 0}, make([]byte, 255))
+	wantErr(t, err, ErrInvalidFieldInCDB, 2, 7)
+	_, err = exec(t, d, []byte{0x1d, 0x10, 0, 0, 4, 0}, []byte{0x3f, 0, 0, 0})
+	wantErr(t, err, ErrInvalidFieldInParamList, 0, 7)
+	_, err = exec(t, d, []byte{0x1d, 0x00, 0, 0, 4, 0}, make([]byte, 4))
 	wantErr(t, err, ErrInvalidFieldInCDB, 3, 7)
+	_, err = exec(t, d, []byte{0x1d, 0x10, 0, 0, 2, 0}, make([]byte, 2))
+	wantErr(t, err, ErrParamListLengthError, -1, -1)
 	mustOK(t, d, []byte{0x1e, 0, 0, 0, 1, 0})
 	mustOK(t, d, []byte{0x1e, 0, 0, 0, 0, 0})
 }
