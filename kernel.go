@@ -198,7 +198,7 @@ func (k *kernel) reserve(spec bridge.ExportSpec, name string) (*target, int, err
 	case "loop":
 		if k.loop == nil {
 			wwn, nexus := fabric.LoopWWNs("lunbridge")
-			k.loop = &target{kind: "loop", loop: &fabric.LoopTarget{WWN: wwn, NexusWWN: nexus, ConfigfsRoot: k.cfg.Configfs}}
+			k.loop = &target{kind: "loop", loop: &fabric.LoopTarget{WWN: wwn, NexusWWN: nexus, Adopt: true, ConfigfsRoot: k.cfg.Configfs}}
 		}
 		t = k.loop
 	case "iscsi":

@@ -31,6 +31,11 @@ type LoopTarget struct {
 	// NexusWWN names the initiator side of the I_T nexus; tcm_loop
 	// creates the SCSI host for it when it is written to tpgt_1/nexus.
 	NexusWWN string
+	// Adopt claims an existing tpg whose nexus is NexusWWN as this
+	// target's own, left by a previous run that crashed: Remove then
+	// deletes it too. Set it when the WWNs are reserved for this program
+	// (LoopWWNs); otherwise an existing target is used and left in place.
+	Adopt bool
 	// ScanTimeout bounds the wait for /dev/sdX (DefaultScanTimeout).
 	ScanTimeout time.Duration
 	// ConfigfsRoot, SysfsRoot and DevRoot default to /sys/kernel/config,
@@ -89,7 +94,8 @@ func (t *LoopTarget) tpg() string {
 // /sys/class/scsi_device/H:0:T:L/device/block/.
 //
 // A LUN directory that already links this backstore (left by a previous
-// run) is adopted; one that links anything else is an error. On failure
+// run) is adopted (and with Adopt, the tpg too, so Remove deletes it); a
+// LUN that links anything else is an error. On failure
 // everything AddLUN created is removed again.
 func (t *LoopTarget) AddLUN(ctx context.Context, lun int, backstorePath string) (string, error) {
 	if err := ValidateNAA(t.WWN); err != nil {
@@ -138,12 +144,16 @@ func (t *LoopTarget) AddLUN(ctx context.Context, lun int, backstorePath string) 
 	if err != nil {
 		return fail(err)
 	}
+	// adopted: with Adopt, a tpg with our nexus was left by a previous
+	// run of ours: it is ours to remove once its LUNs are gone.
+	adopted := false
 	switch nexus = strings.TrimSpace(nexus); nexus {
 	case "":
 		if err := c.write(filepath.Join(tpg, "nexus"), t.NexusWWN, ""); err != nil {
 			return fail(err)
 		}
 	case t.NexusWWN:
+		adopted = t.Adopt && len(base) == 0 && len(t.base) == 0
 	default:
 		return fail(fmt.Errorf("fabric: %s has nexus %s, want %s", tpg, nexus, t.NexusWWN))
 	}
@@ -165,6 +175,9 @@ func (t *LoopTarget) AddLUN(ctx context.Context, lun int, backstorePath string) 
 	dev, err := t.findDisk(ctx, lun)
 	if err != nil {
 		return fail(errors.Join(err, lj.undo(fsys)))
+	}
+	if adopted {
+		base = journal{{kind: opRmdir, path: filepath.Dir(tpg)}, {kind: opRmdir, path: tpg}}
 	}
 	t.base = append(t.base, base...)
 	if t.luns == nil {

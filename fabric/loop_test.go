@@ -136,6 +136,28 @@ func TestLoopExistingTarget(t *testing.T) {
 		t.Errorf("configfs after Remove:\n got %q\nwant %q", after, before)
 	}
 
+	// With Adopt, the same target is a crashed run's own: Remove deletes
+	// it.
+	lt = k.loop()
+	lt.Adopt = true
+	if _, err := lt.AddLUN(t.Context(), 1, k.backstore(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := lt.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Dir(tpg)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("adopted target after Remove: stat = %v, want it gone", err)
+	}
+	for _, d := range []string{filepath.Dir(tpg), tpg} {
+		if err := k.Mkdir(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := k.WriteFile(filepath.Join(tpg, "nexus"), testNexus); err != nil {
+		t.Fatal(err)
+	}
+
 	// Another nexus is someone else's I_T nexus: refuse.
 	lt = k.loop()
 	lt.NexusWWN = "naa.5001405000000009"
