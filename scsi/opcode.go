@@ -155,3 +155,34 @@ func cdbLen(op Opcode) int {
 	}
 	return 0
 }
+
+// saNames names the commands that are a service action of an opcode.
+var saNames = map[uint16]string{
+	uint16(OpExtendedCopy)<<8 | SAExtendedCopyLID1:           "EXTENDED COPY(LID1)",
+	uint16(OpReceiveCopyResults)<<8 | SACopyStatusLID1:       "RECEIVE COPY STATUS(LID1)",
+	uint16(OpReceiveCopyResults)<<8 | SAOperatingParameters:  "RECEIVE COPY OPERATING PARAMETERS",
+	uint16(OpReceiveCopyResults)<<8 | SAFailedSegmentDetails: "RECEIVE COPY FAILURE DETAILS(LID1)",
+	uint16(OpServiceActionIn16)<<8 | SAReadCapacity16:        "READ CAPACITY(16)",
+	uint16(OpServiceActionIn16)<<8 | SAGetLBAStatus:          "GET LBA STATUS",
+	uint16(OpMaintenanceIn)<<8 | SAReportTargetPortGroups:    "REPORT TARGET PORT GROUPS",
+	uint16(OpMaintenanceIn)<<8 | SAReportSupportedOpcodes:    "REPORT SUPPORTED OPERATION CODES",
+	uint16(OpMaintenanceIn)<<8 | SAReportSupportedTMFs:       "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS",
+	uint16(OpMaintenanceIn)<<8 | SAReportTimestamp:           "REPORT TIMESTAMP",
+	uint16(OpMaintenanceOut)<<8 | SASetTargetPortGroups:      "SET TARGET PORT GROUPS",
+}
+
+// CommandName names the command of cdb for logs: the service action's
+// name for opcodes that have one ("READ CAPACITY(16)" rather than
+// "SERVICE ACTION IN(16)"), else the opcode's.
+func CommandName(cdb []byte) string {
+	if len(cdb) == 0 {
+		return "none"
+	}
+	op := Opcode(cdb[0])
+	if len(cdb) > 1 {
+		if s, ok := saNames[uint16(op)<<8|uint16(cdb[1]&0x1f)]; ok {
+			return s
+		}
+	}
+	return op.String()
+}

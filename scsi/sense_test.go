@@ -104,3 +104,26 @@ func TestDiskSenseFollowsDSense(t *testing.T) {
 	_, err := exec(t, d, cdb10(OpRead10, testBlocks, 1), make([]byte, 512))
 	wantErr(t, err, ErrLBAOutOfRange, -1, -1)
 }
+
+func TestNames(t *testing.T) {
+	tests := []struct {
+		cdb  []byte
+		want string
+	}{
+		{[]byte{0x28, 0}, "READ(10)"},
+		{[]byte{0x9e, 0x10}, "READ CAPACITY(16)"},
+		{[]byte{0x9e, 0x12}, "GET LBA STATUS"},
+		{[]byte{0x9e, 0x1f}, "SERVICE ACTION IN(16)"},
+		{[]byte{0xa3, 0x0c}, "REPORT SUPPORTED OPERATION CODES"},
+		{[]byte{0xc1}, "Opcode(0xc1)"},
+		{nil, "none"},
+	}
+	for _, tt := range tests {
+		if got := CommandName(tt.cdb); got != tt.want {
+			t.Errorf("CommandName(% x) = %q, want %q", tt.cdb, got, tt.want)
+		}
+	}
+	if KindCompareAndWrite.String() != "caw" || Kind(99).String() != "other" {
+		t.Error("Kind.String")
+	}
+}
