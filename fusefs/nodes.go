@@ -253,12 +253,13 @@ func (f *file) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 }
 
 // Setattr accepts only the truncation to size 0 that a shell's ">"
-// redirection asks for (O_TRUNC), on a writable file; it changes nothing,
-// since every write is a command on its own.
+// redirection asks for (O_TRUNC; the kernel adds the time updates that go
+// with it), on a writable file. It changes nothing, since every write is a
+// command on its own. Ownership and mode cannot be changed.
 func (f *file) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	const ignored = fuse.FATTR_FH | fuse.FATTR_LOCKOWNER
+	const owner = fuse.FATTR_MODE | fuse.FATTR_UID | fuse.FATTR_GID
 	size, ok := in.GetSize()
-	if in.Valid&^ignored != fuse.FATTR_SIZE || !ok || size != 0 {
+	if in.Valid&owner != 0 || !ok || size != 0 {
 		return syscall.EPERM
 	}
 	if f.spec.parse == nil {
