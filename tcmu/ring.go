@@ -292,12 +292,13 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 	waitErr := make(chan error, 1)
 	var wg sync.WaitGroup
 	wg.Go(func() { r.waitLoop(wctx, kicks, waitErr) })
+	// Deferred, so that the waiter is joined even if a Handler panics.
+	defer wg.Wait()
+	defer stopWait()
 
 	err := r.serve(ctx, h, kicks, waitErr)
 	stopWait() // stop intake: kernel kicks no longer matter
-	derr := r.drain()
-	wg.Wait()
-	return errors.Join(err, derr)
+	return errors.Join(err, r.drain())
 }
 
 // waitLoop turns Notifier.Wait returns into tokens on kicks until ctx is
