@@ -368,10 +368,9 @@ func (d *Disk) Sense(dst []byte, e *Error) []byte {
 func (d *Disk) Execute(cdb []byte, data [][]byte) (Result, error) {
 	if len(cdb) > 0 && d.ua.Load() != 0 {
 		// SAM-5: a pending unit attention ends any command but
-		// INQUIRY, REPORT LUNS and REQUEST SENSE (which reports it).
-		switch Opcode(cdb[0]) {
-		case OpInquiry, OpReportLUNs, OpRequestSense:
-		default:
+		// INQUIRY, REPORT LUNS and REQUEST SENSE (which reports it),
+		// the commands flagged fNoUA.
+		if c := byOpcode[cdb[0]]; len(c) == 0 || c[0].flags&fNoUA == 0 {
 			if e := d.takeUA(); e != nil {
 				return Result{}, e
 			}
