@@ -38,8 +38,8 @@
 // errors_0x0f), in_flight, in_flight_max and uptime_seconds.
 //
 // Each line of /luns is "NAME PATH size=BYTES block-size=N read-only=0|1
-// [fabric=F] write-through=0|1": prefixed with "export", it is the command
-// that recreates the LUN.
+// fabric=loop|iscsi|none write-through=0|1": prefixed with "export", it is
+// the command that recreates the LUN.
 //
 // # Reads
 //
@@ -60,7 +60,7 @@
 //
 //	file       written                        Control(name, line)
 //	/luns      export NAME PATH [size=SIZE] [block-size=512|4096]
-//	           [read-only=0|1] [fabric=loop|iscsi] [write-through=0|1]
+//	           [read-only=0|1] [fabric=loop|iscsi|none] [write-through=0|1]
 //	                                          ("", same, options in this
 //	                                          order, SIZE in bytes)
 //	/luns      remove NAME                    ("", "remove NAME")
@@ -71,7 +71,8 @@
 //
 // A size smaller than the current one is refused with EINVAL (shrinking
 // would cut data from under a mounted file system); the current size is a
-// no-op. An export PATH must be absolute. Control errors become errnos:
+// no-op. An export NAME must satisfy bridge.ValidName and not be "version"
+// or "luns"; its PATH must be absolute. Control errors become errnos:
 // bridge.ErrInvalid EINVAL, bridge.ErrNotFound ENOENT, bridge.ErrExists
 // EEXIST, a syscall.Errno itself, anything else EIO.
 //

@@ -138,15 +138,16 @@ func renderVersion(v *View, _ []bridge.LUNInfo, _ *bridge.LUNInfo) []byte {
 
 // renderLUNs lists the LUNs, one per line, as the arguments of the export
 // command that recreates each: "NAME PATH size=BYTES block-size=N
-// read-only=0|1 [fabric=F] write-through=0|1".
+// read-only=0|1 fabric=loop|iscsi|none write-through=0|1".
 func renderLUNs(_ *View, list []bridge.LUNInfo, _ *bridge.LUNInfo) []byte {
 	var b strings.Builder
 	for _, l := range list {
 		fmt.Fprintf(&b, "%s %s size=%d block-size=%d read-only=%s", l.Name, l.Path, l.Size, l.BlockSize, boolDigit(l.ReadOnly))
-		if l.Fabric != "" {
-			fmt.Fprintf(&b, " fabric=%s", l.Fabric)
+		fabric := l.Fabric
+		if fabric == "" {
+			fabric = "none"
 		}
-		fmt.Fprintf(&b, " write-through=%s\n", boolDigit(!l.WriteCache))
+		fmt.Fprintf(&b, " fabric=%s write-through=%s\n", fabric, boolDigit(!l.WriteCache))
 	}
 	return []byte(b.String())
 }
@@ -166,7 +167,7 @@ var exportKeys = []struct {
 	}},
 	{"block-size", oneOf("512", "4096")},
 	{"read-only", oneOf("0", "1")},
-	{"fabric", oneOf("loop", "iscsi")},
+	{"fabric", oneOf("loop", "iscsi", "none")},
 	{"write-through", oneOf("0", "1")},
 }
 
@@ -181,24 +182,18 @@ func oneOf(values ...string) func(string) (string, error) {
 	}
 }
 
-// checkName accepts a LUN name that can be a directory of the view.
+// checkName accepts a LUN name the daemon accepts (bridge.ValidName) that
+// does not hide a file at the root of the view.
 func checkName(name string) error {
-	switch {
-	case name == "." || name == "..":
-		return invalid("LUN name %q", name)
-	case strings.Contains(name, "/"):
-		return invalid("LUN name %q contains a slash", name)
-	case len(name) > 255: // NAME_MAX
-		return invalid("LUN name longer than 255 bytes")
-	case name == versionName || name == lunsName:
-		return invalid("LUN name %q is reserved", name)
+	if name == versionName || name == lunsName {
+		return invalid("LUN name %q is reserved by the FUSE view", name)
 	}
-	return nil
+	return bridge.ValidName(name)
 }
 
 // parseLUNs parses a line written to /luns:
 //
-//	export NAME PATH [size=SIZE] [block-size=512|4096] [read-only=0|1] [fabric=loop|iscsi] [write-through=0|1]
+//	export NAME PATH [size=SIZE] [block-size=512|4096] [read-only=0|1] [fabric=loop|iscsi|none] [write-through=0|1]
 //	remove NAME
 //
 // PATH must be absolute: the daemon's working directory is not the

@@ -104,6 +104,9 @@ func TestParse(t *testing.T) {
 		{"luns", "export d1 /img colour=red", "!"},
 		{"luns", "export d1 /img block-size=1024", "!"},
 		{"luns", "export d1 /img fabric=nvme", "!"},
+		{"luns", "export d1 /img fabric=none", "export d1 /img fabric=none"},
+		{"luns", "export -d1 /img", "!"},
+		{"luns", "export d:1 /img", "!"},
 		{"luns", "export d1 /img read-only=yes", "!"},
 		{"luns", "add d1 /img", "!"},
 		{"luns", "EXPORT d1 /img", "!"},
@@ -312,7 +315,7 @@ write_cache write-back
 	l2.Fabric, l2.ReadOnly, l2.WriteCache, l2.BlockSize = "", true, false, 4096
 	got = string(renderLUNs(nil, []bridge.LUNInfo{l, l2}, nil))
 	want = "d0 /srv/d0.img size=1073741824 block-size=512 read-only=0 fabric=loop write-through=0\n" +
-		"d1 /srv/d1.img size=1073741824 block-size=4096 read-only=1 write-through=1\n"
+		"d1 /srv/d1.img size=1073741824 block-size=4096 read-only=1 fabric=none write-through=1\n"
 	if got != want {
 		t.Errorf("luns =\n%s\nwant\n%s", got, want)
 	}
