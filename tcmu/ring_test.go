@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -991,4 +992,176 @@ func ExampleRing() {
 	// 0 LUNBRDGE 36 <nil>
 	// 0x2 20 <nil>
 	// <nil>
+}
+
+func TestRingIovSplit(t *testing.T) {
+	k := newKernel(t, fakering.Options{DataSize: 64 << 10})
+	submit(t, k, read10(0, 8), nil, 4096)
+	// Rewrite the entry as a bidirectional command with a protection
+	// buffer: 1 data, 2 bidi, 1 DIF iovec (4 fit in the 112-byte base).
+	e, mem, d := k.LastEntry(), k.Mem(), uint64(k.DataOff())
+	iovs := [][2]uint64{{d, 512}, {d + 4096, 100}, {d + 8192, 4096}, {d + 20000, 8}}
+	for i, v := range iovs {
+		putU64(mem, e+reqIov+16*i+iovBase, v[0])
+		putU64(mem, e+reqIov+16*i+iovLen, v[1])
+	}
+	putU32(mem, e+reqIovCnt, 1)
+	putU32(mem, e+reqIovBidiCnt, 2)
+	putU32(mem, e+reqIovDifCnt, 1)
+	for i := range iovs {
+		mem[iovs[i][0]] = byte(i + 1)
+	}
+	h := newHoldHandler()
+	r, stop := runRing(t, k, RingOptions{}, h)
+	c := h.take(t, 1)[0]
+	lens := func(bufs [][]byte) (n []int) {
+		for _, b := range bufs {
+			n = append(n, len(b))
+		}
+		return n
+	}
+	if got := [][]int{lens(c.Data), lens(c.BidiData), lens(c.DIF)}; fmt.Sprint(got) != "[[512] [100 4096] [8]]" {
+		t.Errorf("Data/BidiData/DIF lengths %v, want [[512] [100 4096] [8]]", got)
+	}
+	if c.Data[0][0] != 1 || c.BidiData[0][0] != 2 || c.BidiData[1][0] != 3 || c.DIF[0][0] != 4 {
+		t.Errorf("buffers do not map the iovecs' data")
+	}
+	if c.DataLen() != 512 || cap(c.Data[0]) != 512 {
+		t.Errorf("DataLen %d, cap %d, want 512 (capacity clipped)", c.DataLen(), cap(c.Data[0]))
+	}
+	r.Complete(c, Response{})
+	waitIdle(t, k)
+	if err := stop(); err != nil {
+		t.Errorf("Run = %v", err)
+	}
+}
+
+// TestRingStress runs many concurrent commands of every kind through a
+// small ring with random worker delays, random short reads and TMRs
+// naming random commands, and checks each completes exactly once with its
+// own data and status.
+func TestRingStress(t *testing.T) {
+	for _, flags := range []uint16{fakering.AllCaps, fakering.CapReadLen | fakering.CapTMR} {
+		t.Run(fmt.Sprintf("flags=%#x", flags), func(t *testing.T) {
+			k := newKernel(t, fakering.Options{CmdrSize: 1504, DataSize: 16 * 4096, Flags: flags, ExactFlags: true})
+			h := &stressHandler{work: make(chan *Cmd, 4096)}
+			r, stop := runRing(t, k, RingOptions{}, h)
+			var workers sync.WaitGroup
+			for seed := range 4 {
+				workers.Go(func() { h.worker(r, uint64(seed)) })
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			var wg sync.WaitGroup
+			errs := make(chan error, 1000)
+			var dos atomic.Uint64
+			for g := range 8 {
+				wg.Go(func() {
+					rng := rand.New(rand.NewPCG(uint64(g), 7))
+					for i := range 60 {
+						lba := uint32(g*1000 + i)
+						switch rng.IntN(4) {
+						case 0: // write, checked by the handler
+							dos.Add(1)
+							out := lbaPattern(lba, 1+rng.IntN(9000))
+							resp, _, err := k.Do(ctx, write10(lba, 1), out, 0)
+							if err != nil || resp.Status != 0 {
+								errs <- fmt.Errorf("write %d: %+v %v", lba, resp, err)
+							}
+						case 1: // TMR naming whatever ids might be in flight
+							ids := []uint16{uint16(1 + rng.IntN(40)), uint16(1 + rng.IntN(40))}
+							if err := k.SubmitTMR(ctx, uint8(TMRAbortTask), ids); err != nil {
+								errs <- err
+							}
+						default: // read, maybe short
+							dos.Add(1)
+							n := 1 + rng.IntN(12000)
+							resp, in, err := k.Do(ctx, read10(lba, 1), nil, n)
+							want := lbaPattern(lba, n)
+							if resp.ReadLenSet {
+								want = want[:resp.ReadLen]
+							}
+							if err != nil || resp.Status != 0 || !bytes.Equal(in, want) {
+								errs <- fmt.Errorf("read %d: %+v (%d bytes) %v", lba, resp, len(in), err)
+							}
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			waitIdle(t, k)
+			if err := stop(); err != nil {
+				t.Errorf("Run = %v", err)
+			}
+			close(h.work)
+			workers.Wait()
+			if h.err != nil {
+				t.Error(h.err)
+			}
+			st := r.Stats()
+			n := dos.Load()
+			if st.InFlight != 0 || st.Commands != n || st.Completions != n || st.Pads == 0 || st.TMRs == 0 {
+				t.Errorf("Stats = %+v, want %d commands and completions, PADs and TMRs", st, n)
+			}
+			if got := uint64(len(k.Completions())); got != n {
+				t.Errorf("kernel saw %d completions, want %d", got, n)
+			}
+			t.Logf("%d commands, %d TMRs marked %d commands aborted", n, st.TMRs, h.aborted.Load())
+		})
+	}
+}
+
+// stressHandler completes commands from workers after random delays:
+// writes are checked against the LBA pattern, reads filled with it and
+// sometimes cut short.
+type stressHandler struct {
+	work    chan *Cmd
+	aborted atomic.Uint64
+	err     error // set on the ring goroutine, read after Run returned
+}
+
+func (h *stressHandler) Handle(c *Cmd) { h.work <- c }
+
+func (h *stressHandler) TMR(kind TMRType, aborted []*Cmd) {
+	for _, c := range aborted {
+		if !c.Aborted() || kind != TMRAbortTask {
+			h.err = fmt.Errorf("TMR(%v) lists cmd %d, Aborted() = %v", kind, c.ID, c.Aborted())
+		}
+	}
+	h.aborted.Add(uint64(len(aborted)))
+}
+
+func (h *stressHandler) worker(r *Ring, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 99))
+	for c := range h.work {
+		if rng.IntN(4) == 0 {
+			time.Sleep(time.Duration(rng.IntN(200)) * time.Microsecond)
+		}
+		lba := uint32(c.CDB[2])<<24 | uint32(c.CDB[3])<<16 | uint32(c.CDB[4])<<8 | uint32(c.CDB[5])
+		var buf []byte
+		for _, b := range c.Data {
+			buf = append(buf, b...)
+		}
+		want := lbaPattern(lba, len(buf))
+		resp := Response{}
+		switch c.CDB[0] {
+		case 0x2a:
+			if !bytes.Equal(buf, want) {
+				resp.Status = 2 // the test sees a non-GOOD status
+			}
+		case 0x28:
+			o := 0
+			for _, b := range c.Data {
+				o += copy(b, want[o:])
+			}
+			if rng.IntN(3) == 0 && len(buf) > 1 {
+				resp.ShortRead, resp.ReadLen = true, uint32(1+rng.IntN(len(buf)-1))
+			}
+		}
+		r.Complete(c, resp)
+	}
 }
