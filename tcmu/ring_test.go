@@ -56,6 +56,9 @@ func runRing(t *testing.T, k *fakering.Kernel, opts RingOptions, h Handler) (r *
 	if s, ok := h.(interface{ setRing(*Ring) }); ok {
 		s.setRing(r)
 	}
+	if w, ok := h.(interface{ wait() }); ok {
+		t.Cleanup(w.wait) // runs after the stop below: joins workers
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- r.Run(ctx, h) }()
@@ -84,6 +87,8 @@ type echoHandler struct {
 }
 
 func (h *echoHandler) setRing(r *Ring) { h.r = r }
+
+func (h *echoHandler) wait() { h.wg.Wait() }
 
 func (h *echoHandler) Handle(c *Cmd) {
 	h.wg.Go(func() {
@@ -527,18 +532,16 @@ func TestRingReadLen(t *testing.T) {
 			k := newKernel(t, fakering.Options{Flags: tt.flags, ExactFlags: true})
 			h := newHoldHandler()
 			r, _ := runRing(t, k, RingOptions{}, h)
-			go func() {
-				c := <-h.cmds
-				o := 0
-				for _, b := range c.Data {
-					o += copy(b, pattern(8192, 9)[o:])
-				}
-				r.Complete(c, tt.resp)
-			}()
-			resp, in, err := k.Do(context.Background(), read10(0, 16), nil, 8192)
-			if err != nil {
-				t.Fatal(err)
+			submit(t, k, read10(0, 16), nil, 8192)
+			c := h.take(t, 1)[0]
+			o := 0
+			for _, b := range c.Data {
+				o += copy(b, pattern(8192, 9)[o:])
 			}
+			r.Complete(c, tt.resp)
+			waitIdle(t, k)
+			resp := k.Completions()[0]
+			in := resp.Data
 			if resp.ReadLen != tt.wantLen || resp.ReadLenSet != tt.wantSet {
 				t.Errorf("ReadLen = %d (set %v), want %d (set %v)", resp.ReadLen, resp.ReadLenSet, tt.wantLen, tt.wantSet)
 			}
