@@ -129,11 +129,25 @@ func fabricLoopGuest(t *testing.T) {
 	bs1, _ := fileioBackstore(t, "fab1", size/2)
 	before := fabricTargets(t, "loopback")
 
+	// The harness loaded every module and mounted configfs.
+	if err := fabric.LoadModules(ctx, fabric.ModuleOptions{NoLoad: true},
+		fabric.ModConfigfs, fabric.ModTargetCore, fabric.ModUser, fabric.ModLoop, fabric.ModISCSI); err != nil {
+		t.Errorf("LoadModules(NoLoad) in a prepared guest = %v", err)
+	}
+	if err := fabric.LoadModules(ctx, fabric.ModuleOptions{NoLoad: true}, "no_such_module"); err == nil ||
+		!strings.Contains(err.Error(), "no_such_module") {
+		t.Errorf("LoadModules(no_such_module) = %v, want an error naming it", err)
+	}
+
 	wwn, nexus := fabric.LoopWWNs("fab")
 	lt := &fabric.LoopTarget{WWN: wwn, NexusWWN: nexus}
 	dev0, err := lt.AddLUN(ctx, 0, bs0)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// tcmu.ListDevices reports a backstore as linked from this status.
+	if info := readTrim(t, filepath.Join(bs0, "info")); !strings.Contains(info, "Status: ACTIVATED") {
+		t.Errorf("backstore info while linked = %q, want Status: ACTIVATED", info)
 	}
 	tpg := filepath.Join(cfgTarget, "loopback", wwn, "tpgt_1")
 	t.Logf("LUN 0 is %s; tpgt_1/address %s, nexus %s", dev0,
@@ -203,6 +217,9 @@ func fabricLoopGuest(t *testing.T) {
 	}
 	if err := lt.Remove(); err != nil {
 		t.Fatal(err)
+	}
+	if info := readTrim(t, filepath.Join(bs0, "info")); !strings.Contains(info, "Status: DEACTIVATED") {
+		t.Errorf("backstore info after Remove = %q, want Status: DEACTIVATED", info)
 	}
 	if after := fabricTargets(t, "loopback"); !slices.Equal(after, before) {
 		t.Errorf("target/loopback after Remove = %q, want %q", after, before)
