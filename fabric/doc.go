@@ -34,6 +34,24 @@
 //   - iSCSI mapped LUNs go before the LUN they point at, ACLs before the
 //     portal group, and the portal group is disabled first on Remove.
 //
+// # Seen on Linux 6.1 (Debian 6.1.0-56, integration tests)
+//
+//   - target/loopback and target/iscsi exist only once made: the first
+//     mkdir registers the fabric. They are not removed afterwards.
+//   - tcm_loop's tpgt_1/address reads "H:0:T"; the disk of LUN L is
+//     /sys/class/scsi_device/H:0:T:L/device/block/sdX.
+//   - If the scan of a new loopback LUN fails (the handler answered
+//     nothing or CHECK CONDITION), the link still returns, no disk appears
+//     and AddLUN fails after ScanTimeout; on the rollback the kernel logs
+//     "Unable to locate struct scsi_device" and "Unable to remove TCM_Loop
+//     I_T Nexus with active TPG port count: 1", yet the directories go.
+//   - Several iSCSI targets can each have np/0.0.0.0:3260: they share the
+//     listening socket.
+//   - With CHAP, a wrong or missing secret fails login with
+//     "Authentication failure(513)", an initiator outside the ACLs with
+//     "Authorization failure(514)"; in demo mode the tpgt_1/auth
+//     credentials apply.
+//
 // All paths are relative to configurable roots (ConfigfsRoot, SysfsRoot,
 // DevRoot), so the unit tests run on a temporary directory with a fake
 // kernel; integration/fabric_test.go runs the same code against Linux.

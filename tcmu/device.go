@@ -479,6 +479,11 @@ func (d *Device) Unblock() error { return d.action("block_dev", "0") }
 // and queued TMR notifications are dropped. A ring consumer must then
 // start again from tail 0 and must not complete any of the old entries.
 // The kernel refuses it (EINVAL) before the device is enabled.
+//
+// Seen on 6.1.0-56 with an unserved INQUIRY from a tcm_loop scan:
+// cmd_head and cmd_tail read 0 right after the write, and the retried
+// INQUIRY was queued again at offset 0 (reusing cmd_id 1). After level 2
+// the scan gave up.
 func (d *Device) ResetRing(level int) error {
 	if level != 1 && level != 2 {
 		return fmt.Errorf("tcmu: reset level %d, want 1 or 2", level)
