@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/lunbridge/lunbridge/scsi"
 	"github.com/lunbridge/lunbridge/tcmu"
 )
 
@@ -134,6 +136,9 @@ func (d *Daemon) start(ctx context.Context, o Options, spec ExportSpec) (*served
 	if o.Logger == nil {
 		o.Logger = d.log
 	}
+	if o.Peers == nil {
+		o.Peers = d.peer
+	}
 	l, err := Open(o)
 	if err != nil {
 		return nil, err
@@ -174,6 +179,23 @@ func (d *Daemon) stop(ctx context.Context, s *served, exported bool) error {
 	}
 	errs = append(errs, s.dev.Remove(), s.lun.Close())
 	return errors.Join(errs...)
+}
+
+// peer finds the disk with the NAA designator id among the daemon's LUNs,
+// for EXTENDED COPY between them.
+func (d *Daemon) peer(id []byte) (*scsi.Disk, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range d.luns {
+		if s == nil {
+			continue
+		}
+		naa := s.lun.disk.Config().NAA
+		if len(id) > 0 && len(id) <= len(naa) && bytes.Equal(naa[:len(id)], id) {
+			return s.lun.disk, true
+		}
+	}
+	return nil, false
 }
 
 // Remove unexports the LUN, drains it, removes its device and closes its

@@ -41,7 +41,10 @@ type Options struct {
 	// is called as it goes.
 	Preallocate bool
 	Progress    func(done, total int64)
-	Logger      *slog.Logger
+	// Peers resolves the NAA designators of EXTENDED COPY targets to the
+	// disks of other LUNs of the same daemon (Daemon sets it).
+	Peers  func(designator []byte) (*scsi.Disk, bool)
+	Logger *slog.Logger
 }
 
 // DefaultMaxTransfer is the default largest transfer: 512 KiB, which is
@@ -144,6 +147,10 @@ func Open(o Options) (*LUN, error) {
 		MaxUnmapDescriptors: 256,
 		MaxWriteSameBlocks:  uint32(min(1<<30/int64(o.BlockSize), int64(^uint32(0)))),
 		ThinProvisioning:    true,
+		// target_core_mod answers PERSISTENT RESERVE IN/OUT itself for
+		// TCMU devices (attrib/emulate_pr=1): list them as supported.
+		KernelPR: true,
+		Peers:    o.Peers,
 	}, be)
 	if err != nil {
 		f.Close()
