@@ -95,6 +95,11 @@ type LUN struct {
 	fabricPath string  // protected by infoMu
 	srv        *server // protected by infoMu; the current Serve, if any
 
+	// workerGrace and stalledAfter: see defaultWorkerGrace and
+	// defaultStalledAfter (tests shorten them).
+	workerGrace  time.Duration
+	stalledAfter time.Duration
+
 	// resizeHook updates the kernel's idea of the size (configfs dev_size)
 	// when the LUN grows. Set by Run.
 	resizeHook func(int64) error
@@ -164,6 +169,9 @@ func Open(o Options) (*LUN, error) {
 		disk:    disk,
 		be:      be,
 		start:   time.Now(),
+
+		workerGrace:  defaultWorkerGrace,
+		stalledAfter: defaultStalledAfter,
 	}
 	return l, nil
 }
@@ -427,7 +435,7 @@ func (b *fileBackend) readOnlyFile() bool {
 }
 
 // currentState is the stored state, or StateStalled while a command has
-// been stuck in the backing store for longer than stalledAfter.
+// been stuck in the backing store for longer than defaultStalledAfter.
 func (l *LUN) currentState() State {
 	st := State(l.state.Load())
 	l.infoMu.Lock()

@@ -22,11 +22,11 @@ const (
 	statusTaskAborted    = 0x40
 )
 
-// workerGrace bounds how long Serve waits for workers after the ring has
-// stopped. A worker blocked in a read from a hung file system cannot be
-// interrupted; Serve then returns and leaves it behind rather than hang
-// the daemon's shutdown.
-const workerGrace = 10 * time.Second
+// defaultWorkerGrace bounds how long Serve waits for workers after the
+// ring has stopped. A worker blocked in a read from a hung file system
+// cannot be interrupted; Serve then returns and leaves it behind rather
+// than hang the daemon's shutdown.
+const defaultWorkerGrace = 10 * time.Second
 
 // work is one command handed from the ring goroutine to a worker.
 type work struct {
@@ -47,7 +47,8 @@ type server struct {
 
 // Serve serves the LUN's SCSI commands from ring until ctx is done or the
 // ring fails. It returns the ring's error (nil after a clean stop) once the
-// ring has stopped and the workers have exited or workerGrace has passed.
+// ring has stopped and the workers have exited or a grace period (10 s)
+// has passed.
 func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 	s := &server{
 		l:         l,
@@ -80,7 +81,7 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 	}()
 	select {
 	case <-done:
-	case <-time.After(workerGrace):
+	case <-time.After(l.workerGrace):
 		l.log.Error("workers still blocked in the backing store after shutdown; leaving them", "path", l.path)
 	}
 	if errors.Is(err, context.Canceled) {
@@ -203,12 +204,12 @@ func opName(cdb []byte) string {
 	return scsi.Opcode(cdb[0]).String()
 }
 
-// stalledAfter is how long a worker may sit in one command before the LUN
-// reports itself stalled: the backing store has stopped answering.
-const stalledAfter = 10 * time.Second
+// defaultStalledAfter is how long a worker may sit in one command before
+// the LUN reports itself stalled: the backing store has stopped answering.
+const defaultStalledAfter = 10 * time.Second
 
-// stalled reports the age of the oldest command a worker is executing when
-// it exceeds stalledAfter.
+// stalled reports the age of the oldest command a worker is executing, and
+// whether it exceeds the LUN's stall threshold.
 func (s *server) stalled(now time.Time) (time.Duration, bool) {
 	var oldest time.Duration
 	for i := range s.busySince {
@@ -216,5 +217,5 @@ func (s *server) stalled(now time.Time) (time.Duration, bool) {
 			oldest = max(oldest, now.Sub(time.Unix(0, t)))
 		}
 	}
-	return oldest, oldest > stalledAfter
+	return oldest, oldest > s.l.stalledAfter
 }
