@@ -15,20 +15,6 @@ import (
 	"github.com/lunbridge/lunbridge/internal/fakering"
 )
 
-// funcHandler adapts functions to Handler.
-type funcHandler struct {
-	handle func(c *Cmd)
-	tmr    func(kind TMRType, aborted []*Cmd)
-}
-
-func (h funcHandler) Handle(c *Cmd) { h.handle(c) }
-
-func (h funcHandler) TMR(kind TMRType, aborted []*Cmd) {
-	if h.tmr != nil {
-		h.tmr(kind, aborted)
-	}
-}
-
 // newKernel returns a fake kernel, failing the test if the fake ever finds
 // the ring broken.
 func newKernel(t *testing.T, o fakering.Options) *fakering.Kernel {
