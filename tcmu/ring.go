@@ -320,6 +320,9 @@ func (r *Ring) waitLoop(ctx context.Context, kicks chan<- struct{}, errc chan<- 
 
 // serve is the ring goroutine's main loop; it returns nil when ctx is done.
 func (r *Ring) serve(ctx context.Context, h Handler, kicks <-chan struct{}, waitErr <-chan error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
 	if err := r.poll(h); err != nil {
 		return err
 	}

@@ -1154,3 +1154,21 @@ func (h *stressHandler) worker(r *Ring, seed uint64) {
 		r.Complete(c, resp)
 	}
 }
+
+func TestRingRunCancelled(t *testing.T) {
+	k := newKernel(t, fakering.Options{})
+	submit(t, k, testUnitReady, nil, 0)
+	r, err := NewRing(k.Mem(), k.Notifier(), RingOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	h := newHoldHandler()
+	if err := r.Run(ctx, h); err != nil {
+		t.Errorf("Run = %v, want nil", err)
+	}
+	if st := r.Stats(); st.Commands != 0 {
+		t.Errorf("a Run cancelled before it started took %d commands", st.Commands)
+	}
+}
