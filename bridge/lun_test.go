@@ -60,7 +60,7 @@ func serveOpened(t *testing.T, l *LUN) *testLUN {
 		return serveErr
 	}
 	t.Cleanup(func() {
-		if err := stop(); err != nil {
+		if err := stop(); err != nil && !errors.Is(err, tcmu.ErrDrainTimeout) {
 			t.Errorf("Serve: %v", err)
 		}
 		l.Close()
