@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -46,6 +47,12 @@ type ISCSITarget struct {
 	// itself to the initiator (mutual CHAP); they need CHAPUser.
 	MutualUser     string
 	MutualPassword string
+	// Adopt treats an existing target of this IQN as left by a previous
+	// run of this program that crashed: the first AddLUN tears it down
+	// (its sessions drop; initiators log in again) and builds it afresh.
+	// Without Adopt an existing target is an error. Set it only for IQNs
+	// reserved to this program.
+	Adopt bool
 	// ConfigfsRoot defaults to /sys/kernel/config.
 	ConfigfsRoot string
 
@@ -143,6 +150,11 @@ func (t *ISCSITarget) create() error {
 	}
 	c := cfs{fsys: fsys, j: &t.base}
 	tpg := t.tpg()
+	if t.Adopt {
+		if err := purgeTarget(fsys, filepath.Dir(tpg)); err != nil {
+			return err
+		}
+	}
 	for _, d := range []string{filepath.Dir(tpg), tpg} {
 		found, err := c.mkdir(d)
 		if err != nil {
@@ -338,4 +350,73 @@ func (t *ISCSITarget) Remove() error {
 	t.enabled = false
 	errs = append(errs, removeAll(fsys, &t.luns, &t.base))
 	return errors.Join(errs...)
+}
+
+// purgeTarget removes a whole fabric target directory (target/iscsi/<iqn>)
+// whatever it holds, leaves first: each portal group is disabled, then
+// its ACLs' mapped LUNs, ACLs, portals, LUN links and LUNs are removed,
+// then the group, then the target. A missing target is not an error.
+func purgeTarget(fsys fsys, dir string) error {
+	tpgs, err := fsys.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("fabric: purge %s: %w", dir, err)
+	}
+	var j journal // built in creation order, undone in reverse
+	for _, name := range tpgs {
+		if !strings.HasPrefix(name, "tpgt_") {
+			continue // fabric_statistics and other default groups
+		}
+		tpg := filepath.Join(dir, name)
+		j = append(j, step{kind: opRmdir, path: tpg})
+		for _, sub := range []string{"lun", "np", "acls"} {
+			ents, err := fsys.ReadDir(filepath.Join(tpg, sub))
+			if err != nil {
+				continue
+			}
+			for _, e := range ents {
+				p := filepath.Join(tpg, sub, e)
+				j = append(j, step{kind: opRmdir, path: p})
+				switch sub {
+				case "lun":
+					j = appendLinks(fsys, j, p)
+				case "acls":
+					// Mapped LUNs are the lun_N directories of an ACL.
+					mapped, _ := fsys.ReadDir(p)
+					for _, m := range mapped {
+						if mp := filepath.Join(p, m); strings.HasPrefix(m, "lun_") {
+							j = append(j, step{kind: opRmdir, path: mp})
+							j = appendLinks(fsys, j, mp)
+						}
+					}
+				}
+			}
+		}
+		// Newest step, so undone first: disable the group (when enabled)
+		// before its ACLs, portals and LUNs go.
+		if en, err := fsys.ReadFile(filepath.Join(tpg, "enable")); err == nil && strings.TrimSpace(en) == "1" {
+			j = append(j, step{kind: opWrite, path: filepath.Join(tpg, "enable"), value: "0"})
+		}
+	}
+	// Undone newest first: enable=0, ACL mappings and ACLs (before the
+	// LUNs they point at), portals, LUN links and LUNs, the group, then
+	// the target itself.
+	if err := j.undo(fsys); err != nil {
+		return err
+	}
+	return journal{{kind: opRmdir, path: dir}}.undo(fsys)
+}
+
+// appendLinks records every symlink in dir for removal.
+func appendLinks(fsys fsys, j journal, dir string) journal {
+	names, _ := fsys.ReadDir(dir)
+	for _, n := range names {
+		p := filepath.Join(dir, n)
+		if _, err := fsys.Readlink(p); err == nil {
+			j = append(j, step{kind: opUnlink, path: p})
+		}
+	}
+	return j
 }

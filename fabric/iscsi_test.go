@@ -258,3 +258,60 @@ func TestISCSIValidate(t *testing.T) {
 	}
 	it.Remove()
 }
+
+// With Adopt, a target left by a crashed run (enabled, with ACLs, mapped
+// LUNs, portal and LUNs) is torn down and built afresh; the new target's
+// Remove then leaves configfs as it was before the crashed run.
+func TestISCSIAdopt(t *testing.T) {
+	k := newFakeKernel(t)
+	before := k.tree(t)
+	crashed := k.iscsi()
+	crashed.Initiators = []string{testInit}
+	crashed.CHAPUser, crashed.CHAPPassword = "user", testSecr
+	for lun := range 2 {
+		if _, err := crashed.AddLUN(t.Context(), lun, k.backstore(lun)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// crashed is abandoned without Remove, as after SIGKILL.
+	k.takeLog()
+
+	it := k.iscsi()
+	if _, err := it.AddLUN(t.Context(), 0, k.backstore(0)); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("AddLUN over a leftover target without Adopt = %v, want ErrExist", err)
+	}
+	it.Adopt = true
+	it.Initiators = []string{testInit}
+	it.CHAPUser, it.CHAPPassword = "user", testSecr
+	if _, err := it.AddLUN(t.Context(), 0, k.backstore(0)); err != nil {
+		t.Fatalf("AddLUN with Adopt = %v", err)
+	}
+	tpg := "config/target/iscsi/" + testIQN + "/tpgt_1"
+	acl := tpg + "/acls/" + testInit
+	log := k.takeLog()
+	purge := []string{
+		"write " + tpg + "/enable=0",
+		"unlink " + acl + "/lun_1/lunbridge",
+		"rmdir " + acl + "/lun_1",
+		"unlink " + acl + "/lun_0/lunbridge",
+		"rmdir " + acl + "/lun_0",
+		"rmdir " + acl,
+		"rmdir " + tpg + "/np/0.0.0.0:3260",
+		"unlink " + tpg + "/lun/lun_1/lunbridge",
+		"rmdir " + tpg + "/lun/lun_1",
+		"unlink " + tpg + "/lun/lun_0/lunbridge",
+		"rmdir " + tpg + "/lun/lun_0",
+		"rmdir " + tpg,
+		"rmdir config/target/iscsi/" + testIQN,
+		"mkdir config/target/iscsi/" + testIQN,
+	}
+	if len(log) < len(purge) || !slices.Equal(log[:len(purge)], purge) {
+		t.Errorf("AddLUN with Adopt operations:\n got %q\nwant prefix %q", log, purge)
+	}
+	if err := it.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if after := k.tree(t); !slices.Equal(after, before) {
+		t.Errorf("configfs after Remove:\n got %q\nwant %q", after, before)
+	}
+}
