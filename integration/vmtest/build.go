@@ -34,6 +34,14 @@ func BuildLunbridge(t testing.TB) string {
 	return build(t, "lunbridge", "build", ".")
 }
 
+// BuildCommand builds the main package pkg (a directory relative to the
+// module root such as "./internal/cmd/loopfs") as a static binary and
+// returns its path.
+func BuildCommand(t testing.TB, pkg string) string {
+	t.Helper()
+	return build(t, filepath.Base(pkg), "build", pkg)
+}
+
 // BuildTestBinary builds the tests of pkg (an import path, or a directory
 // relative to the module root such as "./bridge") with `go test -c`, as a
 // static binary, and returns its path.
