@@ -224,10 +224,10 @@ func openDevice(ctx context.Context, fsys fsys, cfg DeviceConfig) (*Device, erro
 	if _, err := fsys.Stat(core); err != nil {
 		return nil, fmt.Errorf("tcmu: %s: %w (is configfs mounted and target_core_mod loaded?)", core, err)
 	}
-	hba := filepath.Join(core, "user_"+strconv.Itoa(cfg.HBA))
 	if cfg.HBA < 0 {
 		return nil, fmt.Errorf("tcmu: HBA %d is negative", cfg.HBA)
 	}
+	hba := filepath.Join(core, "user_"+strconv.Itoa(cfg.HBA))
 	if err := fsys.Mkdir(hba); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("tcmu: mkdir %s: %w (is target_core_user loaded?)", hba, err)
 	}
@@ -434,6 +434,7 @@ func (d *Device) Mem() []byte {
 }
 
 // Notifier returns the UIO notifier of the device for the command ring.
+// After Close its methods fail with os.ErrClosed.
 func (d *Device) Notifier() Notifier {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -640,7 +641,9 @@ func genlGroupID(fd int, family, group string) (uint32, error) {
 
 // Close unmaps the shared memory and closes the UIO descriptor; configfs
 // is left as is, so a new OpenDevice adopts the backstore. Commands the
-// kernel queues meanwhile wait up to cmd_time_out.
+// kernel queues meanwhile wait up to cmd_time_out. The ring consumer must
+// have stopped: Mem is unmapped (touching it faults) and the Notifier
+// fails from now on.
 func (d *Device) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -111,6 +111,12 @@ func TestOpenDeviceCreates(t *testing.T) {
 	if d.Mem() != nil {
 		t.Error("Mem() != nil after Remove")
 	}
+	if err := d.Notifier().Kick(); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Kick after Remove = %v, want ErrClosed", err)
+	}
+	if err := d.Notifier().Wait(t.Context()); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Wait after Remove = %v, want ErrClosed", err)
+	}
 	if err := d.Close(); err != nil {
 		t.Errorf("second Close = %v", err)
 	}

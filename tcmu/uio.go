@@ -102,6 +102,9 @@ func (n uioNotifier) Wait(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if n.f == nil {
+		return fmt.Errorf("tcmu: wait: %w", os.ErrClosed)
+	}
 	fired := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		defer close(fired)
@@ -130,6 +133,9 @@ func (n uioNotifier) Wait(ctx context.Context) error {
 
 // Kick tells the kernel that completions were posted.
 func (n uioNotifier) Kick() error {
+	if n.f == nil {
+		return fmt.Errorf("tcmu: kick: %w", os.ErrClosed)
+	}
 	var buf [4]byte // the value is ignored by tcmu_irqcontrol
 	if _, err := n.f.Write(buf[:]); err != nil {
 		return fmt.Errorf("tcmu: kick %s: %w", n.f.Name(), err)
