@@ -326,11 +326,32 @@ func fabricISCSIGuest(t *testing.T, aclIQN, demoIQN, allowed, user, secret strin
 	for _, tgt := range []string{aclIQN, demoIQN} {
 		t.Logf("%s dynamic_sessions: %q", tgt, readTrim(t, filepath.Join(cfgTarget, "iscsi", tgt, "tpgt_1", "dynamic_sessions")))
 	}
-	if err := acl.Remove(); err != nil {
-		t.Error(err)
+
+	// A target abandoned by a crashed run is refused, or with Adopt torn
+	// down and rebuilt.
+	crashIQN := aclIQN + ".crash"
+	crashed := &fabric.ISCSITarget{IQN: crashIQN, Initiators: []string{allowed}, CHAPUser: user, CHAPPassword: secret}
+	for lun := range 2 {
+		if _, err := crashed.AddLUN(ctx, lun, bs); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := demo.Remove(); err != nil {
-		t.Error(err)
+	again := &fabric.ISCSITarget{IQN: crashIQN, Initiators: []string{allowed}, CHAPUser: user, CHAPPassword: secret}
+	if _, err := again.AddLUN(ctx, 0, bs); err == nil {
+		t.Error("AddLUN over an existing target without Adopt succeeded")
+	}
+	again.Adopt = true
+	if _, err := again.AddLUN(ctx, 0, bs); err != nil {
+		t.Errorf("AddLUN with Adopt over a leftover target = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(cfgTarget, "iscsi", crashIQN, "tpgt_1", "lun", "lun_1")); !os.IsNotExist(err) {
+		t.Errorf("leftover LUN 1 after adoption: %v", err)
+	}
+
+	for _, it := range []*fabric.ISCSITarget{acl, demo, again} {
+		if err := it.Remove(); err != nil {
+			t.Error(err)
+		}
 	}
 	if after := fabricTargets(t, "iscsi"); !slices.Equal(after, before) {
 		t.Errorf("target/iscsi after Remove = %q, want %q", after, before)
