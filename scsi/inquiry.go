@@ -61,7 +61,7 @@ func (d *Disk) standardInquiry() []byte {
 	b[1] = 0x00              // RMB=0: not removable
 	b[2] = 0x07              // VERSION: SPC-5
 	b[3] = 0x12              // HISUP=1, RESPONSE DATA FORMAT=2
-	b[4] = inquiryStdLen - 4 // ADDITIONAL LENGTH
+	b[4] = inquiryStdLen - 5 // ADDITIONAL LENGTH: the bytes after byte 4
 	b[5] = 0x08              // 3PC: EXTENDED COPY is supported; TPGS=0, PROTECT=0
 	b[6] = 0x00
 	b[7] = 0x02 // CMDQUE
