@@ -111,7 +111,7 @@ func sg3Values(t *testing.T, dev string, info map[string]string) {
 		args   []string
 		fields []field
 	}{
-		{[]string{"sg_inq"}, []field{
+		{[]string{"sg_inq", "--descriptors"}, []field{
 			{"vendor", `Vendor identification: (.*)`, "LUNBRIDG"},
 			{"product", `Product identification: (.*)`, "lunbridge"},
 			{"revision", `Product revision level: (.*)`, "0001"},
@@ -123,16 +123,17 @@ func sg3Values(t *testing.T, dev string, info map[string]string) {
 			{"TPGS", `TPGS=(\d)`, "0"},
 			{"Protect", `Protect=(\d)`, "0"},
 			{"CmdQue", `CmdQue=(\d)`, "1"},
-			{"version descriptors", `(?s)Version descriptors:\s*\n\s*(.*?)\s*\n\s*(?:\n|$)`,
-				"SAM-5 (no version claimed)\n    SPC-5 (no version claimed)\n    SBC-4 (no version claimed)"},
+			{"version descriptor 1", `Version descriptors:\s*\n\s*(.*)`, "SAM-5 (no version claimed)"},
+			{"version descriptor 2", `Version descriptors:\s*\n.*\n\s*(.*)`, "SPC-5 (no version claimed)"},
+			{"version descriptor 3", `Version descriptors:\s*\n.*\n.*\n\s*(.*)`, "SBC-4 (no version claimed)"},
 		}},
 		{[]string{"sg_vpd", "--page=sn"}, []field{
 			{"serial", `Unit serial number: (\S+)`, info["serial"]},
 		}},
 		{[]string{"sg_vpd", "--page=di"}, []field{
-			{"NAA", `NAA (\d), IEEE Company_id: (?:0x[0-9a-f]+)`, "6"},
-			{"company id", `NAA \d, IEEE Company_id: (0x[0-9a-f]+)`, "0x1405"},
-			{"designator", `\[0x([0-9a-f]{32})\]`, info["naa"]},
+			{"designator", `designator type: NAA,.*\n\s*0x([0-9a-f]+)`, info["naa"]},
+			{"NAA", `designator type: NAA,.*\n\s*0x([0-9a-f])`, "6"},
+			{"IEEE company id", `designator type: NAA,.*\n\s*0x[0-9a-f]([0-9a-f]{6})`, "001405"},
 			{"T10 vendor id", `vendor id: (\S+)`, "LUNBRIDG"},
 			{"T10 vendor specific", `vendor specific: (\S+)`, info["serial"]},
 			{"SCSI name string", `SCSI name string:\s*\n\s*(\S+)`, "naa." + strings.ToUpper(info["naa"])},
@@ -141,7 +142,7 @@ func sg3Values(t *testing.T, dev string, info map[string]string) {
 			{"HEADSUP", `HEADSUP=(\d)`, "1"},
 			{"ORDSUP", `ORDSUP=(\d)`, "1"},
 			{"SIMPSUP", `SIMPSUP=(\d)`, "1"},
-			{"V_SUP", `V_SUP=(\d)`, "1"},
+			{"V_SUP", `\bV_SUP=(\d)`, "1"},
 			{"NV_SUP", `NV_SUP=(\d)`, "0"},
 		}},
 		{[]string{"sg_vpd", "--page=bl"}, []field{
@@ -181,7 +182,7 @@ func sg3Values(t *testing.T, dev string, info map[string]string) {
 			{"LBPME", `(?i)lbpme=(\d)`, "1"},
 			{"LBPRZ", `(?i)lbprz=(\d)`, "1"},
 			{"prot_en", `prot_en=(\d)`, "0"},
-			{"physical exponent", `(?i)exponent=(\d+)`, fmt.Sprint(physExp)},
+			{"physical exponent", `physical block exponent=(\d+)`, fmt.Sprint(physExp)},
 			{"lowest aligned", `(?i)lowest aligned LBA=(\d+)`, "0"},
 			{"device size", `Device size: (\d+) bytes`, fmt.Sprint(sg3Size)},
 		}},
@@ -197,7 +198,10 @@ func sg3Values(t *testing.T, dev string, info map[string]string) {
 	for _, tc := range tests {
 		name := strings.Join(tc.args, " ")
 		t.Run(name, func(t *testing.T) {
-			o := blocktest.MustRun(t, tc.args[0], append(tc.args[1:], dev)...)
+			o := blocktest.Run(t, tc.args[0], append(tc.args[1:], dev)...)
+			if o.Code != 0 {
+				t.Errorf("%s: exit status %d, want 0", name, o.Code)
+			}
 			for _, f := range tc.fields {
 				got := strings.TrimSpace(blocktest.Field(t, o, f.re))
 				if f.name == "UGAVALID" && got == "true" {
@@ -337,7 +341,7 @@ func sg3Backing(t *testing.T, dev, file string) {
 		name string
 		args []string
 	}{
-		{"sg_unmap", []string{"sg_unmap", "--lba=%d", "--num=%d"}},
+		{"sg_unmap", []string{"sg_unmap", "--force", "--lba=%d", "--num=%d"}},
 		{"sg_write_same --unmap", []string{"sg_write_same", "--16", "--unmap", "--in=" + zero, "--lba=%d", "--num=%d"}},
 		{"sg_write_same --unmap --ndob", []string{"sg_write_same", "--16", "--unmap", "--ndob", "--lba=%d", "--num=%d"}},
 		{"sg_write_same --10 --unmap", []string{"sg_write_same", "--10", "--unmap", "--in=" + zero, "--lba=%d", "--num=%d"}},

@@ -135,24 +135,22 @@ func vpdList(t *testing.T, o Output) []int {
 }
 
 // hexDump parses sg3-utils' hex output: lines of an offset and hex bytes,
-// optionally followed by an ASCII column after two spaces.
+// optionally followed by an ASCII column after three or more spaces.
 func hexDump(s string) []byte {
 	var out []byte
-	line := regexp.MustCompile(`^\s*[0-9a-f]+\s+((?:[0-9a-f]{2}\s?)+)`)
+	line := regexp.MustCompile(`^\s*[0-9a-f]+\s+(.*)$`)
+	ascii := regexp.MustCompile(`\s{3,}`)
 	for _, l := range strings.Split(s, "\n") {
 		m := line.FindStringSubmatch(l)
 		if m == nil {
 			continue
 		}
-		// The ASCII column is separated by two or more spaces.
-		hex := m[1]
-		if i := strings.Index(hex, "   "); i >= 0 {
-			hex = hex[:i]
-		}
-		for _, f := range strings.Fields(hex) {
-			if v, err := strconv.ParseUint(f, 16, 8); err == nil && len(f) == 2 {
-				out = append(out, byte(v))
+		for _, f := range strings.Fields(ascii.Split(m[1], 2)[0]) {
+			v, err := strconv.ParseUint(f, 16, 8)
+			if err != nil || len(f) != 2 {
+				break
 			}
+			out = append(out, byte(v))
 		}
 	}
 	return out
@@ -311,7 +309,12 @@ func ModePages(t *testing.T, dev string) {
 // WCE reads the WCE bit of the caching mode page with sdparm.
 func WCE(t *testing.T, dev string) string {
 	t.Helper()
-	return Field(t, MustRun(t, "sdparm", "--get=WCE", dev), `WCE\s+(\d)`)
+	o := Run(t, "sdparm", "--get=WCE", dev)
+	if o.Code != 0 {
+		t.Errorf("%s: exit status %d", o.Cmd, o.Code)
+		Run(t, "sdparm", "-vv", "--get=WCE", dev)
+	}
+	return Field(t, o, `WCE\s+(\d)`)
 }
 
 // WriteCache switches the write cache off and on again the way a user
@@ -377,7 +380,7 @@ func StartStop(t *testing.T, dev string) {
 func SyncCache(t *testing.T, dev string) {
 	MustRun(t, "sg_sync", dev)
 	MustRun(t, "sg_sync", "--lba=100", "--count=100", dev)
-	MustRun(t, "sg_sync", "--sync-nv", "--16", "--lba=100", "--count=100", dev)
+	MustRun(t, "sg_sync", "--immed", "--16", "--lba=100", "--count=100", dev)
 }
 
 // SelfTest checks the default self-test of SEND DIAGNOSTIC and the list of
@@ -476,7 +479,7 @@ func CompareAndWrite(t *testing.T, dev string) {
 	// The same through sg_raw, for the sense data: a differs from b
 	// first in byte 0 (the seed); make the first difference later.
 	cmp := slices.Clone(b)
-	const off = 777
+	const off = 300
 	cmp[bs+off] ^= 0xff
 	cdb := make([]byte, 16)
 	cdb[0] = 0x89
@@ -566,7 +569,7 @@ func Unmap(t *testing.T, dev string) {
 	lba, bs := region(t, g, 4), g.BlockSize
 	const n = 64
 	for _, how := range [][]string{
-		{"sg_unmap", fmt.Sprintf("--lba=%d", lba+8), "--num=48", dev},
+		{"sg_unmap", "--force", fmt.Sprintf("--lba=%d", lba+8), "--num=48", dev},
 		{"sg_write_same", "--16", "--unmap", "--in=" + TempFile(t, make([]byte, bs)), fmt.Sprintf("--lba=%d", lba+8), "--num=48", dev},
 		{"sg_write_same", "--16", "--unmap", "--ndob", fmt.Sprintf("--lba=%d", lba+8), "--num=48", dev},
 	} {
