@@ -186,14 +186,21 @@ func sg3Values(t *testing.T, dev string, info map[string]string) {
 			{"lowest aligned", `(?i)lowest aligned LBA=(\d+)`, "0"},
 			{"device size", `Device size: (\d+) bytes`, fmt.Sprint(sg3Size)},
 		}},
-		{[]string{"sdparm", "--page=ca", "--get=WCE"}, []field{{"WCE", `WCE\s+(\d)`, "1"}}},
-		{[]string{"sdparm", "--page=ca", "--get=RCD"}, []field{{"RCD", `RCD\s+(\d)`, "0"}}},
-		{[]string{"sdparm", "--page=co", "--get=D_SENSE"}, []field{{"D_SENSE", `D_SENSE\s+(\d)`, "0"}}},
 		{[]string{"sg_modes", "--all"}, []field{
 			{"caching page", `>> (Caching)`, "Caching"},
 			{"control page", `>> (Control)`, "Control"},
 			{"WP", `WP=(\d)`, "0"},
 		}},
+	}
+	for _, f := range []struct{ name, want string }{
+		{"WCE", "1"}, {"RCD", "0"}, {"D_SENSE", "0"}, {"SWP", "0"}, {"QERR", "0"}, {"TST", "0"},
+		{"GLTSD", "1"}, {"QAM", "1"}, {"DEXCPT", "1"},
+	} {
+		t.Run("sdparm --get="+f.name, func(t *testing.T) {
+			if got := blocktest.ModeParam(t, dev, f.name); got != f.want {
+				t.Errorf("sdparm --get=%s: %s, want %s", f.name, got, f.want)
+			}
+		})
 	}
 	for _, tc := range tests {
 		name := strings.Join(tc.args, " ")

@@ -306,17 +306,6 @@ func ModePages(t *testing.T, dev string) {
 	}
 }
 
-// WCE reads the WCE bit of the caching mode page with sdparm.
-func WCE(t *testing.T, dev string) string {
-	t.Helper()
-	o := Run(t, "sdparm", "--get=WCE", dev)
-	if o.Code != 0 {
-		t.Errorf("%s: exit status %d", o.Cmd, o.Code)
-		Run(t, "sdparm", "-vv", "--get=WCE", dev)
-	}
-	return Field(t, o, `WCE\s+(\d)`)
-}
-
 // WriteCache switches the write cache off and on again the way a user
 // does (the scsi_disk cache_type attribute, for which sd sends MODE
 // SELECT) and checks the caching mode page and the kernel's view follow.
@@ -330,7 +319,7 @@ func WriteCache(t *testing.T, dev string) {
 		return strings.TrimSpace(string(b))
 	}
 	orig := read()
-	wce := WCE(t, dev)
+	wce := ModeParam(t, dev, "WCE")
 	if (wce == "1") != (orig == "write back") {
 		t.Errorf("cache_type %q with WCE=%s", orig, wce)
 	}
@@ -342,7 +331,7 @@ func WriteCache(t *testing.T, dev string) {
 		if mode == "write back" {
 			want = "1"
 		}
-		if got := WCE(t, dev); got != want {
+		if got := ModeParam(t, dev, "WCE"); got != want {
 			t.Errorf("after cache_type %q: WCE = %s, want %s", mode, got, want)
 		}
 		if got := read(); got != mode {
