@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"runtime"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/lunbridge/lunbridge/scsi"
 	"github.com/lunbridge/lunbridge/tcmu"
+	"golang.org/x/sys/unix"
 )
 
 // SAM status codes (SAM-5 table 39) the bridge completes commands with.
@@ -60,12 +62,21 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 	l.infoMu.Lock()
 	l.srv = s
 	l.infoMu.Unlock()
+	// With every thread marked, workers are plain goroutines: a command
+	// then passes from the ring goroutine to a worker and back on one OS
+	// thread, without the futex wake-up and context switch a locked
+	// worker thread costs at each hand-off (BENCHMARKS.md, step 1).
+	ioErr := processIOFlusher()
+	lockThreads := errors.Is(ioErr, syscall.ENOTSUP)
+	if ioErr != nil && !lockThreads {
+		l.log.Debug("PR_SET_IO_FLUSHER not set", "err", ioErr)
+	}
 	var wg sync.WaitGroup
 	for i := range l.workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.worker(&s.busySince[i])
+			s.worker(&s.busySince[i], lockThreads)
 		}()
 	}
 	err := ring.Run(ctx, s)
@@ -109,14 +120,42 @@ func (s *server) TMR(kind tcmu.TMRType, aborted []*tcmu.Cmd) {
 	s.l.log.Info("task management", "tmr", kind.String(), "aborted", len(aborted))
 }
 
-// worker executes commands until the work channel closes. Its thread is
-// marked PR_SET_IO_FLUSHER: it writes to a file system on behalf of a block
-// device, and memory reclaim must not wait on it (the TCMU/NBD deadlock).
-func (s *server) worker(busy *atomic.Int64) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := tcmu.SetIOFlusher(); err != nil {
-		s.l.log.Debug("PR_SET_IO_FLUSHER not set", "err", err)
+// processIOFlusher marks every thread of the process PR_SET_IO_FLUSHER,
+// once: workers write to a file system on behalf of a block device, and
+// memory reclaim must not wait on them (the TCMU/NBD deadlock). The flag
+// lives in the task's flags (PF_MEMALLOC_NOIO, PF_LOCAL_THROTTLE), which
+// clone(2) copies, so the threads the Go runtime starts later inherit it
+// from the marked ones, as tcmu-runner's threads inherit it from its main
+// thread (prctl(2): "inherited by a child process created by fork(2)").
+// syscall.AllThreadsSyscall answers ENOTSUP in a cgo binary; the caller
+// then marks each worker's own thread instead.
+//
+// AllThreadsSyscall runs the prctl on each thread from a signal handler
+// and waits for all of them, so it must not run while a thread sleeps
+// uninterruptibly on this daemon: the configfs symlink that exports a LUN
+// through tcm_loop blocks (D state) until the kernel's SCSI scan, which
+// the LUN's ring must answer, is done. Open therefore calls it first,
+// before the first LUN has any kernel object; later calls only return
+// the first call's result.
+var processIOFlusher = sync.OnceValue(func() error {
+	_, _, errno := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_SET_IO_FLUSHER, 1, 0)
+	if errno != 0 {
+		return fmt.Errorf("prctl(PR_SET_IO_FLUSHER) on every thread: %w", errno)
+	}
+	return nil
+})
+
+// worker executes commands until the work channel closes. lockThread
+// (only when the whole process could not be marked an I/O flusher) locks
+// it to its own thread, marked PR_SET_IO_FLUSHER.
+func (s *server) worker(busy *atomic.Int64, lockThread bool) {
+	if lockThread {
+		// The thread stays locked: when the worker exits, Go ends the
+		// thread rather than hand a flagged thread to other goroutines.
+		runtime.LockOSThread()
+		if err := tcmu.SetIOFlusher(); err != nil {
+			s.l.log.Debug("PR_SET_IO_FLUSHER not set", "err", err)
+		}
 	}
 	var sense [96]byte
 	for w := range s.work {
