@@ -111,6 +111,8 @@ func Open(o Options) (*LUN, error) {
 	if err := ValidName(o.Name); err != nil {
 		return nil, err
 	}
+	// Before any kernel object exists: see processIOFlusher.
+	processIOFlusher()
 	if o.BlockSize == 0 {
 		o.BlockSize = 512
 	}
@@ -195,7 +197,10 @@ func openBacking(o Options) (*os.File, int64, error) {
 		}
 		f, err = os.OpenFile(o.Path, flags|os.O_CREATE|os.O_EXCL, 0o600)
 		if err == nil {
-			if err = f.Truncate(o.Size); err != nil {
+			if err = f.Truncate(o.Size); err == nil && o.Preallocate {
+				err = preallocate(f, o.Size, o.Progress)
+			}
+			if err != nil {
 				f.Close()
 				os.Remove(o.Path)
 				return nil, 0, fmt.Errorf("LUN %s: create %s: %w", o.Name, o.Path, err)

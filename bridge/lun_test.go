@@ -538,3 +538,32 @@ func supportsHoles(t *testing.T, path string) bool {
 	off, err := unix.Seek(int(f.Fd()), 0, unix.SEEK_DATA)
 	return err == nil && off > 0
 }
+
+func TestPreallocate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.img")
+	var calls []int64
+	l, err := Open(Options{Name: "p", Path: path, Size: 600 << 20, Preallocate: true,
+		Progress: func(done, total int64) {
+			if total != 600<<20 {
+				t.Errorf("progress total = %d, want %d", total, 600<<20)
+			}
+			calls = append(calls, done)
+		}})
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		t.Skipf("the temp file system cannot preallocate: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if len(calls) != 3 || calls[2] != 600<<20 || calls[0] >= calls[1] {
+		t.Errorf("progress calls = %v, want 3 increasing, ending at %d", calls, 600<<20)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Blocks * 512; got < 600<<20 {
+		t.Errorf("allocated %d bytes, want at least %d", got, 600<<20)
+	}
+}
