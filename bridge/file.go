@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lunbridge/lunbridge/scsi"
 )
 
 // fileBackend is the scsi.Backend of a LUN: the backing file, addressed
@@ -125,3 +127,35 @@ func (b *fileBackend) Mapped(off int64) (bool, int64, error) {
 	}
 	return true, min(hole, size) - off, nil
 }
+
+// CopyFrom copies n bytes at srcOff of src, another LUN's file, to dstOff
+// with copy_file_range: the kernel copies inside the page cache, and file
+// systems with shared extents (XFS, Btrfs) reflink instead of copying.
+// Any other source, or a pair of files the kernel cannot copy between
+// (different file systems before Linux 5.19, FUSE without copy support),
+// is errors.ErrUnsupported, and EXTENDED COPY then copies through a
+// buffer.
+func (b *fileBackend) CopyFrom(src scsi.Backend, srcOff, dstOff, n int64) error {
+	s, ok := src.(*fileBackend)
+	if !ok {
+		return fmt.Errorf("copy from %T: %w", src, errors.ErrUnsupported)
+	}
+	for n > 0 {
+		w, err := unix.CopyFileRange(s.fd, &srcOff, b.fd, &dstOff, int(min(n, 1<<30)), 0)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EOPNOTSUPP) ||
+			errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL):
+			return fmt.Errorf("copy_file_range %s to %s: %w: %w", s.f.Name(), b.f.Name(), errors.ErrUnsupported, err)
+		case err != nil:
+			return fmt.Errorf("copy_file_range %s to %s at %d: %w", s.f.Name(), b.f.Name(), dstOff, err)
+		case w == 0:
+			return fmt.Errorf("copy_file_range %s at %d: %w", s.f.Name(), srcOff, io.ErrUnexpectedEOF)
+		}
+		n -= int64(w)
+	}
+	return nil
+}
+
+var _ scsi.Copier = (*fileBackend)(nil)

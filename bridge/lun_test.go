@@ -567,3 +567,35 @@ func TestPreallocate(t *testing.T) {
 		t.Errorf("allocated %d bytes, want at least %d", got, 600<<20)
 	}
 }
+
+// TestCopyFrom checks the EXTENDED COPY offload between two LUNs' files.
+func TestCopyFrom(t *testing.T) {
+	dir := t.TempDir()
+	src, err := Open(Options{Name: "src", Path: filepath.Join(dir, "src.img"), Size: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := Open(Options{Name: "dst", Path: filepath.Join(dir, "dst.img"), Size: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	data := pattern(1<<20, 9)
+	if _, err := src.be.WriteAt([][]byte{data}, 512<<10); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.be.CopyFrom(src.be, 512<<10, 2<<20, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(data))
+	if _, err := dst.be.ReadAt([][]byte{got}, 2<<20); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Error("CopyFrom: destination differs from the source range")
+	}
+	if err := dst.be.CopyFrom(nullBackend{}, 0, 0, 512); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("CopyFrom(another kind of backend) = %v, want errors.ErrUnsupported", err)
+	}
+}

@@ -37,6 +37,18 @@ type Zeroer interface {
 	WriteZeroes(off, n int64) error
 }
 
+// Copier is implemented by a Backend that can copy from another Backend
+// without passing the data through a buffer: copy_file_range, which file
+// systems with shared extents turn into a reflink. EXTENDED COPY uses it
+// when the destination implements it, and reads and writes otherwise.
+type Copier interface {
+	// CopyFrom copies n bytes at srcOff of src to dstOff of this Backend.
+	// An error wrapping errors.ErrUnsupported means it cannot (another
+	// file system, another kind of Backend): the caller then copies the
+	// range itself. Any other error is an I/O failure.
+	CopyFrom(src Backend, srcOff, dstOff, n int64) error
+}
+
 // Kind classifies a command for statistics.
 type Kind uint8
 

@@ -98,6 +98,19 @@ func (d *Disk) writeAt(bufs [][]byte, off, n int64, fua bool) (int, error) {
 	return got, d.syncIf(fua, off, n)
 }
 
+// copyFrom has c (d's backend) copy n bytes at srcOff of src to dstOff,
+// as a write of d: under the write lock's shared side, and synced when
+// the write cache is off.
+func (d *Disk) copyFrom(c Copier, src Backend, srcOff, dstOff, n int64) error {
+	d.writeMu.RLock()
+	err := c.CopyFrom(src, srcOff, dstOff, n)
+	d.writeMu.RUnlock()
+	if err != nil {
+		return fmt.Errorf("scsi: copy to byte %d: %w", dstOff, err)
+	}
+	return d.syncIf(false, dstOff, n)
+}
+
 // syncIf syncs [off, off+n) if force is set or the write cache is
 // disabled.
 func (d *Disk) syncIf(force bool, off, n int64) error {

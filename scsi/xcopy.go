@@ -1,6 +1,7 @@
 package scsi
 
 import (
+	"errors"
 	"fmt"
 	"math/bits"
 )
@@ -244,8 +245,23 @@ func (d *Disk) runCopy(segs []copySeg, st *copyStatus) error {
 		}
 		bs := s.src.bs
 		var buf []byte
+		copier, offload := s.dst.be.(Copier)
 		for done := uint64(0); done < s.blocks; {
 			k := min(s.blocks-done, uint64(d.chunkBlocks()))
+			if offload {
+				n := int64(k) * bs
+				err := s.dst.copyFrom(copier, s.src.be, int64(s.srcLBA+done)*bs, int64(s.dstLBA+done)*bs, n)
+				switch {
+				case err == nil:
+					done += k
+					st.bytes += uint64(n)
+					continue
+				case errors.Is(err, errors.ErrUnsupported):
+					offload = false // copy through a buffer from here on
+				default:
+					return fmt.Errorf("scsi: extended copy: %w", err)
+				}
+			}
 			if buf == nil {
 				buf = make([]byte, int64(k)*bs)
 			}

@@ -2,7 +2,11 @@ package scsi
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"testing"
+
+	"github.com/lunbridge/lunbridge/internal/memdisk"
 )
 
 // cscd is an identification descriptor CSCD descriptor (E4h) naming naa,
@@ -151,4 +155,67 @@ func TestExtendedCopy(t *testing.T) {
 	p = xcopyList(1, 0, [][]byte{cscd(alone.cfg.NAA, 512)}, [][]byte{segment(0, 0, 1, 0, 1)})
 	mustOK(t, alone, xcopyCDB(len(p)), p)
 	mustOK(t, alone, xcopyCDB(0))
+}
+
+// copierMem is a memdisk that copies from other memdisks without a buffer,
+// the way the file backend uses copy_file_range, or refuses with
+// errors.ErrUnsupported.
+type copierMem struct {
+	*memdisk.Disk
+	calls       int
+	unsupported bool
+}
+
+func (c *copierMem) CopyFrom(src Backend, srcOff, dstOff, n int64) error {
+	c.calls++
+	if c.unsupported {
+		return fmt.Errorf("copy from %T: %w", src, errors.ErrUnsupported)
+	}
+	b := make([]byte, n)
+	if _, err := src.ReadAt([][]byte{b}, srcOff); err != nil {
+		return err
+	}
+	_, err := c.WriteAt([][]byte{b}, dstOff)
+	return err
+}
+
+// TestExtendedCopyOffload checks that EXTENDED COPY hands whole chunks to
+// a destination that implements Copier, and falls back to reading and
+// writing when it says the copy is unsupported.
+func TestExtendedCopyOffload(t *testing.T) {
+	for _, unsupported := range []bool{false, true} {
+		var peers map[[16]byte]*Disk
+		resolve := func(id []byte) (*Disk, bool) {
+			d, ok := peers[[16]byte(id)]
+			return d, ok
+		}
+		src, srcMem := newDisk(t, func(c *Config) { c.Peers = resolve })
+		mem := memdisk.New(testBlocks*512, 512)
+		cm := &copierMem{Disk: mem, unsupported: unsupported}
+		dst, err := NewDisk(Config{BlockSize: 512, Blocks: testBlocks, WriteCache: true, Serial: "dst",
+			NAA: NAAFromName("dst"), Peers: resolve}, cm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers = map[[16]byte]*Disk{src.cfg.NAA: src, dst.cfg.NAA: dst}
+		data := pattern(3000*512, 12)
+		if _, err := srcMem.WriteAt([][]byte{data}, 0); err != nil {
+			t.Fatal(err)
+		}
+		p := xcopyList(9, 0, [][]byte{cscd(src.cfg.NAA, 512), cscd(dst.cfg.NAA, 512)}, [][]byte{
+			segment(0, 1, 3000, 0, 100),
+		})
+		res := mustOK(t, src, xcopyCDB(len(p)), p)
+		if res.Bytes != 3000*512 {
+			t.Errorf("unsupported=%v: EXTENDED COPY moved %d bytes", unsupported, res.Bytes)
+		}
+		if !bytes.Equal(mem.Bytes()[100*512:3100*512], data) {
+			t.Errorf("unsupported=%v: destination does not hold the copied data", unsupported)
+		}
+		// 3000 blocks in 1 MiB (2048-block) chunks: 2 offloaded copies,
+		// or 1 refused attempt before the buffered fallback.
+		if want := map[bool]int{false: 2, true: 1}[unsupported]; cm.calls != want {
+			t.Errorf("unsupported=%v: CopyFrom called %d times, want %d", unsupported, cm.calls, want)
+		}
+	}
 }
