@@ -294,12 +294,45 @@ func sg3Sense(t *testing.T, dev string) {
 		{"WRITE SAME(16) of 0 blocks", "93 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00", "Illegal Request", "Invalid field in cdb"},
 		{"UNMAP with ANCHOR", "42 01 00 00 00 00 00 00 18 00", "Illegal Request", "Invalid field in cdb"},
 	}
+	// The largest transfer the Block Limits page allows goes through.
+	blocktest.MustRun(t, "sg_raw", "-r", fmt.Sprint(sg3MaxTransfer), dev, "88", "00", "00", "00", "00", "00", "00", "00", "00", "00",
+		"00", "00", "04", "00", "00", "00")
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			o := blocktest.Run(t, "sg_raw", append([]string{"-r", "1024", dev}, strings.Fields(tc.cdb)...)...)
 			blocktest.WantSense(t, o, tc.key, tc.asc)
+			if !strings.Contains(o.Text(), "Fixed format") {
+				t.Errorf("%s: not fixed format sense data (D_SENSE=0)", o.Cmd)
+			}
 		})
 	}
+	// D_SENSE=1 (set with MODE SELECT through sdparm) switches to
+	// descriptor format sense data (72h).
+	t.Run("D_SENSE=1", func(t *testing.T) {
+		o := blocktest.Run(t, "sdparm", "--set=D_SENSE=1", dev)
+		t.Cleanup(func() { blocktest.Run(t, "sdparm", "--clear=D_SENSE", dev) })
+		if o.Code != 0 {
+			t.Fatalf("%s: exit status %d", o.Cmd, o.Code)
+		}
+		if got := blocktest.ModeParam(t, dev, "D_SENSE"); got != "1" {
+			t.Errorf("after sdparm --set=D_SENSE=1: D_SENSE %s", got)
+		}
+		o = blocktest.Run(t, "sg_raw", "-r", "512", dev, "28", "00", "00", "02", "00", "00", "00", "00", "01", "00")
+		blocktest.WantSense(t, o, "Illegal Request", "Logical block address out of range")
+		if !strings.Contains(o.Text(), "Descriptor format") {
+			t.Errorf("%s: not descriptor format sense data with D_SENSE=1", o.Cmd)
+		}
+		o = blocktest.MustRun(t, "sg_requests", "--desc", dev)
+		if !strings.Contains(o.Text(), "Descriptor format") {
+			t.Errorf("%s: not descriptor format sense data", o.Cmd)
+		}
+		if o := blocktest.Run(t, "sdparm", "--clear=D_SENSE", dev); o.Code != 0 {
+			t.Errorf("%s: exit status %d", o.Cmd, o.Code)
+		}
+		if got := blocktest.ModeParam(t, dev, "D_SENSE"); got != "0" {
+			t.Errorf("after sdparm --clear=D_SENSE: D_SENSE %s", got)
+		}
+	})
 }
 
 // sg3Backing runs data commands through the device and checks the backing

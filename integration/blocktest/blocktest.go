@@ -80,6 +80,8 @@ func region(t *testing.T, g Geometry, k int) uint64 {
 // rest of the suite needs).
 func Inquiry(t *testing.T, dev string) {
 	o := MustRun(t, "sg_inq", dev)
+	NoComplaints(t, o)
+	NoComplaints(t, MustRun(t, "sg_inq", "--descriptors", dev))
 	if pdt := Field(t, o, `PDT=(\d+)`); pdt != "0" {
 		t.Errorf("sg_inq: PDT = %s, want 0 (direct access block device)", pdt)
 	}
@@ -109,10 +111,13 @@ func VPDPages(t *testing.T, dev string) {
 		if o.Code != 0 {
 			t.Errorf("%s: exit status %d for a page the disk lists", o.Cmd, o.Code)
 		}
+		NoComplaints(t, o)
 	}
-	if o := Run(t, "sg_vpd", "--all", dev); o.Code != 0 {
+	o = Run(t, "sg_vpd", "--all", dev)
+	if o.Code != 0 {
 		t.Errorf("%s: exit status %d", o.Cmd, o.Code)
 	}
+	NoComplaints(t, o)
 }
 
 // vpdList parses the page codes of "sg_vpd --page=0 --hex" (the page in
@@ -261,8 +266,10 @@ func Opcodes(t *testing.T, dev string) []Opcode {
 }
 
 // ReportOpcodes checks that REPORT SUPPORTED OPERATION CODES lists the
-// commands SPC-5 and SBC-4 make mandatory, and that asking for each listed
-// command alone (REPORTING OPTIONS 001b/010b) says it is supported.
+// commands SPC-5 and SBC-4 make mandatory, that sg_opcodes --mask (which
+// asks for every listed command alone, REPORTING OPTIONS 001b/010b) goes
+// through, and, for a sample of the listed commands asked for one by one,
+// that each is supported with CDB usage data as long as the listed CDB.
 func ReportOpcodes(t *testing.T, dev string) {
 	ops := Opcodes(t, dev)
 	has := func(op byte) bool {
@@ -273,7 +280,14 @@ func ReportOpcodes(t *testing.T, dev string) {
 			t.Errorf("sg_opcodes: opcode %#02x missing", op)
 		}
 	}
+	NoComplaints(t, MustRun(t, "sg_opcodes", "--mask", dev))
+	// Every command with a service action, and one of each CDB length.
+	seen := map[int]bool{}
 	for _, op := range ops {
+		if !op.HasSA && seen[op.CDBLen] {
+			continue
+		}
+		seen[op.CDBLen] = true
 		args := []string{fmt.Sprintf("--opcode=%#x", op.Op)}
 		if op.HasSA {
 			args[0] += fmt.Sprintf(",%#x", op.SA)
@@ -286,6 +300,9 @@ func ReportOpcodes(t *testing.T, dev string) {
 		if n := len(strings.Fields(usage)); n != op.CDBLen {
 			t.Errorf("%s: %d bytes of usage data, the list says CDB length %d", o.Cmd, n, op.CDBLen)
 		}
+		if f := strings.Fields(usage); len(f) > 0 && f[0] != fmt.Sprintf("%02x", op.Op) {
+			t.Errorf("%s: usage data starts with %s, want the opcode %02x", o.Cmd, f[0], op.Op)
+		}
 	}
 }
 
@@ -293,6 +310,7 @@ func ReportOpcodes(t *testing.T, dev string) {
 // pages SBC-4 disks have, in current, changeable and default values.
 func ModePages(t *testing.T, dev string) {
 	o := MustRun(t, "sg_modes", "--all", dev)
+	NoComplaints(t, o)
 	for _, p := range []string{"Caching", "Control"} {
 		if !regexp.MustCompile(`>> ` + p).MatchString(o.Stdout) {
 			t.Errorf("sg_modes -a: no %s mode page", p)
@@ -303,6 +321,7 @@ func ModePages(t *testing.T, dev string) {
 		if o.Code != 0 {
 			t.Errorf("%s: exit status %d", o.Cmd, o.Code)
 		}
+		NoComplaints(t, o)
 	}
 }
 

@@ -140,6 +140,7 @@ type Geometry struct {
 func ReadCapacity(t *testing.T, dev string) Geometry {
 	t.Helper()
 	o := MustRun(t, "sg_readcap", "-l", dev)
+	NoComplaints(t, o)
 	return Geometry{
 		Blocks:    Uint(t, o, `Number of logical blocks=(\d+)`),
 		BlockSize: int(Uint(t, o, `Logical block length=(\d+) bytes`)),
@@ -297,4 +298,17 @@ func ModeParam(t *testing.T, dev, acronym string) string {
 		t.Errorf("%s: exit status %d", o.Cmd, o.Code)
 	}
 	return Field(t, o, acronym+`\s+(\d+)`)
+}
+
+// complaints are phrases sg3-utils print when a reply breaks the standard
+// (a length field that disagrees with the data, a short page).
+var complaints = regexp.MustCompile(`(?i)only fetched|truncat|warning|malformed|too short|unexpected|bad (?:length|page)`)
+
+// NoComplaints fails the test if o has one of sg3-utils' complaints about
+// the disk's reply.
+func NoComplaints(t *testing.T, o Output) {
+	t.Helper()
+	if m := complaints.FindString(o.Text()); m != "" {
+		t.Errorf("%s: sg3-utils complain (%q) about the reply", o.Cmd, m)
+	}
 }
