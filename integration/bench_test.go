@@ -33,6 +33,11 @@ import (
 //	LUNBRIDGE_BENCH_JOBS     comma-separated job names to run (default all)
 //	LUNBRIDGE_BENCH_TARGETS  comma-separated targets to run (default all)
 //	LUNBRIDGE_BENCH_FLAGS    extra "lunbridge export" flags, e.g. "--workers 8"
+//	LUNBRIDGE_BENCH_BASELINE path of another lunbridge binary (e.g. built
+//	                         from the previous commit): adds the target
+//	                         "baseline", served by it with the same flags,
+//	                         so that an optimisation is measured side by
+//	                         side with what it replaces
 //	LUNBRIDGE_BENCH_PERF     if set, profile the whole guest (kernel and
 //	                         lunbridge) with the host's perf during the
 //	                         sampling window of the lunbridge and fileio
@@ -44,10 +49,13 @@ func TestBenchFio(t *testing.T) {
 		t.Skip("set LUNBRIDGE_BENCH=1 to run the fio benchmark (scripts/bench.sh)")
 	}
 	cfg := benchConfigFromEnv(t)
-	lb := vmtest.BuildLunbridge(t)
+	files := map[string]string{"lunbridge": vmtest.BuildLunbridge(t)}
+	if cfg.baseline != "" {
+		files["lunbridge-base"] = cfg.baseline
+	}
 	perRun := time.Duration(cfg.runtime+cfg.ramp+15) * time.Second
 	res := vmtest.Run(t, vmtest.Options{
-		Files:    map[string]string{"lunbridge": lb},
+		Files:    files,
 		Script:   lunbridgeLib + benchScript(cfg),
 		MemoryMB: 2048 + 4*cfg.sizeMB,
 		NoTrace:  true,
@@ -115,6 +123,7 @@ type benchConfig struct {
 	targets               []benchTarget
 	lbFlags               string
 	perf                  bool
+	baseline              string // host path of the baseline binary, or ""
 }
 
 func benchConfigFromEnv(t *testing.T) benchConfig {
@@ -131,13 +140,14 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 		return n
 	}
 	c := benchConfig{
-		runtime: num("LUNBRIDGE_BENCH_RUNTIME", 10, 4),
-		ramp:    num("LUNBRIDGE_BENCH_RAMP", 2, 0),
-		sizeMB:  num("LUNBRIDGE_BENCH_SIZE_MB", 256, 16),
-		lbFlags: os.Getenv("LUNBRIDGE_BENCH_FLAGS"),
-		jobs:    benchJobs,
-		targets: benchTargets,
-		perf:    os.Getenv("LUNBRIDGE_BENCH_PERF") != "",
+		runtime:  num("LUNBRIDGE_BENCH_RUNTIME", 10, 4),
+		ramp:     num("LUNBRIDGE_BENCH_RAMP", 2, 0),
+		sizeMB:   num("LUNBRIDGE_BENCH_SIZE_MB", 256, 16),
+		lbFlags:  os.Getenv("LUNBRIDGE_BENCH_FLAGS"),
+		jobs:     benchJobs,
+		targets:  benchTargets,
+		perf:     os.Getenv("LUNBRIDGE_BENCH_PERF") != "",
+		baseline: os.Getenv("LUNBRIDGE_BENCH_BASELINE"),
 	}
 	if strings.ContainsAny(c.lbFlags, "'\"`$;&|<>\\") {
 		t.Fatalf("LUNBRIDGE_BENCH_FLAGS=%q: plain flags only", c.lbFlags)
@@ -157,7 +167,7 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 			}
 		}
 	}
-	if sel := os.Getenv("LUNBRIDGE_BENCH_TARGETS"); sel != "" {
+	if sel := os.Getenv("LUNBRIDGE_BENCH_TARGETS"); sel != "" && c.baseline == "" {
 		c.targets = nil
 		for _, name := range strings.Split(sel, ",") {
 			found := false
@@ -171,6 +181,13 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 				t.Fatalf("LUNBRIDGE_BENCH_TARGETS: unknown target %q", name)
 			}
 		}
+	}
+	if c.baseline != "" {
+		if _, err := os.Stat(c.baseline); err != nil {
+			t.Fatalf("LUNBRIDGE_BENCH_BASELINE: %v", err)
+		}
+		// Right after lunbridge, so that the two meet the same conditions.
+		c.targets = append([]benchTarget{c.targets[0], {"baseline", "$BASE_DEV", "1"}}, c.targets[1:]...)
 	}
 	if c.perf {
 		vmtest.RequireTools(t, "perf")
@@ -198,8 +215,8 @@ LB=/tmp/lunbridge
 R=/tmp/res
 mkdir -p $R
 # tmpfs holds the four backing files.
-mount -o remount,size=$((MB * 4 + 256))m /tmp
-for f in lb fileio fileiob raw; do
+mount -o remount,size=$((MB * 5 + 256))m /tmp
+for f in lb base fileio fileiob raw; do
 	dd if=/dev/zero of=/tmp/$f.img bs=1M count=$MB 2>/dev/null
 done
 SZ=$((MB << 20))
@@ -208,7 +225,25 @@ SZ=$((MB << 20))
 	fmt.Fprintf(&b, "lb_start /tmp/lb --log-level warn export --mount= %s --name bench /tmp/lb.img\n", c.lbFlags)
 	b.WriteString(`LB_DEV=$(lb_dev /tmp/lb bench)
 [ -b "$LB_DEV" ] || die "no block device in lunbridge's output"
-D1=$(fileio_create bfileio /tmp/fileio.img $SZ)
+BASE_PID=$LB_PID
+`)
+	if c.baseline != "" {
+		// lb_start again: LB_PID and LB_OUT become the baseline's, then
+		// are put back. lunbridge's own tcm_loop target has one fixed
+		// name per machine, so the baseline serves its TCMU device with
+		// no fabric and the script exports it on another target.
+		fmt.Fprintf(&b, `cp /mnt/host/lunbridge-base /tmp/lunbridge-base
+_pid=$LB_PID
+LB=/tmp/lunbridge-base
+lb_start /tmp/base --log-level warn export --mount= --fabric none %s --name base /tmp/base.img
+LB=/tmp/lunbridge
+BASE_PID=$LB_PID
+BASE_DEV=$(loop_export 5001405000000b30 "$(ls -d $CFG/core/user_*/base)")
+[ -b "$BASE_DEV" ] || die "no block device for the baseline"
+LB_PID=$_pid LB_OUT=/tmp/lb
+`, c.lbFlags)
+	}
+	b.WriteString(`D1=$(fileio_create bfileio /tmp/fileio.img $SZ)
 FIO_DEV=$(loop_export 5001405000000b10 "$D1")
 D2=$(fileio_create bfileiowb /tmp/fileiob.img $SZ fd_buffered_io=1)
 FIOB_DEV=$(loop_export 5001405000000b20 "$D2")
@@ -218,11 +253,12 @@ FIOB_DEV=$(loop_export 5001405000000b20 "$D2")
 	echo "kernel $(uname -r)"
 	echo "nproc $(nproc)"
 	echo "lunbridge_flags $(tr '\000' ' ' < /proc/$LB_PID/cmdline)"
-	for d in $LB_DEV $FIO_DEV $FIOB_DEV; do
+	echo "baseline_flags $(tr '\000' ' ' < /proc/$BASE_PID/cmdline)"
+	for d in $LB_DEV ${BASE_DEV:-} $FIO_DEV $FIOB_DEV; do
 		q=/sys/block/${d#/dev/}/queue
 		echo "$d max_sectors_kb=$(cat $q/max_sectors_kb) max_hw_sectors_kb=$(cat $q/max_hw_sectors_kb) nr_requests=$(cat $q/nr_requests) scheduler=$(cat $q/scheduler | tr ' ' ,) queue_depth=$(cat /sys/block/${d#/dev/}/device/queue_depth)"
 	done
-	for a in /sys/kernel/config/target/core/user_*/bench/attrib /sys/kernel/config/target/core/fileio_0/*/attrib; do
+	for a in /sys/kernel/config/target/core/user_*/*/attrib /sys/kernel/config/target/core/fileio_0/*/attrib; do
 		echo "$a hw_max_sectors=$(cat $a/hw_max_sectors) hw_queue_depth=$(cat $a/hw_queue_depth) emulate_write_cache=$(cat $a/emulate_write_cache)"
 	done
 } > $R/env
@@ -235,6 +271,8 @@ sample() {
 		echo "uptime $(cut -d' ' -f1 /proc/uptime)"
 		echo "lbstat $(cat /proc/$LB_PID/stat)"
 		grep -E '^Vm(RSS|HWM):' /proc/$LB_PID/status
+		echo "basestat $(cat /proc/$BASE_PID/stat)"
+		grep -E '^VmRSS:' /proc/$BASE_PID/status | sed 's/^/base/' 
 	} > "$1"
 }
 sample $R/idle
@@ -278,6 +316,11 @@ for p in /tmp/perf.*; do
 	hostrun perf report -i $p --stdio --no-children --sort comm --percent-limit 0.5 -g none > $R/${p#/tmp/}.comm.txt 2>&1 || true
 	hostrun perf report -i $p --stdio --no-children --sort symbol --percent-limit 4 -g caller,2,callee,function,percent > $R/${p#/tmp/}.calls.txt 2>&1 || true
 done
+if [ $BASE_PID != $LB_PID ]; then
+	loop_unexport 5001405000000b30
+	kill -TERM $BASE_PID
+	wait $BASE_PID || die "baseline lunbridge exited with $?"
+fi
 lb_stop
 loop_unexport 5001405000000b10
 loop_unexport 5001405000000b20
@@ -336,6 +379,8 @@ type sampleData struct {
 	busy, total float64 // jiffies summed over CPUs
 	uptime      float64 // seconds
 	lbTicks     float64 // lunbridge utime+stime, clock ticks
+	baseTicks   float64 // the same for the baseline lunbridge
+	baseRSSKiB  int64
 	rssKiB      int64
 	hwmKiB      int64
 }
@@ -369,14 +414,20 @@ func readSample(path string) (sampleData, error) {
 			}
 		case "uptime":
 			s.uptime, _ = strconv.ParseFloat(f[1], 64)
-		case "lbstat":
+		case "lbstat", "basestat":
 			// f[1:] is /proc/PID/stat; utime and stime are its fields 14
 			// and 15 (proc(5)), comm "(lunbridge)" has no spaces.
 			if len(f) > 16 {
 				u, _ := strconv.ParseFloat(f[14], 64)
 				st, _ := strconv.ParseFloat(f[15], 64)
-				s.lbTicks = u + st
+				if f[0] == "lbstat" {
+					s.lbTicks = u + st
+				} else {
+					s.baseTicks = u + st
+				}
 			}
+		case "baseVmRSS:":
+			s.baseRSSKiB, _ = strconv.ParseInt(f[1], 10, 64)
 		case "VmRSS:":
 			s.rssKiB, _ = strconv.ParseInt(f[1], 10, 64)
 		case "VmHWM:":
@@ -459,9 +510,13 @@ func readOne(dir, target, job string) (benchResult, error) {
 		ios := r.IOPS * (post.uptime - pre.uptime)
 		r.Sampled = true
 		r.CPUusPerIO = (post.busy - pre.busy) / userHZ * 1e6 / ios
-		if target == "lunbridge" {
+		switch target {
+		case "lunbridge":
 			r.LBusPerIO = (post.lbTicks - pre.lbTicks) / userHZ * 1e6 / ios
 			r.LBRSSKiB = post.rssKiB
+		case "baseline":
+			r.LBusPerIO = (post.baseTicks - pre.baseTicks) / userHZ * 1e6 / ios
+			r.LBRSSKiB = post.baseRSSKiB
 		}
 	}
 	return r, nil
@@ -489,13 +544,13 @@ func (rep *benchReport) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "lunbridge fio benchmark, %s\n\n", rep.Date)
 	fmt.Fprintf(&b, "config: %v\n\n", rep.Config)
-	b.WriteString("| job | target | IOPS | MiB/s | p50 µs | p99 µs | guest CPU µs/IO | lunbridge CPU µs/IO | lunbridge RSS MiB |\n")
+	b.WriteString("| job | target | IOPS | MiB/s | p50 µs | p99 µs | guest CPU µs/IO | daemon CPU µs/IO | daemon RSS MiB |\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rep.Results {
 		cpu, lbCPU, rss := math.NaN(), math.NaN(), math.NaN()
 		if r.Sampled {
 			cpu = r.CPUusPerIO
-			if r.Target == "lunbridge" {
+			if r.Target == "lunbridge" || r.Target == "baseline" {
 				lbCPU, rss = r.LBusPerIO, float64(r.LBRSSKiB)/1024
 			}
 		}
@@ -503,8 +558,8 @@ func (rep *benchReport) markdown() string {
 			fmtNum(r.IOPS, 0), fmtNum(r.MiBps, 1), fmtNum(r.P50us, 0), fmtNum(r.P99us, 0),
 			fmtNum(cpu, 0), fmtNum(lbCPU, 0), fmtNum(rss, 1))
 	}
-	b.WriteString("\n| job | lunbridge/fileio IOPS | lunbridge/fileio-wb IOPS | lunbridge/raw IOPS | p99 lunbridge/fileio |\n")
-	b.WriteString("|---|---:|---:|---:|---:|\n")
+	b.WriteString("\n| job | lunbridge/fileio IOPS | lunbridge/fileio-wb IOPS | lunbridge/raw IOPS | p99 lunbridge/fileio | lunbridge/baseline IOPS |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
 	seen := map[string]bool{}
 	for _, r := range rep.Results {
 		if seen[r.Job] {
@@ -528,8 +583,8 @@ func (rep *benchReport) markdown() string {
 			}
 			return fmtNum(lb.IOPS/o.IOPS, 2)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r.Job,
-			ratio("fileio", false), ratio("fileio-wb", false), ratio("raw", false), ratio("fileio", true))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", r.Job,
+			ratio("fileio", false), ratio("fileio-wb", false), ratio("raw", false), ratio("fileio", true), ratio("baseline", false))
 	}
 	fmt.Fprintf(&b, "\nlunbridge RSS: idle %.1f MiB, peak (VmHWM) %.1f MiB\n",
 		float64(rep.IdleRSSKiB)/1024, float64(rep.PeakRSSKiB)/1024)
