@@ -38,6 +38,9 @@ import (
 //	                         "baseline", served by it with the same flags,
 //	                         so that an optimisation is measured side by
 //	                         side with what it replaces
+//	LUNBRIDGE_BENCH_BASELINE_FLAGS  the baseline's extra export flags
+//	                         (default: LUNBRIDGE_BENCH_FLAGS); with the
+//	                         same binary as baseline, compares flags
 //	LUNBRIDGE_BENCH_PERF     if set, profile the whole guest (kernel and
 //	                         lunbridge) with the host's perf during the
 //	                         sampling window of the lunbridge and fileio
@@ -124,6 +127,7 @@ type benchConfig struct {
 	lbFlags               string
 	perf                  bool
 	baseline              string // host path of the baseline binary, or ""
+	baseFlags             string
 }
 
 func benchConfigFromEnv(t *testing.T) benchConfig {
@@ -149,8 +153,14 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 		perf:     os.Getenv("LUNBRIDGE_BENCH_PERF") != "",
 		baseline: os.Getenv("LUNBRIDGE_BENCH_BASELINE"),
 	}
-	if strings.ContainsAny(c.lbFlags, "'\"`$;&|<>\\") {
-		t.Fatalf("LUNBRIDGE_BENCH_FLAGS=%q: plain flags only", c.lbFlags)
+	c.baseFlags = c.lbFlags
+	if f, ok := os.LookupEnv("LUNBRIDGE_BENCH_BASELINE_FLAGS"); ok {
+		c.baseFlags = f
+	}
+	for _, f := range []string{c.lbFlags, c.baseFlags} {
+		if strings.ContainsAny(f, "'\"`$;&|<>\\") {
+			t.Fatalf("lunbridge flags %q: plain flags only", f)
+		}
 	}
 	if sel := os.Getenv("LUNBRIDGE_BENCH_JOBS"); sel != "" {
 		c.jobs = nil
@@ -167,7 +177,7 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 			}
 		}
 	}
-	if sel := os.Getenv("LUNBRIDGE_BENCH_TARGETS"); sel != "" && c.baseline == "" {
+	if sel := os.Getenv("LUNBRIDGE_BENCH_TARGETS"); sel != "" {
 		c.targets = nil
 		for _, name := range strings.Split(sel, ",") {
 			found := false
@@ -187,6 +197,9 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 			t.Fatalf("LUNBRIDGE_BENCH_BASELINE: %v", err)
 		}
 		// Right after lunbridge, so that the two meet the same conditions.
+		if c.targets[0].name != "lunbridge" {
+			t.Fatal("LUNBRIDGE_BENCH_BASELINE needs the lunbridge target")
+		}
 		c.targets = append([]benchTarget{c.targets[0], {"baseline", "$BASE_DEV", "1"}}, c.targets[1:]...)
 	}
 	if c.perf {
@@ -241,7 +254,7 @@ BASE_PID=$LB_PID
 BASE_DEV=$(loop_export 5001405000000b30 "$(ls -d $CFG/core/user_*/base)")
 [ -b "$BASE_DEV" ] || die "no block device for the baseline"
 LB_PID=$_pid LB_OUT=/tmp/lb
-`, c.lbFlags)
+`, c.baseFlags)
 	}
 	b.WriteString(`D1=$(fileio_create bfileio /tmp/fileio.img $SZ)
 FIO_DEV=$(loop_export 5001405000000b10 "$D1")
@@ -452,6 +465,9 @@ func readBench(dir string, c benchConfig) (*benchReport, error) {
 			"runtime_s": c.runtime, "ramp_s": c.ramp, "size_mb": c.sizeMB,
 			"lunbridge_flags": c.lbFlags,
 		},
+	}
+	if c.baseline != "" {
+		rep.Config["baseline_flags"] = c.baseFlags
 	}
 	idle, err := readSample(filepath.Join(dir, "idle"))
 	if err != nil {
