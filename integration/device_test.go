@@ -368,6 +368,15 @@ func deviceResetRingGuest(t *testing.T) {
 		return false
 	}
 
+	// The notifier parks in the poller and honours its context.
+	n := d.Notifier()
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err = n.Wait(wctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait with no command queued = %v, want DeadlineExceeded", err)
+	}
+
 	wwn, nexus := fabric.LoopWWNs("lbring")
 	lt := &fabric.LoopTarget{WWN: wwn, NexusWWN: nexus, ScanTimeout: 5 * time.Second}
 	added := make(chan error, 1)
@@ -375,8 +384,23 @@ func deviceResetRingGuest(t *testing.T) {
 		_, err := lt.AddLUN(context.Background(), 0, d.Path())
 		added <- err
 	}()
+	// The scan's INQUIRY wakes the notifier.
+	wctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+	err = n.Wait(wctx)
+	cancel()
+	if err != nil {
+		t.Errorf("Wait for the scan's INQUIRY = %v", err)
+	}
 	if !waitHead("scan", func(h uint32) bool { return h != 0 }) {
 		t.FailNow()
+	}
+	if err := n.Kick(); err != nil {
+		t.Errorf("Kick = %v", err)
+	}
+	// Linked: the LUN exists (export_count > 0) while its scan waits.
+	list, err := tcmu.ListDevices(tcmu.DefaultConfigfsRoot)
+	if err != nil || len(list) != 1 || !list[0].Linked {
+		t.Errorf("ListDevices during the scan = %+v, %v; want lbring linked", list, err)
 	}
 	h0 := head()
 	op, id0, cdb0 := entry(0)
