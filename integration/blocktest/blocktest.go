@@ -50,6 +50,9 @@ var All = map[string]func(*testing.T, string){
 	"Verify":          Verify,
 	"WriteSame":       WriteSame,
 	"Unmap":           Unmap,
+	"CDBSizes":        CDBSizes,
+	"WriteAndVerify":  WriteAndVerify,
+	"PreFetch":        PreFetch,
 }
 
 // RunAll runs every test of All on dev, in name order, as subtests of t.
@@ -266,10 +269,9 @@ func Opcodes(t *testing.T, dev string) []Opcode {
 }
 
 // ReportOpcodes checks that REPORT SUPPORTED OPERATION CODES lists the
-// commands SPC-5 and SBC-4 make mandatory, that sg_opcodes --mask (which
-// asks for every listed command alone, REPORTING OPTIONS 001b/010b) goes
-// through, and, for a sample of the listed commands asked for one by one,
-// that each is supported with CDB usage data as long as the listed CDB.
+// commands SPC-5 and SBC-4 make mandatory and that, asked for alone, each
+// listed command has CDB usage data as long as its listed CDB, starting
+// with its opcode.
 func ReportOpcodes(t *testing.T, dev string) {
 	ops := Opcodes(t, dev)
 	has := func(op byte) bool {
@@ -280,29 +282,32 @@ func ReportOpcodes(t *testing.T, dev string) {
 			t.Errorf("sg_opcodes: opcode %#02x missing", op)
 		}
 	}
-	NoComplaints(t, MustRun(t, "sg_opcodes", "--mask", dev))
-	// Every command with a service action, and one of each CDB length.
-	seen := map[int]bool{}
-	for _, op := range ops {
-		if !op.HasSA && seen[op.CDBLen] {
+	// --mask asks for each listed command alone (REPORTING OPTIONS
+	// 001b/010b) and prints its CDB usage data under it.
+	o := MustRun(t, "sg_opcodes", "--mask", dev)
+	NoComplaints(t, o)
+	row := regexp.MustCompile(`^\s*([0-9a-f]{2})\s+(?:([0-9a-f]+)\s+)?(\d+)\s+\S+\s+(.*)$`)
+	usage := regexp.MustCompile(`^\s*cdb usage:\s*(.*)$`)
+	var cur []string
+	checked := 0
+	for _, l := range strings.Split(o.Stdout, "\n") {
+		if m := row.FindStringSubmatch(l); m != nil {
+			cur = m
 			continue
 		}
-		seen[op.CDBLen] = true
-		args := []string{fmt.Sprintf("--opcode=%#x", op.Op)}
-		if op.HasSA {
-			args[0] += fmt.Sprintf(",%#x", op.SA)
+		m := usage.FindStringSubmatch(l)
+		if m == nil || cur == nil {
+			continue
 		}
-		o := MustRun(t, "sg_opcodes", append(args, dev)...)
-		if !strings.Contains(o.Stdout, "Command is supported") {
-			t.Errorf("%s: listed command not reported as supported", o.Cmd)
+		u := strings.Fields(m[1])
+		if strconv.Itoa(len(u)) != cur[3] || u[0] != cur[1] {
+			t.Errorf("sg_opcodes --mask: %s (%s): usage data %q for a %s-byte CDB", cur[4], cur[1], m[1], cur[3])
 		}
-		usage := Field(t, o, `(?s)Usage data:\s+((?:[0-9a-f]{2}\s)+)`)
-		if n := len(strings.Fields(usage)); n != op.CDBLen {
-			t.Errorf("%s: %d bytes of usage data, the list says CDB length %d", o.Cmd, n, op.CDBLen)
-		}
-		if f := strings.Fields(usage); len(f) > 0 && f[0] != fmt.Sprintf("%02x", op.Op) {
-			t.Errorf("%s: usage data starts with %s, want the opcode %02x", o.Cmd, f[0], op.Op)
-		}
+		checked++
+		cur = nil
+	}
+	if checked != len(ops) {
+		t.Errorf("sg_opcodes --mask: usage data for %d commands, %d listed", checked, len(ops))
 	}
 }
 
@@ -602,4 +607,60 @@ func Unmap(t *testing.T, dev string) {
 			}
 		}
 	}
+}
+
+// CDBSizes writes and reads with sg_dd through SG_IO with each CDB size:
+// READ/WRITE(6), (10), (12) and (16). 256-block transfers make READ(6) and
+// WRITE(6) carry TRANSFER LENGTH 0, which SBC-4 defines as 256 blocks.
+// sg_dd --verify then compares with VERIFY(10)/(16) and BYTCHK=1.
+func CDBSizes(t *testing.T, dev string) {
+	g := ReadCapacity(t, dev)
+	lba, bs := region(t, g, 5), g.BlockSize
+	n := uint64(512 * 512 / bs)
+	for i, sz := range []string{"6", "10", "12", "16"} {
+		p := Pattern(byte(80+i), bs, int(n))
+		common := []string{fmt.Sprintf("bs=%d", bs), fmt.Sprintf("bpt=%d", min(n/2, 256)), fmt.Sprintf("count=%d", n),
+			"cdbsz=" + sz, "blk_sgio=1"}
+		MustRun(t, "sg_dd", append([]string{"if=" + TempFile(t, p), "of=" + dev, fmt.Sprintf("seek=%d", lba)}, common...)...)
+		if got := ReadBlocks(t, dev, bs, lba, n); !bytes.Equal(got, p) {
+			t.Errorf("sg_dd cdbsz=%s: dd reads %s, want what sg_dd wrote", sz, which(got, p))
+		}
+		back := filepath.Join(t.TempDir(), "back")
+		MustRun(t, "sg_dd", append([]string{"if=" + dev, "of=" + back, fmt.Sprintf("skip=%d", lba)}, common...)...)
+		if got, err := os.ReadFile(back); err != nil || !bytes.Equal(got, p) {
+			t.Errorf("sg_dd cdbsz=%s: read back differs from what was written (%v)", sz, err)
+		}
+		if sz == "10" || sz == "16" {
+			MustRun(t, "sg_dd", append([]string{"--verify", "if=" + TempFile(t, p), "of=" + dev, fmt.Sprintf("seek=%d", lba)}, common...)...)
+			bad := slices.Clone(p)
+			bad[len(bad)-1] ^= 0x80
+			if o := Run(t, "sg_dd", append([]string{"--verify", "if=" + TempFile(t, bad), "of=" + dev, fmt.Sprintf("seek=%d", lba)}, common...)...); o.Code == 0 {
+				t.Errorf("%s: exit status 0 for data that differs in the last byte", o.Cmd)
+			}
+		}
+	}
+}
+
+// WriteAndVerify checks WRITE AND VERIFY(10) and (16) without and with a
+// byte check.
+func WriteAndVerify(t *testing.T, dev string) {
+	g := ReadCapacity(t, dev)
+	lba, bs := region(t, g, 6), g.BlockSize
+	for i, args := range [][]string{{}, {"--16"}, {"--bytchk=1"}, {"--16", "--bytchk=1"}} {
+		p := Pattern(byte(90+i), bs, 16)
+		MustRun(t, "sg_write_verify", append(args, "--in="+TempFile(t, p), fmt.Sprintf("--lba=%d", lba), "--num=16", dev)...)
+		if got := ReadBlocks(t, dev, bs, lba, 16); !bytes.Equal(got, p) {
+			t.Errorf("sg_write_verify %v: blocks hold %s, want the data written", args, which(got, p))
+		}
+	}
+}
+
+// PreFetch checks PRE-FETCH(10) and (16) inside the disk and past its end.
+func PreFetch(t *testing.T, dev string) {
+	g := ReadCapacity(t, dev)
+	MustRun(t, "sg_seek", "--pre-fetch", "--lba=1000", "--num-blocks=64", dev)
+	MustRun(t, "sg_seek", "--pre-fetch", "--10", "--lba=1000", "--num-blocks=64", dev)
+	MustRun(t, "sg_seek", "--pre-fetch", "--immed", fmt.Sprintf("--lba=%d", g.Blocks-1), "--num-blocks=1", dev)
+	o := Run(t, "sg_seek", "--pre-fetch", fmt.Sprintf("--lba=%d", g.Blocks-1), "--num-blocks=2", dev)
+	WantSense(t, o, "Illegal Request", "Logical block address out of range")
 }
