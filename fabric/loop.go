@@ -188,13 +188,19 @@ func (t *LoopTarget) AddLUN(ctx context.Context, lun int, backstorePath string) 
 }
 
 // adoptLUN records an existing LUN directory that links want, so that
-// RemoveLUN removes it; anything else there is refused.
+// RemoveLUN removes it. An empty one (a crash between its mkdir and the
+// link) gets the link; one that links anything else is refused.
 func adoptLUN(fsys fsys, dir, want string, j *journal) error {
 	link, target, err := linkTo(fsys, dir)
 	if err != nil {
 		return fmt.Errorf("fabric: read %s: %w", dir, err)
 	}
-	if link == "" || !sameDir(dir, target, want) {
+	if link == "" {
+		link = filepath.Join(dir, "lunbridge")
+		if err := fsys.Symlink(want, link); err != nil {
+			return fmt.Errorf("fabric: link %s -> %s: %w", link, want, err)
+		}
+	} else if !sameDir(dir, target, want) {
 		return fmt.Errorf("fabric: %s exists and links %q, not %s: %w", dir, target, want, fs.ErrExist)
 	}
 	*j = append(*j, step{kind: opRmdir, path: dir}, step{kind: opUnlink, path: link})

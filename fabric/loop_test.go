@@ -261,3 +261,30 @@ func TestLoopNoModule(t *testing.T) {
 		t.Errorf("AddLUN without tcm_loop = %v, want an error naming it", err)
 	}
 }
+
+// An empty LUN directory (a crash between mkdir and link) is adopted: it
+// gets the link and is removed with the LUN.
+func TestLoopAdoptEmptyLUN(t *testing.T) {
+	k := newFakeKernel(t)
+	before := k.tree(t)
+	tpg := filepath.Join(k.configfs, "target", "loopback", testWWN, "tpgt_1")
+	for _, d := range []string{filepath.Dir(tpg), tpg, filepath.Join(tpg, "lun", "lun_0")} {
+		if err := k.Mkdir(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := k.WriteFile(filepath.Join(tpg, "nexus"), testNexus); err != nil {
+		t.Fatal(err)
+	}
+	lt := k.loop()
+	lt.Adopt = true
+	if _, err := lt.AddLUN(t.Context(), 0, k.backstore(0)); err != nil {
+		t.Fatalf("AddLUN over an empty LUN directory = %v", err)
+	}
+	if err := lt.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if after := k.tree(t); !slices.Equal(after, before) {
+		t.Errorf("configfs after Remove:\n got %q\nwant %q", after, before)
+	}
+}
