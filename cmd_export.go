@@ -170,7 +170,10 @@ func exportSpec(fab, iqn, portal string, initiators []string, chapUser, chapFile
 // nameFromPath derives a LUN name from a file name: "/srv/vm disk.img"
 // gives "vm_disk".
 func nameFromPath(path string) string {
-	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	base := filepath.Base(path)
+	if ext := filepath.Ext(base); ext != base {
+		base = strings.TrimSuffix(base, ext)
+	}
 	b := []byte(base)
 	for i, c := range b {
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
