@@ -16,4 +16,4 @@ bash scripts/install-deps.sh
 if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
 	export PATH=/usr/local/go/bin:$PATH
 fi
-LUNBRIDGE_INTEGRATION=1 LUNBRIDGE_DEMO=1 exec go test -count=1 -timeout 30m -run '^TestDemo$' ./integration/
+LUNBRIDGE_INTEGRATION=1 LUNBRIDGE_DEMO=1 exec go test -count=1 -timeout 30m -v -run '^TestDemo$' ./integration/
