@@ -4,7 +4,7 @@
 #
 #   qemu-system-x86 busybox-static cpio kmod   boot Debian's kernel in a VM
 #                                               (integration/vmtest)
-#   fio sg3-utils                               host tools the guest runs via
+#   fio sg3-utils sdparm                        host tools the guest runs via
 #                                               hostrun (chroot to the host's /)
 #   libiscsi-bin qemu-utils qemu-block-extra    host-side iSCSI initiators
 #                                               (iscsi-inq, qemu-img iscsi://)
@@ -16,7 +16,7 @@
 # integration/vmtest downloads it with `apt-get download` into its cache.
 set -euo pipefail
 
-pkgs=(qemu-system-x86 busybox-static cpio kmod fio sg3-utils libiscsi-bin
+pkgs=(qemu-system-x86 busybox-static cpio kmod fio sg3-utils sdparm libiscsi-bin
 	qemu-utils qemu-block-extra gcc libc6-dev linux-libc-dev)
 
 if ! command -v apt-get >/dev/null; then
