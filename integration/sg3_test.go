@@ -457,6 +457,19 @@ func sg3Backing(t *testing.T, dev, file string) {
 			t.Errorf("backing file after a miscompare: changed")
 		}
 	})
+	t.Run("sg_unmap two descriptors", func(t *testing.T) {
+		lba := uint64(32 * mib)
+		p := blocktest.Pattern(80, bs, 4*mib)
+		blocktest.WriteBlocks(t, dev, bs, lba, p)
+		blocktest.MustRun(t, "sg_unmap", "--force", fmt.Sprintf("--lba=%d,%d", lba, lba+2*mib), fmt.Sprintf("--num=%d,%d", mib, mib), dev)
+		want := slices.Concat(make([]byte, mib*bs), p[mib*bs:2*mib*bs], make([]byte, mib*bs), p[3*mib*bs:])
+		if !bytes.Equal(fileAt(lba, 4*mib), want) {
+			t.Errorf("backing file: not zeros and pattern alternating by the MiB")
+		}
+		if !hole(lba, mib) || !hole(lba+2*mib, mib) || hole(lba+mib, 1) || hole(lba+3*mib, 1) {
+			t.Errorf("backing file: holes not exactly where UNMAP's two descriptors point")
+		}
+	})
 	t.Run("sg_sync", func(t *testing.T) {
 		blocktest.MustRun(t, "sg_sync", dev)
 	})

@@ -53,6 +53,7 @@ var All = map[string]func(*testing.T, string){
 	"CDBSizes":        CDBSizes,
 	"WriteAndVerify":  WriteAndVerify,
 	"PreFetch":        PreFetch,
+	"ExtendedCopy":    ExtendedCopy,
 }
 
 // RunAll runs every test of All on dev, in name order, as subtests of t.
@@ -663,4 +664,24 @@ func PreFetch(t *testing.T, dev string) {
 	MustRun(t, "sg_seek", "--pre-fetch", "--immed", fmt.Sprintf("--lba=%d", g.Blocks-1), "--num-blocks=1", dev)
 	o := Run(t, "sg_seek", "--pre-fetch", fmt.Sprintf("--lba=%d", g.Blocks-1), "--num-blocks=2", dev)
 	WantSense(t, o, "Illegal Request", "Logical block address out of range")
+}
+
+// ExtendedCopy copies within the disk with sg_xcopy (EXTENDED COPY(LID1),
+// a block-to-block segment, after RECEIVE COPY OPERATING PARAMETERS), when
+// the disk claims 3PC.
+func ExtendedCopy(t *testing.T, dev string) {
+	if Field(t, MustRun(t, "sg_inq", dev), `3PC=(\d)`) != "1" {
+		t.Skip("3PC=0: no EXTENDED COPY")
+	}
+	g := ReadCapacity(t, dev)
+	src, dst, bs := region(t, g, 7), region(t, g, 8), g.BlockSize
+	n := uint64(1 << 20 / bs)
+	p := Pattern(100, bs, int(n))
+	WriteBlocks(t, dev, bs, src, p)
+	WriteBlocks(t, dev, bs, dst, make([]byte, n*uint64(bs)))
+	MustRun(t, "sg_xcopy", "if="+dev, "of="+dev, fmt.Sprintf("bs=%d", bs), fmt.Sprintf("skip=%d", src),
+		fmt.Sprintf("seek=%d", dst), fmt.Sprintf("count=%d", n))
+	if got := ReadBlocks(t, dev, bs, dst, n); !bytes.Equal(got, p) {
+		t.Errorf("sg_xcopy: destination holds %s, want the source's data", which(got, p))
+	}
 }
