@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -209,6 +210,11 @@ func (k *kernel) reserve(spec bridge.ExportSpec, name string) (*target, int, err
 		}
 		t = k.iscsi[iqn]
 		if t == nil {
+			// A target of this name left by a killed lunbridge: make it
+			// anew (its initiators log in again).
+			if err := fabric.RemoveStaleISCSI(k.cfg.Configfs, iqn, k.ownedBackstore); err != nil {
+				return nil, 0, err
+			}
 			t = &target{kind: "iscsi", iscsi: &fabric.ISCSITarget{
 				IQN:          iqn,
 				Portal:       spec.Portal,
@@ -234,6 +240,21 @@ func (k *kernel) reserve(spec bridge.ExportSpec, name string) (*target, int, err
 	}
 	used[lun] = true
 	return t, lun, nil
+}
+
+// ownedBackstore reports whether the configfs directory p is one of
+// lunbridge's TCMU backstores.
+func (k *kernel) ownedBackstore(p string) bool {
+	devs, err := tcmu.ListDevices(k.cfg.Configfs)
+	if err != nil {
+		return false
+	}
+	for _, d := range devs {
+		if filepath.Clean(d.Path) == p {
+			return true
+		}
+	}
+	return false
 }
 
 // release frees a LUN number and reports whether the target is now empty

@@ -22,7 +22,8 @@ import (
 // with real initiators (libiscsi's tools, qemu-img): the right initiator
 // and secret get in, a wrong secret or an unlisted initiator is refused,
 // data moves both ways on both LUNs and lands in the backing files, and
-// shutdown leaves configfs as it was.
+// shutdown leaves configfs as it was. After a SIGKILL the restarted daemon
+// replaces the target the killed one left and serves the same data.
 func TestExportISCSI(t *testing.T) {
 	vmtest.RequireTools(t, "iscsi-inq", "iscsi-readcapacity16", "qemu-img")
 	const (
@@ -51,8 +52,16 @@ waitfor written
 md5sum /tmp/lun0.img /tmp/lun1.img | cut -d' ' -f1 > /mnt/host/backing.md5
 signal hashed
 waitfor done
+# A killed daemon leaves its target behind; the next one makes it anew.
+kill -9 $LB_PID
+wait $LB_PID 2>/dev/null || true
+lb_start /tmp/lb2 export --fabric iscsi --iqn ` + iqn + ` --initiator ` + qemuIQN + ` \
+	--chap-user ` + user + ` --chap-password-file /tmp/chap --size 8M \
+	--name lun0 --name lun1 /tmp/lun0.img /tmp/lun1.img
+signal restarted
+waitfor checked
 lb_stop
-grep -q "` + secret + `" /tmp/lb.out /tmp/lb.err && die "the CHAP secret was logged"
+grep -q "` + secret + `" /tmp/lb.out /tmp/lb.err /tmp/lb2.out /tmp/lb2.err && die "the CHAP secret was logged"
 target_leftovers
 `})
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
@@ -124,6 +133,17 @@ target_leftovers
 		}
 	}
 	if err := vm.Signal("done"); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.WaitReady(ctx, "restarted"); err != nil {
+		t.Fatal(err)
+	}
+	back := filepath.Join(dir, "after-restart.raw")
+	hostCmd(ctx, t, "qemu-img", "convert", "-f", "raw", "-O", "raw", url(good, 1), back)
+	if data, err := os.ReadFile(back); err != nil || !bytes.Equal(data, patterns[1]) {
+		t.Errorf("LUN 1 after a SIGKILL and restart: %d bytes (%v), want the pattern", len(data), err)
+	}
+	if err := vm.Signal("checked"); err != nil {
 		t.Fatal(err)
 	}
 	res, err := vm.Wait()

@@ -1,0 +1,111 @@
+package fabric
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strings"
+)
+
+// RemoveStaleISCSI removes target/iscsi/<iqn> and everything in it when
+// every LUN of it links a backstore that owned accepts (by its configfs
+// path): a target left behind by a run of lunbridge that was killed. It
+// does nothing when there is no such target. A target with a LUN that is
+// not owned, or with a LUN link it cannot read, is someone else's: it
+// returns an error wrapping fs.ErrExist and changes nothing.
+//
+// Initiators logged in to the target lose their sessions and log in again
+// once the caller has made the target anew; commands still in the
+// backstores' rings must have been dealt with first (tcmu Device.Recover).
+func RemoveStaleISCSI(configfsRoot, iqn string, owned func(backstore string) bool) error {
+	if configfsRoot == "" {
+		configfsRoot = DefaultConfigfsRoot
+	}
+	return removeStaleISCSI(osFS{}, configfsRoot, iqn, owned)
+}
+
+func removeStaleISCSI(fsys fsys, configfsRoot, iqn string, owned func(string) bool) error {
+	if err := ValidateIQN(iqn); err != nil {
+		return err
+	}
+	wwn := filepath.Join(configfsRoot, "target", "iscsi", iqn)
+	tpgs, err := fsys.ReadDir(wwn)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("fabric: read %s: %w", wwn, err)
+	}
+	var tpgDirs []string
+	for _, n := range tpgs {
+		if strings.HasPrefix(n, "tpgt_") {
+			tpgDirs = append(tpgDirs, filepath.Join(wwn, n))
+		}
+	}
+	// First decide, touching nothing: every LUN must be ours.
+	for _, tpg := range tpgDirs {
+		luns, _ := fsys.ReadDir(filepath.Join(tpg, "lun"))
+		for _, l := range luns {
+			dir := filepath.Join(tpg, "lun", l)
+			link, target, err := linkTo(fsys, dir)
+			if err != nil {
+				return fmt.Errorf("fabric: iSCSI target %s: read %s: %w", iqn, dir, err)
+			}
+			if link == "" {
+				continue
+			}
+			if !filepath.IsAbs(target) {
+				target = filepath.Join(dir, target)
+			}
+			if !owned(filepath.Clean(target)) {
+				return fmt.Errorf("fabric: iSCSI target %s exists and its %s links %s, not a lunbridge backstore: %w",
+					iqn, l, target, fs.ErrExist)
+			}
+		}
+	}
+	// Then tear it down, newest first: disable, ACL mappings and ACLs,
+	// LUN links and directories, portals, the tpg, the target.
+	var errs []error
+	rm := func(err error, path string) {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("fabric: remove %s: %w", path, err))
+		}
+	}
+	for _, tpg := range tpgDirs {
+		p := filepath.Join(tpg, "enable")
+		rm(fsys.WriteFile(p, "0"), p)
+		acls, _ := fsys.ReadDir(filepath.Join(tpg, "acls"))
+		for _, a := range acls {
+			acl := filepath.Join(tpg, "acls", a)
+			mapped, _ := fsys.ReadDir(acl)
+			for _, m := range mapped {
+				if !strings.HasPrefix(m, "lun_") {
+					continue
+				}
+				dir := filepath.Join(acl, m)
+				if link, _, _ := linkTo(fsys, dir); link != "" {
+					rm(fsys.Unlink(link), link)
+				}
+				rm(fsys.Rmdir(dir), dir)
+			}
+			rm(fsys.Rmdir(acl), acl)
+		}
+		luns, _ := fsys.ReadDir(filepath.Join(tpg, "lun"))
+		for _, l := range luns {
+			dir := filepath.Join(tpg, "lun", l)
+			if link, _, _ := linkTo(fsys, dir); link != "" {
+				rm(fsys.Unlink(link), link)
+			}
+			rm(fsys.Rmdir(dir), dir)
+		}
+		nps, _ := fsys.ReadDir(filepath.Join(tpg, "np"))
+		for _, n := range nps {
+			p := filepath.Join(tpg, "np", n)
+			rm(fsys.Rmdir(p), p)
+		}
+		rm(fsys.Rmdir(tpg), tpg)
+	}
+	rm(fsys.Rmdir(wwn), wwn)
+	return errors.Join(errs...)
+}
