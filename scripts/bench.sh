@@ -11,7 +11,10 @@
 # LUNBRIDGE_BENCH_RAMP (s, default 2), LUNBRIDGE_BENCH_SIZE_MB (default 256),
 # LUNBRIDGE_BENCH_JOBS, LUNBRIDGE_BENCH_TARGETS (comma lists),
 # LUNBRIDGE_BENCH_FLAGS (extra "lunbridge export" flags),
+# LUNBRIDGE_BENCH_BASELINE=/path/to/other/lunbridge (side-by-side target
+# "baseline") and LUNBRIDGE_BENCH_BASELINE_FLAGS,
 # LUNBRIDGE_BENCH_PERF=1 (perf profiles of the guest; skews the numbers).
+# See BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
