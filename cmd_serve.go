@@ -57,6 +57,7 @@ type lunFileConfig struct {
 	ReadOnly     bool   `toml:"read_only"`
 	WriteThrough bool   `toml:"write_through"`
 	Preallocate  bool   `toml:"preallocate"`
+	DirectIO     bool   `toml:"direct_io"`
 }
 
 // duration reads "30s" style durations from TOML.
@@ -131,6 +132,7 @@ func loadConfig(path string) (fileConfig, []lunConfig, int64, error) {
 					ReadOnly:     l.ReadOnly,
 					WriteThrough: l.WriteThrough,
 					Preallocate:  l.Preallocate,
+					DirectIO:     l.DirectIO,
 					Workers:      fc.Workers,
 					MaxTransfer:  maxTransfer,
 				},

@@ -61,3 +61,8 @@ func vectored(fd int, bufs [][]byte, off int64, write bool) (int, error) {
 	}
 	return total, nil
 }
+
+// pageAligned reports whether p starts on a directAlign boundary.
+func pageAligned(p []byte) bool {
+	return uintptr(unsafe.Pointer(unsafe.SliceData(p)))%directAlign == 0
+}
