@@ -47,12 +47,6 @@ type ISCSITarget struct {
 	// itself to the initiator (mutual CHAP); they need CHAPUser.
 	MutualUser     string
 	MutualPassword string
-	// Adopt treats an existing target of this IQN as left by a previous
-	// run of this program that crashed: the first AddLUN tears it down
-	// (its sessions drop; initiators log in again) and builds it afresh.
-	// Without Adopt an existing target is an error. Set it only for IQNs
-	// reserved to this program.
-	Adopt bool
 	// ConfigfsRoot defaults to /sys/kernel/config.
 	ConfigfsRoot string
 
@@ -150,11 +144,6 @@ func (t *ISCSITarget) create() error {
 	}
 	c := cfs{fsys: fsys, j: &t.base}
 	tpg := t.tpg()
-	if t.Adopt {
-		if err := purgeTarget(fsys, filepath.Dir(tpg)); err != nil {
-			return err
-		}
-	}
 	for _, d := range []string{filepath.Dir(tpg), tpg} {
 		found, err := c.mkdir(d)
 		if err != nil {

@@ -259,9 +259,10 @@ func TestISCSIValidate(t *testing.T) {
 	it.Remove()
 }
 
-// With Adopt, a target left by a crashed run (enabled, with ACLs, mapped
-// LUNs, portal and LUNs) is torn down and built afresh; the new target's
-// Remove then leaves configfs as it was before the crashed run.
+// A target left by a crashed run (enabled, with ACLs, mapped LUNs, portal
+// and LUNs) is refused by AddLUN; RemoveStaleISCSI tears it down, leaves
+// first, and the target is built afresh; the new target's Remove then
+// leaves configfs as it was before the crashed run.
 func TestISCSIAdopt(t *testing.T) {
 	k := newFakeKernel(t)
 	before := k.tree(t)
@@ -280,11 +281,14 @@ func TestISCSIAdopt(t *testing.T) {
 	if _, err := it.AddLUN(t.Context(), 0, k.backstore(0)); !errors.Is(err, fs.ErrExist) {
 		t.Fatalf("AddLUN over a leftover target without Adopt = %v, want ErrExist", err)
 	}
-	it.Adopt = true
+	k.takeLog()
+	if err := removeStaleISCSI(k, k.configfs, testIQN, func(string) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
 	it.Initiators = []string{testInit}
 	it.CHAPUser, it.CHAPPassword = "user", testSecr
 	if _, err := it.AddLUN(t.Context(), 0, k.backstore(0)); err != nil {
-		t.Fatalf("AddLUN with Adopt = %v", err)
+		t.Fatalf("AddLUN after RemoveStaleISCSI = %v", err)
 	}
 	tpg := "config/target/iscsi/" + testIQN + "/tpgt_1"
 	acl := tpg + "/acls/" + testInit
@@ -306,7 +310,7 @@ func TestISCSIAdopt(t *testing.T) {
 		"mkdir config/target/iscsi/" + testIQN,
 	}
 	if len(log) < len(purge) || !slices.Equal(log[:len(purge)], purge) {
-		t.Errorf("AddLUN with Adopt operations:\n got %q\nwant prefix %q", log, purge)
+		t.Errorf("RemoveStaleISCSI then AddLUN operations:\n got %q\nwant prefix %q", log, purge)
 	}
 	if err := it.Remove(); err != nil {
 		t.Fatal(err)

@@ -64,48 +64,5 @@ func removeStaleISCSI(fsys fsys, configfsRoot, iqn string, owned func(string) bo
 			}
 		}
 	}
-	// Then tear it down, newest first: disable, ACL mappings and ACLs,
-	// LUN links and directories, portals, the tpg, the target.
-	var errs []error
-	rm := func(err error, path string) {
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("fabric: remove %s: %w", path, err))
-		}
-	}
-	for _, tpg := range tpgDirs {
-		p := filepath.Join(tpg, "enable")
-		rm(fsys.WriteFile(p, "0"), p)
-		acls, _ := fsys.ReadDir(filepath.Join(tpg, "acls"))
-		for _, a := range acls {
-			acl := filepath.Join(tpg, "acls", a)
-			mapped, _ := fsys.ReadDir(acl)
-			for _, m := range mapped {
-				if !strings.HasPrefix(m, "lun_") {
-					continue
-				}
-				dir := filepath.Join(acl, m)
-				if link, _, _ := linkTo(fsys, dir); link != "" {
-					rm(fsys.Unlink(link), link)
-				}
-				rm(fsys.Rmdir(dir), dir)
-			}
-			rm(fsys.Rmdir(acl), acl)
-		}
-		luns, _ := fsys.ReadDir(filepath.Join(tpg, "lun"))
-		for _, l := range luns {
-			dir := filepath.Join(tpg, "lun", l)
-			if link, _, _ := linkTo(fsys, dir); link != "" {
-				rm(fsys.Unlink(link), link)
-			}
-			rm(fsys.Rmdir(dir), dir)
-		}
-		nps, _ := fsys.ReadDir(filepath.Join(tpg, "np"))
-		for _, n := range nps {
-			p := filepath.Join(tpg, "np", n)
-			rm(fsys.Rmdir(p), p)
-		}
-		rm(fsys.Rmdir(tpg), tpg)
-	}
-	rm(fsys.Rmdir(wwn), wwn)
-	return errors.Join(errs...)
+	return purgeTarget(fsys, wwn)
 }
