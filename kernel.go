@@ -293,13 +293,14 @@ func (d *device) Unexport(ctx context.Context) error {
 	return err
 }
 
-// Resize tells the kernel the new size. The kernel announces it over
-// netlink first and refuses with ESRCH when nobody listens; READ CAPACITY
-// is answered by lunbridge itself, so that is only worth a warning.
+// Resize tells the kernel the new size (tcmu.Device.Resize answers the
+// kernel's netlink announcement itself). Should the kernel still refuse
+// with ESRCH, only a warning is due: READ CAPACITY is answered by
+// lunbridge, so initiators see the new size anyway.
 func (d *device) Resize(size int64) error {
 	err := d.dev.Resize(size)
 	if errors.Is(err, syscall.ESRCH) {
-		d.k.log.Warn("the kernel's dev_size was not updated (no netlink listener); initiators see the new size anyway", "lun", d.name)
+		d.k.log.Warn("the kernel's dev_size was not updated; initiators see the new size anyway", "lun", d.name, "err", err)
 		return nil
 	}
 	return err
