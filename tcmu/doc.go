@@ -1,4 +1,49 @@
-// Package tcmu speaks the kernel side of TCMU (target_core_user): the
-// configfs lifecycle of a user backstore, its UIO device, and the command
-// ring shared with the kernel through mmap.
+// Package tcmu speaks the kernel side of TCMU (target_core_user, Linux's
+// "TCM in userspace" backstore): the configfs lifecycle of a user
+// backstore, its UIO device, and the command ring shared with the kernel
+// through mmap.
+//
+// # The model
+//
+// A TCMU backstore is a configfs directory, target/core/user_<N>/<name>.
+// Writing its control file (dev_config, dev_size, hw_block_size, ...) and
+// enable makes the kernel create a UIO device whose name is
+// "tcm-user/<N>/<name>/<dev_config>". OpenDevice does that (or adopts a
+// backstore a killed lunbridge left behind, recognised by its dev_config
+// prefix "lunbridge/"), opens /dev/uioN non-blocking, and maps its one
+// memory region:
+//
+//	+---------+--------------------------+-------------------------+
+//	| mailbox | command ring (cmdr_size) | data area               |
+//	+---------+--------------------------+-------------------------+
+//	0         cmdr_off (128)             cmdr_off + cmdr_size
+//
+// The kernel queues each SCSI command as an entry in the ring (a header,
+// the iovecs of its data buffers as offsets into the data area, the CDB),
+// advances the mailbox's cmd_head and signals the UIO device. Entries that
+// would not fit before the end of the ring are preceded by a PAD entry;
+// task management requests arrive as TMR entries naming aborted commands.
+// Userspace completes a command by writing its status, sense data and, for
+// a short read, its length into an entry slot at cmd_tail, advancing
+// cmd_tail and writing to the UIO device. With CAP_OOOC completions may be
+// out of order: the slot at the tail takes the response of whichever
+// command finished, with that command's id.
+//
+// Ring owns this protocol: one goroutine reads cmd_head, copies each entry
+// into a Cmd (the ring is untrusted: every length and offset is checked
+// against the mapping, and a bad entry ends Run with ErrCorruptRing), hands
+// it to a Handler, and writes completions in batches with one kick each.
+// Cmd.Data are slices of the data area, so a handler can preadv/pwritev
+// straight into them. The byte layout lives in abi.go, one offset constant
+// per field of <linux/target_core_user.h>, and is checked against the
+// kernel header by TestOffsetsMatchKernelHeader.
+//
+// # Restart
+//
+// A restarted daemon cannot trust what a killed one left in the ring: some
+// slots may already hold completions written out of order. Device.Recover
+// blocks the device, has the kernel return every command in the ring as
+// BUSY (action/reset_ring, level 1; initiators retry BUSY) and unblocks
+// it; a new Ring then serves the ring from the start, processing it once
+// right away because the UIO descriptor only wakes on new events.
 package tcmu
