@@ -3,7 +3,9 @@ package integration
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -327,8 +329,9 @@ func fabricISCSIGuest(t *testing.T, aclIQN, demoIQN, allowed, user, secret strin
 		t.Logf("%s dynamic_sessions: %q", tgt, readTrim(t, filepath.Join(cfgTarget, "iscsi", tgt, "tpgt_1", "dynamic_sessions")))
 	}
 
-	// A target abandoned by a crashed run is refused, or with Adopt torn
-	// down and rebuilt.
+	// A target abandoned by a crashed run is refused by AddLUN; when its
+	// LUNs link backstores of ours, RemoveStaleISCSI tears it down and it
+	// is built afresh; when they do not, it is left alone.
 	crashIQN := aclIQN + ".crash"
 	crashed := &fabric.ISCSITarget{IQN: crashIQN, Initiators: []string{allowed}, CHAPUser: user, CHAPPassword: secret}
 	for lun := range 2 {
@@ -340,12 +343,17 @@ func fabricISCSIGuest(t *testing.T, aclIQN, demoIQN, allowed, user, secret strin
 	if _, err := again.AddLUN(ctx, 0, bs); err == nil {
 		t.Error("AddLUN over an existing target without Adopt succeeded")
 	}
-	again.Adopt = true
+	if err := fabric.RemoveStaleISCSI("", crashIQN, func(string) bool { return false }); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("RemoveStaleISCSI of a target that is not ours = %v, want fs.ErrExist", err)
+	}
+	if err := fabric.RemoveStaleISCSI("", crashIQN, func(p string) bool { return p == filepath.Clean(bs) }); err != nil {
+		t.Errorf("RemoveStaleISCSI of a leftover target = %v", err)
+	}
 	if _, err := again.AddLUN(ctx, 0, bs); err != nil {
-		t.Errorf("AddLUN with Adopt over a leftover target = %v", err)
+		t.Errorf("AddLUN after RemoveStaleISCSI = %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(cfgTarget, "iscsi", crashIQN, "tpgt_1", "lun", "lun_1")); !os.IsNotExist(err) {
-		t.Errorf("leftover LUN 1 after adoption: %v", err)
+		t.Errorf("leftover LUN 1 after RemoveStaleISCSI: %v", err)
 	}
 
 	for _, it := range []*fabric.ISCSITarget{acl, demo, again} {
