@@ -88,8 +88,6 @@ type step struct {
 	kind  opKind
 	path  string
 	value string // for opWrite: the value to restore
-	// secret marks attribute values never to put in errors.
-	secret bool
 }
 
 // journal is an ordered record of changes.

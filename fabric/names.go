@@ -79,14 +79,14 @@ func ValidateIQN(name string) error {
 	case strings.HasPrefix(name, "naa."):
 		return ValidateNAA(name)
 	case !strings.HasPrefix(name, "iqn."):
-		return fmt.Errorf("fabric: %q: an iSCSI name starts with iqn., eui. or naa.", name)
+		return fmt.Errorf("fabric: %q: an iSCSI name starts with \"iqn.\", \"eui.\" or \"naa.\"", name)
 	}
 	rest := name[4:]
 	// Date: YYYY-MM, a month in which the naming authority owned the
 	// domain.
 	if len(rest) < 8 || rest[7] != '.' || rest[4] != '-' ||
 		!isDigits(rest[:4]) || !isDigits(rest[5:7]) || rest[5:7] < "01" || rest[5:7] > "12" {
-		return fmt.Errorf("fabric: %q: iqn. must be followed by YYYY-MM.", name)
+		return fmt.Errorf("fabric: %q: \"iqn.\" must be followed by a date, YYYY-MM, and a dot", name)
 	}
 	domain, unique, hasUnique := strings.Cut(rest[8:], ":")
 	labels := strings.Split(domain, ".")
