@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -159,6 +160,9 @@ func Start(ctx context.Context, opts Options) (*VM, error) {
 	vm.timeCtx, vm.cancel = context.WithTimeout(ctx, opts.Timeout)
 	vm.timeout = opts.Timeout
 	vm.cmd = exec.CommandContext(vm.timeCtx, a.qemu, args...)
+	// If the test process dies (a go test -timeout panic), take qemu with it
+	// rather than leave a guest running for minutes.
+	vm.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		vm.cancel()
