@@ -16,7 +16,9 @@ cd "$(dirname "$0")/.."
 
 export LUNBRIDGE_INTEGRATION=${LUNBRIDGE_INTEGRATION-1}
 
-bash scripts/install-deps.sh || exit 1
+# A failed install is not fatal here: the tests that need a missing package
+# skip with the reason (or fail, with LUNBRIDGE_INTEGRATION=require).
+bash scripts/install-deps.sh || echo "test.sh: scripts/install-deps.sh failed (see above); running the tests anyway" >&2
 
 # Go: Debian 12's golang-go is 1.19, too old for go.mod; use /usr/local/go.
 if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
