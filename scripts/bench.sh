@@ -22,14 +22,15 @@ bash scripts/install-deps.sh
 if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
 	export PATH=/usr/local/go/bin:$PATH
 fi
-mkdir -p bench-out
+out=${LUNBRIDGE_BENCH_OUT:-bench-out}
+mkdir -p "$out"
 LUNBRIDGE_INTEGRATION="${LUNBRIDGE_INTEGRATION:-1}" LUNBRIDGE_BENCH=1 \
 	go test -count=1 -run '^TestBenchFio$' -v -timeout 60m ./integration/ 2>&1 |
-	grep -v 'gate.go:[0-9]*: +' | tee bench-out/fio.log
+	grep -v 'gate.go:[0-9]*: +' | tee "$out/fio.log"
 # go test -v prints the table indented inside the log; show it plainly.
 echo
-cat bench-out/latest.md
+cat "$out/latest.md"
 if [ "${BENCH_GO:-1}" != 0 ]; then
 	echo
-	go test -run '^$' -bench 'BenchmarkServe$' -benchmem -count=1 ./bridge/ | tee bench-out/go-bench.txt
+	go test -run '^$' -bench 'BenchmarkServe$' -benchmem -count=1 ./bridge/ | tee "$out/go-bench.txt"
 fi
