@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -48,7 +50,7 @@ func TestSG3(t *testing.T) {
 		"sg_senddiag", "sg_start", "sg_turs", "sg_requests", "sg_raw", "sdparm", "dd")
 	lb := vmtest.BuildLunbridge(t)
 	bin := vmtest.BuildTestBinary(t, "./integration")
-	vmtest.Run(t, vmtest.Options{
+	res := vmtest.Run(t, vmtest.Options{
 		Timeout: 6 * time.Minute,
 		Files:   map[string]string{"lunbridge": lb, "integration.test": bin},
 		Script: lunbridgeLib + fmt.Sprintf(`
@@ -60,11 +62,47 @@ cp /run/lunbridge/disk0/info /tmp/disk0.info
 rc=0
 %s=%s %s=$DEV %s=/tmp/disk0.img %s=/tmp/disk0.info \
 	hostrun /mnt/integration.test -test.run '^%s$' -test.v -test.count=1 || rc=$?
+dmesg > /mnt/host/dmesg.txt
 lb_stop
 target_leftovers
 exit $rc
 `, sg3Size, sg3MaxTransfer, guestHalfEnv, t.Name(), sg3DevEnv, sg3FileEnv, sg3InfoEnv, t.Name()),
 	})
+	checkSdLog(t, filepath.Join(res.ShareDir, "dmesg.txt"))
+}
+
+// checkSdLog checks what the kernel's sd driver logged about the disk
+// while it was probed and driven: it saw the capacity, the write cache
+// and FUA, and complained about nothing.
+func checkSdLog(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sd []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, " sd ") {
+			sd = append(sd, l)
+		}
+	}
+	t.Logf("sd's log:\n%s", strings.Join(sd, "\n"))
+	log := strings.Join(sd, "\n")
+	for _, want := range []string{
+		fmt.Sprintf("[sda] %d 512-byte logical blocks", sg3Size/512),
+		"[sda] 4096-byte physical blocks",
+		"[sda] Write cache: enabled, read cache: enabled, supports DPO and FUA",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("sd's log has no %q", want)
+		}
+	}
+	bad := regexp.MustCompile(`(?i)fail|unaligned|error|invalid|not a multiple|mismatch|unsupported|assuming`)
+	for _, l := range sd {
+		if bad.MatchString(l) {
+			t.Errorf("sd complained: %s", l)
+		}
+	}
 }
 
 func sg3Guest(t *testing.T) {
@@ -190,6 +228,8 @@ func sg3Values(t *testing.T, dev string, info map[string]string) {
 			{"caching page", `>> (Caching)`, "Caching"},
 			{"control page", `>> (Control)`, "Control"},
 			{"WP", `WP=(\d)`, "0"},
+			{"DpoFua", `DpoFua=(\d)`, "1"},
+			{"block descriptor", `block descriptors:\s*\n.*\n\s*00\s+((?:[0-9a-f]{2} ?)+)`, "00 02 00 00 00 00 02 00"},
 		}},
 	}
 	for _, f := range []struct{ name, want string }{
@@ -295,7 +335,7 @@ func sg3Sense(t *testing.T, dev string) {
 		{"UNMAP with ANCHOR", "42 01 00 00 00 00 00 00 18 00", "Illegal Request", "Invalid field in cdb"},
 	}
 	// The largest transfer the Block Limits page allows goes through.
-	blocktest.MustRun(t, "sg_raw", "-r", fmt.Sprint(sg3MaxTransfer), dev, "88", "00", "00", "00", "00", "00", "00", "00", "00", "00",
+	blocktest.MustRun(t, "sg_raw", "--outfile=/dev/null", "-r", fmt.Sprint(sg3MaxTransfer), dev, "88", "00", "00", "00", "00", "00", "00", "00", "00", "00",
 		"00", "00", "04", "00", "00", "00")
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -317,6 +317,14 @@ func ReportOpcodes(t *testing.T, dev string) {
 func ModePages(t *testing.T, dev string) {
 	o := MustRun(t, "sg_modes", "--all", dev)
 	NoComplaints(t, o)
+	// sd takes DPOFUA from the mode parameter header.
+	fua, err := os.ReadFile(filepath.Join(ScsiDisk(t, dev), "FUA"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(string(fua)), Field(t, o, `DpoFua=(\d)`); got != want {
+		t.Errorf("scsi_disk FUA = %s, the mode parameter header says DpoFua=%s", got, want)
+	}
 	for _, p := range []string{"Caching", "Control"} {
 		if !regexp.MustCompile(`>> ` + p).MatchString(o.Stdout) {
 			t.Errorf("sg_modes -a: no %s mode page", p)
@@ -679,7 +687,13 @@ func ExtendedCopy(t *testing.T, dev string) {
 	p := Pattern(100, bs, int(n))
 	WriteBlocks(t, dev, bs, src, p)
 	WriteBlocks(t, dev, bs, dst, make([]byte, n*uint64(bs)))
-	MustRun(t, "sg_xcopy", "if="+dev, "of="+dev, fmt.Sprintf("bs=%d", bs), fmt.Sprintf("skip=%d", src),
+	// sg_xcopy wants the sg node of the disk.
+	sg, err := filepath.Glob(filepath.Join("/sys/block", filepath.Base(dev), "device/scsi_generic/sg*"))
+	if err != nil || len(sg) != 1 {
+		t.Fatalf("sg device of %s: %v %v", dev, sg, err)
+	}
+	sgdev := "/dev/" + filepath.Base(sg[0])
+	MustRun(t, "sg_xcopy", "if="+sgdev, "of="+sgdev, fmt.Sprintf("bs=%d", bs), fmt.Sprintf("skip=%d", src),
 		fmt.Sprintf("seek=%d", dst), fmt.Sprintf("count=%d", n))
 	if got := ReadBlocks(t, dev, bs, dst, n); !bytes.Equal(got, p) {
 		t.Errorf("sg_xcopy: destination holds %s, want the source's data", which(got, p))
