@@ -13,7 +13,8 @@ import (
 // TestExportLoop exports a file with "lunbridge export" through tcm_loop,
 // writes and reads 64 MiB of random data through /dev/sdX with O_DIRECT,
 // checks the bytes in the backing file and the counters of the FUSE view,
-// and checks that shutdown leaves configfs as it was.
+// checks that a LUN RESET arrives as a TMR entry, and checks that shutdown
+// leaves configfs as it was.
 func TestExportLoop(t *testing.T) {
 	lb := vmtest.BuildLunbridge(t)
 	res := vmtest.Run(t, vmtest.Options{
@@ -30,6 +31,15 @@ dd if=/tmp/pattern of=$DEV bs=1M oflag=direct conv=fsync
 dd if=$DEV of=/tmp/back bs=1M iflag=direct
 cp /run/lunbridge/disk0/stats /mnt/host/stats.after
 md5sum /tmp/pattern /tmp/back /tmp/disk0.img | tee /mnt/host/md5
+# A LUN RESET reaches the ring as a TMR entry (tmr_notification=1); the
+# disk keeps working after it.
+hostrun sg_reset --device $DEV
+n=0
+until grep -q 'task management.*tmr=LUN_RESET' /tmp/lb.err; do
+	n=$((n + 1)); [ $n -lt 100 ] || { cat /tmp/lb.err; die "no TMR entry for the LUN RESET"; }
+	sleep 0.1
+done
+dd if=$DEV of=/dev/null bs=1M count=4 iflag=direct
 lb_stop
 md5sum /tmp/disk0.img >> /mnt/host/md5
 target_leftovers
