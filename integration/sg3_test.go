@@ -38,8 +38,9 @@ const (
 // blocktest conformance suite, the exact values lunbridge reports (INQUIRY,
 // VPD pages, READ CAPACITY, mode pages, supported operation codes), and
 // data commands (UNMAP, WRITE SAME, COMPARE AND WRITE) checked against the
-// backing file. One boot: the guest half is this test binary run in the
-// guest through hostrun, so sg3-utils and sdparm come from the host.
+// backing file. Then the blocktest suite again on a LUN of 4096-byte
+// blocks. One boot: the guest half is this test binary run in the guest
+// through hostrun, so sg3-utils and sdparm come from the host.
 func TestSG3(t *testing.T) {
 	if os.Getenv(guestHalfEnv) == t.Name() {
 		sg3Guest(t)
@@ -51,22 +52,29 @@ func TestSG3(t *testing.T) {
 	lb := vmtest.BuildLunbridge(t)
 	bin := vmtest.BuildTestBinary(t, "./integration")
 	res := vmtest.Run(t, vmtest.Options{
-		Timeout: 6 * time.Minute,
+		Timeout: 10 * time.Minute,
 		Files:   map[string]string{"lunbridge": lb, "integration.test": bin},
 		Script: lunbridgeLib + fmt.Sprintf(`
-lb_start /tmp/lb export --size %d --max-transfer %d --name disk0 /tmp/disk0.img
+lb_start /tmp/lb export --size %[1]d --max-transfer %[2]d --name disk0 /tmp/disk0.img
 DEV=$(lb_dev /tmp/lb disk0)
 [ -b "$DEV" ] || die "no block device in lunbridge's output"
 # The FUSE mount under /run does not propagate into hostrun's chroot.
 cp /run/lunbridge/disk0/info /tmp/disk0.info
 rc=0
-%s=%s %s=$DEV %s=/tmp/disk0.img %s=/tmp/disk0.info \
-	hostrun /mnt/integration.test -test.run '^%s$' -test.v -test.count=1 || rc=$?
+%[3]s=%[4]s %[5]s=$DEV %[6]s=/tmp/disk0.img %[7]s=/tmp/disk0.info \
+	hostrun /mnt/integration.test -test.run '^%[4]s$' -test.v -test.count=1 || rc=$?
 dmesg > /mnt/host/dmesg.txt
+lb_stop
+# The conformance suite again, on a disk of 4096-byte logical blocks.
+lb_start /tmp/lb4k export --size %[1]d --block-size 4096 --name disk4k /tmp/disk4k.img
+DEV=$(lb_dev /tmp/lb4k disk4k)
+[ -b "$DEV" ] || die "no block device in lunbridge's output"
+%[3]s=%[4]s %[5]s=$DEV \
+	hostrun /mnt/integration.test -test.run '^%[4]s$/^blocktest$' -test.v -test.count=1 || rc=$?
 lb_stop
 target_leftovers
 exit $rc
-`, sg3Size, sg3MaxTransfer, guestHalfEnv, t.Name(), sg3DevEnv, sg3FileEnv, sg3InfoEnv, t.Name()),
+`, sg3Size, sg3MaxTransfer, guestHalfEnv, t.Name(), sg3DevEnv, sg3FileEnv, sg3InfoEnv),
 	})
 	checkSdLog(t, filepath.Join(res.ShareDir, "dmesg.txt"))
 }
@@ -107,10 +115,9 @@ func checkSdLog(t *testing.T, path string) {
 
 func sg3Guest(t *testing.T) {
 	dev, file := os.Getenv(sg3DevEnv), os.Getenv(sg3FileEnv)
-	info := readStatsText(t, os.Getenv(sg3InfoEnv))
-	t.Logf("device %s, backing file %s, info %v", dev, file, info)
+	t.Logf("device %s, backing file %s", dev, file)
 	t.Run("blocktest", func(t *testing.T) { blocktest.RunAll(t, dev) })
-	t.Run("values", func(t *testing.T) { sg3Values(t, dev, info) })
+	t.Run("values", func(t *testing.T) { sg3Values(t, dev, readStatsText(t, os.Getenv(sg3InfoEnv))) })
 	t.Run("opcodes", func(t *testing.T) { sg3Opcodes(t, dev) })
 	t.Run("sense", func(t *testing.T) { sg3Sense(t, dev) })
 	t.Run("backing", func(t *testing.T) { sg3Backing(t, dev, file) })
