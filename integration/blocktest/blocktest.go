@@ -484,14 +484,16 @@ func CompareAndWrite(t *testing.T, dev string) {
 	lba, bs := region(t, g, 1), g.BlockSize
 	a, b, c := Pattern(1, bs, 2), Pattern(2, bs, 2), Pattern(3, bs, 2)
 	WriteBlocks(t, dev, bs, lba, a)
+	// sg_compare_and_write assumes 512-byte blocks unless told the length.
+	xfer := fmt.Sprintf("--xferlen=%d", 4*bs)
 	MustRun(t, "sg_compare_and_write", "--in="+TempFile(t, append(slices.Clone(a), b...)),
-		fmt.Sprintf("--lba=%d", lba), "--num=2", dev)
+		fmt.Sprintf("--lba=%d", lba), "--num=2", xfer, dev)
 	if got := ReadBlocks(t, dev, bs, lba, 2); !bytes.Equal(got, b) {
 		t.Errorf("after a matching COMPARE AND WRITE: blocks hold %s, want the write data", which(got, a, b, c))
 	}
 	// Compare with the old data: b is there now.
 	o := Run(t, "sg_compare_and_write", "--in="+TempFile(t, append(slices.Clone(a), c...)),
-		fmt.Sprintf("--lba=%d", lba), "--num=2", dev)
+		fmt.Sprintf("--lba=%d", lba), "--num=2", xfer, dev)
 	if o.Code != 14 {
 		t.Errorf("%s: exit %d, want 14 (miscompare)", o.Cmd, o.Code)
 	}
