@@ -185,8 +185,8 @@ func TestViewOverBridge(t *testing.T) {
 
 	sh := func(script string) error {
 		t.Helper()
-		cmd := exec.Command("sh", "-c", script)
-		cmd.Dir = mnt
+		// cd in the shell, not with cmd.Dir (see TestViewShell).
+		cmd := exec.Command("sh", "-c", "cd "+mnt+" && "+script)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Logf("sh -c %q: %v %s", script, err, out)

@@ -391,8 +391,11 @@ func TestViewShell(t *testing.T) {
 	f := newFake("d0")
 	mnt, _ := mountFake(t, f)
 	sh := func(script string) (string, error) {
-		cmd := exec.Command("sh", "-c", script)
-		cmd.Dir = mnt
+		// cd in the shell, not with cmd.Dir: the child's chdir would run
+		// between vfork and exec, with the forking thread holding its P
+		// in a raw syscall; if a stop-the-world starts then, the view's
+		// own server cannot answer the chdir and this process hangs.
+		cmd := exec.Command("sh", "-c", "cd "+mnt+" && "+script)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}

@@ -101,7 +101,10 @@ grep -q "detaching stale mount" /tmp/lb2.err || die "the new daemon did not repo
 # Shutdown unmounts although a reader holds a file open.
 exec 3< $V/disk0/stats
 lb_stop
+if cat <&3 >/dev/null 2>&1; then die "the held file still reads after shutdown"; fi
 exec 3<&-
+grep "fusefs:" $LB_OUT.err
+grep -q "mount busy" $LB_OUT.err || die "shutdown did not meet the held file (no busy unmount)"
 if grep -q " $V " /proc/mounts; then die "view still mounted after shutdown"; fi
 target_leftovers
 `,
