@@ -61,10 +61,14 @@ const DefaultMaxTransfer = 512 << 10
 const MaxNameLen = 64
 
 // ValidName reports whether name can name a LUN: 1 to MaxNameLen bytes of
-// letters, digits, '.', '_' and '-', not starting with '.' or '-'.
+// letters, digits, '.', '_' and '-', not starting with '.' or '-', and
+// neither "version" nor "luns" (files of the FUSE view's root).
 func ValidName(name string) error {
 	if name == "" || len(name) > MaxNameLen {
 		return fmt.Errorf("LUN name %q: length must be 1 to %d: %w", name, MaxNameLen, ErrInvalid)
+	}
+	if name == "version" || name == "luns" {
+		return fmt.Errorf("LUN name %q: reserved for a file of the FUSE view: %w", name, ErrInvalid)
 	}
 	if name[0] == '.' || name[0] == '-' {
 		return fmt.Errorf("LUN name %q: must not start with '.' or '-': %w", name, ErrInvalid)
