@@ -123,9 +123,14 @@ DEV=$(lb_dev /tmp/lb disk0)
 [ -b "$DEV" ] || die "no block device"
 dd if=/dev/urandom of=/tmp/pattern bs=1M count=64 2>/dev/null
 dd if=/dev/urandom of=/tmp/pattern2 bs=1M count=4 2>/dev/null
-dd if=/tmp/pattern of=$DEV bs=256k oflag=direct conv=fsync 2>/tmp/dd.err &
+# 4 KiB writes: 16384 commands, so the kill lands mid-write.
+dd if=/tmp/pattern of=$DEV bs=4k oflag=direct conv=fsync 2>/tmp/dd.err &
 DD=$!
-sleep 2
+n=0
+until [ "$(stat_of /run/lunbridge/disk0/stats write_ops)" -ge 1000 ]; do
+	n=$((n + 1)); [ $n -lt 1200 ] || die "the write did not start"
+	sleep 0.05
+done
 kill -0 $DD || die "dd finished before the kill: make the write longer"
 kill -9 $LB_PID
 wait $LB_PID 2>/dev/null || true
