@@ -15,14 +15,38 @@ func (d *Disk) checkTransfer(c *CDB, blocks uint64) error {
 	return nil
 }
 
+// checkAccess checks a media-access command's TRANSFER LENGTH against
+// the block limits and its LBA range against the capacity.
+func (d *Disk) checkAccess(c *CDB) error {
+	if err := d.checkTransfer(c, uint64(c.Blocks)); err != nil {
+		return err
+	}
+	return d.checkRange(c.LBA, uint64(c.Blocks))
+}
+
+// writeData validates a WRITE or WRITE AND VERIFY (limits, range, write
+// protection) and returns its data-out buffers trimmed to the n bytes of
+// the transfer; n is 0, with nothing to write, for a TRANSFER LENGTH of 0.
+func (d *Disk) writeData(c *CDB, data [][]byte) (bufs [][]byte, n int64, err error) {
+	if err := d.checkAccess(c); err != nil {
+		return nil, 0, err
+	}
+	if err := d.checkWritable(); err != nil {
+		return nil, 0, err
+	}
+	if c.Blocks == 0 {
+		return nil, 0, nil
+	}
+	n = int64(c.Blocks) * d.bs
+	bufs, err = writeBufs(c, data, n)
+	return bufs, n, err
+}
+
 // read runs READ(6/10/12/16) (SBC-4-5.17). DPO is accepted and
 // ignored; FUA needs nothing: every read goes to the backing store.
 func (d *Disk) read(c *CDB, data [][]byte) (Result, error) {
 	res := Result{Kind: KindRead, LBA: c.LBA, Blocks: c.Blocks}
-	if err := d.checkTransfer(c, uint64(c.Blocks)); err != nil {
-		return res, err
-	}
-	if err := d.checkRange(c.LBA, uint64(c.Blocks)); err != nil {
+	if err := d.checkAccess(c); err != nil {
 		return res, err
 	}
 	if c.Blocks == 0 {
@@ -65,21 +89,8 @@ func writeBufs(c *CDB, data [][]byte, n int64) ([][]byte, error) {
 // write cache disabled (WCE=0), the range is synced before completion.
 func (d *Disk) write(c *CDB, data [][]byte) (Result, error) {
 	res := Result{Kind: KindWrite, LBA: c.LBA, Blocks: c.Blocks}
-	if err := d.checkTransfer(c, uint64(c.Blocks)); err != nil {
-		return res, err
-	}
-	if err := d.checkRange(c.LBA, uint64(c.Blocks)); err != nil {
-		return res, err
-	}
-	if err := d.checkWritable(); err != nil {
-		return res, err
-	}
-	if c.Blocks == 0 {
-		return res, nil
-	}
-	n := int64(c.Blocks) * d.bs
-	bufs, err := writeBufs(c, data, n)
-	if err != nil {
+	bufs, n, err := d.writeData(c, data)
+	if err != nil || n == 0 {
 		return res, err
 	}
 	res.Bytes, err = d.writeAt(bufs, int64(c.LBA)*d.bs, n, c.FUA())
@@ -179,10 +190,7 @@ func (d *Disk) verify(c *CDB, data [][]byte) (Result, error) {
 	}
 	// SBC-4: MAXIMUM TRANSFER LENGTH bounds VERIFY too, with or
 	// without data.
-	if err := d.checkTransfer(c, uint64(c.Blocks)); err != nil {
-		return res, err
-	}
-	if err := d.checkRange(c.LBA, uint64(c.Blocks)); err != nil {
+	if err := d.checkAccess(c); err != nil {
 		return res, err
 	}
 	if c.Blocks == 0 {
@@ -225,21 +233,8 @@ func (d *Disk) verify(c *CDB, data [][]byte) (Result, error) {
 // compared with the data-out buffer.
 func (d *Disk) writeAndVerify(c *CDB, data [][]byte) (Result, error) {
 	res := Result{Kind: KindWrite, LBA: c.LBA, Blocks: c.Blocks}
-	if err := d.checkTransfer(c, uint64(c.Blocks)); err != nil {
-		return res, err
-	}
-	if err := d.checkRange(c.LBA, uint64(c.Blocks)); err != nil {
-		return res, err
-	}
-	if err := d.checkWritable(); err != nil {
-		return res, err
-	}
-	if c.Blocks == 0 {
-		return res, nil
-	}
-	n := int64(c.Blocks) * d.bs
-	bufs, err := writeBufs(c, data, n)
-	if err != nil {
+	bufs, n, err := d.writeData(c, data)
+	if err != nil || n == 0 {
 		return res, err
 	}
 	if res.Bytes, err = d.writeAt(bufs, int64(c.LBA)*d.bs, n, true); err != nil {
@@ -266,11 +261,7 @@ func (d *Disk) writeAndVerify(c *CDB, data [][]byte) (Result, error) {
 // against the MAXIMUM PREFETCH LENGTH of the block limits VPD page and the
 // range, and returns GOOD (not CONDITION MET).
 func (d *Disk) preFetch(c *CDB, data [][]byte) (Result, error) {
-	res := Result{LBA: c.LBA, Blocks: c.Blocks}
-	if err := d.checkTransfer(c, uint64(c.Blocks)); err != nil {
-		return res, err
-	}
-	return res, d.checkRange(c.LBA, uint64(c.Blocks))
+	return Result{LBA: c.LBA, Blocks: c.Blocks}, d.checkAccess(c)
 }
 
 // synchronizeCache runs SYNCHRONIZE CACHE(10/16) (SBC-4): a
