@@ -312,12 +312,7 @@ func (t *ISCSITarget) AddLUN(ctx context.Context, lun int, backstorePath string)
 func (t *ISCSITarget) RemoveLUN(lun int) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	j, ok := t.luns[lun]
-	if !ok {
-		return fmt.Errorf("fabric: iSCSI %s LUN %d: %w", t.IQN, lun, fs.ErrNotExist)
-	}
-	delete(t.luns, lun)
-	return j.undo(t.fs())
+	return removeLUN(t.fs(), t.luns, lun, "iSCSI "+t.IQN)
 }
 
 // Remove tears the whole target down in reverse order of creation:

@@ -252,12 +252,7 @@ func (t *LoopTarget) findDisk(ctx context.Context, lun int) (string, error) {
 func (t *LoopTarget) RemoveLUN(lun int) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	j, ok := t.luns[lun]
-	if !ok {
-		return fmt.Errorf("fabric: loopback %s LUN %d: %w", t.WWN, lun, fs.ErrNotExist)
-	}
-	delete(t.luns, lun)
-	return j.undo(t.fs())
+	return removeLUN(t.fs(), t.luns, lun, "loopback "+t.WWN)
 }
 
 // Remove removes every LUN this target added, then the tpgt and WWN
@@ -267,6 +262,17 @@ func (t *LoopTarget) Remove() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return removeAll(t.fs(), &t.luns, &t.base)
+}
+
+// removeLUN undoes the journal of LUN lun and forgets it; what names the
+// target in the error when the LUN is unknown.
+func removeLUN(fsys fsys, luns map[int]journal, lun int, what string) error {
+	j, ok := luns[lun]
+	if !ok {
+		return fmt.Errorf("fabric: %s LUN %d: %w", what, lun, fs.ErrNotExist)
+	}
+	delete(luns, lun)
+	return j.undo(fsys)
 }
 
 // removeAll undoes every LUN journal, highest LUN first, then base.

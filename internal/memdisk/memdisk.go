@@ -135,22 +135,18 @@ func (d *Disk) Sync(off, n int64) error {
 // it covers entirely become unmapped.
 func (d *Disk) Unmap(off, n int64) error {
 	d.Unmaps.Add(1)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.writeErr != nil {
-		return d.writeErr
-	}
-	if err := d.check(off, n); err != nil {
-		return err
-	}
-	clear(d.data[off : off+n])
-	d.setMapped(off, n, false)
-	return nil
+	return d.zero(off, n, false)
 }
 
 // WriteZeroes implements scsi.Zeroer.
 func (d *Disk) WriteZeroes(off, n int64) error {
 	d.Zeroes.Add(1)
+	return d.zero(off, n, true)
+}
+
+// zero clears [off, off+n) and marks the granules it covers mapped or
+// not, failing like a write would.
+func (d *Disk) zero(off, n int64, mapped bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.writeErr != nil {
@@ -160,7 +156,7 @@ func (d *Disk) WriteZeroes(off, n int64) error {
 		return err
 	}
 	clear(d.data[off : off+n])
-	d.setMapped(off, n, true)
+	d.setMapped(off, n, mapped)
 	return nil
 }
 
