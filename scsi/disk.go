@@ -404,13 +404,25 @@ func (d *Disk) Execute(cdb []byte, data [][]byte) (Result, error) {
 			return Result{Kind: cmd.kind}, ErrNotReadyStopped
 		}
 	}
-	// The hot path calls its handlers directly so that c stays on the
-	// stack; the table's function values would make it escape.
+	// The commands of steady-state I/O call their handlers directly so
+	// that c stays on the stack: a call through the table's function
+	// value makes it escape, one allocation per command. Each case must
+	// name the handler its table entry names (TestDirectDispatch).
 	switch c.Op {
 	case OpRead10, OpRead16, OpRead12, OpRead6:
 		return d.read(&c, data)
 	case OpWrite10, OpWrite16, OpWrite12, OpWrite6:
 		return d.write(&c, data)
+	case OpTestUnitReady:
+		return d.testUnitReady(&c, data)
+	case OpSynchronizeCache10, OpSynchronizeCache16:
+		return d.synchronizeCache(&c, data)
+	case OpUnmap:
+		return d.unmap(&c, data)
+	case OpWriteSame10, OpWriteSame16:
+		return d.writeSame(&c, data)
+	case OpVerify10, OpVerify16:
+		return d.verify(&c, data)
 	}
 	c2 := c
 	return cmd.exec(d, &c2, data)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"reflect"
 	"testing"
 )
 
@@ -352,5 +353,64 @@ func Test4KBlocks(t *testing.T) {
 	rc16 := mustIn(t, d, []byte{0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0}, 32)
 	if be64(rc16) != 63 || be32(rc16[8:]) != 4096 || rc16[13] != 0 {
 		t.Errorf("READ CAPACITY(16) 4K: % x", rc16[:16])
+	}
+}
+
+// TestDirectDispatch checks that Execute's direct calls, which keep the
+// decoded CDB off the heap, run the handler the command table names.
+func TestDirectDispatch(t *testing.T) {
+	direct := map[Opcode]func(*Disk, *CDB, [][]byte) (Result, error){
+		OpRead6: (*Disk).read, OpRead10: (*Disk).read, OpRead12: (*Disk).read, OpRead16: (*Disk).read,
+		OpWrite6: (*Disk).write, OpWrite10: (*Disk).write, OpWrite12: (*Disk).write, OpWrite16: (*Disk).write,
+		OpTestUnitReady:      (*Disk).testUnitReady,
+		OpSynchronizeCache10: (*Disk).synchronizeCache, OpSynchronizeCache16: (*Disk).synchronizeCache,
+		OpUnmap:       (*Disk).unmap,
+		OpWriteSame10: (*Disk).writeSame, OpWriteSame16: (*Disk).writeSame,
+		OpVerify10: (*Disk).verify, OpVerify16: (*Disk).verify,
+	}
+	for op, fn := range direct {
+		cmds := byOpcode[op]
+		if len(cmds) != 1 {
+			t.Fatalf("%v: %d table entries, want 1", op, len(cmds))
+		}
+		if got, want := reflect.ValueOf(cmds[0].exec).Pointer(), reflect.ValueOf(fn).Pointer(); got != want {
+			t.Errorf("%v: the table and Execute call different handlers", op)
+		}
+	}
+}
+
+// TestSteadyStateNoAlloc extends the hot path's contract to the other
+// commands of steady-state I/O. (VERIFY and WRITE SAME, also dispatched
+// directly, allocate their scratch buffers.)
+func TestSteadyStateNoAlloc(t *testing.T) {
+	d, err := NewDisk(Config{BlockSize: 512, Blocks: 1 << 20, Serial: "x", MaxTransferBlocks: 2048, ThinProvisioning: true}, nullBackend{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unmap := make([]byte, 24)
+	put16(unmap[0:], 22)
+	put16(unmap[2:], 16)
+	put64(unmap[8:], 64)
+	put32(unmap[16:], 8)
+	unmapCDB := make([]byte, 10)
+	unmapCDB[0] = byte(OpUnmap)
+	put16(unmapCDB[7:], 24)
+	for _, tc := range []struct {
+		cdb  []byte
+		data [][]byte
+	}{
+		{make([]byte, 6), nil}, // TEST UNIT READY
+		{cdb10(OpSynchronizeCache10, 0, 0), nil},
+		{cdb16(OpSynchronizeCache16, 8, 16), nil},
+		{unmapCDB, [][]byte{unmap}},
+	} {
+		allocs := testing.AllocsPerRun(100, func() {
+			if _, err := d.Execute(tc.cdb, tc.data); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("Execute(% x): %v allocations, want 0", tc.cdb, allocs)
+		}
 	}
 }
