@@ -438,7 +438,7 @@ func (d *Device) Mem() []byte {
 func (d *Device) Notifier() Notifier {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return uioNotifier{f: d.f}
+	return &uioNotifier{f: d.f}
 }
 
 // Path returns the backstore's configfs directory; a fabric links it to

@@ -91,6 +91,22 @@ func checkMailbox(mem []byte) error {
 // 4-byte value calls tcmu_irqcontrol, which reaps completed entries.
 type uioNotifier struct {
 	f *os.File
+
+	// The Done channel of the context the last Wait watched and the
+	// context.AfterFunc registered on it, which interrupts a parked read
+	// when the context ends. A Ring waits with one context for its whole
+	// life, so registering once per context rather than once per Wait
+	// makes a wake-up allocate nothing. Only the waiting goroutine
+	// touches these.
+	watched <-chan struct{}
+	stop    func() bool
+	fired   chan struct{} // closed when the AfterFunc has run
+
+	// Wait's read buffer and Kick's value (ignored by tcmu_irqcontrol,
+	// never written), here rather than on the stack because the race
+	// detector's instrumentation of read and write makes stack buffers
+	// escape.
+	rbuf, wbuf [4]byte
 }
 
 // longAgo is a deadline in the past: it wakes a parked Read at once.
@@ -98,46 +114,65 @@ var longAgo = time.Unix(1, 0)
 
 // Wait blocks until the kernel signals new commands or ctx ends. Only one
 // goroutine may Wait at a time (the ring owner).
-func (n uioNotifier) Wait(ctx context.Context) error {
+func (n *uioNotifier) Wait(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if n.f == nil {
 		return fmt.Errorf("tcmu: wait: %w", os.ErrClosed)
 	}
-	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(fired)
-		n.f.SetReadDeadline(longAgo)
-	})
-	defer func() {
-		if !stop() {
-			// The deadline was set: clear it for the next Wait once the
-			// callback is done, so it cannot land after the reset.
-			<-fired
-			n.f.SetReadDeadline(time.Time{})
-		}
-	}()
-	var buf [4]byte
-	c, err := n.f.Read(buf[:])
+	n.watch(ctx)
+	c, err := n.f.Read(n.rbuf[:])
 	switch {
 	case err != nil && ctx.Err() != nil && errors.Is(err, os.ErrDeadlineExceeded):
 		return ctx.Err()
 	case err != nil:
 		return fmt.Errorf("tcmu: wait on %s: %w", n.f.Name(), err)
-	case c != len(buf):
+	case c != len(n.rbuf):
 		return fmt.Errorf("tcmu: wait on %s: read %d bytes, want 4", n.f.Name(), c)
 	}
 	return nil
 }
 
+// watch makes the end of ctx interrupt reads, unless the context watched
+// already has the same Done channel (then it ends at the same moment).
+func (n *uioNotifier) watch(ctx context.Context) {
+	done := ctx.Done()
+	if done == n.watched && n.stop != nil {
+		return
+	}
+	n.unwatch()
+	if done == nil {
+		return // never ends
+	}
+	fired, f := make(chan struct{}), n.f
+	n.watched, n.fired = done, fired
+	n.stop = context.AfterFunc(ctx, func() {
+		defer close(fired)
+		f.SetReadDeadline(longAgo)
+	})
+}
+
+// unwatch drops the registration of watch. If it already fired, the read
+// deadline it set is cleared once the callback is done, so that it cannot
+// land after the reset and interrupt a later Wait on another context.
+func (n *uioNotifier) unwatch() {
+	if n.stop == nil {
+		return
+	}
+	if !n.stop() {
+		<-n.fired
+		n.f.SetReadDeadline(time.Time{})
+	}
+	n.watched, n.stop, n.fired = nil, nil, nil
+}
+
 // Kick tells the kernel that completions were posted.
-func (n uioNotifier) Kick() error {
+func (n *uioNotifier) Kick() error {
 	if n.f == nil {
 		return fmt.Errorf("tcmu: kick: %w", os.ErrClosed)
 	}
-	var buf [4]byte // the value is ignored by tcmu_irqcontrol
-	if _, err := n.f.Write(buf[:]); err != nil {
+	if _, err := n.f.Write(n.wbuf[:]); err != nil {
 		return fmt.Errorf("tcmu: kick %s: %w", n.f.Name(), err)
 	}
 	return nil

@@ -14,7 +14,7 @@ import (
 // fifoNotifier returns a uioNotifier over a FIFO opened O_RDWR|O_NONBLOCK,
 // which is pollable like a UIO device: Kick's 4 bytes are what the next
 // Wait reads.
-func fifoNotifier(t *testing.T) uioNotifier {
+func fifoNotifier(t *testing.T) *uioNotifier {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "uio")
 	if err := unix.Mkfifo(p, 0o600); err != nil {
@@ -26,7 +26,7 @@ func fifoNotifier(t *testing.T) uioNotifier {
 	}
 	f := os.NewFile(uintptr(fd), p)
 	t.Cleanup(func() { f.Close() })
-	return uioNotifier{f: f}
+	return &uioNotifier{f: f}
 }
 
 func TestNotifierKickWakesWait(t *testing.T) {
@@ -75,6 +75,39 @@ func TestNotifierWaitCancel(t *testing.T) {
 	}
 	if err := n.Wait(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("Wait with a done context = %v, want context.Canceled", err)
+	}
+}
+
+// TestNotifierWaitNoAlloc: a Ring waits with one context for its whole
+// life, and each wake-up must allocate nothing.
+func TestNotifierWaitNoAlloc(t *testing.T) {
+	n := fifoNotifier(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := n.Kick(); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("Kick+Wait: %v allocations, want 0", allocs)
+	}
+	// The registration still ends a parked Wait when ctx ends.
+	done := make(chan error, 1)
+	go func() { done <- n.Wait(ctx) }()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait after cancel = %v, want context.Canceled", err)
+	}
+	// A new context after the cancelled one: the deadline is cleared.
+	if err := n.Kick(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Wait(context.Background()); err != nil {
+		t.Fatalf("Wait with a new context = %v", err)
 	}
 }
 
