@@ -33,7 +33,7 @@ const defaultWorkerGrace = 10 * time.Second
 // work is one command handed from the ring goroutine to a worker.
 type work struct {
 	cmd   *tcmu.Cmd
-	start time.Time
+	start int64 // server.clock when the ring handed it over
 }
 
 // server connects one LUN to one ring: it is the ring's Handler.
@@ -42,9 +42,20 @@ type server struct {
 	ring *tcmu.Ring
 	ctx  context.Context
 	work chan work
-	// busySince holds, per worker, the UnixNano start of the command it
-	// is executing, or 0 when idle: the stall detector reads it.
+	// epoch is when Serve started; clock counts from it.
+	epoch time.Time
+	// busySince holds, per worker, the clock reading at the start of the
+	// command it is executing, or 0 when idle: the stall detector reads
+	// it.
 	busySince []atomic.Int64
+}
+
+// clock returns the monotonic nanoseconds since s.epoch, at least 1. It is
+// one clock read where time.Now is two (wall and monotonic): in a guest
+// whose clocksource has no vDSO support (hpet) each is a system call, and
+// a command takes two readings.
+func (s *server) clock() int64 {
+	return max(int64(time.Since(s.epoch)), 1)
 }
 
 // Serve serves the LUN's SCSI commands from ring until ctx is done or the
@@ -56,6 +67,7 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 		l:         l,
 		ring:      ring,
 		ctx:       ctx,
+		epoch:     time.Now(),
 		work:      make(chan work, 1024),
 		busySince: make([]atomic.Int64, l.workers),
 	}
@@ -105,7 +117,7 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 func (s *server) Handle(c *tcmu.Cmd) {
 	s.l.stats.begin()
 	select {
-	case s.work <- work{cmd: c, start: time.Now()}:
+	case s.work <- work{cmd: c, start: s.clock()}:
 	case <-s.ctx.Done():
 		// Shutting down with every worker busy: let the initiator retry.
 		s.l.stats.end(KindOther, 0, 0, false, 0)
@@ -159,17 +171,22 @@ func (s *server) worker(busy *atomic.Int64, lockThread bool) {
 	}
 	var sense [96]byte
 	for w := range s.work {
-		busy.Store(w.start.UnixNano())
+		busy.Store(w.start)
 		s.exec(w, sense[:0])
 		busy.Store(0)
 	}
+}
+
+// since is the time from clock reading start to now.
+func (s *server) since(start int64) time.Duration {
+	return time.Duration(s.clock() - start)
 }
 
 // exec runs one command and completes it.
 func (s *server) exec(w work, sense []byte) {
 	c := w.cmd
 	if c.Aborted() {
-		s.l.stats.end(KindOther, 0, time.Since(w.start), false, 0)
+		s.l.stats.end(KindOther, 0, s.since(w.start), false, 0)
 		s.ring.Complete(c, tcmu.Response{Status: statusTaskAborted})
 		return
 	}
@@ -186,7 +203,7 @@ func (s *server) exec(w work, sense []byte) {
 		resp.ShortRead = true
 		resp.ReadLen = uint32(res.DataIn)
 	}
-	s.l.stats.end(kind, uint64(res.Bytes), time.Since(w.start), err != nil, key)
+	s.l.stats.end(kind, uint64(res.Bytes), s.since(w.start), err != nil, key)
 	s.ring.Complete(c, resp)
 }
 
@@ -251,9 +268,10 @@ const defaultStalledAfter = 10 * time.Second
 // whether it exceeds the LUN's stall threshold.
 func (s *server) stalled(now time.Time) (time.Duration, bool) {
 	var oldest time.Duration
+	at := int64(now.Sub(s.epoch))
 	for i := range s.busySince {
 		if t := s.busySince[i].Load(); t != 0 {
-			oldest = max(oldest, now.Sub(time.Unix(0, t)))
+			oldest = max(oldest, time.Duration(at-t))
 		}
 	}
 	return oldest, oldest > s.l.stalledAfter
