@@ -32,7 +32,9 @@
 // Ring owns this protocol: one goroutine reads cmd_head, copies each entry
 // into a Cmd (the ring is untrusted: every length and offset is checked
 // against the mapping, and a bad entry ends Run with ErrCorruptRing), hands
-// it to a Handler, and writes completions in batches with one kick each.
+// it to a Handler, and writes completions in batches with one kick each:
+// the goroutine that completes a command writes the batch itself when the
+// ring is free, else the ring goroutine does.
 // Cmd.Data are slices of the data area, so a handler can preadv/pwritev
 // straight into them. The byte layout lives in abi.go, one offset constant
 // per field of <linux/target_core_user.h>, and is checked against the

@@ -78,15 +78,19 @@ type RingStats struct {
 	UnknownOps  uint64 // entries with an unknown opcode (flagged TCMU_UFLAG_UNKNOWN_OP)
 	Completions uint64 // responses written into the ring
 	Batches     uint64 // cmd_tail stores (each followed by one kick)
-	Kicks       uint64 // successful Notifier.Kick calls
-	Wakeups     uint64 // kernel notifications received (Notifier.Wait returns)
-	InFlight    uint64 // commands handed out and not yet written back
+	// DirectBatches are the Batches written by a goroutine completing a
+	// command rather than by the ring goroutine.
+	DirectBatches uint64
+	Kicks         uint64 // successful Notifier.Kick calls
+	Wakeups       uint64 // kernel notifications received (Notifier.Wait returns)
+	InFlight      uint64 // commands handed out and not yet written back
 }
 
 // Ring serves the command ring of one TCMU device. One goroutine, the one
 // calling Run, owns the ring: it reads cmd_head, parses entries, writes
 // responses and cmd_tail and kicks the kernel. Workers give their results
-// back with Complete, which never blocks.
+// back with Complete, which writes them itself when the ring is free and
+// never waits for it.
 //
 // Completions are out of order when the kernel advertises CapOOOC (current
 // kernels do: flags 0xf on 6.1): each response is written into the oldest
@@ -119,13 +123,27 @@ type Ring struct {
 	running atomic.Bool
 
 	// done is a lock-free stack of completed commands (linked through
-	// Cmd.next), pushed by Complete and taken whole by the ring goroutine.
+	// Cmd.next), pushed by Complete and taken whole by flush.
 	done atomic.Pointer[Cmd]
 	// wake has room for one token: Complete sends one without blocking
-	// after its push, so a push is never missed.
+	// when it could not flush its push itself, so a push is never missed.
 	wake chan struct{}
 
-	// The fields below are owned by the ring goroutine.
+	// mu guards the fields below. The ring goroutine holds it to parse new
+	// entries and to write responses. While the ring goroutine serves
+	// (direct), a goroutine completing a command that finds mu free
+	// writes the batch and kicks the kernel itself: that spares a wake-up
+	// of the ring goroutine per batch, one of the three hand-offs a
+	// command costs (waiter, ring, worker). Holding mu never blocks on
+	// anything but the Handler and the kick.
+	mu sync.Mutex
+	// direct is set while the ring goroutine serves; drain and after
+	// leave every flush to the ring goroutine, so that nothing writes
+	// into the ring once Run returned.
+	direct bool
+	// asyncErr is the error of a flush made by Complete, for the ring
+	// goroutine to return.
+	asyncErr error
 	pos      uint32 // next entry to parse, relative to the ring start
 	tail     uint32 // our cmd_tail
 	slots    slotQueue
@@ -141,6 +159,7 @@ type Ring struct {
 	st struct {
 		commands, pads, tmrs, unknown, completions atomic.Uint64
 		batches, kicks, wakeups, inflight          atomic.Uint64
+		directBatches                              atomic.Uint64
 	}
 }
 
@@ -225,23 +244,27 @@ func (r *Ring) Caps() Caps { return r.caps }
 // Stats returns a snapshot of the ring's counters; safe from any goroutine.
 func (r *Ring) Stats() RingStats {
 	return RingStats{
-		Commands:    r.st.commands.Load(),
-		Pads:        r.st.pads.Load(),
-		TMRs:        r.st.tmrs.Load(),
-		UnknownOps:  r.st.unknown.Load(),
-		Completions: r.st.completions.Load(),
-		Batches:     r.st.batches.Load(),
-		Kicks:       r.st.kicks.Load(),
-		Wakeups:     r.st.wakeups.Load(),
-		InFlight:    r.st.inflight.Load(),
+		Commands:      r.st.commands.Load(),
+		Pads:          r.st.pads.Load(),
+		TMRs:          r.st.tmrs.Load(),
+		UnknownOps:    r.st.unknown.Load(),
+		Completions:   r.st.completions.Load(),
+		Batches:       r.st.batches.Load(),
+		DirectBatches: r.st.directBatches.Load(),
+		Kicks:         r.st.kicks.Load(),
+		Wakeups:       r.st.wakeups.Load(),
+		InFlight:      r.st.inflight.Load(),
 	}
 }
 
-// Complete records the response of c and hands it to the ring goroutine,
-// which writes it into the ring in its next batch. It is safe from any
-// goroutine and never blocks. c must not be used afterwards: its buffers
-// belong to the kernel again and the Cmd is recycled. Completing a Cmd twice
-// is a bug and panics.
+// Complete records the response of c and sees it written into the ring.
+// If no one else is writing to the ring at that moment and Run is serving,
+// Complete writes the batch of completions itself and kicks the kernel (a
+// system call, in which the kernel copies a READ's data to the initiator);
+// otherwise it hands c to the ring goroutine, which writes it in its next
+// batch. It is safe from any goroutine and never waits for a lock. c must
+// not be used afterwards: its buffers belong to the kernel again and the
+// Cmd is recycled. Completing a Cmd twice is a bug and panics.
 func (r *Ring) Complete(c *Cmd, resp Response) {
 	if c.ring != r {
 		panic("tcmu: Complete: Cmd belongs to another Ring")
@@ -258,6 +281,25 @@ func (r *Ring) Complete(c *Cmd, resp Response) {
 		c.next = old
 		if r.done.CompareAndSwap(old, c) {
 			break
+		}
+	}
+	if r.mu.TryLock() {
+		flushed := false
+		if r.direct {
+			b := r.st.batches.Load()
+			err := r.flush()
+			if r.st.batches.Load() != b {
+				r.st.directBatches.Add(1)
+			}
+			if err != nil && r.asyncErr == nil {
+				r.asyncErr = err
+			}
+			flushed = err == nil
+		}
+		r.mu.Unlock()
+		if flushed {
+			// Pushes that found mu held sent their own tokens.
+			return
 		}
 	}
 	select {
@@ -296,9 +338,45 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 	defer wg.Wait()
 	defer stopWait()
 
+	r.setDirect(true)
 	err := r.serve(ctx, h, kicks, waitErr)
+	r.setDirect(false)
 	stopWait() // stop intake: kernel kicks no longer matter
 	return errors.Join(err, r.drain())
+}
+
+// setDirect turns flushing by Complete on or off.
+func (r *Ring) setDirect(on bool) {
+	r.mu.Lock()
+	r.direct = on
+	r.mu.Unlock()
+}
+
+// pollAndFlush takes new entries, if h is not nil, and writes the
+// completions handed over so far, under mu; it also returns the error of
+// a flush made by Complete.
+func (r *Ring) pollAndFlush(h Handler) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if h != nil {
+		if err := r.poll(h); err != nil {
+			return err
+		}
+	}
+	if err := r.flush(); err != nil {
+		return err
+	}
+	err := r.asyncErr
+	r.asyncErr = nil
+	return err
+}
+
+// inFlight is the number of commands handed to the Handler and not yet
+// retired.
+func (r *Ring) inFlight() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.inflight)
 }
 
 // waitLoop turns Notifier.Wait returns into tokens on kicks until ctx is
@@ -323,10 +401,7 @@ func (r *Ring) serve(ctx context.Context, h Handler, kicks <-chan struct{}, wait
 	if ctx.Err() != nil {
 		return nil
 	}
-	if err := r.poll(h); err != nil {
-		return err
-	}
-	if err := r.flush(); err != nil {
+	if err := r.pollAndFlush(h); err != nil {
 		return err
 	}
 	for {
@@ -340,14 +415,11 @@ func (r *Ring) serve(ctx context.Context, h Handler, kicks <-chan struct{}, wait
 			if ctx.Err() != nil {
 				return nil // select picks at random among ready cases
 			}
-			if err := r.poll(h); err != nil {
-				return err
-			}
-			if err := r.flush(); err != nil {
+			if err := r.pollAndFlush(h); err != nil {
 				return err
 			}
 		case <-r.wake:
-			if err := r.flush(); err != nil {
+			if err := r.pollAndFlush(nil); err != nil {
 				return err
 			}
 		}
@@ -359,25 +431,25 @@ func (r *Ring) serve(ctx context.Context, h Handler, kicks <-chan struct{}, wait
 // that workers are done with the mapping when Run returns.
 func (r *Ring) drain() error {
 	var errs []error
-	if err := r.flush(); err != nil {
+	if err := r.pollAndFlush(nil); err != nil {
 		errs = append(errs, err)
 	}
-	if len(r.inflight) > 0 && r.drainTO < 0 {
-		errs = append(errs, fmt.Errorf("tcmu: %w: %d commands in flight", ErrDrainTimeout, len(r.inflight)))
+	if n := r.inFlight(); n > 0 && r.drainTO < 0 {
+		errs = append(errs, fmt.Errorf("tcmu: %w: %d commands in flight", ErrDrainTimeout, n))
 		return errors.Join(errs...)
 	}
 	t := time.NewTimer(r.drainTO)
 	defer t.Stop()
-	for len(r.inflight) > 0 {
+	for r.inFlight() > 0 {
 		select {
 		case <-r.wake:
 			// After a first error flush only recycles: keep waiting.
-			if err := r.flush(); err != nil {
+			if err := r.pollAndFlush(nil); err != nil {
 				errs = append(errs, err)
 			}
 		case <-t.C:
 			errs = append(errs, fmt.Errorf("tcmu: %w: %d commands in flight after %v",
-				ErrDrainTimeout, len(r.inflight), r.drainTO))
+				ErrDrainTimeout, r.inFlight(), r.drainTO))
 			return errors.Join(errs...)
 		}
 	}

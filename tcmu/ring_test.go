@@ -1172,3 +1172,42 @@ func TestRingRunCancelled(t *testing.T) {
 		t.Errorf("a Run cancelled before it started took %d commands", st.Commands)
 	}
 }
+
+// TestCompleteWritesDirectly: while the ring goroutine waits, Complete
+// writes the response and kicks the kernel itself, so the kernel has the
+// completion when Complete returns; a completion that finds the ring busy
+// goes through the ring goroutine as before (the other tests).
+func TestCompleteWritesDirectly(t *testing.T) {
+	k := newKernel(t, fakering.Options{})
+	h := newHoldHandler()
+	r, stop := runRing(t, k, RingOptions{}, h)
+	direct := 0
+	for i := range 20 {
+		submit(t, k, testUnitReady, nil, 0)
+		c := h.take(t, 1)[0]
+		before := k.Completed()
+		// Give the ring goroutine time to finish the poll that handed c
+		// over and go back to waiting (no timing is asserted: a busy
+		// ring only means this round goes the other way).
+		time.Sleep(time.Millisecond)
+		r.Complete(c, statusFor(c.ID))
+		if k.Completed() == before+1 {
+			direct++
+		}
+		waitIdle(t, k)
+		if got := k.Completed(); got != uint64(i+1) {
+			t.Fatalf("kernel completed %d commands, want %d", got, i+1)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	st := r.Stats()
+	if direct == 0 || st.DirectBatches == 0 {
+		t.Errorf("no completion was written by Complete itself (%d seen, DirectBatches %d)", direct, st.DirectBatches)
+	}
+	if st.DirectBatches > st.Batches {
+		t.Errorf("DirectBatches %d > Batches %d", st.DirectBatches, st.Batches)
+	}
+	t.Logf("%d of 20 completions written directly; stats %+v", direct, st)
+}
