@@ -48,7 +48,8 @@ type Notifier interface {
 }
 
 // Handler receives the commands and TMR notifications of a Ring. Both
-// methods run on the ring goroutine and must not block.
+// methods are called by Run's goroutines (the ring goroutine or the UIO
+// waiter), one call at a time with the ring locked, and must not block.
 type Handler interface {
 	// Handle is called for each new command. It must not block: hand the
 	// command to a worker. Exactly one Ring.Complete(c, ...) must follow,
@@ -79,18 +80,22 @@ type RingStats struct {
 	Completions uint64 // responses written into the ring
 	Batches     uint64 // cmd_tail stores (each followed by one kick)
 	// DirectBatches are the Batches written by a goroutine completing a
-	// command rather than by the ring goroutine.
+	// command or by the UIO waiter rather than by the ring goroutine.
 	DirectBatches uint64
-	Kicks         uint64 // successful Notifier.Kick calls
-	Wakeups       uint64 // kernel notifications received (Notifier.Wait returns)
-	InFlight      uint64 // commands handed out and not yet written back
+	// DirectPolls are the Wakeups the UIO waiter served itself, without
+	// waking the ring goroutine.
+	DirectPolls uint64
+	Kicks       uint64 // successful Notifier.Kick calls
+	Wakeups     uint64 // kernel notifications received (Notifier.Wait returns)
+	InFlight    uint64 // commands handed out and not yet written back
 }
 
-// Ring serves the command ring of one TCMU device. One goroutine, the one
-// calling Run, owns the ring: it reads cmd_head, parses entries, writes
-// responses and cmd_tail and kicks the kernel. Workers give their results
-// back with Complete, which writes them itself when the ring is free and
-// never waits for it.
+// Ring serves the command ring of one TCMU device. Run owns the ring: it
+// reads cmd_head, parses entries, writes responses and cmd_tail and kicks
+// the kernel, one goroutine at a time under a lock: its UIO waiter when
+// the kernel signals and the ring is free, else its ring goroutine.
+// Workers give their results back with Complete, which writes them itself
+// when the ring is free and never waits for it.
 //
 // Completions are out of order when the kernel advertises CapOOOC (current
 // kernels do: flags 0xf on 6.1): each response is written into the oldest
@@ -129,13 +134,14 @@ type Ring struct {
 	// when it could not flush its push itself, so a push is never missed.
 	wake chan struct{}
 
-	// mu guards the fields below. The ring goroutine holds it to parse new
-	// entries and to write responses. While the ring goroutine serves
-	// (direct), a goroutine completing a command that finds mu free
-	// writes the batch and kicks the kernel itself: that spares a wake-up
-	// of the ring goroutine per batch, one of the three hand-offs a
-	// command costs (waiter, ring, worker). Holding mu never blocks on
-	// anything but the Handler and the kick.
+	// mu guards the fields below. Whoever parses new entries or writes
+	// responses holds it. While Run serves (direct), the UIO waiter that
+	// finds mu free parses the new entries itself, and a goroutine
+	// completing a command that finds mu free writes the batch and kicks
+	// the kernel itself; otherwise they hand over to the ring goroutine.
+	// That spares two of the three goroutine hand-offs a command used to
+	// cost (waiter -> ring goroutine -> worker -> ring goroutine).
+	// Holding mu never blocks on anything but the Handler and the kick.
 	mu sync.Mutex
 	// direct is set while the ring goroutine serves; drain and after
 	// leave every flush to the ring goroutine, so that nothing writes
@@ -159,7 +165,7 @@ type Ring struct {
 	st struct {
 		commands, pads, tmrs, unknown, completions atomic.Uint64
 		batches, kicks, wakeups, inflight          atomic.Uint64
-		directBatches                              atomic.Uint64
+		directBatches, directPolls                 atomic.Uint64
 	}
 }
 
@@ -251,6 +257,7 @@ func (r *Ring) Stats() RingStats {
 		Completions:   r.st.completions.Load(),
 		Batches:       r.st.batches.Load(),
 		DirectBatches: r.st.directBatches.Load(),
+		DirectPolls:   r.st.directPolls.Load(),
 		Kicks:         r.st.kicks.Load(),
 		Wakeups:       r.st.wakeups.Load(),
 		InFlight:      r.st.inflight.Load(),
@@ -285,7 +292,7 @@ func (r *Ring) Complete(c *Cmd, resp Response) {
 	}
 	if r.mu.TryLock() {
 		flushed := false
-		if r.direct {
+		if r.direct && r.asyncErr == nil {
 			b := r.st.batches.Load()
 			err := r.flush()
 			if r.st.batches.Load() != b {
@@ -333,7 +340,7 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 	kicks := make(chan struct{}, 1)
 	waitErr := make(chan error, 1)
 	var wg sync.WaitGroup
-	wg.Go(func() { r.waitLoop(wctx, kicks, waitErr) })
+	wg.Go(func() { r.waitLoop(wctx, h, kicks, waitErr) })
 	// Deferred, so that the waiter is joined even if a Handler panics.
 	defer wg.Wait()
 	defer stopWait()
@@ -343,6 +350,40 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 	r.setDirect(false)
 	stopWait() // stop intake: kernel kicks no longer matter
 	return errors.Join(err, r.drain())
+}
+
+// tryPoll is the waiter's shortcut: if the ring is free and served, it
+// takes the new entries and writes the completions itself, sparing the
+// ring goroutine a wake-up. It reports whether it did; if not, the caller
+// hands the kernel's notification to the ring goroutine.
+func (r *Ring) tryPoll(h Handler) bool {
+	if !r.mu.TryLock() {
+		return false
+	}
+	if !r.direct || r.asyncErr != nil {
+		r.mu.Unlock()
+		return false
+	}
+	err := r.poll(h)
+	if err == nil {
+		b := r.st.batches.Load()
+		err = r.flush()
+		if r.st.batches.Load() != b {
+			r.st.directBatches.Add(1)
+		}
+	}
+	if err != nil {
+		r.asyncErr = err
+	}
+	r.mu.Unlock()
+	if err != nil {
+		select {
+		case r.wake <- struct{}{}: // the ring goroutine returns it
+		default:
+		}
+	}
+	r.st.directPolls.Add(1)
+	return true
 }
 
 // setDirect turns flushing by Complete on or off.
@@ -381,13 +422,17 @@ func (r *Ring) inFlight() int {
 
 // waitLoop turns Notifier.Wait returns into tokens on kicks until ctx is
 // done; any other Wait error goes to errc and ends the loop.
-func (r *Ring) waitLoop(ctx context.Context, kicks chan<- struct{}, errc chan<- error) {
+func (r *Ring) waitLoop(ctx context.Context, h Handler, kicks chan<- struct{}, errc chan<- error) {
 	for {
 		if err := r.n.Wait(ctx); err != nil {
 			if ctx.Err() == nil {
 				errc <- fmt.Errorf("tcmu: wait for the kernel: %w", err)
 			}
 			return
+		}
+		r.st.wakeups.Add(1)
+		if r.tryPoll(h) {
+			continue
 		}
 		select {
 		case kicks <- struct{}{}:
@@ -411,7 +456,6 @@ func (r *Ring) serve(ctx context.Context, h Handler, kicks <-chan struct{}, wait
 		case err := <-waitErr:
 			return err
 		case <-kicks:
-			r.st.wakeups.Add(1)
 			if ctx.Err() != nil {
 				return nil // select picks at random among ready cases
 			}

@@ -1175,8 +1175,9 @@ func TestRingRunCancelled(t *testing.T) {
 
 // TestCompleteWritesDirectly: while the ring goroutine waits, Complete
 // writes the response and kicks the kernel itself, so the kernel has the
-// completion when Complete returns; a completion that finds the ring busy
-// goes through the ring goroutine as before (the other tests).
+// completion when Complete returns, and the UIO waiter takes new entries
+// itself; what finds the ring busy goes through the ring goroutine as
+// before (the other tests).
 func TestCompleteWritesDirectly(t *testing.T) {
 	k := newKernel(t, fakering.Options{})
 	h := newHoldHandler()
@@ -1205,6 +1206,10 @@ func TestCompleteWritesDirectly(t *testing.T) {
 	st := r.Stats()
 	if direct == 0 || st.DirectBatches == 0 {
 		t.Errorf("no completion was written by Complete itself (%d seen, DirectBatches %d)", direct, st.DirectBatches)
+	}
+	// The submissions found the ring idle too: the waiter took them.
+	if st.DirectPolls == 0 || st.DirectPolls > st.Wakeups {
+		t.Errorf("DirectPolls %d of %d wake-ups, want some and no more", st.DirectPolls, st.Wakeups)
 	}
 	if st.DirectBatches > st.Batches {
 		t.Errorf("DirectBatches %d > Batches %d", st.DirectBatches, st.Batches)
