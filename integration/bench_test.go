@@ -46,6 +46,21 @@ import (
 //	                         sampling window of the lunbridge and fileio
 //	                         runs; reports land next to the results. perf
 //	                         costs CPU: do not compare numbers of such runs.
+//	LUNBRIDGE_BENCH_FTRACE   if set, time the kernel functions of the data
+//	                         path (benchFtraceFuncs) with ftrace's
+//	                         function_graph tracer for 2 s of the sampling
+//	                         window of the lunbridge and fileio runs, and
+//	                         write calls, total and mean time per function
+//	                         next to the results (perf in a TCG guest
+//	                         cannot attribute time inside code that runs
+//	                         with interrupts off). Costs CPU too.
+//	LUNBRIDGE_BENCH_CLOCK    the guest's clocksource: "tsc" (default: boots
+//	                         with clocksource=tsc tsc=reliable, so clock
+//	                         reads are vDSO calls as on real machines) or
+//	                         "default" (the kernel's choice under TCG,
+//	                         hpet: every clock read is a system call and
+//	                         an emulated HPET access, which weighs on the
+//	                         Go runtime and on fio alike)
 //	LUNBRIDGE_BENCH_OUT      output directory (default <repo>/bench-out)
 func TestBenchFio(t *testing.T) {
 	if os.Getenv("LUNBRIDGE_BENCH") == "" {
@@ -57,12 +72,19 @@ func TestBenchFio(t *testing.T) {
 		files["lunbridge-base"] = cfg.baseline
 	}
 	perRun := time.Duration(cfg.runtime+cfg.ramp+15) * time.Second
+	var ftraceTime time.Duration
+	if cfg.ftrace {
+		// Formatting and summing a 2 s trace takes minutes in the
+		// emulated guest.
+		ftraceTime = time.Duration(len(cfg.jobs)*len(cfg.targets)) * 5 * time.Minute
+	}
 	res := vmtest.Run(t, vmtest.Options{
-		Files:    files,
-		Script:   lunbridgeLib + benchScript(cfg),
-		MemoryMB: 2048 + 4*cfg.sizeMB,
-		NoTrace:  true,
-		Timeout:  5*time.Minute + time.Duration(len(cfg.jobs)*len(cfg.targets))*perRun,
+		Files:      files,
+		Script:     lunbridgeLib + benchScript(cfg),
+		MemoryMB:   2048 + 4*cfg.sizeMB,
+		NoTrace:    true,
+		KernelArgs: cfg.kernelArgs,
+		Timeout:    5*time.Minute + time.Duration(len(cfg.jobs)*len(cfg.targets))*perRun + ftraceTime,
 	})
 	rep, err := readBench(filepath.Join(res.ShareDir, "bench"), cfg)
 	if err != nil {
@@ -116,6 +138,24 @@ var benchTargets = []benchTarget{
 	{"raw", "/tmp/raw.img", "0"},
 }
 
+// benchFtraceFuncs are the kernel functions LUNBRIDGE_BENCH_FTRACE times:
+// TCMU's submission and completion (with their copies between the command's
+// scatterlist and the data area), the data-area page fault, fileio's I/O,
+// tmpfs reads and writes, and the system calls lunbridge makes per command.
+// Nothing called per page: tracing those costs more than the copies.
+// Names the running kernel cannot trace (inlined) are reported and skipped.
+var benchFtraceFuncs = []string{
+	"tcmu_queue_cmd", "queue_cmd_ring", "tcmu_irqcontrol", "tcmu_handle_completion",
+	"tcmu_copy_data", "tcmu_vma_fault", "tcmu_get_empty_blocks", "run_qfull_queue",
+	"fd_execute_rw", "fd_do_rw",
+	"shmem_file_read_iter", "generic_file_write_iter",
+	"__x64_sys_preadv", "__x64_sys_pwritev", "__x64_sys_pread64", "__x64_sys_pwrite64",
+	"__x64_sys_write", "__x64_sys_read", "__x64_sys_futex", "__x64_sys_epoll_pwait",
+	"__x64_sys_nanosleep", "__x64_sys_clock_gettime", "__x64_sys_io_submit", "__x64_sys_io_getevents",
+	"tcm_loop_queuecommand", "target_complete_cmd", "blkdev_direct_IO",
+	"uio_read", "uio_write", "uio_poll",
+}
+
 type benchTarget struct {
 	name, file, direct string
 }
@@ -126,6 +166,8 @@ type benchConfig struct {
 	targets               []benchTarget
 	lbFlags               string
 	perf                  bool
+	ftrace                bool
+	kernelArgs            string
 	baseline              string // host path of the baseline binary, or ""
 	baseFlags             string
 }
@@ -151,6 +193,7 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 		jobs:     benchJobs,
 		targets:  benchTargets,
 		perf:     os.Getenv("LUNBRIDGE_BENCH_PERF") != "",
+		ftrace:   os.Getenv("LUNBRIDGE_BENCH_FTRACE") != "",
 		baseline: os.Getenv("LUNBRIDGE_BENCH_BASELINE"),
 	}
 	c.baseFlags = c.lbFlags
@@ -205,6 +248,16 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 	if c.perf {
 		vmtest.RequireTools(t, "perf")
 	}
+	switch clock := os.Getenv("LUNBRIDGE_BENCH_CLOCK"); clock {
+	case "", "tsc":
+		c.kernelArgs = "clocksource=tsc tsc=reliable"
+	case "default":
+	default:
+		t.Fatalf("LUNBRIDGE_BENCH_CLOCK=%q: want tsc or default", clock)
+	}
+	if c.ftrace && c.runtime < 5 {
+		t.Fatal("LUNBRIDGE_BENCH_FTRACE needs LUNBRIDGE_BENCH_RUNTIME of at least 5")
+	}
 	return c
 }
 
@@ -219,6 +272,9 @@ func benchScript(c benchConfig) string {
 	fmt.Fprintf(&b, "RT=%d RAMP=%d MB=%d\n", c.runtime, c.ramp, c.sizeMB)
 	if c.perf {
 		b.WriteString("PERF=1\n")
+	}
+	if c.ftrace {
+		fmt.Fprintf(&b, "FTRACE_FUNCS='%s'\n", strings.Join(benchFtraceFuncs, " "))
 	}
 	b.WriteString(`
 # Run lunbridge from the guest's /tmp, which the hostrun chroot shares, so
@@ -265,6 +321,7 @@ FIOB_DEV=$(loop_export 5001405000000b20 "$D2")
 {
 	echo "kernel $(uname -r)"
 	echo "nproc $(nproc)"
+	echo "clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 	echo "lunbridge_flags $(tr '\000' ' ' < /proc/$LB_PID/cmdline)"
 	echo "baseline_flags $(tr '\000' ' ' < /proc/$BASE_PID/cmdline)"
 	for d in $LB_DEV ${BASE_DEV:-} $FIO_DEV $FIOB_DEV; do
@@ -290,6 +347,42 @@ sample() {
 }
 sample $R/idle
 
+# ftrace_window SECONDS: trace FTRACE_FUNCS with function_graph for that
+# long and print, per function, the calls, the total and the mean time in
+# microseconds (nested traced functions count in their callers' time too).
+ftrace_window() {
+	_tr=/sys/kernel/tracing
+	[ -e $_tr/trace ] || mount -t tracefs nodev $_tr
+	echo 0 > $_tr/tracing_on
+	echo nop > $_tr/current_tracer
+	: > $_tr/set_ftrace_filter
+	for _fn in $FTRACE_FUNCS; do
+		echo $_fn >> $_tr/set_ftrace_filter 2>/dev/null || echo "# not traceable: $_fn"
+	done
+	echo 32768 > $_tr/buffer_size_kb
+	echo function_graph > $_tr/current_tracer
+	echo funcgraph-tail > $_tr/trace_options
+	echo nofuncgraph-irqs > $_tr/trace_options
+	echo nosleep-time > $_tr/trace_options
+	: > $_tr/trace
+	echo 1 > $_tr/tracing_on
+	sleep $1
+	echo 0 > $_tr/tracing_on
+	echo "# window $1 s; lost events: $(grep -h overrun $_tr/per_cpu/cpu*/stats | awk '{s += $2} END {print s}')"
+	echo "# function calls total_us mean_us"
+	# A line ends a call when it carries a duration: "fn();" (a leaf) or
+	# "} /* fn */" (funcgraph-tail).
+	awk -F'|' 'NF >= 2 && $1 ~ /us/ {
+		d = $1; gsub(/[^0-9.]/, " ", d); n = split(d, a, " "); us = a[n] + 0
+		f = $2; gsub(/[ ;{}()*\/]/, "", f)
+		if (f == "") next
+		c[f]++; t[f] += us
+	} END { for (f in c) printf "%s %d %.0f %.1f\n", f, c[f], t[f], t[f] / c[f] }' $_tr/trace | sort -k3 -n -r
+	echo nop > $_tr/current_tracer
+	: > $_tr/set_ftrace_filter
+	echo 1408 > $_tr/buffer_size_kb
+}
+
 # run TARGET JOB FILE DIRECT FIO_ARGS...
 run() {
 	_t=$1 _j=$2 _f=$3 _d=$4
@@ -297,9 +390,13 @@ run() {
 	(
 		sleep $((RAMP + 1))
 		sample $R/$_t.$_j.pre
-		case "$PERF,$_t" in
-		1,lunbridge|1,fileio)
+		case "$PERF,${FTRACE_FUNCS:+1},$_t" in
+		1,*,lunbridge|1,*,fileio)
 			hostrun perf record -q -a -g -F 499 -o /tmp/perf.$_t.$_j -- sleep $((RT - 2)) > /dev/null 2>&1 ;;
+		*,1,lunbridge|*,1,fileio|*,1,baseline)
+			ftrace_window 2 > $R/ftrace.$_t.$_j.txt
+			sed "s/^/ftrace $_t $_j: /" $R/ftrace.$_t.$_j.txt | head -24
+			sleep $((RT - 4)) ;;
 		*)
 			sleep $((RT - 2)) ;;
 		esac

@@ -26,7 +26,10 @@ func TestHarness(t *testing.T) {
 			"bin/lunbridge": vmtest.BuildLunbridge(t),
 			"data/in.txt":   in,
 		},
+		// Options.KernelArgs reach the guest kernel's command line.
+		KernelArgs: "lunbridge_harness_arg=1",
 		Script: `
+grep -q ' lunbridge_harness_arg=1' /proc/cmdline || die "KernelArgs missing from $(cat /proc/cmdline)"
 cp /mnt/host/data/in.txt /mnt/host/out.txt
 /mnt/host/bin/lunbridge --version > /mnt/host/version.txt
 echo guest-tmp > /tmp/seen-by-host-tools

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
 )
 
 // Defaults for Options.
@@ -49,6 +50,9 @@ type Options struct {
 	Console io.Writer
 	// NoTrace runs the script without "set -x".
 	NoTrace bool
+	// KernelArgs are added to the guest kernel's command line, e.g.
+	// "clocksource=tsc tsc=reliable" for benchmarks.
+	KernelArgs string
 }
 
 // Result is the outcome of a run whose script finished.
@@ -96,6 +100,9 @@ type VM struct {
 // result. Close must be called (it kills a guest still running and removes
 // the share). Prefer Run or Boot in tests: they also apply Require.
 func Start(ctx context.Context, opts Options) (*VM, error) {
+	if strings.ContainsFunc(opts.KernelArgs, unicode.IsControl) {
+		return nil, fmt.Errorf("vmtest: kernel arguments %q contain a control character", opts.KernelArgs)
+	}
 	a, err := prepare(ctx)
 	if err != nil {
 		return nil, err
@@ -141,7 +148,7 @@ func Start(ctx context.Context, opts Options) (*VM, error) {
 		"-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio",
 		"-kernel", a.kernel, "-initrd", a.initrd,
 		// panic=-1 with -no-reboot turns a guest panic into a qemu exit.
-		"-append", "console=ttyS0 panic=-1 quiet loglevel=4",
+		"-append", strings.TrimSpace("console=ttyS0 panic=-1 quiet loglevel=4 " + opts.KernelArgs),
 		"-virtfs", "local,path=" + share + ",mount_tag=host,security_model=none",
 		"-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
 	}
