@@ -13,7 +13,10 @@
 # LUNBRIDGE_BENCH_FLAGS (extra "lunbridge export" flags),
 # LUNBRIDGE_BENCH_BASELINE=/path/to/other/lunbridge (side-by-side target
 # "baseline") and LUNBRIDGE_BENCH_BASELINE_FLAGS,
-# LUNBRIDGE_BENCH_PERF=1 (perf profiles of the guest; skews the numbers).
+# LUNBRIDGE_BENCH_PERF=1 (perf profiles of the guest; skews the numbers),
+# LUNBRIDGE_BENCH_FTRACE=1 (time the kernel's data-path functions with
+# ftrace; skews the numbers), LUNBRIDGE_BENCH_CLOCK=tsc|default (the
+# guest's clocksource, default tsc).
 # See BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
