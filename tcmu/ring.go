@@ -133,12 +133,19 @@ type Ring struct {
 	// wake has room for one token: Complete sends one without blocking
 	// when it could not flush its push itself, so a push is never missed.
 	wake chan struct{}
+	// busy counts the commands handed to the Handler and not yet
+	// completed. Complete writes directly only the last of them: while
+	// others are still being served, their completions are batched into
+	// one kick by the ring goroutine (each kick is a system call in which
+	// the kernel takes the ring's lock).
+	busy atomic.Int64
 
 	// mu guards the fields below. Whoever parses new entries or writes
 	// responses holds it. While Run serves (direct), the UIO waiter that
 	// finds mu free parses the new entries itself, and a goroutine
-	// completing a command that finds mu free writes the batch and kicks
-	// the kernel itself; otherwise they hand over to the ring goroutine.
+	// completing the last command being served that finds mu free writes
+	// the completions and kicks the kernel itself; otherwise they hand
+	// over to the ring goroutine.
 	// That spares two of the three goroutine hand-offs a command used to
 	// cost (waiter -> ring goroutine -> worker -> ring goroutine).
 	// Holding mu never blocks on anything but the Handler and the kick.
@@ -265,11 +272,11 @@ func (r *Ring) Stats() RingStats {
 }
 
 // Complete records the response of c and sees it written into the ring.
-// If no one else is writing to the ring at that moment and Run is serving,
-// Complete writes the batch of completions itself and kicks the kernel (a
-// system call, in which the kernel copies a READ's data to the initiator);
-// otherwise it hands c to the ring goroutine, which writes it in its next
-// batch. It is safe from any goroutine and never waits for a lock. c must
+// If c was the last command being served, no one else is writing to the
+// ring at that moment and Run is serving, Complete writes the completions
+// itself and kicks the kernel (a system call, in which the kernel copies a
+// READ's data to the initiator); otherwise it hands c to the ring
+// goroutine, which writes it in its next batch. It is safe from any goroutine and never waits for a lock. c must
 // not be used afterwards: its buffers belong to the kernel again and the
 // Cmd is recycled. Completing a Cmd twice is a bug and panics.
 func (r *Ring) Complete(c *Cmd, resp Response) {
@@ -290,7 +297,7 @@ func (r *Ring) Complete(c *Cmd, resp Response) {
 			break
 		}
 	}
-	if r.mu.TryLock() {
+	if r.busy.Add(-1) == 0 && r.mu.TryLock() {
 		flushed := false
 		if r.direct && r.asyncErr == nil {
 			b := r.st.batches.Load()
@@ -636,6 +643,7 @@ func (r *Ring) takeCmd(e entry, off uint32, h Handler) error {
 	r.slots.push(s)
 	r.st.commands.Add(1)
 	r.st.inflight.Add(1)
+	r.busy.Add(1)
 	h.Handle(c)
 	return nil
 }
