@@ -141,14 +141,15 @@ type Ring struct {
 	busy atomic.Int64
 
 	// mu guards the fields below. Whoever parses new entries or writes
-	// responses holds it. While Run serves (direct), the UIO waiter that
-	// finds mu free parses the new entries itself, and a goroutine
-	// completing the last command being served that finds mu free writes
-	// the completions and kicks the kernel itself; otherwise they hand
-	// over to the ring goroutine.
-	// That spares two of the three goroutine hand-offs a command used to
-	// cost (waiter -> ring goroutine -> worker -> ring goroutine).
-	// Holding mu never blocks on anything but the Handler and the kick.
+	// responses holds it. While Run serves (direct) and no command is
+	// being served (busy is 0), the UIO waiter that finds mu free parses
+	// the new entries itself, and the goroutine completing the last
+	// command being served writes the completions and kicks the kernel
+	// itself; otherwise both hand over to the ring goroutine, which
+	// batches. On an idle ring that spares two of the three goroutine
+	// hand-offs a command used to cost (waiter -> ring goroutine ->
+	// worker -> ring goroutine): the QD1 case. Holding mu never blocks
+	// on anything but the Handler and the kick.
 	mu sync.Mutex
 	// direct is set while the ring goroutine serves; drain and after
 	// leave every flush to the ring goroutine, so that nothing writes
@@ -359,12 +360,15 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 	return errors.Join(err, r.drain())
 }
 
-// tryPoll is the waiter's shortcut: if the ring is free and served, it
-// takes the new entries and writes the completions itself, sparing the
-// ring goroutine a wake-up. It reports whether it did; if not, the caller
+// tryPoll is the waiter's shortcut: if the ring is idle (no command being
+// served), free and served, it takes the new entries and writes the
+// completions itself, sparing the ring goroutine a wake-up. It reports whether it did; if not, the caller
 // hands the kernel's notification to the ring goroutine.
 func (r *Ring) tryPoll(h Handler) bool {
-	if !r.mu.TryLock() {
+	// Only when no command is being served: under load the ring
+	// goroutine parses and batches, and the waiter taking the lock as
+	// well only adds contention for it.
+	if r.busy.Load() != 0 || !r.mu.TryLock() {
 		return false
 	}
 	if !r.direct || r.asyncErr != nil {
