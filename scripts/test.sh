@@ -45,16 +45,16 @@ start=$(date +%s)
 go test -count=1 -timeout 50m -v "$@" "${integ[@]}" 2>&1 | tee -a "$log" || rc=1
 echo "== real-kernel tests took $(($(date +%s) - start)) s"
 
-passed=$(grep -cE '^ *--- PASS: ' "$log")
-failed=$(grep -cE '^ *--- FAIL: ' "$log")
-skipped=$(grep -cE '^ *--- SKIP: ' "$log")
+passed=$(grep -acE '^ *--- PASS: ' "$log")
+failed=$(grep -acE '^ *--- FAIL: ' "$log")
+skipped=$(grep -acE '^ *--- SKIP: ' "$log")
 # A package that does not build has no "--- FAIL" line: count it too.
-broken=$(grep -cE '^FAIL[[:space:]].*\[(build|setup) failed\]' "$log")
+broken=$(grep -acE '^FAIL[[:space:]].*\[(build|setup) failed\]' "$log")
 failed=$((failed + broken))
 if [ "$rc" != 0 ] && [ "$failed" = 0 ]; then
 	failed=1 # go test failed without naming a test (e.g. a timeout panic)
 fi
 echo
-grep -E '^(ok|FAIL|---)' "$log" | grep -vE '^ *--- (PASS|SKIP)' || true
+grep -aE '^(ok|FAIL|---)' "$log" | grep -vE '^ *--- (PASS|SKIP)' || true
 echo "$passed passed, $failed failed, $skipped skipped"
 exit $rc
