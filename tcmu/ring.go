@@ -155,8 +155,8 @@ type Ring struct {
 	// leave every flush to the ring goroutine, so that nothing writes
 	// into the ring once Run returned.
 	direct bool
-	// asyncErr is the error of a flush made by Complete, for the ring
-	// goroutine to return.
+	// asyncErr is the error of a poll or flush made by the UIO waiter or
+	// by Complete, for the ring goroutine to return.
 	asyncErr error
 	pos      uint32 // next entry to parse, relative to the ring start
 	tail     uint32 // our cmd_tail
@@ -277,9 +277,10 @@ func (r *Ring) Stats() RingStats {
 // ring at that moment and Run is serving, Complete writes the completions
 // itself and kicks the kernel (a system call, in which the kernel copies a
 // READ's data to the initiator); otherwise it hands c to the ring
-// goroutine, which writes it in its next batch. It is safe from any goroutine and never waits for a lock. c must
-// not be used afterwards: its buffers belong to the kernel again and the
-// Cmd is recycled. Completing a Cmd twice is a bug and panics.
+// goroutine, which writes it in its next batch. It is safe from any
+// goroutine and never waits for a lock. c must not be used afterwards: its
+// buffers belong to the kernel again and the Cmd is recycled. Completing a
+// Cmd twice is a bug and panics.
 func (r *Ring) Complete(c *Cmd, resp Response) {
 	if c.ring != r {
 		panic("tcmu: Complete: Cmd belongs to another Ring")
@@ -362,8 +363,9 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 
 // tryPoll is the waiter's shortcut: if the ring is idle (no command being
 // served), free and served, it takes the new entries and writes the
-// completions itself, sparing the ring goroutine a wake-up. It reports whether it did; if not, the caller
-// hands the kernel's notification to the ring goroutine.
+// completions itself, sparing the ring goroutine a wake-up. It reports
+// whether it did; if not, the caller hands the kernel's notification to
+// the ring goroutine.
 func (r *Ring) tryPoll(h Handler) bool {
 	// Only when no command is being served: under load the ring
 	// goroutine parses and batches, and the waiter taking the lock as
@@ -397,7 +399,7 @@ func (r *Ring) tryPoll(h Handler) bool {
 	return true
 }
 
-// setDirect turns flushing by Complete on or off.
+// setDirect turns the waiter's and Complete's shortcuts on or off.
 func (r *Ring) setDirect(on bool) {
 	r.mu.Lock()
 	r.direct = on
