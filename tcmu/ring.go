@@ -299,25 +299,16 @@ func (r *Ring) Complete(c *Cmd, resp Response) {
 			break
 		}
 	}
-	if r.busy.Add(-1) == 0 && r.mu.TryLock() {
-		flushed := false
-		if r.direct && r.asyncErr == nil {
-			b := r.st.batches.Load()
-			err := r.flush()
-			if r.st.batches.Load() != b {
-				r.st.directBatches.Add(1)
-			}
-			if err != nil && r.asyncErr == nil {
-				r.asyncErr = err
-			}
-			flushed = err == nil
-		}
-		r.mu.Unlock()
-		if flushed {
-			// Pushes that found mu held sent their own tokens.
-			return
-		}
+	// Pushes that find the ring busy send their own tokens.
+	if r.busy.Add(-1) == 0 && r.shortcut(nil) {
+		return
 	}
+	r.wakeRing()
+}
+
+// wakeRing sends the ring goroutine a token without blocking; one pending
+// token is enough for any number of pushes.
+func (r *Ring) wakeRing() {
 	select {
 	case r.wake <- struct{}{}:
 	default:
@@ -370,14 +361,30 @@ func (r *Ring) tryPoll(h Handler) bool {
 	// Only when no command is being served: under load the ring
 	// goroutine parses and batches, and the waiter taking the lock as
 	// well only adds contention for it.
-	if r.busy.Load() != 0 || !r.mu.TryLock() {
+	if r.busy.Load() != 0 || !r.shortcut(h) {
+		return false
+	}
+	r.st.directPolls.Add(1)
+	return true
+}
+
+// shortcut is the waiter's and Complete's way into the ring: if it can
+// take the lock without waiting and Run serves, it takes the new entries
+// (h not nil) and writes the completions on the calling goroutine. An
+// error is kept for the ring goroutine, which is woken to return it. It
+// reports whether it ran.
+func (r *Ring) shortcut(h Handler) bool {
+	if !r.mu.TryLock() {
 		return false
 	}
 	if !r.direct || r.asyncErr != nil {
 		r.mu.Unlock()
 		return false
 	}
-	err := r.poll(h)
+	var err error
+	if h != nil {
+		err = r.poll(h)
+	}
 	if err == nil {
 		b := r.st.batches.Load()
 		err = r.flush()
@@ -385,17 +392,11 @@ func (r *Ring) tryPoll(h Handler) bool {
 			r.st.directBatches.Add(1)
 		}
 	}
-	if err != nil {
-		r.asyncErr = err
-	}
+	r.asyncErr = err
 	r.mu.Unlock()
 	if err != nil {
-		select {
-		case r.wake <- struct{}{}: // the ring goroutine returns it
-		default:
-		}
+		r.wakeRing()
 	}
-	r.st.directPolls.Add(1)
 	return true
 }
 
