@@ -56,23 +56,30 @@ func TestNotifierWaitParksUntilEvent(t *testing.T) {
 	}
 }
 
-func TestNotifierWaitCancel(t *testing.T) {
-	n := fifoNotifier(t)
-	ctx, cancel := context.WithCancel(t.Context())
+// checkCancelEndsWait parks a Wait on ctx, cancels ctx and checks the
+// Wait ends with context.Canceled, and that a Wait on another context then
+// returns after a Kick: the deadline used to interrupt the read must not
+// leak into the next Wait.
+func checkCancelEndsWait(t *testing.T, n *uioNotifier, ctx context.Context, cancel context.CancelFunc) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- n.Wait(ctx) }()
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Wait after cancel = %v, want context.Canceled", err)
 	}
-	// The deadline used to interrupt the read must not leak into the
-	// next Wait.
 	if err := n.Kick(); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.Wait(t.Context()); err != nil {
 		t.Fatalf("Wait after a cancelled Wait = %v", err)
 	}
+}
+
+func TestNotifierWaitCancel(t *testing.T) {
+	n := fifoNotifier(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	checkCancelEndsWait(t, n, ctx, cancel)
 	if err := n.Wait(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("Wait with a done context = %v, want context.Canceled", err)
 	}
@@ -95,20 +102,9 @@ func TestNotifierWaitNoAlloc(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("Kick+Wait: %v allocations, want 0", allocs)
 	}
-	// The registration still ends a parked Wait when ctx ends.
-	done := make(chan error, 1)
-	go func() { done <- n.Wait(ctx) }()
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Wait after cancel = %v, want context.Canceled", err)
-	}
-	// A new context after the cancelled one: the deadline is cleared.
-	if err := n.Kick(); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Wait(context.Background()); err != nil {
-		t.Fatalf("Wait with a new context = %v", err)
-	}
+	// The registration kept from those Waits still ends a parked Wait
+	// when ctx ends, and is dropped for the next context.
+	checkCancelEndsWait(t, n, ctx, cancel)
 }
 
 func TestCheckMailbox(t *testing.T) {
