@@ -212,7 +212,7 @@ func (k *kernel) reserve(spec bridge.ExportSpec, name string) (*target, int, err
 		if t == nil {
 			// A target of this name left by a killed lunbridge: make it
 			// anew (its initiators log in again).
-			if err := fabric.RemoveStaleISCSI(k.cfg.Configfs, iqn, k.ownedBackstore); err != nil {
+			if err := fabric.RemoveStaleISCSI(nil, k.cfg.Configfs, iqn, k.ownedBackstore); err != nil {
 				return nil, 0, err
 			}
 			t = &target{kind: "iscsi", iscsi: &fabric.ISCSITarget{

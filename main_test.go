@@ -22,9 +22,10 @@ func TestImportBoundaries(t *testing.T) {
 	}
 	const mod = "github.com/lunbridge/lunbridge"
 	allowed := map[string][]string{
-		mod + "/tcmu":              {"golang.org/x/sys/unix"},
+		mod + "/tcmu":              {"golang.org/x/sys/unix", mod + "/internal/configfs"},
 		mod + "/scsi":              {},
-		mod + "/fabric":            {"golang.org/x/sys/unix"},
+		mod + "/fabric":            {"golang.org/x/sys/unix", mod + "/internal/configfs"},
+		mod + "/internal/configfs": {},
 		mod + "/bridge":            {mod + "/tcmu", mod + "/scsi", "golang.org/x/sys/unix"},
 		mod + "/fusefs":            {mod + "/bridge", "github.com/hanwen/go-fuse/v2/fs", "github.com/hanwen/go-fuse/v2/fuse", "golang.org/x/sys/unix"},
 		mod + "/internal/fakering": {},

@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
+
+	"github.com/lunbridge/lunbridge/internal/configfs"
 )
 
 // Default roots, overridable per target so that tests run on a temporary
@@ -19,59 +19,9 @@ const (
 )
 
 // fsys is the file-system surface the package drives configfs and sysfs
-// through: osFS in production, a fake kernel in unit tests.
-type fsys interface {
-	Mkdir(path string) error
-	Rmdir(path string) error
-	// Symlink links newname to oldname. In configfs this is how a LUN
-	// gets its backstore and an ACL its mapped LUN; the kernel resolves
-	// oldname itself, so it must be absolute.
-	Symlink(oldname, newname string) error
-	Readlink(path string) (string, error)
-	// Unlink removes a symlink.
-	Unlink(path string) error
-	// WriteFile writes an existing attribute in one write(2).
-	WriteFile(path, data string) error
-	ReadFile(path string) (string, error)
-	ReadDir(path string) ([]string, error)
-	Stat(path string) (fs.FileInfo, error)
-}
-
-type osFS struct{}
-
-func (osFS) Mkdir(path string) error               { return os.Mkdir(path, 0o755) }
-func (osFS) Rmdir(path string) error               { return syscall.Rmdir(path) }
-func (osFS) Symlink(oldname, newname string) error { return os.Symlink(oldname, newname) }
-func (osFS) Readlink(path string) (string, error)  { return os.Readlink(path) }
-func (osFS) Unlink(path string) error              { return syscall.Unlink(path) }
-func (osFS) Stat(path string) (fs.FileInfo, error) { return os.Stat(path) }
-
-func (osFS) WriteFile(path, data string) error {
-	// No O_CREATE: a missing attribute is an error, not a file to make.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		return err
-	}
-	_, werr := f.WriteString(data)
-	return errors.Join(werr, f.Close())
-}
-
-func (osFS) ReadFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	return string(b), err
-}
-
-func (osFS) ReadDir(path string) ([]string, error) {
-	ents, err := os.ReadDir(path)
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, len(ents))
-	for i, e := range ents {
-		names[i] = e.Name()
-	}
-	return names, nil
-}
+// through: the one configfs layer, configfs.OS in production and
+// configfs.Fake in unit tests.
+type fsys = configfs.FS
 
 // opKind is what undoing a recorded step does.
 type opKind int

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/lunbridge/lunbridge/internal/configfs"
 )
 
 // DefaultPortal is the iSCSI network portal: every address, port 3260.
@@ -50,7 +52,8 @@ type ISCSITarget struct {
 	// ConfigfsRoot defaults to /sys/kernel/config.
 	ConfigfsRoot string
 
-	fsys fsys // nil: osFS
+	// FS drives configfs and sysfs; nil: the real file system.
+	FS configfs.FS
 
 	mu      sync.Mutex
 	base    journal         // protected by mu: wwn, tpgt, acls, np
@@ -58,12 +61,7 @@ type ISCSITarget struct {
 	enabled bool            // protected by mu: this target enabled tpgt_1
 }
 
-func (t *ISCSITarget) fs() fsys {
-	if t.fsys == nil {
-		return osFS{}
-	}
-	return t.fsys
-}
+func (t *ISCSITarget) fs() fsys { return configfs.Or(t.FS) }
 
 func (t *ISCSITarget) tpg() string {
 	root := t.ConfigfsRoot

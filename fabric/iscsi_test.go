@@ -15,8 +15,8 @@ const (
 	testSecr = "s3cret-pass-word"
 )
 
-func (k *fakeKernel) iscsi() *ISCSITarget {
-	return &ISCSITarget{IQN: testIQN, ConfigfsRoot: k.configfs, fsys: k}
+func (k fakeKernel) iscsi() *ISCSITarget {
+	return &ISCSITarget{IQN: testIQN, ConfigfsRoot: k.Configfs, FS: k}
 }
 
 func TestISCSIOpenAccess(t *testing.T) {
@@ -181,7 +181,7 @@ func TestISCSIDemoCHAP(t *testing.T) {
 func TestISCSIFailureRollsBackAndHidesSecret(t *testing.T) {
 	k := newFakeKernel(t)
 	before := k.tree(t)
-	k.failWrite = "auth/password"
+	k.SetFailWrite("auth/password")
 	it := k.iscsi()
 	it.Initiators = []string{testInit}
 	it.CHAPUser, it.CHAPPassword = "user", testSecr
@@ -196,7 +196,7 @@ func TestISCSIFailureRollsBackAndHidesSecret(t *testing.T) {
 		t.Errorf("configfs after failure:\n got %q\nwant %q", after, before)
 	}
 	// The enable write failing after the LUN was made also rolls back.
-	k.failWrite = "tpgt_1/enable"
+	k.SetFailWrite("tpgt_1/enable")
 	if _, err := it.AddLUN(t.Context(), 0, k.backstore(0)); err == nil {
 		t.Fatal("AddLUN succeeded")
 	}
@@ -207,7 +207,7 @@ func TestISCSIFailureRollsBackAndHidesSecret(t *testing.T) {
 
 func TestISCSIExistingTarget(t *testing.T) {
 	k := newFakeKernel(t)
-	if err := k.Mkdir(filepath.Join(k.configfs, "target", "iscsi", testIQN)); err != nil {
+	if err := k.Mkdir(filepath.Join(k.Configfs, "target", "iscsi", testIQN)); err != nil {
 		t.Fatal(err)
 	}
 	k.takeLog()
@@ -282,7 +282,7 @@ func TestISCSIAdopt(t *testing.T) {
 		t.Fatalf("AddLUN over a leftover target without Adopt = %v, want ErrExist", err)
 	}
 	k.takeLog()
-	if err := removeStaleISCSI(k, k.configfs, testIQN, func(string) bool { return true }); err != nil {
+	if err := RemoveStaleISCSI(k, k.Configfs, testIQN, func(string) bool { return true }); err != nil {
 		t.Fatal(err)
 	}
 	it.Initiators = []string{testInit}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/lunbridge/lunbridge/internal/configfs"
 )
 
 // DefaultScanTimeout bounds how long AddLUN waits for the kernel to
@@ -44,19 +46,15 @@ type LoopTarget struct {
 	SysfsRoot    string
 	DevRoot      string
 
-	fsys fsys // nil: osFS
+	// FS drives configfs and sysfs; nil: the real file system.
+	FS configfs.FS
 
 	mu   sync.Mutex
 	base journal         // protected by mu: wwn and tpgt, in creation order
 	luns map[int]journal // protected by mu: per LUN
 }
 
-func (t *LoopTarget) fs() fsys {
-	if t.fsys == nil {
-		return osFS{}
-	}
-	return t.fsys
-}
+func (t *LoopTarget) fs() fsys { return configfs.Or(t.FS) }
 
 func (t *LoopTarget) roots() (configfs, sysfs, dev string) {
 	configfs, sysfs, dev = t.ConfigfsRoot, t.SysfsRoot, t.DevRoot

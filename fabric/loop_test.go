@@ -17,12 +17,12 @@ const (
 	testNexus = "naa.5001405000000002"
 )
 
-func (k *fakeKernel) loop() *LoopTarget {
+func (k fakeKernel) loop() *LoopTarget {
 	return &LoopTarget{
 		WWN: testWWN, NexusWWN: testNexus,
-		ConfigfsRoot: k.configfs, SysfsRoot: k.sysfs, DevRoot: k.dev,
+		ConfigfsRoot: k.Configfs, SysfsRoot: k.Sysfs, DevRoot: k.Dev,
 		ScanTimeout: time.Second,
-		fsys:        k,
+		FS:          k,
 	}
 }
 
@@ -34,7 +34,7 @@ func TestLoopAddRemove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := filepath.Join(k.dev, "sda"); dev != want {
+	if want := filepath.Join(k.Dev, "sda"); dev != want {
 		t.Errorf("AddLUN = %q, want %q", dev, want)
 	}
 	tpg := "config/target/loopback/" + testWWN + "/tpgt_1"
@@ -111,7 +111,7 @@ func TestLoopTwoLUNs(t *testing.T) {
 // left in place.
 func TestLoopExistingTarget(t *testing.T) {
 	k := newFakeKernel(t)
-	tpg := filepath.Join(k.configfs, "target", "loopback", testWWN, "tpgt_1")
+	tpg := filepath.Join(k.Configfs, "target", "loopback", testWWN, "tpgt_1")
 	for _, d := range []string{filepath.Dir(tpg), tpg} {
 		if err := k.Mkdir(d); err != nil {
 			t.Fatal(err)
@@ -179,7 +179,7 @@ func TestLoopAdoptLUN(t *testing.T) {
 	if err != nil {
 		t.Fatalf("AddLUN over our own LUN = %v", err)
 	}
-	if dev != filepath.Join(k.dev, "sda") {
+	if dev != filepath.Join(k.Dev, "sda") {
 		t.Errorf("adopted LUN device = %s, want sda", dev)
 	}
 	// Linking another backstore there is refused and changes nothing.
@@ -207,7 +207,7 @@ func TestLoopAdoptLUN(t *testing.T) {
 // it made.
 func TestLoopNoDisk(t *testing.T) {
 	k := newFakeKernel(t)
-	k.noScan = true
+	k.SetNoScan(true)
 	before := k.tree(t)
 	lt := k.loop()
 	lt.ScanTimeout = 50 * time.Millisecond
@@ -255,7 +255,7 @@ func TestLoopNoModule(t *testing.T) {
 	k := newFakeKernel(t)
 	// Real configfs makes target/loopback on mkdir by loading tcm_loop;
 	// without the module the mkdir fails. A missing target/ fails it here.
-	os.RemoveAll(filepath.Join(k.configfs, "target"))
+	os.RemoveAll(filepath.Join(k.Configfs, "target"))
 	_, err := k.loop().AddLUN(t.Context(), 0, k.backstore(0))
 	if err == nil || !strings.Contains(err.Error(), "tcm_loop") {
 		t.Errorf("AddLUN without tcm_loop = %v, want an error naming it", err)
@@ -267,7 +267,7 @@ func TestLoopNoModule(t *testing.T) {
 func TestLoopAdoptEmptyLUN(t *testing.T) {
 	k := newFakeKernel(t)
 	before := k.tree(t)
-	tpg := filepath.Join(k.configfs, "target", "loopback", testWWN, "tpgt_1")
+	tpg := filepath.Join(k.Configfs, "target", "loopback", testWWN, "tpgt_1")
 	for _, d := range []string{filepath.Dir(tpg), tpg, filepath.Join(tpg, "lun", "lun_0")} {
 		if err := k.Mkdir(d); err != nil {
 			t.Fatal(err)

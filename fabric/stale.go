@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"path/filepath"
 	"strings"
+
+	"github.com/lunbridge/lunbridge/internal/configfs"
 )
 
 // RemoveStaleISCSI removes target/iscsi/<iqn> and everything in it when
@@ -18,14 +20,14 @@ import (
 // Initiators logged in to the target lose their sessions and log in again
 // once the caller has made the target anew; commands still in the
 // backstores' rings must have been dealt with first (tcmu Device.Recover).
-func RemoveStaleISCSI(configfsRoot, iqn string, owned func(backstore string) bool) error {
+//
+// fsys nil means the real file system; configfsRoot empty means
+// DefaultConfigfsRoot.
+func RemoveStaleISCSI(fsys configfs.FS, configfsRoot, iqn string, owned func(backstore string) bool) error {
 	if configfsRoot == "" {
 		configfsRoot = DefaultConfigfsRoot
 	}
-	return removeStaleISCSI(osFS{}, configfsRoot, iqn, owned)
-}
-
-func removeStaleISCSI(fsys fsys, configfsRoot, iqn string, owned func(string) bool) error {
+	fsys = configfs.Or(fsys)
 	if err := ValidateIQN(iqn); err != nil {
 		return err
 	}

@@ -26,9 +26,9 @@ func TestRemoveStaleISCSI(t *testing.T) {
 		// The run is killed: nothing removes the target.
 		made := k.tree(t)
 		owned := func(p string) bool {
-			return ours && strings.HasPrefix(p, k.configfs+"/target/core/")
+			return ours && strings.HasPrefix(p, k.Configfs+"/target/core/")
 		}
-		err := removeStaleISCSI(k, k.configfs, testIQN, owned)
+		err := RemoveStaleISCSI(k, k.Configfs, testIQN, owned)
 		if ours {
 			if err != nil {
 				t.Fatal(err)
@@ -39,7 +39,7 @@ func TestRemoveStaleISCSI(t *testing.T) {
 			continue
 		}
 		if !errors.Is(err, fs.ErrExist) {
-			t.Errorf("removeStaleISCSI(someone else's) = %v, want fs.ErrExist", err)
+			t.Errorf("RemoveStaleISCSI(someone else's) = %v, want fs.ErrExist", err)
 		}
 		if after := k.tree(t); !slices.Equal(after, made) {
 			t.Errorf("someone else's target was changed:\n got %q\nwant %q", after, made)
@@ -47,7 +47,7 @@ func TestRemoveStaleISCSI(t *testing.T) {
 	}
 	// No target: nothing to do.
 	k := newFakeKernel(t)
-	if err := removeStaleISCSI(k, k.configfs, testIQN, func(string) bool { return false }); err != nil {
+	if err := RemoveStaleISCSI(k, k.Configfs, testIQN, func(string) bool { return false }); err != nil {
 		t.Errorf("removeStaleISCSI without a target = %v", err)
 	}
 }

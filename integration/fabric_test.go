@@ -343,10 +343,10 @@ func fabricISCSIGuest(t *testing.T, aclIQN, demoIQN, allowed, user, secret strin
 	if _, err := again.AddLUN(ctx, 0, bs); err == nil {
 		t.Error("AddLUN over an existing target without Adopt succeeded")
 	}
-	if err := fabric.RemoveStaleISCSI("", crashIQN, func(string) bool { return false }); !errors.Is(err, fs.ErrExist) {
+	if err := fabric.RemoveStaleISCSI(nil, "", crashIQN, func(string) bool { return false }); !errors.Is(err, fs.ErrExist) {
 		t.Errorf("RemoveStaleISCSI of a target that is not ours = %v, want fs.ErrExist", err)
 	}
-	if err := fabric.RemoveStaleISCSI("", crashIQN, func(p string) bool { return p == filepath.Clean(bs) }); err != nil {
+	if err := fabric.RemoveStaleISCSI(nil, "", crashIQN, func(p string) bool { return p == filepath.Clean(bs) }); err != nil {
 		t.Errorf("RemoveStaleISCSI of a leftover target = %v", err)
 	}
 	if _, err := again.AddLUN(ctx, 0, bs); err != nil {

@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/lunbridge/lunbridge/internal/configfs"
 )
 
 // configPrefix starts the dev_config of every backstore lunbridge creates.
@@ -27,55 +28,9 @@ const (
 )
 
 // fsys is the file-system surface through which the package drives
-// configfs and sysfs. The real implementation is osFS; unit tests use a
-// fake kernel over a temporary directory that records every operation.
-type fsys interface {
-	Mkdir(path string) error
-	Rmdir(path string) error
-	// WriteFile writes an existing attribute in one write(2) call, as
-	// configfs requires (each write is parsed on its own).
-	WriteFile(path, data string) error
-	ReadFile(path string) (string, error)
-	ReadDir(path string) ([]string, error)
-	Stat(path string) (fs.FileInfo, error)
-}
-
-// osFS is fsys over the real file system.
-type osFS struct{}
-
-func (osFS) Mkdir(path string) error { return os.Mkdir(path, 0o755) }
-
-func (osFS) Rmdir(path string) error { return os.Remove(path) }
-
-func (osFS) WriteFile(path, data string) error {
-	// No O_CREATE: configfs attributes exist as soon as their group does,
-	// and a missing one is an error (ENOENT), not a file to create.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		return err
-	}
-	_, werr := f.WriteString(data)
-	return errors.Join(werr, f.Close())
-}
-
-func (osFS) ReadFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	return string(b), err
-}
-
-func (osFS) ReadDir(path string) ([]string, error) {
-	ents, err := os.ReadDir(path)
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, len(ents))
-	for i, e := range ents {
-		names[i] = e.Name()
-	}
-	return names, nil
-}
-
-func (osFS) Stat(path string) (fs.FileInfo, error) { return os.Stat(path) }
+// configfs and sysfs: the one configfs layer, configfs.OS in production
+// and configfs.Fake in unit tests.
+type fsys = configfs.FS
 
 // writeAttr writes value to a configfs attribute and wraps the error with
 // the path and value, so a refused setting names itself.
@@ -169,7 +124,7 @@ type DeviceInfo struct {
 // (normally /sys/kernel/config), in every target/core/user_N HBA. Other
 // user backstores are skipped. It reads configfs only.
 func ListDevices(configfsRoot string) ([]DeviceInfo, error) {
-	return listDevices(osFS{}, configfsRoot)
+	return listDevices(configfs.OS{}, configfsRoot)
 }
 
 func listDevices(fsys fsys, root string) ([]DeviceInfo, error) {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lunbridge/lunbridge/internal/configfs"
 )
 
 // Errors callers branch on.
@@ -95,6 +97,9 @@ type DeviceConfig struct {
 	ConfigfsRoot string
 	SysfsRoot    string
 	DevRoot      string
+	// FS drives configfs and sysfs; nil: the real file system. Tests
+	// give a configfs.Fake.
+	FS configfs.FS
 }
 
 // withDefaults fills zero fields that have a default; Size and BlockSize
@@ -209,7 +214,7 @@ type Device struct {
 // O_RDWR|O_NONBLOCK|O_CLOEXEC (ErrBusy if another process holds it) and
 // mapped whole; the mailbox must be version 2 (else ErrVersion).
 func OpenDevice(ctx context.Context, cfg DeviceConfig) (*Device, error) {
-	return openDevice(ctx, osFS{}, cfg)
+	return openDevice(ctx, configfs.Or(cfg.FS), cfg)
 }
 
 func openDevice(ctx context.Context, fsys fsys, cfg DeviceConfig) (*Device, error) {

@@ -16,23 +16,23 @@ import (
 )
 
 // config returns a DeviceConfig rooted in the fake kernel.
-func (k *fakeKernel) config(name string, hba int) DeviceConfig {
+func (k fakeKernel) config(name string, hba int) DeviceConfig {
 	return DeviceConfig{
 		Name:         name,
 		HBA:          hba,
 		Config:       name,
 		Size:         1 << 20,
 		BlockSize:    512,
-		ConfigfsRoot: k.configfs,
-		SysfsRoot:    k.sysfs,
-		DevRoot:      k.dev,
+		ConfigfsRoot: k.Configfs,
+		SysfsRoot:    k.Sysfs,
+		DevRoot:      k.Dev,
 	}
 }
 
 // foreign creates an enabled backstore as another tool would.
-func (k *fakeKernel) foreign(t *testing.T, hba int, name, devConfig string) string {
+func (k fakeKernel) foreign(t *testing.T, hba int, name, devConfig string) string {
 	t.Helper()
-	h := filepath.Join(k.configfs, "target", "core", "user_"+string(rune('0'+hba)))
+	h := filepath.Join(k.Configfs, "target", "core", "user_"+string(rune('0'+hba)))
 	if err := k.Mkdir(h); err != nil && !errors.Is(err, os.ErrExist) {
 		t.Fatal(err)
 	}
@@ -82,10 +82,10 @@ func TestOpenDeviceCreates(t *testing.T) {
 	if d.Adopted() {
 		t.Error("Adopted() = true for a new device")
 	}
-	if got, want := d.UIO(), filepath.Join(k.dev, "uio0"); got != want {
+	if got, want := d.UIO(), filepath.Join(k.Dev, "uio0"); got != want {
 		t.Errorf("UIO() = %q, want %q", got, want)
 	}
-	if got, want := d.Path(), filepath.Join(k.root, bs); got != want {
+	if got, want := d.Path(), filepath.Join(k.Root, bs); got != want {
 		t.Errorf("Path() = %q, want %q", got, want)
 	}
 	if got := len(d.Mem()); got != fakeMapSize {
@@ -167,7 +167,7 @@ func TestOpenDeviceDefaultBlockSize(t *testing.T) {
 	if got := d.Config().BlockSize; got != 512 {
 		t.Errorf("Config().BlockSize = %d, want 512", got)
 	}
-	if got := k.getAttr(d.Path(), "hw_block_size"); got != "512" {
+	if got := k.Attr(d.Path(), "hw_block_size"); got != "512" {
 		t.Errorf("attrib/hw_block_size = %s, want 512", got)
 	}
 }
@@ -176,7 +176,7 @@ func TestOpenDeviceIgnoredToken(t *testing.T) {
 	for _, tok := range []string{"hw_max_sectors", "hw_block_size", "nl_reply_supported", "dev_size"} {
 		t.Run(tok, func(t *testing.T) {
 			k := newFakeKernel(t)
-			k.dropTokens = map[string]bool{tok: true}
+			k.SetDropTokens(tok)
 			before := k.tree(t)
 			cfg := k.config("d", 0)
 			cfg.BlockSize = 4096
@@ -262,7 +262,7 @@ func TestOpenDeviceAdoptMismatch(t *testing.T) {
 func TestOpenDeviceAdoptUnenabled(t *testing.T) {
 	k := newFakeKernel(t)
 	cfg := k.config("disk0", 0)
-	dir := filepath.Join(k.configfs, "target", "core", "user_0", "disk0")
+	dir := filepath.Join(k.Configfs, "target", "core", "user_0", "disk0")
 	if err := k.Mkdir(filepath.Dir(dir)); err != nil {
 		t.Fatal(err)
 	}
@@ -277,8 +277,8 @@ func TestOpenDeviceAdoptUnenabled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Remove()
-	if !d.Adopted() || !k.enabled(dir) {
-		t.Errorf("Adopted() = %v, enabled = %v, want true, true", d.Adopted(), k.enabled(dir))
+	if !d.Adopted() || !k.Enabled(dir) {
+		t.Errorf("Adopted() = %v, enabled = %v, want true, true", d.Adopted(), k.Enabled(dir))
 	}
 }
 
@@ -309,7 +309,7 @@ func TestOpenDeviceNoTargetCore(t *testing.T) {
 func TestOpenDeviceNoUIO(t *testing.T) {
 	k := newFakeKernel(t)
 	cfg := k.config("d", 0)
-	cfg.SysfsRoot = filepath.Join(k.root, "elsewhere")
+	cfg.SysfsRoot = filepath.Join(k.Root, "elsewhere")
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	before := k.tree(t)
@@ -361,13 +361,13 @@ func TestDeviceResize(t *testing.T) {
 	if got := d.Config().Size; got != 2<<20 {
 		t.Errorf("Config().Size = %d after Resize, want %d", got, 2<<20)
 	}
-	if got := k.getAttr(d.Path(), "dev_size"); got != "2097152" {
+	if got := k.Attr(d.Path(), "dev_size"); got != "2097152" {
 		t.Errorf("attrib/dev_size = %s, want 2097152", got)
 	}
 	if err := d.Resize(2<<20 + 1); err == nil {
 		t.Error("Resize to a size that is not a block multiple succeeded")
 	}
-	k.resizeErr = syscall.ESRCH
+	k.SetResizeErr(syscall.ESRCH)
 	err = d.Resize(4 << 20)
 	if !errors.Is(err, syscall.ESRCH) || !strings.Contains(err.Error(), "netlink") {
 		t.Errorf("Resize without listener = %v, want ESRCH explained", err)
@@ -410,7 +410,7 @@ func TestDeviceRemoveKeepsSharedHBA(t *testing.T) {
 	if err := d.Remove(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(k.configfs, "target", "core", "user_0", "theirs")); err != nil {
+	if _, err := os.Stat(filepath.Join(k.Configfs, "target", "core", "user_0", "theirs")); err != nil {
 		t.Errorf("foreign backstore after Remove: %v", err)
 	}
 }
