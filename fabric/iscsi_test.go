@@ -23,6 +23,7 @@ func TestISCSIOpenAccess(t *testing.T) {
 	k := newFakeKernel(t)
 	before := k.tree(t)
 	it := k.iscsi()
+	it.AllowAnyInitiator = true
 	url, err := it.AddLUN(t.Context(), 0, k.backstore(0))
 	if err != nil {
 		t.Fatal(err)
@@ -149,10 +150,46 @@ func TestISCSIACLAndCHAP(t *testing.T) {
 	}
 }
 
+// Without Initiators and AllowAnyInitiator the target admits nobody:
+// generate_node_acls=0 and no ACL (targetcli's default), so every login is
+// refused with "Authorization failure".
+func TestISCSIDenyByDefault(t *testing.T) {
+	k := newFakeKernel(t)
+	it := k.iscsi()
+	if _, err := it.AddLUN(t.Context(), 0, k.backstore(0)); err != nil {
+		t.Fatal(err)
+	}
+	defer it.Remove()
+	tpg := "config/target/iscsi/" + testIQN + "/tpgt_1"
+	log := k.takeLog()
+	for _, w := range []string{
+		"write " + tpg + "/attrib/generate_node_acls=0",
+		"write " + tpg + "/attrib/cache_dynamic_acls=0",
+	} {
+		if !slices.Contains(log, w) {
+			t.Errorf("operations lack %q: %q", w, log)
+		}
+	}
+	for _, l := range log {
+		if strings.Contains(l, "/acls/") {
+			t.Errorf("an ACL made for a target with no initiators: %q", l)
+		}
+	}
+	open := k.iscsi()
+	open.IQN = testIQN + "x"
+	open.AllowAnyInitiator = true
+	open.Initiators = []string{testInit}
+	if _, err := open.AddLUN(t.Context(), 0, k.backstore(1)); err == nil {
+		t.Error("AddLUN with AllowAnyInitiator and Initiators succeeded, want an error")
+		open.Remove()
+	}
+}
+
 // In demo mode the credentials go to tpgt_1/auth (tpg_demo_auth).
 func TestISCSIDemoCHAP(t *testing.T) {
 	k := newFakeKernel(t)
 	it := k.iscsi()
+	it.AllowAnyInitiator = true
 	it.CHAPUser, it.CHAPPassword = "user", testSecr
 	if _, err := it.AddLUN(t.Context(), 0, k.backstore(0)); err != nil {
 		t.Fatal(err)
