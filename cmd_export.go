@@ -1,21 +1,13 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"io"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/lunbridge/lunbridge/bridge"
-	"github.com/lunbridge/lunbridge/fabric"
-	"github.com/lunbridge/lunbridge/fusefs"
+	"github.com/lunbridge/lunbridge/lio"
 )
 
 func exportCommand() *cli.Command {
@@ -26,15 +18,16 @@ func exportCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "name", Usage: "LUN name, once per FILE (default: from the file name)"},
 			&cli.StringFlag{Name: "size", Usage: "LUN size (64M, 10G, 1T); creates a missing FILE sparse, grows a smaller one"},
-			&cli.UintFlag{Name: "block-size", Value: 512, Usage: "logical block size: 512 or 4096"},
+			&cli.UintFlag{Name: "block-size", Value: lio.DefaultBlockSize, Usage: "logical block size: 512 or 4096"},
 			&cli.BoolFlag{Name: "read-only", Usage: "write-protect the LUNs"},
 			&cli.BoolFlag{Name: "write-through", Usage: "complete writes only once durable (WCE=0); default is write-back with SYNCHRONIZE CACHE and FUA honoured"},
 			&cli.BoolFlag{Name: "preallocate", Usage: "allocate every block of the FILEs before serving"},
 			&cli.BoolFlag{Name: "direct-io", Usage: "read and write aligned transfers with O_DIRECT, around the page cache"},
-			&cli.StringFlag{Name: "fabric", Value: "loop", Usage: "loop (a local /dev/sdX), iscsi, or none"},
-			&cli.StringFlag{Name: "iqn", Usage: "iSCSI target name (default: derived from the host and LUN names)"},
-			&cli.StringFlag{Name: "portal", Value: "0.0.0.0:3260", Usage: "iSCSI portal ADDR:PORT"},
-			&cli.StringSliceFlag{Name: "initiator", Usage: "allow this initiator IQN (repeatable); none: any initiator"},
+			&cli.StringFlag{Name: "fabric", Value: lio.DefaultFabric, Usage: "loop (a local /dev/sdX), iscsi, or none"},
+			&cli.StringFlag{Name: "iqn", Usage: "iSCSI target name (default: derived from the host and the first LUN's name)"},
+			&cli.StringFlag{Name: "portal", Value: lio.DefaultPortal, Usage: "iSCSI portal ADDR:PORT"},
+			&cli.StringSliceFlag{Name: "initiator", Usage: "allow this initiator IQN (repeatable); without one, no initiator may log in"},
+			&cli.BoolFlag{Name: "insecure-allow-any-initiator", Usage: "let EVERY initiator that reaches the portal log in and read and write the LUNs"},
 			&cli.StringFlag{Name: "chap-user", Usage: "require iSCSI CHAP with this user name"},
 			&cli.StringFlag{Name: "chap-password-file", Usage: "file holding the CHAP secret (never given on the command line)"},
 		}, daemonFlags()...),
@@ -42,15 +35,15 @@ func exportCommand() *cli.Command {
 	}
 }
 
-// daemonFlags are the flags export and serve share.
+// daemonFlags are the flags export shares with serve's config file.
 func daemonFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.IntFlag{Name: "workers", Usage: "I/O workers per LUN (default 2 x CPUs, at least 4)"},
-		&cli.StringFlag{Name: "mount", Value: "/run/lunbridge", Usage: "where to mount the FUSE view; empty: no view"},
+		&cli.IntFlag{Name: "workers", Usage: "I/O workers per LUN", DefaultText: "2 x CPUs, at least 4"},
+		&cli.StringFlag{Name: "mount", Value: defaultMount, Usage: "where to mount the FUSE view; empty: no view"},
 		&cli.BoolFlag{Name: "mount-allow-other", Usage: "let users other than root read the FUSE view"},
-		&cli.DurationFlag{Name: "cmd-timeout", Value: 30 * time.Second, Usage: "kernel command timeout (TCMU cmd_time_out)"},
+		&cli.DurationFlag{Name: "cmd-timeout", Value: lio.DefaultCmdTimeout, Usage: "kernel command timeout (TCMU cmd_time_out)"},
 		&cli.StringFlag{Name: "max-transfer", Value: "512K", Usage: "largest command the LUNs accept (VPD Block Limits; TCMU hw_max_sectors)"},
-		&cli.StringFlag{Name: "configfs", Value: "/sys/kernel/config", Hidden: true},
+		&cli.StringFlag{Name: "configfs", Value: lio.DefaultConfigfs, Hidden: true},
 	}
 }
 
@@ -68,105 +61,64 @@ func runExport(c *cli.Context) error {
 	if len(names) > len(files) {
 		return usageErr("export: %d --name flags for %d FILEs", len(names), len(files))
 	}
-	var size int64
-	if s := c.String("size"); s != "" {
-		var err error
-		if size, err = bridge.ParseSize(s); err != nil {
-			return usageErr("--size %q: want a byte count such as 64M, 10G or 1T", s)
-		}
-	}
-	bs := c.Uint("block-size")
-	if bs != 512 && bs != 4096 {
-		return usageErr("--block-size %d: want 512 or 4096", bs)
-	}
-	maxTransfer, err := bridge.ParseSize(c.String("max-transfer"))
-	if err != nil || maxTransfer < 4096 || maxTransfer%4096 != 0 {
-		return usageErr("--max-transfer %q: want a multiple of 4K such as 512K or 1M", c.String("max-transfer"))
-	}
-	spec, err := exportSpec(c.String("fabric"), c.String("iqn"), c.String("portal"),
-		c.StringSlice("initiator"), c.String("chap-user"), c.String("chap-password-file"))
+	fc, err := exportConfig(c, files, names)
 	if err != nil {
 		return err
 	}
-	var luns []lunConfig
-	seen := map[string]bool{}
-	for i, f := range files {
-		name := ""
-		if i < len(names) {
-			name = names[i]
-		} else {
-			name = nameFromPath(f)
-		}
-		if err := bridge.ValidName(name); err != nil {
-			return usageErr("%v (use --name)", err)
-		}
-		if seen[name] {
-			return usageErr("two LUNs named %q (use --name)", name)
-		}
-		seen[name] = true
-		luns = append(luns, lunConfig{
-			Options: bridge.Options{
-				Name:         name,
-				Path:         f,
-				Size:         size,
-				BlockSize:    uint32(bs),
-				ReadOnly:     c.Bool("read-only"),
-				WriteThrough: c.Bool("write-through"),
-				Workers:      c.Int("workers"),
-				Preallocate:  c.Bool("preallocate"),
-				DirectIO:     c.Bool("direct-io"),
-				MaxTransfer:  maxTransfer,
-			},
-			Spec: spec,
-		})
+	dc, err := fc.resolve(hostname())
+	if err != nil {
+		return usageErr("export: %v", err)
 	}
-	if spec.Fabric == "iscsi" && spec.IQN == "" {
-		// All FILEs of one export are LUNs of one target.
-		host, _ := os.Hostname()
-		for i := range luns {
-			luns[i].Spec.IQN = fabric.DefaultIQN(host, luns[0].Name)
-		}
-	}
-	return runDaemon(c.Context, daemonConfig{
-		LUNs:        luns,
-		Mount:       c.String("mount"),
-		AllowOther:  c.Bool("mount-allow-other"),
-		CmdTimeout:  c.Duration("cmd-timeout"),
-		MaxTransfer: maxTransfer,
-		Configfs:    c.String("configfs"),
-		Workers:     c.Int("workers"),
-		Out:         c.App.Writer,
-	})
+	return runDaemon(c.Context, dc, daemonIO{Out: c.App.Writer, Configfs: c.String("configfs")})
 }
 
-// exportSpec validates the fabric flags.
-func exportSpec(fab, iqn, portal string, initiators []string, chapUser, chapFile string) (bridge.ExportSpec, error) {
-	spec := bridge.ExportSpec{Fabric: fab, IQN: iqn, Portal: portal, Initiators: initiators, CHAPUser: chapUser}
-	switch fab {
-	case "loop", "none":
-		if iqn != "" || len(initiators) > 0 || chapUser != "" {
-			return spec, usageErr("--iqn, --initiator and --chap-user need --fabric iscsi")
-		}
-		return spec, nil
-	case "iscsi":
-	default:
-		return spec, usageErr("--fabric %q: want loop, iscsi or none", fab)
+// exportConfig turns export's flags into the config file's form: one
+// target holding every FILE.
+func exportConfig(c *cli.Context, files, names []string) (fileConfig, error) {
+	mount := c.String("mount")
+	t := targetConfig{
+		Fabric:                    c.String("fabric"),
+		IQN:                       c.String("iqn"),
+		Initiators:                c.StringSlice("initiator"),
+		InsecureAllowAnyInitiator: c.Bool("insecure-allow-any-initiator"),
+		CHAPUser:                  c.String("chap-user"),
+		CHAPPasswordFile:          c.String("chap-password-file"),
 	}
-	if (chapUser == "") != (chapFile == "") {
-		return spec, usageErr("--chap-user and --chap-password-file go together")
+	if t.Fabric == lio.FabricISCSI {
+		t.Portal = c.String("portal")
 	}
-	if chapFile != "" {
-		b, err := os.ReadFile(chapFile)
-		if err != nil {
-			return spec, usageErr("--chap-password-file: %v", err)
+	seen := map[string]bool{}
+	for i, f := range files {
+		name := nameFromPath(f)
+		if i < len(names) {
+			name = names[i]
 		}
-		spec.CHAPPassword = strings.TrimRight(string(b), "\r\n")
-		// RFC 7143 §12.1.3 leaves the length to the target; LIO takes 12 to 255.
-		if n := len(spec.CHAPPassword); n < 12 || n > 255 {
-			return spec, usageErr("--chap-password-file: the secret must be 12 to 255 bytes, not %d", n)
+		if err := bridge.ValidName(name); err != nil {
+			return fileConfig{}, usageErr("%v (use --name)", err)
 		}
+		if seen[name] {
+			return fileConfig{}, usageErr("two LUNs named %q (use --name)", name)
+		}
+		seen[name] = true
+		t.LUNs = append(t.LUNs, lunFileConfig{
+			Name:         name,
+			Path:         f,
+			Size:         c.String("size"),
+			BlockSize:    uint32(c.Uint("block-size")),
+			ReadOnly:     c.Bool("read-only"),
+			WriteThrough: c.Bool("write-through"),
+			Preallocate:  c.Bool("preallocate"),
+			DirectIO:     c.Bool("direct-io"),
+		})
 	}
-	return spec, nil
+	return fileConfig{
+		Mount:           &mount,
+		MountAllowOther: c.Bool("mount-allow-other"),
+		CmdTimeout:      duration{c.Duration("cmd-timeout")},
+		MaxTransfer:     c.String("max-transfer"),
+		Workers:         c.Int("workers"),
+		Targets:         []targetConfig{t},
+	}, nil
 }
 
 // nameFromPath derives a LUN name from a file name: "/srv/vm disk.img"
@@ -191,113 +143,4 @@ func nameFromPath(path string) string {
 		name = "lun"
 	}
 	return name
-}
-
-// lunConfig is one LUN to serve.
-type lunConfig struct {
-	bridge.Options
-	Spec bridge.ExportSpec
-}
-
-// daemonConfig is what export and serve run.
-type daemonConfig struct {
-	LUNs        []lunConfig
-	Mount       string
-	AllowOther  bool
-	CmdTimeout  time.Duration
-	MaxTransfer int64
-	Configfs    string
-	Workers     int
-	Out         io.Writer
-	// Reload, when not nil, asks for Load to be applied (serve's SIGHUP).
-	Reload <-chan os.Signal
-	Load   func() ([]lunConfig, error)
-}
-
-// runDaemon serves cfg until ctx is done. reload, when not nil, delivers
-// new LUN sets (serve's SIGHUP). Shutdown order: unmount the view, then
-// remove every LUN (unexport, drain, remove the device, sync the file).
-func runDaemon(ctx context.Context, cfg daemonConfig) error {
-	log := slog.Default()
-	if os.Geteuid() != 0 {
-		return cli.Exit("lunbridge must run as root: it writes configfs and opens /dev/uio*", exitFailure)
-	}
-	k, err := newKernel(ctx, kernelConfig{
-		Configfs:    cfg.Configfs,
-		CmdTimeout:  cfg.CmdTimeout,
-		MaxTransfer: cfg.MaxTransfer,
-		Logger:      log,
-	})
-	if err != nil {
-		return cli.Exit(err.Error(), exitFailure)
-	}
-	var view *fusefs.View
-	d := bridge.NewDaemon(bridge.DaemonOptions{
-		Kernel:      k,
-		Logger:      log,
-		Defaults:    bridge.Options{BlockSize: 512, Workers: cfg.Workers, MaxTransfer: cfg.MaxTransfer},
-		DefaultSpec: bridge.ExportSpec{Fabric: "loop"},
-		OnChange: func() {
-			if view != nil {
-				view.Refresh()
-			}
-		},
-	})
-	viewDone := make(chan error, 1)
-	stopView := func() error { return nil }
-	if cfg.Mount != "" {
-		view = fusefs.New(d, fusefs.Options{Mountpoint: cfg.Mount, AllowOther: cfg.AllowOther, Version: version, Logger: log})
-		vctx, vcancel := context.WithCancel(context.WithoutCancel(ctx))
-		go func() { viewDone <- view.Run(vctx) }()
-		select {
-		case <-view.Ready():
-		case err := <-viewDone:
-			vcancel()
-			return errors.Join(fmt.Errorf("FUSE view at %s: %w", cfg.Mount, err), d.Close(context.Background()))
-		}
-		stopView = func() error {
-			vcancel()
-			return <-viewDone
-		}
-	}
-	shutdown := func(err error) error {
-		return errors.Join(err, stopView(), d.Close(context.Background()))
-	}
-	if err := addLUNs(ctx, d, cfg.LUNs, cfg.Out); err != nil {
-		return shutdown(err)
-	}
-	served := cfg.LUNs
-	fmt.Fprintln(cfg.Out, "lunbridge: ready; SIGINT or SIGTERM to stop")
-	for {
-		select {
-		case <-ctx.Done():
-			log.Info("shutting down")
-			return shutdown(nil)
-		case err := <-viewDone:
-			viewDone <- err // for stopView
-			return shutdown(fmt.Errorf("FUSE view stopped: %w", err))
-		case <-cfg.Reload:
-			next, err := cfg.Load()
-			if err != nil {
-				log.Error("reload: config kept as it was", "err", err)
-				continue
-			}
-			served = applyReload(ctx, d, served, next, cfg.Out)
-		}
-	}
-}
-
-// addLUNs adds each LUN and prints where it is.
-func addLUNs(ctx context.Context, d *bridge.Daemon, luns []lunConfig, out io.Writer) error {
-	for _, l := range luns {
-		if l.Preallocate {
-			l.Progress = progressFor(l.Name, out)
-		}
-		info, err := d.Add(ctx, l.Options, l.Spec)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "%s: %s %s (%s, %d bytes, %d-byte blocks)\n", info.Name, info.Fabric, info.FabricPath, info.Path, info.Size, info.BlockSize)
-	}
-	return nil
 }

@@ -2,19 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
-	"reflect"
 	"syscall"
-	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/urfave/cli/v2"
 
 	"github.com/lunbridge/lunbridge/bridge"
+	"github.com/lunbridge/lunbridge/lio"
 )
 
 func serveCommand() *cli.Command {
@@ -23,157 +21,48 @@ func serveCommand() *cli.Command {
 		Usage: "serve the targets and LUNs of a config file; SIGHUP reloads it",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Required: true, Usage: "TOML config file (see examples/lunbridge.toml)"},
-			&cli.StringFlag{Name: "configfs", Value: "/sys/kernel/config", Hidden: true},
+			&cli.StringFlag{Name: "configfs", Value: lio.DefaultConfigfs, Hidden: true},
 		},
 		Action: runServe,
 	}
 }
 
-// fileConfig is the config file.
-type fileConfig struct {
-	Mount           string         `toml:"mount"`
-	MountAllowOther bool           `toml:"mount_allow_other"`
-	CmdTimeout      duration       `toml:"cmd_timeout"`
-	MaxTransfer     string         `toml:"max_transfer"`
-	Workers         int            `toml:"workers"`
-	Targets         []targetConfig `toml:"target"`
-}
-
-type targetConfig struct {
-	Fabric           string          `toml:"fabric"`
-	IQN              string          `toml:"iqn"`
-	Portal           string          `toml:"portal"`
-	Initiators       []string        `toml:"initiators"`
-	CHAPUser         string          `toml:"chap_user"`
-	CHAPPasswordFile string          `toml:"chap_password_file"`
-	LUNs             []lunFileConfig `toml:"lun"`
-}
-
-type lunFileConfig struct {
-	Name         string `toml:"name"`
-	Path         string `toml:"path"`
-	Size         string `toml:"size"`
-	BlockSize    uint32 `toml:"block_size"`
-	ReadOnly     bool   `toml:"read_only"`
-	WriteThrough bool   `toml:"write_through"`
-	Preallocate  bool   `toml:"preallocate"`
-	DirectIO     bool   `toml:"direct_io"`
-}
-
-// duration reads "30s" style durations from TOML.
-type duration struct{ time.Duration }
-
-func (d *duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	d.Duration = v
-	return err
-}
-
-// loadConfig reads and validates a config file.
-func loadConfig(path string) (fileConfig, []lunConfig, int64, error) {
-	var fc fileConfig
-	md, err := toml.DecodeFile(path, &fc)
-	if err != nil {
-		return fc, nil, 0, fmt.Errorf("config %s: %w", path, err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		return fc, nil, 0, fmt.Errorf("config %s: unknown key %q", path, und[0].String())
-	}
-	if !md.IsDefined("mount") {
-		fc.Mount = "/run/lunbridge"
-	}
-	if fc.CmdTimeout.Duration == 0 {
-		fc.CmdTimeout.Duration = 30 * time.Second
-	}
-	maxTransfer := int64(bridge.DefaultMaxTransfer)
-	if fc.MaxTransfer != "" {
-		n, err := bridge.ParseSize(fc.MaxTransfer)
-		if err != nil || n < 4096 || n%4096 != 0 {
-			return fc, nil, 0, fmt.Errorf("config %s: max_transfer %q: want a multiple of 4K such as 512K", path, fc.MaxTransfer)
-		}
-		maxTransfer = n
-	}
-	var luns []lunConfig
-	seen := map[string]bool{}
-	for ti, t := range fc.Targets {
-		if t.Fabric == "" {
-			t.Fabric = "loop"
-		}
-		if t.Portal == "" && t.Fabric == "iscsi" {
-			t.Portal = "0.0.0.0:3260"
-		}
-		spec, err := exportSpec(t.Fabric, t.IQN, t.Portal, t.Initiators, t.CHAPUser, t.CHAPPasswordFile)
-		if err != nil {
-			return fc, nil, 0, fmt.Errorf("config %s: target %d: %w", path, ti+1, err)
-		}
-		for _, l := range t.LUNs {
-			if err := bridge.ValidName(l.Name); err != nil {
-				return fc, nil, 0, fmt.Errorf("config %s: %w", path, err)
-			}
-			if seen[l.Name] {
-				return fc, nil, 0, fmt.Errorf("config %s: two LUNs named %q", path, l.Name)
-			}
-			seen[l.Name] = true
-			if l.Path == "" {
-				return fc, nil, 0, fmt.Errorf("config %s: LUN %s has no path", path, l.Name)
-			}
-			var size int64
-			if l.Size != "" {
-				if size, err = bridge.ParseSize(l.Size); err != nil {
-					return fc, nil, 0, fmt.Errorf("config %s: LUN %s: %w", path, l.Name, err)
-				}
-			}
-			luns = append(luns, lunConfig{
-				Options: bridge.Options{
-					Name:         l.Name,
-					Path:         l.Path,
-					Size:         size,
-					BlockSize:    l.BlockSize,
-					ReadOnly:     l.ReadOnly,
-					WriteThrough: l.WriteThrough,
-					Preallocate:  l.Preallocate,
-					DirectIO:     l.DirectIO,
-					Workers:      fc.Workers,
-					MaxTransfer:  maxTransfer,
-				},
-				Spec: spec,
-			})
-		}
-	}
-	return fc, luns, maxTransfer, nil
-}
-
 func runServe(c *cli.Context) error {
 	path := c.String("config")
-	fc, luns, maxTransfer, err := loadConfig(path)
+	host := hostname()
+	dc, err := loadConfig(path, host)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	return runDaemon(c.Context, daemonConfig{
-		LUNs:        luns,
-		Mount:       fc.Mount,
-		AllowOther:  fc.MountAllowOther,
-		CmdTimeout:  fc.CmdTimeout.Duration,
-		MaxTransfer: maxTransfer,
-		Configfs:    c.String("configfs"),
-		Workers:     fc.Workers,
-		Out:         c.App.Writer,
-		Reload:      hup,
-		Load: func() ([]lunConfig, error) {
-			_, luns, _, err := loadConfig(path)
-			return luns, err
-		},
+	return runDaemon(c.Context, dc, daemonIO{
+		Out:      c.App.Writer,
+		Configfs: c.String("configfs"),
+		Reload:   hup,
+		Load:     func() (daemonConfig, error) { return loadConfig(path, host) },
 	})
 }
 
-// applyReload moves the daemon from the LUNs in cur to those in next:
-// removed LUNs go, new ones come, changed ones are removed and added again,
-// and the others are not touched. It returns the LUN set now served.
-func applyReload(ctx context.Context, d *bridge.Daemon, cur, next []lunConfig, out io.Writer) []lunConfig {
-	log := slog.Default()
+// lunSet is what a reload changes: bridge.Daemon.
+type lunSet interface {
+	Add(ctx context.Context, o bridge.Options, spec bridge.ExportSpec) (bridge.LUNInfo, error)
+	Remove(ctx context.Context, name string) error
+}
+
+// swap is one step of a reload: the LUNs in old go and those in new come,
+// together or not at all.
+type swap struct {
+	old, new []lunConfig
+}
+
+// planReload groups the difference between cur and next into swaps. A
+// LUN that is gone, new or changed is a swap of its own, unless the
+// settings of its iSCSI target changed: then every LUN of that target is
+// in one swap, as one target cannot hold two ACLs or portals at once.
+// Unchanged LUNs are in no swap.
+func planReload(cur, next []lunConfig) []swap {
 	old := map[string]lunConfig{}
 	for _, l := range cur {
 		old[l.Name] = l
@@ -182,35 +71,151 @@ func applyReload(ctx context.Context, d *bridge.Daemon, cur, next []lunConfig, o
 	for _, l := range next {
 		want[l.Name] = l
 	}
-	var served []lunConfig
+	// Targets whose settings differ between cur and next.
+	curTarget := map[string]bridge.ExportSpec{}
 	for _, l := range cur {
-		n, keep := want[l.Name]
-		if keep && sameLUN(l, n) {
-			served = append(served, l)
-			continue
+		if l.Spec.Fabric == lio.FabricISCSI {
+			curTarget[l.Spec.IQN] = l.Spec
 		}
-		if err := d.Remove(ctx, l.Name); err != nil {
-			log.Error("reload: remove", "lun", l.Name, "err", err)
-			served = append(served, l)
-			continue
-		}
-		fmt.Fprintf(out, "%s: removed\n", l.Name)
 	}
+	retarget := map[string]bool{}
 	for _, l := range next {
-		if o, ok := old[l.Name]; ok && sameLUN(o, l) {
-			continue
+		if s, ok := curTarget[l.Spec.IQN]; ok && l.Spec.Fabric == lio.FabricISCSI && lio.SameTarget(s, l.Spec) != nil {
+			retarget[l.Spec.IQN] = true
 		}
-		if err := addLUNs(ctx, d, []lunConfig{l}, out); err != nil {
-			log.Error("reload: add", "lun", l.Name, "err", err)
-			continue
-		}
-		served = append(served, l)
 	}
-	log.Info("config reloaded", "luns", len(served))
-	return served
+	retargeted := func(l lunConfig) bool { return l.Spec.Fabric == lio.FabricISCSI && retarget[l.Spec.IQN] }
+	changed := func(o, n lunConfig) bool { return !o.same(n) || retargeted(o) || retargeted(n) }
+	key := func(l lunConfig) string {
+		if retargeted(l) {
+			return "target " + l.Spec.IQN
+		}
+		return "lun " + l.Name
+	}
+	// A LUN whose old and new forms fall in different groups joins them
+	// (union-find over group keys).
+	parent := map[string]string{}
+	var find func(string) string
+	find = func(k string) string {
+		if p, ok := parent[k]; ok && p != k {
+			r := find(p)
+			parent[k] = r
+			return r
+		}
+		return k
+	}
+	for _, o := range cur {
+		if n, ok := want[o.Name]; ok && changed(o, n) {
+			if a, b := find(key(o)), find(key(n)); a != b {
+				parent[b] = a
+			}
+		}
+	}
+	groups := map[string]*swap{}
+	var order []string
+	group := func(l lunConfig) *swap {
+		k := find(key(l))
+		sw := groups[k]
+		if sw == nil {
+			sw = &swap{}
+			groups[k] = sw
+			order = append(order, k)
+		}
+		return sw
+	}
+	for _, o := range cur {
+		if n, keep := want[o.Name]; keep && !changed(o, n) {
+			continue
+		}
+		sw := group(o)
+		sw.old = append(sw.old, o)
+	}
+	for _, n := range next {
+		if o, had := old[n.Name]; had && !changed(o, n) {
+			continue
+		}
+		sw := group(n)
+		sw.new = append(sw.new, n)
+	}
+	out := make([]swap, len(order))
+	for i, k := range order {
+		out[i] = *groups[k]
+	}
+	return out
 }
 
-func sameLUN(a, b lunConfig) bool {
-	a.Progress, b.Progress = nil, nil
-	return reflect.DeepEqual(a, b)
+// applyReload moves the daemon from the LUNs in cur to those in next,
+// swap by swap (planReload). Each swap is transactional: its old LUNs are
+// removed and its new ones added; if an add fails, the new ones are
+// removed again and the old ones come back, so a LUN is either in its
+// new form or its old one. (A LUN keeps its name, which names its
+// backstore, so its new form cannot be up before its old form goes.) It
+// returns the LUNs now served and every swap's error.
+func applyReload(ctx context.Context, d lunSet, cur, next []lunConfig, out io.Writer) ([]lunConfig, error) {
+	served := map[string]lunConfig{}
+	for _, l := range cur {
+		served[l.Name] = l
+	}
+	var errs []error
+	for _, sw := range planReload(cur, next) {
+		if err := applySwap(ctx, d, sw, out); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, l := range sw.old {
+			delete(served, l.Name)
+		}
+		for _, l := range sw.new {
+			served[l.Name] = l
+		}
+	}
+	// Keep the config's order for the LUNs it has, then the others.
+	var now []lunConfig
+	for _, l := range next {
+		if s, ok := served[l.Name]; ok {
+			now = append(now, s)
+			delete(served, l.Name)
+		}
+	}
+	for _, l := range cur {
+		if s, ok := served[l.Name]; ok {
+			now = append(now, s)
+		}
+	}
+	return now, errors.Join(errs...)
+}
+
+// applySwap removes sw.old and adds sw.new, or leaves things as they
+// were and says why.
+func applySwap(ctx context.Context, d lunSet, sw swap, out io.Writer) error {
+	var removed []lunConfig
+	undo := func(cause error, added []lunConfig) error {
+		errs := []error{cause}
+		for i := len(added) - 1; i >= 0; i-- {
+			if err := d.Remove(ctx, added[i].Name); err != nil {
+				errs = append(errs, fmt.Errorf("undo: %w", err))
+			}
+		}
+		for _, l := range removed {
+			if err := addLUN(ctx, d, l, out); err != nil {
+				errs = append(errs, fmt.Errorf("undo: LUN %s could not be restored: %w", l.Name, err))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	for _, l := range sw.old {
+		if err := d.Remove(ctx, l.Name); err != nil {
+			return undo(fmt.Errorf("reload: %w", err), nil)
+		}
+		removed = append(removed, l)
+		fmt.Fprintf(out, "%s: removed\n", l.Name)
+	}
+	var added []lunConfig
+	for _, l := range sw.new {
+		if err := addLUN(ctx, d, l, out); err != nil {
+			return undo(fmt.Errorf("reload: add %s: %w", l.Name, err), added)
+		}
+		added = append(added, l)
+	}
+	return nil
 }

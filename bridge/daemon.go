@@ -15,14 +15,18 @@ import (
 	"github.com/lunbridge/lunbridge/tcmu"
 )
 
-// ExportSpec says how a LUN is offered to initiators.
+// ExportSpec says how a LUN is offered to initiators. LUNs whose specs
+// name the same iSCSI target must agree on everything but nothing else
+// (the kernel side refuses a conflict).
 type ExportSpec struct {
-	Fabric       string   // "loop", "iscsi" or "none"
-	IQN          string   // iSCSI target name; empty: derived
-	Portal       string   // iSCSI portal ADDR:PORT; empty: 0.0.0.0:3260
-	Initiators   []string // iSCSI ACL; empty: open access
-	CHAPUser     string   // iSCSI CHAP user; empty: no CHAP
-	CHAPPassword string   // never logged
+	Fabric     string   // "loop", "iscsi" or "none"
+	IQN        string   // iSCSI target name; empty: derived
+	Portal     string   // iSCSI portal ADDR:PORT; empty: 0.0.0.0:3260
+	Initiators []string // iSCSI ACL; empty: nobody (see AllowAnyInitiator)
+	// AllowAnyInitiator opens an iSCSI target to every initiator.
+	AllowAnyInitiator bool
+	CHAPUser          string // iSCSI CHAP user; empty: no CHAP
+	CHAPPassword      string // never logged
 }
 
 // Device is a LUN's presence in the kernel: its TCMU device and fabric

@@ -127,6 +127,11 @@ func ListDevices(configfsRoot string) ([]DeviceInfo, error) {
 	return listDevices(configfs.OS{}, configfsRoot)
 }
 
+// ListDevicesIn is ListDevices through fsys (nil: the real file system).
+func ListDevicesIn(fsys configfs.FS, configfsRoot string) ([]DeviceInfo, error) {
+	return listDevices(configfs.Or(fsys), configfsRoot)
+}
+
 func listDevices(fsys fsys, root string) ([]DeviceInfo, error) {
 	core := filepath.Join(root, "target", "core")
 	hbas, err := fsys.ReadDir(core)

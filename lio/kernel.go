@@ -1,38 +1,54 @@
-package main
+package lio
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/lunbridge/lunbridge/bridge"
 	"github.com/lunbridge/lunbridge/fabric"
+	"github.com/lunbridge/lunbridge/internal/configfs"
 	"github.com/lunbridge/lunbridge/tcmu"
 )
 
 // userHBA is N of target/core/user_N for lunbridge's backstores.
 const userHBA = 0
 
-// kernelConfig configures the production bridge.Kernel.
-type kernelConfig struct {
-	Configfs    string
-	CmdTimeout  time.Duration
-	MaxTransfer int64 // bytes; hw_max_sectors is this in blocks
-	Logger      *slog.Logger
+// loopName names the one loopback target; its WWNs derive from it
+// (fabric.LoopWWNs), so a restarted lunbridge finds it again.
+const loopName = "lunbridge"
+
+// Config configures a Kernel.
+type Config struct {
+	// ConfigfsRoot, SysfsRoot and DevRoot default to /sys/kernel/config,
+	// /sys and /dev; FS nil is the real file system. Tests point them at
+	// a configfs.Fake.
+	ConfigfsRoot string
+	SysfsRoot    string
+	DevRoot      string
+	FS           configfs.FS
+	CmdTimeout   time.Duration // TCMU cmd_time_out; 0: tcmu's default
+	MaxTransfer  int64         // bytes; hw_max_sectors is this in blocks
+	// Hostname names default iSCSI targets (DefaultIQN).
+	Hostname string
+	Logger   *slog.Logger
+	// LoadModules loads kernel modules; nil: fabric.LoadModules with
+	// ConfigfsRoot.
+	LoadModules func(ctx context.Context, modules ...string) error
 }
 
-// kernel is the production bridge.Kernel: TCMU devices in configfs, served
-// through UIO, exported through tcm_loop or iSCSI. All LUNs of one fabric
-// kind share a target: loop LUNs one loopback target, iSCSI LUNs one target
-// per IQN, numbered from 0 in the order they come.
-type kernel struct {
-	cfg kernelConfig
+// Kernel is the production bridge.Kernel: TCMU devices in configfs,
+// served through UIO, exported through tcm_loop or iSCSI. All loop LUNs
+// share one loopback target; iSCSI LUNs share one target per IQN. LUNs
+// are numbered from 0 in each target, the lowest free number first.
+type Kernel struct {
+	cfg Config
 	log *slog.Logger
 
 	mu     sync.Mutex
@@ -42,9 +58,12 @@ type kernel struct {
 	luns   map[*target]map[int]bool // protected by mu: LUN numbers in use
 }
 
+var _ bridge.Kernel = (*Kernel)(nil)
+
 // target is one fabric target: loop or iSCSI.
 type target struct {
-	kind  string // "loop" or "iscsi"
+	kind  string            // "loop" or "iscsi"
+	spec  bridge.ExportSpec // iSCSI: the settings every LUN must share
 	loop  *fabric.LoopTarget
 	iscsi *fabric.ISCSITarget
 }
@@ -70,9 +89,21 @@ func (t *target) remove() error {
 	return t.iscsi.Remove()
 }
 
-// newKernel checks (and loads) the kernel modules every LUN needs.
-func newKernel(ctx context.Context, cfg kernelConfig) (*kernel, error) {
-	k := &kernel{
+// New checks (and loads) the kernel modules every LUN needs.
+func New(ctx context.Context, cfg Config) (*Kernel, error) {
+	if cfg.ConfigfsRoot == "" {
+		cfg.ConfigfsRoot = configfs.DefaultRoot
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.LoadModules == nil {
+		root := cfg.ConfigfsRoot
+		cfg.LoadModules = func(ctx context.Context, mods ...string) error {
+			return fabric.LoadModules(ctx, fabric.ModuleOptions{ConfigfsRoot: root}, mods...)
+		}
+	}
+	k := &Kernel{
 		cfg:    cfg,
 		log:    cfg.Logger,
 		loaded: map[string]bool{},
@@ -87,7 +118,7 @@ func newKernel(ctx context.Context, cfg kernelConfig) (*kernel, error) {
 
 // load makes sure the modules are loaded, once per daemon.
 // Preconditions: k.mu is not held.
-func (k *kernel) load(ctx context.Context, mods ...string) error {
+func (k *Kernel) load(ctx context.Context, mods ...string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var need []string
@@ -99,7 +130,7 @@ func (k *kernel) load(ctx context.Context, mods ...string) error {
 	if len(need) == 0 {
 		return nil
 	}
-	if err := fabric.LoadModules(ctx, fabric.ModuleOptions{ConfigfsRoot: k.cfg.Configfs}, need...); err != nil {
+	if err := k.cfg.LoadModules(ctx, need...); err != nil {
 		return err
 	}
 	for _, m := range need {
@@ -110,7 +141,11 @@ func (k *kernel) load(ctx context.Context, mods ...string) error {
 
 // Attach creates (or adopts, after a crash) the LUN's TCMU device and
 // its ring.
-func (k *kernel) Attach(ctx context.Context, l *bridge.LUN, spec bridge.ExportSpec) (bridge.Device, error) {
+func (k *Kernel) Attach(ctx context.Context, l *bridge.LUN, spec bridge.ExportSpec) (bridge.Device, error) {
+	spec, err := Resolve(spec, k.cfg.Hostname, l.Name())
+	if err != nil {
+		return nil, fmt.Errorf("LUN %s: %w: %w", l.Name(), err, bridge.ErrInvalid)
+	}
 	info := l.Info()
 	dev, err := tcmu.OpenDevice(ctx, tcmu.DeviceConfig{
 		Name:         l.Name(),
@@ -122,7 +157,10 @@ func (k *kernel) Attach(ctx context.Context, l *bridge.LUN, spec bridge.ExportSp
 		CmdTimeout:   k.cfg.CmdTimeout,
 		WriteCache:   info.WriteCache,
 		TMRNotify:    true,
-		ConfigfsRoot: k.cfg.Configfs,
+		ConfigfsRoot: k.cfg.ConfigfsRoot,
+		SysfsRoot:    k.cfg.SysfsRoot,
+		DevRoot:      k.cfg.DevRoot,
+		FS:           k.cfg.FS,
 	})
 	if err != nil {
 		return nil, err
@@ -145,13 +183,15 @@ func (k *kernel) Attach(ctx context.Context, l *bridge.LUN, spec bridge.ExportSp
 
 // device is one LUN's TCMU device and fabric export.
 type device struct {
-	k    *kernel
+	k    *Kernel
 	dev  *tcmu.Device
 	ring *tcmu.Ring
 	spec bridge.ExportSpec
 	name string
 	t    *target // nil when not exported
 	lun  int
+
+	resizeMu sync.Mutex // serializes Resize
 }
 
 func (d *device) Ring() *tcmu.Ring { return d.ring }
@@ -161,73 +201,85 @@ func (d *device) UIO() string      { return d.dev.UIO() }
 func (d *device) Export(ctx context.Context) (string, string, error) {
 	mod := ""
 	switch d.spec.Fabric {
-	case "none", "":
-		return "none", "", nil
-	case "loop":
+	case FabricNone:
+		return FabricNone, "", nil
+	case FabricLoop:
 		mod = fabric.ModLoop
-	case "iscsi":
+	case FabricISCSI:
 		mod = fabric.ModISCSI
-	default:
-		return "", "", fmt.Errorf("fabric %q: %w", d.spec.Fabric, bridge.ErrInvalid)
 	}
 	if err := d.k.load(ctx, mod); err != nil {
 		return "", "", err
 	}
-	t, lun, err := d.k.reserve(d.spec, d.name)
+	t, lun, err := d.k.reserve(d.spec)
 	if err != nil {
 		return "", "", err
 	}
 	where, err := t.addLUN(ctx, lun, d.dev.Path())
 	if err != nil {
-		d.k.release(t, lun)
+		if d.k.release(t, lun) {
+			err = errors.Join(err, t.remove())
+		}
 		return "", "", err
 	}
 	d.t, d.lun = t, lun
-	if t.kind == "iscsi" {
+	if t.kind == FabricISCSI {
 		where = fmt.Sprintf("%s lun %d", where, lun)
 	}
 	return t.kind, where, nil
 }
 
 // reserve finds (or makes) the target for spec and the lowest free LUN
-// number in it.
-func (k *kernel) reserve(spec bridge.ExportSpec, name string) (*target, int, error) {
+// number in it. An iSCSI target made by an earlier LUN must have the
+// same settings: a conflict is an error, never a silent merge.
+func (k *Kernel) reserve(spec bridge.ExportSpec) (*target, int, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var t *target
 	switch spec.Fabric {
-	case "loop":
+	case FabricLoop:
 		if k.loop == nil {
-			wwn, nexus := fabric.LoopWWNs("lunbridge")
-			k.loop = &target{kind: "loop", loop: &fabric.LoopTarget{WWN: wwn, NexusWWN: nexus, Adopt: true, ConfigfsRoot: k.cfg.Configfs}}
+			wwn, nexus := fabric.LoopWWNs(loopName)
+			k.loop = &target{kind: FabricLoop, loop: &fabric.LoopTarget{
+				WWN: wwn, NexusWWN: nexus, Adopt: true,
+				ConfigfsRoot: k.cfg.ConfigfsRoot, SysfsRoot: k.cfg.SysfsRoot, DevRoot: k.cfg.DevRoot, FS: k.cfg.FS,
+			}}
 		}
 		t = k.loop
-	case "iscsi":
-		iqn := spec.IQN
-		if iqn == "" {
-			host, _ := os.Hostname()
-			iqn = fabric.DefaultIQN(host, name)
-		}
-		t = k.iscsi[iqn]
-		if t == nil {
-			// A target of this name left by a killed lunbridge: make it
-			// anew (its initiators log in again).
-			if err := fabric.RemoveStaleISCSI(nil, k.cfg.Configfs, iqn, k.ownedBackstore); err != nil {
-				return nil, 0, err
+	case FabricISCSI:
+		t = k.iscsi[spec.IQN]
+		if t != nil {
+			if err := SameTarget(t.spec, spec); err != nil {
+				return nil, 0, fmt.Errorf("%w: %w", err, bridge.ErrInvalid)
 			}
-			t = &target{kind: "iscsi", iscsi: &fabric.ISCSITarget{
-				IQN:          iqn,
-				Portal:       spec.Portal,
-				Initiators:   spec.Initiators,
-				CHAPUser:     spec.CHAPUser,
-				CHAPPassword: spec.CHAPPassword,
-				ConfigfsRoot: k.cfg.Configfs,
-			}}
-			if len(spec.Initiators) == 0 {
-				k.log.Warn("iSCSI target open to every initiator: give --initiator to restrict it", "iqn", iqn)
-			}
-			k.iscsi[iqn] = t
+			break
 		}
+		// A target of this name left by a killed lunbridge: make it
+		// anew (its initiators log in again).
+		if err := fabric.RemoveStaleISCSI(k.cfg.FS, k.cfg.ConfigfsRoot, spec.IQN, k.ownedBackstore); err != nil {
+			return nil, 0, err
+		}
+		t = &target{kind: FabricISCSI, spec: spec, iscsi: &fabric.ISCSITarget{
+			IQN:               spec.IQN,
+			Portal:            spec.Portal,
+			Initiators:        spec.Initiators,
+			AllowAnyInitiator: spec.AllowAnyInitiator,
+			CHAPUser:          spec.CHAPUser,
+			CHAPPassword:      spec.CHAPPassword,
+			ConfigfsRoot:      k.cfg.ConfigfsRoot,
+			FS:                k.cfg.FS,
+		}}
+		switch {
+		case spec.AllowAnyInitiator:
+			k.log.Warn("iSCSI target open to EVERY initiator that reaches the portal (insecure_allow_any_initiator)",
+				"iqn", spec.IQN, "portal", spec.Portal)
+		case len(spec.Initiators) == 0:
+			k.log.Warn("iSCSI target admits no initiator: allow one with --initiator IQN (config: initiators = [\"IQN\"])",
+				"iqn", spec.IQN, "portal", spec.Portal)
+		}
+		k.iscsi[spec.IQN] = t
+	default:
+		return nil, 0, fmt.Errorf("fabric %q: %w", spec.Fabric, bridge.ErrInvalid)
 	}
 	used := k.luns[t]
 	if used == nil {
@@ -243,23 +295,19 @@ func (k *kernel) reserve(spec bridge.ExportSpec, name string) (*target, int, err
 }
 
 // ownedBackstore reports whether the configfs directory p is one of
-// lunbridge's TCMU backstores.
-func (k *kernel) ownedBackstore(p string) bool {
-	devs, err := tcmu.ListDevices(k.cfg.Configfs)
+// lunbridge's TCMU backstores. A configfs that cannot be listed owns
+// nothing: the stale target is then kept and the export fails.
+func (k *Kernel) ownedBackstore(p string) bool {
+	devs, err := tcmu.ListDevicesIn(k.cfg.FS, k.cfg.ConfigfsRoot)
 	if err != nil {
-		return false
+		k.log.Warn("listing lunbridge backstores", "err", err)
 	}
-	for _, d := range devs {
-		if filepath.Clean(d.Path) == p {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(devs, func(d tcmu.DeviceInfo) bool { return filepath.Clean(d.Path) == p })
 }
 
 // release frees a LUN number and reports whether the target is now empty
 // (and forgotten: the caller removes it).
-func (k *kernel) release(t *target, lun int) (empty bool) {
+func (k *Kernel) release(t *target, lun int) (empty bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	delete(k.luns[t], lun)
@@ -294,10 +342,13 @@ func (d *device) Unexport(ctx context.Context) error {
 }
 
 // Resize tells the kernel the new size (tcmu.Device.Resize answers the
-// kernel's netlink announcement itself). Should the kernel still refuse
-// with ESRCH, only a warning is due: READ CAPACITY is answered by
-// lunbridge, so initiators see the new size anyway.
+// kernel's netlink announcement itself); calls are serialized. Should
+// the kernel still refuse with ESRCH, only a warning is due: READ
+// CAPACITY is answered by lunbridge, so initiators see the new size
+// anyway.
 func (d *device) Resize(size int64) error {
+	d.resizeMu.Lock()
+	defer d.resizeMu.Unlock()
 	err := d.dev.Resize(size)
 	if errors.Is(err, syscall.ESRCH) {
 		d.k.log.Warn("the kernel's dev_size was not updated; initiators see the new size anyway", "lun", d.name, "err", err)

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/lunbridge/lunbridge/bridge"
+	"github.com/lunbridge/lunbridge/lio"
+)
+
+// defaultMount is where the FUSE view is mounted.
+const defaultMount = "/run/lunbridge"
+
+// fileConfig is the one configuration type of export and serve: serve
+// decodes it from the config file, export builds it from its flags, and
+// both resolve it with resolve.
+type fileConfig struct {
+	Mount           *string        `toml:"mount"` // nil: defaultMount; "": no view
+	MountAllowOther bool           `toml:"mount_allow_other"`
+	CmdTimeout      duration       `toml:"cmd_timeout"`
+	MaxTransfer     string         `toml:"max_transfer"`
+	Workers         int            `toml:"workers"`
+	Targets         []targetConfig `toml:"target"`
+}
+
+type targetConfig struct {
+	Fabric                    string          `toml:"fabric"`
+	IQN                       string          `toml:"iqn"`
+	Portal                    string          `toml:"portal"`
+	Initiators                []string        `toml:"initiators"`
+	InsecureAllowAnyInitiator bool            `toml:"insecure_allow_any_initiator"`
+	CHAPUser                  string          `toml:"chap_user"`
+	CHAPPasswordFile          string          `toml:"chap_password_file"`
+	LUNs                      []lunFileConfig `toml:"lun"`
+}
+
+type lunFileConfig struct {
+	Name         string `toml:"name"`
+	Path         string `toml:"path"`
+	Size         string `toml:"size"`
+	BlockSize    uint32 `toml:"block_size"`
+	ReadOnly     bool   `toml:"read_only"`
+	WriteThrough bool   `toml:"write_through"`
+	Preallocate  bool   `toml:"preallocate"`
+	DirectIO     bool   `toml:"direct_io"`
+}
+
+// duration reads "30s" style durations from TOML.
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	d.Duration = v
+	return err
+}
+
+// lunConfig is one LUN to serve.
+type lunConfig struct {
+	bridge.Options
+	Spec bridge.ExportSpec
+}
+
+// same reports whether two LUN configurations are equal, field by field:
+// a field added to Options must be added here, so that a reload notices
+// a change in it (reflect.DeepEqual would also compare functions).
+func (a lunConfig) same(b lunConfig) bool {
+	x, y := a.Options, b.Options
+	return x.Name == y.Name && x.Path == y.Path && x.Size == y.Size && x.BlockSize == y.BlockSize &&
+		x.ReadOnly == y.ReadOnly && x.WriteThrough == y.WriteThrough && x.Workers == y.Workers &&
+		x.Preallocate == y.Preallocate && x.DirectIO == y.DirectIO && x.MaxTransfer == y.MaxTransfer &&
+		sameSpec(a.Spec, b.Spec)
+}
+
+// sameSpec compares resolved specs; lio.SameTarget compares the settings
+// of an iSCSI target (initiators as a set, CHAP, allow-any).
+func sameSpec(a, b bridge.ExportSpec) bool {
+	return a.Fabric == b.Fabric && a.IQN == b.IQN && a.Portal == b.Portal && lio.SameTarget(a, b) == nil
+}
+
+// daemonConfig is a resolved fileConfig: what runDaemon serves.
+type daemonConfig struct {
+	LUNs        []lunConfig
+	Mount       string
+	AllowOther  bool
+	CmdTimeout  time.Duration
+	MaxTransfer int64
+	Workers     int
+}
+
+// resolve checks fc and fills its defaults. host names default iSCSI
+// targets (lio.DefaultIQN). Errors name the config key.
+func (fc fileConfig) resolve(host string) (daemonConfig, error) {
+	dc := daemonConfig{
+		Mount:       defaultMount,
+		AllowOther:  fc.MountAllowOther,
+		CmdTimeout:  fc.CmdTimeout.Duration,
+		MaxTransfer: lio.DefaultMaxTransfer,
+		Workers:     fc.Workers,
+	}
+	if fc.Mount != nil {
+		dc.Mount = *fc.Mount
+	}
+	if dc.CmdTimeout == 0 {
+		dc.CmdTimeout = lio.DefaultCmdTimeout
+	}
+	if dc.CmdTimeout < time.Second {
+		return dc, fmt.Errorf("cmd_timeout %v: want at least 1s", dc.CmdTimeout)
+	}
+	if fc.Workers < 0 {
+		return dc, fmt.Errorf("workers %d: want 0 (automatic) or more", fc.Workers)
+	}
+	if fc.MaxTransfer != "" {
+		n, err := bridge.ParseSize(fc.MaxTransfer)
+		if err != nil || n < 4096 || n%4096 != 0 {
+			return dc, fmt.Errorf("max_transfer %q: want a multiple of 4K such as 512K or 1M", fc.MaxTransfer)
+		}
+		dc.MaxTransfer = n
+	}
+	seen := map[string]bool{}
+	specs := map[string]bridge.ExportSpec{} // by IQN
+	for ti, t := range fc.Targets {
+		if len(t.LUNs) == 0 {
+			return dc, fmt.Errorf("target %d has no LUN", ti+1)
+		}
+		spec, err := t.spec(host)
+		if err != nil {
+			return dc, fmt.Errorf("target %d: %w", ti+1, err)
+		}
+		if spec.Fabric == lio.FabricISCSI {
+			if prev, ok := specs[spec.IQN]; ok {
+				if err := lio.SameTarget(prev, spec); err != nil {
+					return dc, fmt.Errorf("target %d: %w", ti+1, err)
+				}
+			}
+			specs[spec.IQN] = spec
+		}
+		for _, l := range t.LUNs {
+			if err := bridge.ValidName(l.Name); err != nil {
+				return dc, err
+			}
+			if seen[l.Name] {
+				return dc, fmt.Errorf("two LUNs named %q", l.Name)
+			}
+			seen[l.Name] = true
+			if l.Path == "" {
+				return dc, fmt.Errorf("LUN %s has no path", l.Name)
+			}
+			var size int64
+			if l.Size != "" {
+				if size, err = bridge.ParseSize(l.Size); err != nil {
+					return dc, fmt.Errorf("LUN %s: size %q: want a byte count such as 64M, 10G or 1T", l.Name, l.Size)
+				}
+			}
+			if bs := l.BlockSize; bs != 0 && bs != 512 && bs != 4096 {
+				return dc, fmt.Errorf("LUN %s: block_size %d: want 512 or 4096", l.Name, bs)
+			}
+			dc.LUNs = append(dc.LUNs, lunConfig{
+				Options: bridge.Options{
+					Name:         l.Name,
+					Path:         l.Path,
+					Size:         size,
+					BlockSize:    l.BlockSize,
+					ReadOnly:     l.ReadOnly,
+					WriteThrough: l.WriteThrough,
+					Preallocate:  l.Preallocate,
+					DirectIO:     l.DirectIO,
+					Workers:      fc.Workers,
+					MaxTransfer:  dc.MaxTransfer,
+				},
+				Spec: spec,
+			})
+		}
+	}
+	return dc, nil
+}
+
+// spec resolves a target's fabric settings; a target without an IQN is
+// named after its first LUN.
+func (t targetConfig) spec(host string) (bridge.ExportSpec, error) {
+	spec := bridge.ExportSpec{
+		Fabric:            t.Fabric,
+		IQN:               t.IQN,
+		Portal:            t.Portal,
+		Initiators:        t.Initiators,
+		AllowAnyInitiator: t.InsecureAllowAnyInitiator,
+		CHAPUser:          t.CHAPUser,
+	}
+	if (t.CHAPUser == "") != (t.CHAPPasswordFile == "") {
+		return spec, fmt.Errorf("chap_user and chap_password_file go together")
+	}
+	if t.CHAPPasswordFile != "" {
+		b, err := os.ReadFile(t.CHAPPasswordFile)
+		if err != nil {
+			return spec, fmt.Errorf("chap_password_file: %w", err)
+		}
+		spec.CHAPPassword = strings.TrimRight(string(b), "\r\n")
+		// RFC 7143 §12.1.3 leaves the length to the target; LIO takes 12 to 255.
+		if n := len(spec.CHAPPassword); n < 12 || n > 255 {
+			return spec, fmt.Errorf("chap_password_file: the secret must be 12 to 255 bytes, not %d", n)
+		}
+	}
+	first := ""
+	if len(t.LUNs) > 0 {
+		first = t.LUNs[0].Name
+	}
+	return lio.Resolve(spec, host, first)
+}
+
+// loadConfig reads, checks and resolves a config file.
+func loadConfig(path, host string) (daemonConfig, error) {
+	var fc fileConfig
+	md, err := toml.DecodeFile(path, &fc)
+	if err != nil {
+		return daemonConfig{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return daemonConfig{}, fmt.Errorf("config %s: unknown key %q", path, und[0].String())
+	}
+	dc, err := fc.resolve(host)
+	if err != nil {
+		return dc, fmt.Errorf("config %s: %w", path, err)
+	}
+	return dc, nil
+}
