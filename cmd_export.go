@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -65,7 +66,7 @@ func runExport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	dc, err := fc.resolve(hostname())
+	dc, err := fc.resolve(hostname(), os.ReadFile)
 	if err != nil {
 		return usageErr("export: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/lunbridge/lunbridge/bridge"
+	"github.com/lunbridge/lunbridge/fusefs"
 	"github.com/lunbridge/lunbridge/lio"
 )
 
@@ -92,8 +93,9 @@ type daemonConfig struct {
 }
 
 // resolve checks fc and fills its defaults. host names default iSCSI
-// targets (lio.DefaultIQN). Errors name the config key.
-func (fc fileConfig) resolve(host string) (daemonConfig, error) {
+// targets (lio.DefaultIQN); readFile reads CHAP secret files (os.ReadFile).
+// Errors name the config key.
+func (fc fileConfig) resolve(host string, readFile func(string) ([]byte, error)) (daemonConfig, error) {
 	dc := daemonConfig{
 		Mount:       defaultMount,
 		AllowOther:  fc.MountAllowOther,
@@ -126,7 +128,7 @@ func (fc fileConfig) resolve(host string) (daemonConfig, error) {
 		if len(t.LUNs) == 0 {
 			return dc, fmt.Errorf("target %d has no LUN", ti+1)
 		}
-		spec, err := t.spec(host)
+		spec, err := t.spec(host, readFile)
 		if err != nil {
 			return dc, fmt.Errorf("target %d: %w", ti+1, err)
 		}
@@ -141,6 +143,9 @@ func (fc fileConfig) resolve(host string) (daemonConfig, error) {
 		for _, l := range t.LUNs {
 			if err := bridge.ValidName(l.Name); err != nil {
 				return dc, err
+			}
+			if fusefs.ReservedName(l.Name) {
+				return dc, fmt.Errorf("LUN name %q is reserved by the FUSE view", l.Name)
 			}
 			if seen[l.Name] {
 				return dc, fmt.Errorf("two LUNs named %q", l.Name)
@@ -180,7 +185,7 @@ func (fc fileConfig) resolve(host string) (daemonConfig, error) {
 
 // spec resolves a target's fabric settings; a target without an IQN is
 // named after its first LUN.
-func (t targetConfig) spec(host string) (bridge.ExportSpec, error) {
+func (t targetConfig) spec(host string, readFile func(string) ([]byte, error)) (bridge.ExportSpec, error) {
 	spec := bridge.ExportSpec{
 		Fabric:            t.Fabric,
 		IQN:               t.IQN,
@@ -193,7 +198,7 @@ func (t targetConfig) spec(host string) (bridge.ExportSpec, error) {
 		return spec, fmt.Errorf("chap_user and chap_password_file go together")
 	}
 	if t.CHAPPasswordFile != "" {
-		b, err := os.ReadFile(t.CHAPPasswordFile)
+		b, err := readFile(t.CHAPPasswordFile)
 		if err != nil {
 			return spec, fmt.Errorf("chap_password_file: %w", err)
 		}
@@ -212,17 +217,26 @@ func (t targetConfig) spec(host string) (bridge.ExportSpec, error) {
 
 // loadConfig reads, checks and resolves a config file.
 func loadConfig(path, host string) (daemonConfig, error) {
-	var fc fileConfig
-	md, err := toml.DecodeFile(path, &fc)
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return daemonConfig{}, fmt.Errorf("config %s: %w", path, err)
+		return daemonConfig{}, fmt.Errorf("config: %w", err)
 	}
-	if und := md.Undecoded(); len(und) > 0 {
-		return daemonConfig{}, fmt.Errorf("config %s: unknown key %q", path, und[0].String())
-	}
-	dc, err := fc.resolve(host)
+	dc, err := parseConfig(data, host, os.ReadFile)
 	if err != nil {
 		return dc, fmt.Errorf("config %s: %w", path, err)
 	}
 	return dc, nil
+}
+
+// parseConfig decodes, checks and resolves a config file's text.
+func parseConfig(data []byte, host string, readFile func(string) ([]byte, error)) (daemonConfig, error) {
+	var fc fileConfig
+	md, err := toml.Decode(string(data), &fc)
+	if err != nil {
+		return daemonConfig{}, err
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return daemonConfig{}, fmt.Errorf("unknown key %q", und[0].String())
+	}
+	return fc.resolve(host, readFile)
 }

@@ -228,7 +228,7 @@ func TestExportIsConfig(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		got, err = fc.resolve("host1")
+		got, err = fc.resolve("host1", os.ReadFile)
 		return err
 	}
 	app := &cli.App{Commands: []*cli.Command{cmd}, Writer: io.Discard, ErrWriter: io.Discard}

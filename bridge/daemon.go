@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/lunbridge/lunbridge/scsi"
@@ -261,73 +259,45 @@ func (d *Daemon) List() []LUNInfo {
 	return out
 }
 
-// Control runs one control line. With an empty name it manages LUNs:
-// "export NAME PATH [size=SIZE] [block-size=N] [read-only=0|1]
-// [write-through=0|1] [fabric=loop|iscsi|none]" or "remove NAME".
-// Otherwise it is a LUN control (see LUN.Control).
+// Control runs one control line (ParseControl). With an empty name it
+// manages LUNs: export (with the Defaults and DefaultSpec for what the
+// line leaves out) or remove. Otherwise it is a LUN control (see
+// LUN.Control).
 func (d *Daemon) Control(ctx context.Context, name, line string) error {
+	c, err := ParseControl(line)
+	if err != nil {
+		return err
+	}
 	if name != "" {
 		l, err := d.LUN(name)
 		if err != nil {
 			return err
 		}
-		return l.Control(line)
+		return l.apply(c)
 	}
-	f := strings.Fields(line)
-	switch {
-	case len(f) == 2 && f[0] == "remove":
-		return d.Remove(ctx, f[1])
-	case len(f) >= 3 && f[0] == "export":
-		o, spec, err := d.parseExport(f[1], f[2], f[3:])
-		if err != nil {
-			return err
+	switch c.Op {
+	case OpRemove:
+		return d.Remove(ctx, c.Name)
+	case OpExport:
+		o := d.opts.Defaults
+		o.Name, o.Path, o.Size = c.Name, c.Path, c.Size
+		if c.Has("block-size") {
+			o.BlockSize = c.BlockSize
+		}
+		if c.Has("read-only") {
+			o.ReadOnly = c.ReadOnly
+		}
+		if c.Has("write-through") {
+			o.WriteThrough = c.WriteThrough
+		}
+		spec := d.opts.DefaultSpec
+		if c.Has("fabric") {
+			spec = ExportSpec{Fabric: c.Fabric}
 		}
 		_, err = d.Add(ctx, o, spec)
 		return err
 	}
-	return fmt.Errorf("control %q: want \"export NAME PATH [key=value...]\" or \"remove NAME\": %w", line, ErrInvalid)
-}
-
-func (d *Daemon) parseExport(name, path string, kvs []string) (Options, ExportSpec, error) {
-	o := d.opts.Defaults
-	o.Name, o.Path, o.Size = name, path, 0
-	spec := d.opts.DefaultSpec
-	for _, kv := range kvs {
-		k, v, ok := strings.Cut(kv, "=")
-		var err error
-		switch {
-		case !ok:
-			err = ErrInvalid
-		case k == "size":
-			o.Size, err = ParseSize(v)
-		case k == "block-size":
-			var n uint64
-			n, err = strconv.ParseUint(v, 10, 32)
-			o.BlockSize = uint32(n)
-		case k == "read-only":
-			o.ReadOnly, err = parseBit(v)
-		case k == "write-through":
-			o.WriteThrough, err = parseBit(v)
-		case k == "fabric" && (v == "loop" || v == "iscsi" || v == "none"):
-			spec.Fabric = v
-		default:
-			err = ErrInvalid
-		}
-		if err != nil {
-			return o, spec, fmt.Errorf("export %s: %q: %w", name, kv, ErrInvalid)
-		}
-	}
-	return o, spec, nil
-}
-
-func parseBit(v string) (bool, error) {
-	switch v {
-	case "0":
-		return false, nil
-	case "1":
-		return true, nil
-	}
-	return false, ErrInvalid
+	return invalid("%q acts on one LUN: write it to the LUN's control", line)
 }
 
 func (d *Daemon) changed() {
@@ -336,14 +306,8 @@ func (d *Daemon) changed() {
 	}
 }
 
-// Run waits until ctx is done, then removes every LUN, newest first, and
+// Close removes every LUN, the newest name first, refuses new ones, and
 // returns after every Serve has returned.
-func (d *Daemon) Run(ctx context.Context) error {
-	<-ctx.Done()
-	return d.Close(context.WithoutCancel(ctx))
-}
-
-// Close removes every LUN and refuses new ones.
 func (d *Daemon) Close(ctx context.Context) error {
 	d.mu.Lock()
 	names := make([]string, 0, len(d.luns))

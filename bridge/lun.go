@@ -8,15 +8,15 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/lunbridge/lunbridge/scsi"
 	"github.com/lunbridge/lunbridge/tcmu"
-	"golang.org/x/sys/unix"
 )
 
 // Options describe a LUN.
@@ -61,14 +61,11 @@ const DefaultMaxTransfer = 512 << 10
 const MaxNameLen = 64
 
 // ValidName reports whether name can name a LUN: 1 to MaxNameLen bytes of
-// letters, digits, '.', '_' and '-', not starting with '.' or '-', and
-// neither "version" nor "luns" (files of the FUSE view's root).
+// letters, digits, '.', '_' and '-', not starting with '.' or '-'. (The
+// FUSE view reserves the names of its own files: fusefs.ReservedName.)
 func ValidName(name string) error {
 	if name == "" || len(name) > MaxNameLen {
 		return fmt.Errorf("LUN name %q: length must be 1 to %d: %w", name, MaxNameLen, ErrInvalid)
-	}
-	if name == "version" || name == "luns" {
-		return fmt.Errorf("LUN name %q: reserved for a file of the FUSE view: %w", name, ErrInvalid)
 	}
 	if name[0] == '.' || name[0] == '-' {
 		return fmt.Errorf("LUN name %q: must not start with '.' or '-': %w", name, ErrInvalid)
@@ -112,6 +109,10 @@ type LUN struct {
 	// resizeHook updates the kernel's idea of the size (configfs dev_size)
 	// when the LUN grows. Set by Run.
 	resizeHook func(int64) error
+
+	// resizeMu serializes Resize: two concurrent grows would otherwise
+	// race between the file, the kernel and the disk's capacity.
+	resizeMu sync.Mutex
 }
 
 // Open opens or creates the backing file and builds the disk. It does not
@@ -384,8 +385,10 @@ func (l *LUN) ResetStats() { l.stats.reset() }
 
 // Resize grows the LUN to size bytes: the file, the kernel's device size
 // and the disk's capacity, which raises CAPACITY DATA HAS CHANGED for the
-// initiator. Shrinking is refused.
+// initiator. Shrinking is refused. Calls are serialized.
 func (l *LUN) Resize(size int64) error {
+	l.resizeMu.Lock()
+	defer l.resizeMu.Unlock()
 	bs := int64(l.disk.Config().BlockSize)
 	cur := l.Size()
 	switch {
@@ -421,27 +424,30 @@ func (l *LUN) Resize(size int64) error {
 // Control runs one canonical control line on the LUN: "online",
 // "offline", "read-only 0|1", "resize BYTES", "flush", "reset-stats".
 func (l *LUN) Control(line string) error {
-	f := strings.Fields(line)
-	bad := fmt.Errorf("LUN %s: control %q: %w", l.name, line, ErrInvalid)
-	switch {
-	case len(f) == 1 && f[0] == "online":
+	c, err := ParseControl(line)
+	if err != nil {
+		return fmt.Errorf("LUN %s: %w", l.name, err)
+	}
+	return l.apply(c)
+}
+
+// apply runs a parsed LUN control.
+func (l *LUN) apply(c Control) error {
+	switch c.Op {
+	case OpOnline:
 		l.SetOnline(true)
-	case len(f) == 1 && f[0] == "offline":
+	case OpOffline:
 		l.SetOnline(false)
-	case len(f) == 2 && f[0] == "read-only" && (f[1] == "0" || f[1] == "1"):
-		return l.SetReadOnly(f[1] == "1")
-	case len(f) == 2 && f[0] == "resize":
-		n, err := ParseSize(f[1])
-		if err != nil {
-			return fmt.Errorf("LUN %s: resize: %w", l.name, err)
-		}
-		return l.Resize(n)
-	case len(f) == 1 && f[0] == "flush":
+	case OpReadOnly:
+		return l.SetReadOnly(c.ReadOnly)
+	case OpResize:
+		return l.Resize(c.Size)
+	case OpFlush:
 		return l.Flush()
-	case len(f) == 1 && f[0] == "reset-stats":
+	case OpResetStats:
 		l.ResetStats()
 	default:
-		return bad
+		return fmt.Errorf("LUN %s: control %q manages LUNs, not one: %w", l.name, c.String(), ErrInvalid)
 	}
 	return nil
 }

@@ -71,8 +71,9 @@
 //
 // A size smaller than the current one is refused with EINVAL (shrinking
 // would cut data from under a mounted file system); the current size is a
-// no-op. An export NAME must satisfy bridge.ValidName and not be "version"
-// or "luns"; its PATH must be absolute. Control errors become errnos:
+// no-op. Every line follows bridge.ParseControl's grammar (a file that
+// stands for one verb takes its arguments); an export NAME must also not
+// be "version" or "luns" (ReservedName). Control errors become errnos:
 // bridge.ErrInvalid EINVAL, bridge.ErrNotFound ENOENT, bridge.ErrExists
 // EEXIST, a syscall.Errno itself, anything else EIO.
 //

@@ -2,11 +2,9 @@ package fusefs
 
 import (
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/lunbridge/lunbridge/bridge"
 )
@@ -21,15 +19,16 @@ type fileSpec struct {
 	// render returns the content of the file for lun (nil at the root),
 	// given the whole list.
 	render func(v *View, list []bridge.LUNInfo, lun *bridge.LUNInfo) []byte
-	// parse turns the fields of one written line into a canonical command
-	// for LUNs.Control, or "" when there is nothing to do. Its errors wrap
-	// bridge.ErrInvalid. lun is nil at the root.
-	parse func(fields []string, lun *bridge.LUNInfo) (string, error)
+	// parse turns one written line into a canonical command for
+	// LUNs.Control (bridge.ParseControl's grammar), or "" when there is
+	// nothing to do. Its errors wrap bridge.ErrInvalid. lun is nil at the
+	// root.
+	parse func(line string, lun *bridge.LUNInfo) (string, error)
 }
 
 func newSpec(name string,
 	render func(*View, []bridge.LUNInfo, *bridge.LUNInfo) []byte,
-	parse func([]string, *bridge.LUNInfo) (string, error)) *fileSpec {
+	parse func(string, *bridge.LUNInfo) (string, error)) *fileSpec {
 	var mode uint32
 	if render != nil {
 		mode |= 0o444
@@ -45,6 +44,10 @@ const (
 	versionName = "version"
 	lunsName    = "luns"
 )
+
+// ReservedName reports whether name is taken by a file at the root of the
+// view, and so cannot name a LUN while the view is mounted.
+func ReservedName(name string) bool { return name == versionName || name == lunsName }
 
 // rootFiles are the files at the root of the view.
 var rootFiles = []*fileSpec{
@@ -73,9 +76,6 @@ func findSpec(specs []*fileSpec, name string) *fileSpec {
 	return nil
 }
 
-// maxLine bounds a command line; a path is at most PATH_MAX (4096) bytes.
-const maxLine = 8192
-
 // invalid returns an error wrapping bridge.ErrInvalid.
 func invalid(format string, args ...any) error {
 	return fmt.Errorf(format+": %w", append(args, bridge.ErrInvalid)...)
@@ -85,44 +85,32 @@ func errNoLUN(name string) error {
 	return fmt.Errorf("lun %q: %w", name, bridge.ErrNotFound)
 }
 
-// oneLine splits the data of one write(2) into the fields of one command
-// line. The grammar is strict so that a typo never does something else:
-// one optional trailing newline, no other control characters, valid UTF-8,
-// fields separated by exactly one space.
-func oneLine(data []byte) ([]string, error) {
-	line := strings.TrimSuffix(string(data), "\n")
-	switch {
-	case line == "":
-		return nil, invalid("empty command")
-	case len(line) > maxLine:
-		return nil, invalid("command longer than %d bytes", maxLine)
-	case !utf8.ValidString(line):
-		return nil, invalid("command is not UTF-8")
+// command parses a line with bridge's grammar and accepts only the verbs
+// the file takes.
+func command(line string, ops ...bridge.Op) (bridge.Control, error) {
+	c, err := bridge.ParseControl(line)
+	if err != nil {
+		return c, err
 	}
-	for _, r := range line {
-		if r < 0x20 || r == 0x7f {
-			return nil, invalid("control character %q in command (one line per write)", r)
+	for _, op := range ops {
+		if c.Op == op {
+			return c, nil
 		}
 	}
-	fields := strings.Split(line, " ")
-	for _, f := range fields {
-		if f == "" {
-			return nil, invalid("empty field in %q (separate fields by one space)", line)
-		}
+	var want []string
+	for _, op := range ops {
+		want = append(want, string(op))
 	}
-	return fields, nil
+	return bridge.Control{}, invalid("%q: want %s", c.String(), strings.Join(want, " or "))
 }
 
-// oneWord accepts a single field from words and returns it.
-func oneWord(fields []string, words ...string) (string, error) {
-	if len(fields) == 1 {
-		for _, w := range words {
-			if fields[0] == w {
-				return w, nil
-			}
-		}
+// argument parses what a file that stands for one verb takes: the verb's
+// arguments, as in "VERB ARGS".
+func argument(op bridge.Op, line string) (bridge.Control, error) {
+	if line == "" || line == "\n" {
+		return bridge.Control{}, invalid("empty command")
 	}
-	return "", invalid("%q: want one of %s", strings.Join(fields, " "), strings.Join(words, ", "))
+	return command(string(op)+" "+line, op)
 }
 
 func boolDigit(b bool) string {
@@ -152,109 +140,17 @@ func renderLUNs(_ *View, list []bridge.LUNInfo, _ *bridge.LUNInfo) []byte {
 	return []byte(b.String())
 }
 
-// exportKeys are the options of the export command, in canonical order,
-// with their validators.
-var exportKeys = []struct {
-	key   string
-	check func(string) (string, error)
-}{
-	{"size", func(s string) (string, error) {
-		n, err := bridge.ParseSize(s)
-		if err != nil {
-			return "", err
-		}
-		return strconv.FormatInt(n, 10), nil
-	}},
-	{"block-size", oneOf("512", "4096")},
-	{"read-only", oneOf("0", "1")},
-	{"fabric", oneOf("loop", "iscsi", "none")},
-	{"write-through", oneOf("0", "1")},
-}
-
-func oneOf(values ...string) func(string) (string, error) {
-	return func(s string) (string, error) {
-		for _, v := range values {
-			if s == v {
-				return s, nil
-			}
-		}
-		return "", invalid("%q: want one of %s", s, strings.Join(values, ", "))
-	}
-}
-
-// checkName accepts a LUN name the daemon accepts (bridge.ValidName) that
-// does not hide a file at the root of the view.
-func checkName(name string) error {
-	if name == versionName || name == lunsName {
-		return invalid("LUN name %q is reserved by the FUSE view", name)
-	}
-	return bridge.ValidName(name)
-}
-
-// parseLUNs parses a line written to /luns:
-//
-//	export NAME PATH [size=SIZE] [block-size=512|4096] [read-only=0|1] [fabric=loop|iscsi|none] [write-through=0|1]
-//	remove NAME
-//
-// PATH must be absolute: the daemon's working directory is not the
-// writer's. Options may come in any order, each at most once; the canonical
-// command has them in the order above, with SIZE in bytes.
-func parseLUNs(fields []string, _ *bridge.LUNInfo) (string, error) {
-	switch fields[0] {
-	case "remove":
-		if len(fields) != 2 {
-			return "", invalid("want: remove NAME")
-		}
-		if err := checkName(fields[1]); err != nil {
-			return "", err
-		}
-		return "remove " + fields[1], nil
-	case "export":
-	default:
-		return "", invalid("unknown command %q: want export or remove", fields[0])
-	}
-	if len(fields) < 3 {
-		return "", invalid("want: export NAME PATH [key=value ...]")
-	}
-	name, path := fields[1], fields[2]
-	if err := checkName(name); err != nil {
+// parseLUNs parses a line written to /luns: export or remove (see
+// bridge.ParseControl), of a name the view does not reserve.
+func parseLUNs(line string, _ *bridge.LUNInfo) (string, error) {
+	c, err := command(line, bridge.OpExport, bridge.OpRemove)
+	if err != nil {
 		return "", err
 	}
-	if !filepath.IsAbs(path) {
-		return "", invalid("backing path %q is not absolute", path)
+	if ReservedName(c.Name) {
+		return "", invalid("LUN name %q is reserved by the FUSE view", c.Name)
 	}
-	values := make(map[string]string)
-	for _, opt := range fields[3:] {
-		key, val, ok := strings.Cut(opt, "=")
-		if !ok {
-			return "", invalid("option %q: want key=value", opt)
-		}
-		if _, dup := values[key]; dup {
-			return "", invalid("option %q given twice", key)
-		}
-		known := false
-		for _, k := range exportKeys {
-			if k.key != key {
-				continue
-			}
-			known = true
-			canon, err := k.check(val)
-			if err != nil {
-				return "", fmt.Errorf("option %s: %w", key, err)
-			}
-			values[key] = canon
-		}
-		if !known {
-			return "", invalid("unknown option %q", key)
-		}
-	}
-	cmd := "export " + name + " " + path
-	for _, k := range exportKeys {
-		if val, ok := values[k.key]; ok {
-			cmd += " " + k.key + "=" + val
-		}
-	}
-	return cmd, nil
+	return c.String(), nil
 }
 
 // renderInfo shows a LUN's identity and configuration, one "key value" pair
@@ -401,20 +297,25 @@ func renderState(_ *View, _ []bridge.LUNInfo, l *bridge.LUNInfo) []byte {
 
 // parseState accepts "online" or "offline"; "failed" is the bridge's to
 // set.
-func parseState(fields []string, _ *bridge.LUNInfo) (string, error) {
-	return oneWord(fields, "online", "offline")
+func parseState(line string, _ *bridge.LUNInfo) (string, error) {
+	c, err := command(line, bridge.OpOnline, bridge.OpOffline)
+	if err != nil {
+		return "", err
+	}
+	return c.String(), nil
 }
 
 func renderReadOnly(_ *View, _ []bridge.LUNInfo, l *bridge.LUNInfo) []byte {
 	return []byte(boolDigit(l.ReadOnly) + "\n")
 }
 
-func parseReadOnly(fields []string, _ *bridge.LUNInfo) (string, error) {
-	w, err := oneWord(fields, "0", "1")
+// parseReadOnly accepts 0 or 1: the argument of "read-only".
+func parseReadOnly(line string, _ *bridge.LUNInfo) (string, error) {
+	c, err := argument(bridge.OpReadOnly, line)
 	if err != nil {
 		return "", err
 	}
-	return "read-only " + w, nil
+	return c.String(), nil
 }
 
 func renderSize(_ *View, _ []bridge.LUNInfo, l *bridge.LUNInfo) []byte {
@@ -424,22 +325,23 @@ func renderSize(_ *View, _ []bridge.LUNInfo, l *bridge.LUNInfo) []byte {
 // parseSize accepts a new size (bridge.ParseSize syntax). Shrinking is
 // refused: data past the new end would vanish under a mounted file
 // system. Writing the current size is a no-op.
-func parseSize(fields []string, l *bridge.LUNInfo) (string, error) {
-	if len(fields) != 1 {
-		return "", invalid("%q: want one size", strings.Join(fields, " "))
-	}
-	n, err := bridge.ParseSize(fields[0])
+func parseSize(line string, l *bridge.LUNInfo) (string, error) {
+	c, err := argument(bridge.OpResize, line)
 	switch {
 	case err != nil:
 		return "", err
-	case n < l.Size:
-		return "", invalid("size %d is smaller than the current %d: shrinking is refused", n, l.Size)
-	case n == l.Size:
+	case c.Size < l.Size:
+		return "", invalid("size %d is smaller than the current %d: shrinking is refused", c.Size, l.Size)
+	case c.Size == l.Size:
 		return "", nil
 	}
-	return "resize " + strconv.FormatInt(n, 10), nil
+	return c.String(), nil
 }
 
-func parseCtl(fields []string, _ *bridge.LUNInfo) (string, error) {
-	return oneWord(fields, "flush", "reset-stats")
+func parseCtl(line string, _ *bridge.LUNInfo) (string, error) {
+	c, err := command(line, bridge.OpFlush, bridge.OpResetStats)
+	if err != nil {
+		return "", err
+	}
+	return c.String(), nil
 }

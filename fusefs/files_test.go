@@ -14,42 +14,6 @@ import (
 	"github.com/lunbridge/lunbridge/bridge"
 )
 
-func TestOneLine(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want []string // nil: EINVAL
-	}{
-		{"offline", []string{"offline"}},
-		{"offline\n", []string{"offline"}},
-		{"export a /x size=1G", []string{"export", "a", "/x", "size=1G"}},
-		{"/pâth/ü", []string{"/pâth/ü"}},
-		{"", nil},
-		{"\n", nil},
-		{"offline\n\n", nil},
-		{"online\noffline\n", nil},
-		{"offline\r\n", nil},
-		{"off\tline", nil},
-		{" offline", nil},
-		{"offline ", nil},
-		{"export  a /x", nil},
-		{"a\x00b", nil},
-		{"a\x7fb", nil},
-		{"\xff\xfe", nil},
-		{strings.Repeat("x", maxLine+1), nil},
-	} {
-		got, err := oneLine([]byte(tc.in))
-		if tc.want == nil {
-			if !errors.Is(err, bridge.ErrInvalid) {
-				t.Errorf("oneLine(%q) = %q, %v, want ErrInvalid", tc.in, got, err)
-			}
-			continue
-		}
-		if err != nil || strings.Join(got, "|") != strings.Join(tc.want, "|") {
-			t.Errorf("oneLine(%q) = %q, %v, want %q", tc.in, got, err, tc.want)
-		}
-	}
-}
-
 // TestParse checks every file's grammar: the canonical command for valid
 // lines, ErrInvalid (and no command) for everything else.
 func TestParse(t *testing.T) {
@@ -110,17 +74,23 @@ func TestParse(t *testing.T) {
 		{"luns", "export d1 /img read-only=yes", "!"},
 		{"luns", "add d1 /img", "!"},
 		{"luns", "EXPORT d1 /img", "!"},
+		{"luns", "export luns /img", "!"},
+		{"luns", "online", "!"},
+		{"state", "flush", "!"},
+		{"state", "online\n", "online"},
+		{"read_only", "1\n", "read-only 1"},
+		{"read_only", "", "!"},
+		{"read_only", "\n", "!"},
+		{"read_only", " 1", "!"},
+		{"size", "2G\n", "resize 2147483648"},
+		{"ctl", "remove d0", "!"},
 	} {
 		t.Run(tc.file+"/"+tc.line, func(t *testing.T) {
 			spec := findSpec(lunFiles, tc.file)
 			if spec == nil {
 				spec = findSpec(rootFiles, tc.file)
 			}
-			fields, err := oneLine([]byte(tc.line))
-			if err != nil {
-				t.Fatalf("oneLine(%q): %v", tc.line, err)
-			}
-			got, err := spec.parse(fields, lun)
+			got, err := spec.parse(tc.line, lun)
 			if tc.want == "!" {
 				if !errors.Is(err, bridge.ErrInvalid) || got != "" {
 					t.Errorf("parse %s %q = %q, %v, want ErrInvalid", tc.file, tc.line, got, err)
@@ -321,11 +291,7 @@ write_cache write-back
 	}
 	// Each line, prefixed with "export", parses back to the same LUN.
 	for line := range strings.Lines(got) {
-		fields, err := oneLine([]byte("export " + line))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cmd, err := parseLUNs(fields, nil); err != nil || cmd != "export "+strings.TrimSuffix(line, "\n") {
+		if cmd, err := parseLUNs("export "+line, nil); err != nil || cmd != "export "+strings.TrimSuffix(line, "\n") {
 			t.Errorf("parseLUNs(export %q) = %q, %v", line, cmd, err)
 		}
 	}

@@ -337,10 +337,6 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 // exec parses data with the file's grammar and hands the resulting
 // canonical command to LUNs.Control.
 func (f *file) exec(ctx context.Context, data []byte) error {
-	fields, err := oneLine(data)
-	if err != nil {
-		return err
-	}
 	var lun *bridge.LUNInfo
 	if f.lun != "" {
 		var ok bool
@@ -348,7 +344,7 @@ func (f *file) exec(ctx context.Context, data []byte) error {
 			return errNoLUN(f.lun)
 		}
 	}
-	cmd, err := f.spec.parse(fields, lun)
+	cmd, err := f.spec.parse(string(data), lun)
 	if err != nil || cmd == "" {
 		return err // cmd == "": nothing to do (the size is already right)
 	}

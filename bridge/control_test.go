@@ -1,0 +1,140 @@
+package bridge
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// TestParseControl is the one table of the control grammar: every accepted
+// line with its canonical form, and every rejected one.
+func TestParseControl(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want string // canonical; "!": ErrInvalid
+	}{
+		// LUN verbs.
+		{"online", "online"},
+		{"offline", "offline"},
+		{"offline\n", "offline"},
+		{"flush", "flush"},
+		{"reset-stats", "reset-stats"},
+		{"read-only 1", "read-only 1"},
+		{"read-only 0", "read-only 0"},
+		{"resize 2G", "resize 2147483648"},
+		{"resize 2147483648", "resize 2147483648"},
+		{"resize 2GiB", "resize 2147483648"},
+		{"failed", "!"},
+		{"Offline", "!"},
+		{"offline extra", "!"},
+		{"read-only", "!"},
+		{"read-only true", "!"},
+		{"read-only 01", "!"},
+		{"read-only 1 1", "!"},
+		{"resize", "!"},
+		{"resize 0", "!"},
+		{"resize -2G", "!"},
+		{"resize +2G", "!"},
+		{"resize 2X", "!"},
+		{"resize 2G 3G", "!"},
+		{"resize 99999999999P", "!"},
+		{"reset_stats", "!"},
+		{"flush now", "!"},
+		// Daemon verbs.
+		{"remove d0", "remove d0"},
+		{"remove", "!"},
+		{"remove d0 d1", "!"},
+		{"remove ..", "!"},
+		{"remove .hidden", "!"},
+		{"remove a/b", "!"},
+		{"remove " + strings.Repeat("x", MaxNameLen+1), "!"},
+		{"export d1 /img", "export d1 /img"},
+		{"export luns /img", "export luns /img"}, // the view reserves its own names
+		{"export d1 /pâth/ü", "export d1 /pâth/ü"},
+		{"export d1 /img fabric=iscsi write-through=1 read-only=0 block-size=4096 size=1M",
+			"export d1 /img size=1048576 block-size=4096 read-only=0 fabric=iscsi write-through=1"},
+		{"export d1 /img size=10G", "export d1 /img size=10737418240"},
+		{"export d1 /img fabric=none", "export d1 /img fabric=none"},
+		{"export d1 /img fabric=loop block-size=512", "export d1 /img block-size=512 fabric=loop"},
+		{"export d1 img", "!"}, // relative path
+		{"export d1 ./img", "!"},
+		{"export d1", "!"},
+		{"export", "!"},
+		{"export a/b /img", "!"},
+		{"export -d1 /img", "!"},
+		{"export d:1 /img", "!"},
+		{"export d1 /img size=1G size=2G", "!"},
+		{"export d1 /img size", "!"},
+		{"export d1 /img size=", "!"},
+		{"export d1 /img size=0", "!"},
+		{"export d1 /img =1", "!"},
+		{"export d1 /img colour=red", "!"},
+		{"export d1 /img block-size=1024", "!"},
+		{"export d1 /img block-size=0512", "!"},
+		{"export d1 /img fabric=nvme", "!"},
+		{"export d1 /img read-only=yes", "!"},
+		{"export d1 /img write-through=2", "!"},
+		{"add d1 /img", "!"},
+		{"EXPORT d1 /img", "!"},
+		// Lexical rules.
+		{"", "!"},
+		{"\n", "!"},
+		{"offline\n\n", "!"},
+		{"online\noffline\n", "!"},
+		{"offline\r\n", "!"},
+		{"off\tline", "!"},
+		{" offline", "!"},
+		{"offline ", "!"},
+		{"export  d1 /img", "!"},
+		{"a\x00b", "!"},
+		{"a\x7fb", "!"},
+		{"\xff\xfe", "!"},
+		{"export d1 /" + strings.Repeat("x", MaxControlLine), "!"},
+	} {
+		c, err := ParseControl(tc.line)
+		if tc.want == "!" {
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("ParseControl(%q) = %q, %v, want ErrInvalid", tc.line, c, err)
+			}
+			continue
+		}
+		if err != nil || c.String() != tc.want {
+			t.Errorf("ParseControl(%q) = %q, %v, want %q", tc.line, c, err, tc.want)
+		}
+	}
+}
+
+// FuzzControlLine: any input is rejected with ErrInvalid or parses to a
+// command whose canonical line parses back to the same command.
+func FuzzControlLine(f *testing.F) {
+	for _, s := range []string{
+		"online", "read-only 1", "resize 2G", "remove d0", "export d1 /img size=1M fabric=iscsi",
+		"export d1 /img block-size=4096 read-only=0 write-through=1", "offline\n", "a\x00b",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		c, err := ParseControl(line)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("ParseControl(%q) = %v, want ErrInvalid", line, err)
+			}
+			return
+		}
+		if !utf8.ValidString(line) || len(line) > MaxControlLine+1 {
+			t.Fatalf("ParseControl(%q) accepted a line the grammar refuses", line)
+		}
+		canon := c.String()
+		c2, err := ParseControl(canon)
+		if err != nil || c2 != c {
+			t.Fatalf("ParseControl(%q) = %+v; its canonical %q parses to %+v, %v", line, c, canon, c2, err)
+		}
+		if c.Op != OpExport && c.Op != OpRemove && c.Name != "" {
+			t.Fatalf("ParseControl(%q): LUN verb %s with a name", line, c.Op)
+		}
+		if (c.Op == OpExport || c.Op == OpRemove) && ValidName(c.Name) != nil {
+			t.Fatalf("ParseControl(%q): invalid name %q accepted", line, c.Name)
+		}
+	})
+}
