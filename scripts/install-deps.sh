@@ -35,6 +35,29 @@ if [ "$(id -u)" != 0 ]; then
 	fi
 fi
 
+# apt waits for another apt or dpkg (unattended-upgrades on a fresh machine)
+# instead of failing at once: DPkg::Lock::Timeout covers the dpkg lock; a
+# run that still fails on a lock (the lists lock of apt-get update) is
+# retried for up to 10 minutes.
+apt_wait() {
+	local deadline=$((SECONDS + 600)) err
+	err=$(mktemp)
+	while true; do
+		if "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 "$@" 2>"$err"; then
+			cat "$err" >&2
+			rm -f "$err"
+			return 0
+		fi
+		cat "$err" >&2
+		if ! grep -qi 'could not get lock\|unable to lock\|is another process using it' "$err" || [ $SECONDS -ge $deadline ]; then
+			rm -f "$err"
+			return 1
+		fi
+		echo "install-deps: another apt or dpkg holds the lock; waiting" >&2
+		sleep 5
+	done
+}
+
 missing=()
 for p in "${pkgs[@]}"; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -48,13 +71,13 @@ done
 stale=$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -1440 2>/dev/null | head -1)
 if [ ${#missing[@]} -gt 0 ] || [ -z "$stale" ] || ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
 	echo "install-deps: apt-get update"
-	"${sudo[@]}" apt-get update -q ||
+	apt_wait update -q ||
 		echo "install-deps: apt-get update failed; going on with the lists we have" >&2
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "install-deps: apt-get install ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+	DEBIAN_FRONTEND=noninteractive apt_wait install -y -q --no-install-recommends "${missing[@]}"
 	# Failure stops here (set -e): scripts/test.sh reports it and goes on, and
 	# the tests that need a missing tool skip or fail with the reason.
 else
