@@ -46,6 +46,10 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 	if os.Geteuid() != 0 {
 		return cli.Exit("lunbridge must run as root: it writes configfs and opens /dev/uio*", exitFailure)
 	}
+	// Before any kernel object exists (see bridge.MarkIOFlusher).
+	if err := bridge.MarkIOFlusher(); err != nil {
+		log.Debug("PR_SET_IO_FLUSHER not set on every thread; each worker marks its own", "err", err)
+	}
 	k, err := lio.New(ctx, lio.Config{
 		ConfigfsRoot: dio.Configfs,
 		CmdTimeout:   cfg.CmdTimeout,

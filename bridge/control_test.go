@@ -2,8 +2,11 @@ package bridge
 
 import (
 	"errors"
+	"log/slog"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -137,4 +140,27 @@ func FuzzControlLine(f *testing.F) {
 			t.Fatalf("ParseControl(%q): invalid name %q accepted", line, c.Name)
 		}
 	})
+}
+
+// A storm of failing commands is logged at Debug per command and at Warn
+// once per failReportEvery, with the count.
+func TestFailureLogRateLimit(t *testing.T) {
+	var buf strings.Builder
+	l := &LUN{name: "d0", log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	s := &server{l: l, ctx: t.Context()}
+	cdb := []byte{0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0}
+	for range 100 {
+		s.logFailure(slog.LevelWarn, "backing store I/O error", cdb, syscall.EIO)
+	}
+	if n := strings.Count(buf.String(), "\n"); n != 1 || !strings.Contains(buf.String(), "failed=1 ") {
+		t.Fatalf("100 failures logged %d lines at Info and above, want 1 (the first):\n%s", n, buf.String())
+	}
+	buf.Reset()
+	s.fails.mu.Lock()
+	s.fails.next = time.Now() // the interval is over
+	s.fails.mu.Unlock()
+	s.logFailure(slog.LevelWarn, "backing store I/O error", cdb, syscall.EIO)
+	if !strings.Contains(buf.String(), "level=WARN") || !strings.Contains(buf.String(), "failed=100 ") {
+		t.Errorf("report after the interval = %q, want a Warn counting the 99 unreported failures and this one", buf.String())
+	}
 }

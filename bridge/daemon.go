@@ -156,7 +156,12 @@ func (d *Daemon) start(ctx context.Context, o Options, spec ExportSpec) (*served
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		s.done <- l.Serve(sctx, dev.Ring())
+		err := l.Serve(sctx, dev.Ring())
+		if err != nil {
+			// Reported now, when the LUN fails, not when it is removed.
+			d.log.Error("LUN stopped serving", "lun", l.name, "err", err)
+		}
+		s.done <- nil
 	}()
 	fab, where, err := dev.Export(ctx)
 	if err != nil {

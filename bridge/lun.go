@@ -121,8 +121,6 @@ func Open(o Options) (*LUN, error) {
 	if err := ValidName(o.Name); err != nil {
 		return nil, err
 	}
-	// Before any kernel object exists: see processIOFlusher.
-	processIOFlusher()
 	if o.BlockSize == 0 {
 		o.BlockSize = 512
 	}

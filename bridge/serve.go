@@ -5,15 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/lunbridge/lunbridge/scsi"
 	"github.com/lunbridge/lunbridge/tcmu"
-	"golang.org/x/sys/unix"
 )
 
 // SAM status codes (SAM-5 table 39) the bridge completes commands with.
@@ -48,6 +50,8 @@ type server struct {
 	// command it is executing, or 0 when idle: the stall detector reads
 	// it.
 	busySince []atomic.Int64
+	// fails rate-limits the log of failed commands.
+	fails failReport
 }
 
 // clock returns the monotonic nanoseconds since s.epoch, at least 1. It is
@@ -74,15 +78,12 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 	l.infoMu.Lock()
 	l.srv = s
 	l.infoMu.Unlock()
-	// With every thread marked, workers are plain goroutines: a command
-	// then passes from the ring goroutine to a worker and back on one OS
-	// thread, without the futex wake-up and context switch a locked
-	// worker thread costs at each hand-off (BENCHMARKS.md, step 1).
-	ioErr := processIOFlusher()
-	lockThreads := errors.Is(ioErr, syscall.ENOTSUP)
-	if ioErr != nil && !lockThreads {
-		l.log.Debug("PR_SET_IO_FLUSHER not set", "err", ioErr)
-	}
+	// With every thread marked (MarkIOFlusher), workers are plain
+	// goroutines: a command then passes from the ring goroutine to a
+	// worker and back on one OS thread, without the futex wake-up and
+	// context switch a locked worker thread costs at each hand-off
+	// (BENCHMARKS.md, step 1).
+	lockThreads := !ioFlusherMarked.Load()
 	var wg sync.WaitGroup
 	for i := range l.workers {
 		wg.Add(1)
@@ -94,7 +95,6 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 	err := ring.Run(ctx, s)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		l.state.Store(uint32(StateFailed))
-		l.log.Error("ring stopped", "err", err)
 	}
 	close(s.work)
 	done := make(chan struct{})
@@ -132,30 +132,40 @@ func (s *server) TMR(kind tcmu.TMRType, aborted []*tcmu.Cmd) {
 	s.l.log.Info("task management", "tmr", kind.String(), "aborted", len(aborted))
 }
 
-// processIOFlusher marks every thread of the process PR_SET_IO_FLUSHER,
-// once: workers write to a file system on behalf of a block device, and
-// memory reclaim must not wait on them (the TCMU/NBD deadlock). The flag
-// lives in the task's flags (PF_MEMALLOC_NOIO, PF_LOCAL_THROTTLE), which
-// clone(2) copies, so the threads the Go runtime starts later inherit it
-// from the marked ones, as tcmu-runner's threads inherit it from its main
-// thread (prctl(2): "inherited by a child process created by fork(2)").
-// syscall.AllThreadsSyscall answers ENOTSUP in a cgo binary; the caller
-// then marks each worker's own thread instead.
+// MarkIOFlusher marks every thread of the process PR_SET_IO_FLUSHER:
+// workers write to a file system on behalf of a block device, and memory
+// reclaim must not wait on them (the TCMU/NBD deadlock). The flag lives in
+// the task's flags (PF_MEMALLOC_NOIO, PF_LOCAL_THROTTLE), which clone(2)
+// copies, so the threads the Go runtime starts later inherit it from the
+// marked ones, as tcmu-runner's threads inherit it from its main thread
+// (prctl(2): "inherited by a child process created by fork(2)").
+//
+// It is a process-wide decision, so the program makes it (lunbridge's
+// main does, at start); only the first call acts, later ones return its
+// result. Until it succeeded, Serve instead locks each worker to a thread
+// of its own and marks that thread, which costs a thread hand-off per
+// command. syscall.AllThreadsSyscall answers ENOTSUP in a cgo binary.
 //
 // AllThreadsSyscall runs the prctl on each thread from a signal handler
 // and waits for all of them, so it must not run while a thread sleeps
-// uninterruptibly on this daemon: the configfs symlink that exports a LUN
-// through tcm_loop blocks (D state) until the kernel's SCSI scan, which
-// the LUN's ring must answer, is done. Open therefore calls it first,
-// before the first LUN has any kernel object; later calls only return
-// the first call's result.
-var processIOFlusher = sync.OnceValue(func() error {
-	_, _, errno := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_SET_IO_FLUSHER, 1, 0)
-	if errno != 0 {
-		return fmt.Errorf("prctl(PR_SET_IO_FLUSHER) on every thread: %w", errno)
-	}
-	return nil
-})
+// uninterruptibly on this process: the configfs symlink that exports a
+// LUN through tcm_loop blocks (D state) until the kernel's SCSI scan,
+// which the LUN's ring must answer, is done. Call it before the first LUN
+// has any kernel object.
+func MarkIOFlusher() error { return markIOFlusher() }
+
+var (
+	markIOFlusher = sync.OnceValue(func() error {
+		_, _, errno := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_SET_IO_FLUSHER, 1, 0)
+		if errno != 0 {
+			return fmt.Errorf("prctl(PR_SET_IO_FLUSHER) on every thread: %w", errno)
+		}
+		ioFlusherMarked.Store(true)
+		return nil
+	})
+	// ioFlusherMarked is true once MarkIOFlusher succeeded.
+	ioFlusherMarked atomic.Bool
+)
 
 // worker executes commands until the work channel closes. lockThread
 // (only when the whole process could not be marked an I/O flusher) locks
@@ -237,20 +247,53 @@ func (s *server) senseFor(err error, kind Kind, cdb []byte) *scsi.Error {
 	}
 	switch {
 	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
-		s.l.log.Warn("backing store full", "op", opName(cdb), "err", err)
+		s.logFailure(slog.LevelWarn, "backing store full", cdb, err)
 		return scsi.ErrSpaceAllocFailed
 	case errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EBADF):
-		s.l.log.Warn("backing store not writable", "op", opName(cdb), "err", err)
+		s.logFailure(slog.LevelWarn, "backing store not writable", cdb, err)
 		return scsi.ErrWriteProtected
 	case errors.Is(err, syscall.EIO) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.ErrShortWrite):
-		s.l.log.Warn("backing store I/O error", "op", opName(cdb), "err", err)
+		s.logFailure(slog.LevelWarn, "backing store I/O error", cdb, err)
 		if kind == KindRead {
 			return scsi.ErrMediumReadError
 		}
 		return scsi.ErrMediumWriteError
 	}
-	s.l.log.Error("command failed", "op", opName(cdb), "err", err)
+	s.logFailure(slog.LevelError, "command failed", cdb, err)
 	return scsi.ErrInternalTargetFailure
+}
+
+// failReportEvery is the most often a LUN reports failing commands above
+// Debug: a storm of failures (a backing store gone) must not flood the log.
+const failReportEvery = 10 * time.Second
+
+// failReport counts a LUN's failed commands between two reports.
+type failReport struct {
+	mu   sync.Mutex
+	next time.Time // protected by mu: no report before this
+	n    uint64    // protected by mu: failures since the last report
+}
+
+// logFailure logs a failed command at Debug, and at level at most once
+// per failReportEvery per LUN, with the number of failures since the
+// previous report ("failed").
+func (s *server) logFailure(level slog.Level, msg string, cdb []byte, err error) {
+	log := s.l.log
+	if log.Enabled(s.ctx, slog.LevelDebug) {
+		log.Debug(msg, "op", opName(cdb), "err", err)
+	}
+	now := time.Now()
+	f := &s.fails
+	f.mu.Lock()
+	f.n++
+	if now.Before(f.next) {
+		f.mu.Unlock()
+		return
+	}
+	n := f.n
+	f.n, f.next = 0, now.Add(failReportEvery)
+	f.mu.Unlock()
+	log.Log(s.ctx, level, msg, "op", opName(cdb), "err", err, "failed", n, "every", failReportEvery)
 }
 
 func opName(cdb []byte) string {
