@@ -522,18 +522,24 @@ func (d *Device) Recover() error {
 // nl_reply_supported=-1 keeps the kernel from waiting for an answer. The
 // initiator learns the new capacity from the handler (READ CAPACITY goes
 // to userspace).
+//
+// The group is joined before d.mu is taken: the family lookup waits for
+// the kernel's answer (at most nlTimeout), and nothing waits on the
+// kernel while holding the lock. When the join fails, the write is tried
+// anyway and a refusal says why there was no listener.
 func (d *Device) Resize(size int64) error {
+	fd, joinErr := genlJoin("TCM-USER", "config")
+	if joinErr == nil {
+		defer unix.Close(fd)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if size <= 0 || size%int64(d.cfg.BlockSize) != 0 {
 		return fmt.Errorf("tcmu: size %d is not a positive multiple of the block size %d", size, d.cfg.BlockSize)
 	}
-	write := func() error {
-		return writeAttr(d.fsys, d.attr("dev_size"), strconv.FormatInt(size, 10))
-	}
-	err := withGenlListener("TCM-USER", "config", write)
+	err := writeAttr(d.fsys, d.attr("dev_size"), strconv.FormatInt(size, 10))
 	if errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("tcmu: resize %s: the kernel found no TCM-USER netlink listener: %w", d.dir, err)
+		return fmt.Errorf("tcmu: resize %s: the kernel found no TCM-USER netlink listener: %w", d.dir, errors.Join(err, joinErr))
 	}
 	if err != nil {
 		return fmt.Errorf("tcmu: resize %s: %w", d.dir, err)
@@ -542,18 +548,8 @@ func (d *Device) Resize(size int64) error {
 	return nil
 }
 
-// withGenlListener runs fn while a generic netlink socket is a member of
-// the multicast group of family. If the family cannot be resolved (no
-// target_core_user in this kernel, or no netlink at all, as in unit
-// tests), fn runs without a listener.
-func withGenlListener(family, group string, fn func() error) error {
-	fd, err := genlJoin(family, group)
-	if err != nil {
-		return fn()
-	}
-	defer unix.Close(fd)
-	return fn()
-}
+// nlTimeout bounds the wait for the kernel's answer to a netlink request.
+const nlTimeout = 5 * time.Second
 
 // genlJoin opens a NETLINK_GENERIC socket, resolves family's multicast
 // group through the nlctrl family (CTRL_CMD_GETFAMILY) and joins it. The
@@ -563,7 +559,12 @@ func genlJoin(family, group string) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("tcmu: netlink socket: %w", err)
 	}
-	id, err := genlGroupID(fd, family, group)
+	tv := unix.NsecToTimeval(nlTimeout.Nanoseconds())
+	err = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	var id uint32
+	if err == nil {
+		id, err = genlGroupID(fd, family, group)
+	}
 	if err == nil {
 		err = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, int(id))
 	}
