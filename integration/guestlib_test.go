@@ -1,34 +1,42 @@
 package integration
 
+import (
+	"embed"
+	"fmt"
+	"sort"
+	"strings"
+)
+
 // lunbridgeLib is guest shell shared by the tests that run the lunbridge
-// command in the guest (prepend it to Options.Script).
-const lunbridgeLib = `
-LB=/mnt/host/lunbridge
-# lb_start OUT ARGS...: start "lunbridge ARGS..." in the background with its
-# stdout in OUT.out and stderr in OUT.err; wait until it says it is ready.
-lb_start() {
-	_o=$1; shift
-	LB_OUT=$_o
-	$LB "$@" > "$_o.out" 2> "$_o.err" &
-	LB_PID=$!
-	_n=0
-	until grep -q 'lunbridge: ready' "$_o.out"; do
-		_n=$((_n + 1))
-		if [ $_n -gt 1200 ] || ! kill -0 $LB_PID 2>/dev/null; then
-			cat "$_o.out" "$_o.err"
-			die "lunbridge did not become ready"
-		fi
-		sleep 0.1
-	done
-	cat "$_o.out"
+// command in the guest (prepend it to Options.Script):
+// testdata/lib.sh.
+//
+//go:embed testdata/lib.sh
+var lunbridgeLib string
+
+// scenarios are the guest scripts of the tests: testdata/*.sh.
+//
+//go:embed testdata/*.sh
+var scenarios embed.FS
+
+// guestScript returns the guest script testdata/NAME.sh after
+// lunbridgeLib, with vars ("KEY", "value", ...) set as shell variables
+// before it.
+func guestScript(name string, vars ...string) string {
+	b, err := scenarios.ReadFile("testdata/" + name + ".sh")
+	if err != nil {
+		panic(fmt.Sprintf("guest scenario %s: %v", name, err))
+	}
+	if len(vars)%2 != 0 {
+		panic("guestScript: vars come in KEY, value pairs")
+	}
+	var set []string
+	for i := 0; i < len(vars); i += 2 {
+		if strings.ContainsRune(vars[i+1], '\'') {
+			panic("guestScript: a value with a single quote")
+		}
+		set = append(set, vars[i]+"='"+vars[i+1]+"'")
+	}
+	sort.Strings(set)
+	return lunbridgeLib + strings.Join(set, "\n") + "\n" + string(b)
 }
-# lb_stop: SIGTERM lunbridge and check it exits 0.
-lb_stop() {
-	kill -TERM $LB_PID
-	wait $LB_PID || { _rc=$?; cat "$LB_OUT.err"; die "lunbridge exited with $_rc"; }
-}
-# lb_dev OUT NAME: the /dev/sdX lunbridge printed for LUN NAME.
-lb_dev() { sed -n "s|^$2: loop \(/dev/sd[a-z]*\) .*|\1|p" "$1.out"; }
-# stat_of FILE KEY: the value of KEY in a "key value" stats file.
-stat_of() { sed -n "s/^$2 //p" "$1"; }
-`

@@ -37,33 +37,10 @@ func TestExportISCSI(t *testing.T) {
 	)
 	lb := vmtest.BuildLunbridge(t)
 	vm := vmtest.Boot(t, vmtest.Options{
-		Net:   true,
-		Files: map[string]string{"lunbridge": lb},
-		Script: lunbridgeLib + `
-echo -n '` + secret + `' > /tmp/chap
-lb_start /tmp/lb export --fabric iscsi --iqn ` + iqn + ` --initiator ` + qemuIQN + ` \
-	--chap-user ` + user + ` --chap-password-file /tmp/chap --size 8M \
-	--name lun0 --name lun1 /tmp/lun0.img /tmp/lun1.img
-grep -q "lun0: iscsi iscsi://0.0.0.0:3260/` + iqn + `/0" /tmp/lb.out || die "no LUN 0 line"
-grep -q "lun1: iscsi iscsi://0.0.0.0:3260/` + iqn + `/1" /tmp/lb.out || die "no LUN 1 line"
-grep -q "` + secret + `" /tmp/lb.out /tmp/lb.err && die "the CHAP secret was printed"
-signal exported
-waitfor written
-md5sum /tmp/lun0.img /tmp/lun1.img | cut -d' ' -f1 > /mnt/host/backing.md5
-signal hashed
-waitfor done
-# A killed daemon leaves its target behind; the next one makes it anew.
-kill -9 $LB_PID
-wait $LB_PID 2>/dev/null || true
-lb_start /tmp/lb2 export --fabric iscsi --iqn ` + iqn + ` --initiator ` + qemuIQN + ` \
-	--chap-user ` + user + ` --chap-password-file /tmp/chap --size 8M \
-	--name lun0 --name lun1 /tmp/lun0.img /tmp/lun1.img
-signal restarted
-waitfor checked
-lb_stop
-grep -q "` + secret + `" /tmp/lb.out /tmp/lb.err /tmp/lb2.out /tmp/lb2.err && die "the CHAP secret was logged"
-target_leftovers
-`})
+		Net:    true,
+		Files:  map[string]string{"lunbridge": lb},
+		Script: guestScript("export-iscsi", "IQN", iqn, "QEMU_IQN", qemuIQN, "CHAP_USER", user, "SECRET", secret),
+	})
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	if err := vm.WaitReady(ctx, "exported"); err != nil {

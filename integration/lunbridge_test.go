@@ -18,33 +18,8 @@ import (
 func TestExportLoop(t *testing.T) {
 	lb := vmtest.BuildLunbridge(t)
 	res := vmtest.Run(t, vmtest.Options{
-		Files: map[string]string{"lunbridge": lb},
-		Script: lunbridgeLib + `
-lb_start /tmp/lb --log-level debug export --size 64M --name disk0 /tmp/disk0.img
-DEV=$(lb_dev /tmp/lb disk0)
-[ -b "$DEV" ] || die "no block device in lunbridge's output"
-cat /sys/block/${DEV#/dev/}/queue/max_sectors_kb /sys/block/${DEV#/dev/}/size
-cat /run/lunbridge/disk0/info
-dd if=/dev/urandom of=/tmp/pattern bs=1M count=64 2>/dev/null
-cp /run/lunbridge/disk0/stats /mnt/host/stats.before
-dd if=/tmp/pattern of=$DEV bs=1M oflag=direct conv=fsync
-dd if=$DEV of=/tmp/back bs=1M iflag=direct
-cp /run/lunbridge/disk0/stats /mnt/host/stats.after
-md5sum /tmp/pattern /tmp/back /tmp/disk0.img | tee /mnt/host/md5
-# A LUN RESET reaches the ring as a TMR entry (tmr_notification=1); the
-# disk keeps working after it.
-hostrun sg_reset --device $DEV
-n=0
-until grep -q 'task management.*tmr=LUN_RESET' /tmp/lb.err; do
-	n=$((n + 1)); [ $n -lt 100 ] || { cat /tmp/lb.err; die "no TMR entry for the LUN RESET"; }
-	sleep 0.1
-done
-dd if=$DEV of=/dev/null bs=1M count=4 iflag=direct
-lb_stop
-md5sum /tmp/disk0.img >> /mnt/host/md5
-target_leftovers
-[ -z "$(ls /run/lunbridge 2>/dev/null)" ] || die "FUSE view still mounted"
-`,
+		Files:  map[string]string{"lunbridge": lb},
+		Script: guestScript("export-loop"),
 	})
 	sums := md5s(t, filepath.Join(res.ShareDir, "md5"))
 	if len(sums) != 4 {
@@ -115,42 +90,8 @@ func readStats(t *testing.T, path string) map[string]uint64 {
 func TestKillRestart(t *testing.T) {
 	lb := vmtest.BuildLunbridge(t)
 	res := vmtest.Run(t, vmtest.Options{
-		Files: map[string]string{"lunbridge": lb},
-		Script: lunbridgeLib + `
-ARGS="export --size 64M --name disk0 /tmp/disk0.img"
-lb_start /tmp/lb $ARGS
-DEV=$(lb_dev /tmp/lb disk0)
-[ -b "$DEV" ] || die "no block device"
-dd if=/dev/urandom of=/tmp/pattern bs=1M count=64 2>/dev/null
-dd if=/dev/urandom of=/tmp/pattern2 bs=1M count=4 2>/dev/null
-# 4 KiB writes: 16384 commands, so the kill lands mid-write.
-dd if=/tmp/pattern of=$DEV bs=4k oflag=direct conv=fsync 2>/tmp/dd.err &
-DD=$!
-n=0
-until [ "$(stat_of /run/lunbridge/disk0/stats write_ops)" -ge 1000 ]; do
-	n=$((n + 1)); [ $n -lt 1200 ] || die "the write did not start"
-	sleep 0.05
-done
-kill -0 $DD || die "dd finished before the kill: make the write longer"
-kill -9 $LB_PID
-wait $LB_PID 2>/dev/null || true
-echo "killed lunbridge during the write"
-sleep 1
-lb_start /tmp/lb2 $ARGS
-grep -q "adopting" /tmp/lb2.err || die "the restarted daemon did not adopt the device"
-wait $DD || { cat /tmp/dd.err; die "dd failed across the restart"; }
-dd if=$DEV of=/tmp/back bs=1M iflag=direct 2>/dev/null
-md5sum /tmp/pattern /tmp/back /tmp/disk0.img | tee /mnt/host/md5
-# Acknowledged after SYNCHRONIZE CACHE (conv=fsync), then SIGKILL.
-dd if=/tmp/pattern2 of=$DEV bs=1M oflag=direct conv=fsync seek=8 2>/dev/null
-kill -9 $LB_PID
-wait $LB_PID 2>/dev/null || true
-dd if=/tmp/disk0.img of=/tmp/region bs=1M skip=8 count=4 2>/dev/null
-md5sum /tmp/pattern2 /tmp/region | tee /mnt/host/md5.sync
-lb_start /tmp/lb3 $ARGS
-lb_stop
-target_leftovers
-`,
+		Files:  map[string]string{"lunbridge": lb},
+		Script: guestScript("kill-restart"),
 	})
 	sums := md5s(t, filepath.Join(res.ShareDir, "md5"))
 	if len(sums) != 3 || sums[1] != sums[0] || sums[2] != sums[0] {
@@ -170,35 +111,8 @@ func TestExportOnFUSE(t *testing.T) {
 	lb := vmtest.BuildLunbridge(t)
 	loopfs := vmtest.BuildCommand(t, "./internal/cmd/loopfs")
 	res := vmtest.Run(t, vmtest.Options{
-		Files: map[string]string{"lunbridge": lb, "loopfs": loopfs},
-		Script: lunbridgeLib + `
-mkdir -p /tmp/under /tmp/fuse
-/mnt/host/loopfs /tmp/under /tmp/fuse > /tmp/loopfs.out 2>&1 &
-LOOPFS=$!
-n=0
-until grep -q mounted /tmp/loopfs.out; do
-	n=$((n + 1)); [ $n -lt 300 ] || { cat /tmp/loopfs.out; die "loopfs did not mount"; }
-	sleep 0.1
-done
-grep -q ' /tmp/fuse fuse' /proc/mounts || die "no FUSE mount at /tmp/fuse"
-lb_start /tmp/lb export --size 32M --name onfuse /tmp/fuse/disk.img
-DEV=$(lb_dev /tmp/lb onfuse)
-[ -b "$DEV" ] || die "no block device"
-dd if=/dev/urandom of=/tmp/pattern bs=1M count=32 2>/dev/null
-dd if=/tmp/pattern of=$DEV bs=1M oflag=direct conv=fsync
-dd if=$DEV of=/tmp/back bs=1M iflag=direct
-md5sum /tmp/pattern /tmp/back /tmp/under/disk.img | tee /mnt/host/md5
-hostrun blkdiscard -o 0 -l 1048576 $DEV
-dd if=$DEV of=/tmp/discarded bs=1M count=1 iflag=direct
-dd if=/dev/zero of=/tmp/zeros bs=1M count=1
-cmp /tmp/discarded /tmp/zeros || die "discarded range does not read back as zeros"
-cmp -n 1048576 /tmp/under/disk.img /tmp/zeros || die "discarded range is not zero in the backing file"
-cat /run/lunbridge/onfuse/stats > /mnt/host/stats
-lb_stop
-kill -TERM $LOOPFS
-wait $LOOPFS
-target_leftovers
-`,
+		Files:  map[string]string{"lunbridge": lb, "loopfs": loopfs},
+		Script: guestScript("export-on-fuse"),
 	})
 	sums := md5s(t, filepath.Join(res.ShareDir, "md5"))
 	if len(sums) != 3 || sums[1] != sums[0] || sums[2] != sums[0] {
