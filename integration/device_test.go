@@ -1,8 +1,10 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -29,7 +31,8 @@ const guestHalfEnv = "LUNBRIDGE_GUEST_HALF"
 func guestHalf(t *testing.T) bool { return os.Getenv(guestHalfEnv) == t.Name() }
 
 // selfInVM returns opts set up to run t's guest half: the integration
-// test binary is put in the share and run between pre and post (shell).
+// test binary is put in the share and run between pre and post (shell),
+// with -test.v=test2json so that guestResults can report each guest test.
 func selfInVM(t *testing.T, opts vmtest.Options, pre, post string) vmtest.Options {
 	t.Helper()
 	vmtest.Require(t)
@@ -39,8 +42,90 @@ func selfInVM(t *testing.T, opts vmtest.Options, pre, post string) vmtest.Option
 	}
 	opts.Files["integration.test"] = bin
 	opts.Script = pre + "\n" + guestHalfEnv + "=" + t.Name() +
-		" /mnt/host/integration.test -test.run '^" + t.Name() + "$' -test.v -test.count=1\n" + post
+		" /mnt/host/integration.test -test.run '^" + t.Name() + "$' -test.v=test2json -test.count=1\n" + post
 	return opts
+}
+
+// runSelf runs t's guest half (selfInVM) and waits for it (waitSelf).
+func runSelf(t *testing.T, opts vmtest.Options, pre, post string) vmtest.Result {
+	t.Helper()
+	return waitSelf(t, vmtest.Boot(t, selfInVM(t, opts, pre, post)))
+}
+
+// waitSelf waits for a guest half, reports its tests one by one
+// (guestResults), and fails t if the guest script failed.
+func waitSelf(t *testing.T, vm *vmtest.VM) vmtest.Result {
+	t.Helper()
+	res, err := vm.Wait()
+	guestResults(t, res.Console)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitCode != 0 {
+		t.Fatalf("guest half exited with status %d after %s", res.ExitCode, res.Elapsed.Round(100*time.Millisecond))
+	}
+	return res
+}
+
+// guestResults reads the guest test binary's -test.v=test2json output
+// from the console with "go tool test2json" and reports each guest test
+// as a subtest of t: "guest" for t's own guest half, "guest/SUB" for its
+// subtests. A guest test that failed fails its subtest with the guest's
+// output; one that skipped skips; one with no result (the guest died
+// first) fails.
+func guestResults(t *testing.T, console string) {
+	t.Helper()
+	cmd := exec.Command("go", "tool", "test2json")
+	cmd.Stdin = strings.NewReader(console)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Errorf("go tool test2json: %v", err)
+		return
+	}
+	var order []string
+	result := map[string]string{}
+	output := map[string]*strings.Builder{}
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for dec.More() {
+		var e struct{ Action, Test, Output string }
+		if err := dec.Decode(&e); err != nil {
+			t.Errorf("go tool test2json: %v", err)
+			return
+		}
+		if e.Test == "" {
+			continue
+		}
+		if _, ok := output[e.Test]; !ok {
+			order = append(order, e.Test)
+			output[e.Test] = &strings.Builder{}
+		}
+		switch e.Action {
+		case "output":
+			output[e.Test].WriteString(e.Output)
+		case "pass", "fail", "skip":
+			result[e.Test] = e.Action
+		}
+	}
+	if len(order) == 0 {
+		t.Error("no guest test results in the console")
+	}
+	for _, name := range order {
+		sub := "guest"
+		if rest, ok := strings.CutPrefix(name, t.Name()+"/"); ok {
+			sub += "/" + rest
+		}
+		t.Run(sub, func(t *testing.T) {
+			switch result[name] {
+			case "pass":
+			case "skip":
+				t.Skipf("skipped in the guest:\n%s", output[name])
+			case "fail":
+				t.Errorf("failed in the guest:\n%s", output[name])
+			default:
+				t.Errorf("no result from the guest:\n%s", output[name])
+			}
+		})
+	}
 }
 
 // guestLib runs a function of the vmtest guest library (signal, waitfor)
@@ -132,7 +217,7 @@ func TestDeviceLifecycle(t *testing.T) {
 		deviceLifecycleGuest(t)
 		return
 	}
-	vmtest.Run(t, selfInVM(t, vmtest.Options{Timeout: 3 * time.Minute}, "", "target_leftovers"))
+	runSelf(t, vmtest.Options{Timeout: 3 * time.Minute}, "", "target_leftovers")
 }
 
 func deviceLifecycleGuest(t *testing.T) {
@@ -331,7 +416,7 @@ func TestDeviceResetRing(t *testing.T) {
 		deviceResetRingGuest(t)
 		return
 	}
-	vmtest.Run(t, selfInVM(t, vmtest.Options{Timeout: 4 * time.Minute}, "", "target_leftovers"))
+	runSelf(t, vmtest.Options{Timeout: 4 * time.Minute}, "", "target_leftovers")
 }
 
 func deviceResetRingGuest(t *testing.T) {

@@ -121,7 +121,7 @@ func TestFabricLoop(t *testing.T) {
 		fabricLoopGuest(t)
 		return
 	}
-	vmtest.Run(t, selfInVM(t, vmtest.Options{Timeout: 3 * time.Minute}, "", "target_leftovers"))
+	runSelf(t, vmtest.Options{Timeout: 3 * time.Minute}, "", "target_leftovers")
 }
 
 func fabricLoopGuest(t *testing.T) {
@@ -289,13 +289,7 @@ func TestFabricISCSI(t *testing.T) {
 	if err := vm.Signal("done"); err != nil {
 		t.Fatal(err)
 	}
-	res, err := vm.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.ExitCode != 0 {
-		t.Fatalf("guest half exited with status %d", res.ExitCode)
-	}
+	waitSelf(t, vm)
 }
 
 func fabricISCSIGuest(t *testing.T, aclIQN, demoIQN, allowed, user, secret string) {
