@@ -127,13 +127,16 @@ func (v *View) Run(ctx context.Context) error {
 			// default_permissions makes the kernel enforce the mode bits
 			// for users other than root (with allow_other); Open enforces
 			// them for root, whom the kernel lets through.
-			Options:           []string{"default_permissions"},
-			FsName:            "lunbridge",
-			Name:              "lunbridge",
-			DirectMountStrict: true, // the daemon is root; no fusermount needed
-			DisableXAttrs:     true,
-			Debug:             v.opts.Debug,
-			Logger:            slog.NewLogLogger(v.log.Handler(), slog.LevelDebug),
+			Options: []string{"default_permissions"},
+			FsName:  "lunbridge",
+			Name:    "lunbridge",
+			// The daemon is root and mounts with mount(2); a normal
+			// user (the unit tests) falls back to fusermount, as
+			// go-fuse's own tests do.
+			DirectMount:   true,
+			DisableXAttrs: true,
+			Debug:         v.opts.Debug,
+			Logger:        slog.NewLogLogger(v.log.Handler(), slog.LevelDebug),
 		},
 		EntryTimeout:    &zero,
 		AttrTimeout:     &zero,
