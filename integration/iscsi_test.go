@@ -23,7 +23,9 @@ import (
 // and secret get in, a wrong secret or an unlisted initiator is refused,
 // data moves both ways on both LUNs and lands in the backing files, and
 // shutdown leaves configfs as it was. After a SIGKILL the restarted daemon
-// replaces the target the killed one left and serves the same data.
+// replaces the target the killed one left and serves the same data. An
+// export without --initiator refuses every initiator and says how to
+// allow one; --insecure-allow-any-initiator lets any in, with a warning.
 func TestExportISCSI(t *testing.T) {
 	vmtest.RequireTools(t, "iscsi-inq", "iscsi-readcapacity16", "qemu-img")
 	const (
@@ -121,6 +123,29 @@ func TestExportISCSI(t *testing.T) {
 		t.Errorf("LUN 1 after a SIGKILL and restart: %d bytes (%v), want the pattern", len(data), err)
 	}
 	if err := vm.Signal("checked"); err != nil {
+		t.Fatal(err)
+	}
+	// Deny by default: the listed initiator of before, with no CHAP now,
+	// is refused by a target exported without --initiator; with
+	// --insecure-allow-any-initiator any initiator gets in.
+	if err := vm.WaitReady(ctx, "denied"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(ctx, "iscsi-inq", "-i", qemuIQN, url("", 0)).CombinedOutput()
+	t.Logf("host: iscsi-inq (default export): %v\n%s", err, out)
+	if err == nil {
+		t.Error("iscsi-inq got into a target exported without --initiator; want a refused login")
+	}
+	if err := vm.Signal("denied-checked"); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.WaitReady(ctx, "open"); err != nil {
+		t.Fatal(err)
+	}
+	if inq := hostCmd(ctx, t, "iscsi-inq", "-i", otherIQN, url("", 0)); !strings.Contains(strings.ToLower(inq), "lunbridge") {
+		t.Errorf("iscsi-inq on a target open to any initiator: no lunbridge product in:\n%s", inq)
+	}
+	if err := vm.Signal("open-checked"); err != nil {
 		t.Fatal(err)
 	}
 	res, err := vm.Wait()
