@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,7 +44,7 @@ func daemonFlags() []cli.Flag {
 		&cli.StringFlag{Name: "mount", Value: defaultMount, Usage: "where to mount the FUSE view; empty: no view"},
 		&cli.BoolFlag{Name: "mount-allow-other", Usage: "let users other than root read the FUSE view"},
 		&cli.DurationFlag{Name: "cmd-timeout", Value: lio.DefaultCmdTimeout, Usage: "kernel command timeout (TCMU cmd_time_out)"},
-		&cli.StringFlag{Name: "max-transfer", Value: "512K", Usage: "largest command the LUNs accept (VPD Block Limits; TCMU hw_max_sectors)"},
+		&cli.StringFlag{Name: "max-transfer", Value: fmt.Sprintf("%dK", lio.DefaultMaxTransfer>>10), Usage: "largest command the LUNs accept (VPD Block Limits; TCMU hw_max_sectors)"},
 		&cli.StringFlag{Name: "configfs", Value: lio.DefaultConfigfs, Hidden: true},
 	}
 }

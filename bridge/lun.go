@@ -152,7 +152,11 @@ func Open(o Options) (*LUN, error) {
 	if o.DirectIO {
 		// Not every file system takes O_DIRECT (tmpfs, some FUSE ones):
 		// then everything stays buffered, and the log says so.
-		d, err := os.OpenFile(f.Name(), openFlags(f)|syscall.O_DIRECT, 0)
+		mode, err := openFlags(f)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("LUN %s: %w", o.Name, err), f.Close())
+		}
+		d, err := os.OpenFile(f.Name(), mode|syscall.O_DIRECT, 0)
 		if err != nil {
 			log.Warn("direct I/O unavailable; using the page cache", "lun", o.Name, "path", o.Path, "err", err)
 		} else {
@@ -461,12 +465,12 @@ func (l *LUN) Close() error {
 }
 
 // openFlags returns the access mode f was opened with.
-func openFlags(f *os.File) int {
+func openFlags(f *os.File) (int, error) {
 	fl, err := unixFcntlFlags(int(f.Fd()))
 	if err != nil {
-		return os.O_RDWR
+		return 0, fmt.Errorf("fcntl(F_GETFL) %s: %w", f.Name(), err)
 	}
-	return fl & syscall.O_ACCMODE
+	return fl & syscall.O_ACCMODE, nil
 }
 
 func (b *fileBackend) readOnlyFile() bool {
