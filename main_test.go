@@ -24,7 +24,8 @@ import (
 // never imports scsi, scsi imports the standard library only, fusefs
 // never imports tcmu. A package with no rule fails the test, so a new
 // package must be placed in the table. It also checks that unsafe is
-// imported only in *_unsafe.go files.
+// imported only in *_unsafe.go files, and that only package main exits,
+// reads flags or the environment, or sets the default logger.
 func TestImportBoundaries(t *testing.T) {
 	out, err := exec.Command("go", "list", "-json", "./...").Output()
 	if err != nil {
@@ -61,6 +62,7 @@ func TestImportBoundaries(t *testing.T) {
 	for dec.More() {
 		var p struct {
 			ImportPath string
+			Name       string
 			Imports    []string
 			GoFiles    []string
 			Dir        string
@@ -78,6 +80,16 @@ func TestImportBoundaries(t *testing.T) {
 			}
 			if strings.Contains(string(src), "\"unsafe\"") {
 				t.Errorf("%s/%s imports unsafe outside a *_unsafe.go file", p.ImportPath, f)
+			}
+			// STYLE §1: only package main exits, reads flags or the
+			// environment, or sets the default logger.
+			if p.Name == "main" || strings.HasPrefix(p.ImportPath, mod+"/integration") {
+				continue
+			}
+			for _, call := range []string{"os.Exit(", "os.Getenv(", "os.LookupEnv(", "os.Environ(", "slog.SetDefault(", "\"flag\""} {
+				if strings.Contains(string(src), call) {
+					t.Errorf("%s/%s uses %s: only package main may", p.ImportPath, f, strings.Trim(call, "(\""))
+				}
 			}
 		}
 		allow, ok := allowed[p.ImportPath]
