@@ -51,6 +51,7 @@ func daemonFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "cmd-timeout", Value: 30 * time.Second, Usage: "kernel command timeout (TCMU cmd_time_out)"},
 		&cli.StringFlag{Name: "max-transfer", Value: "512K", Usage: "largest command the LUNs accept (VPD Block Limits; TCMU hw_max_sectors)"},
 		&cli.StringFlag{Name: "configfs", Value: "/sys/kernel/config", Hidden: true},
+		metricsFlag(),
 	}
 }
 
@@ -136,6 +137,7 @@ func runExport(c *cli.Context) error {
 		Configfs:    c.String("configfs"),
 		Workers:     c.Int("workers"),
 		Out:         c.App.Writer,
+		Metrics:     c.String("metrics"),
 	})
 }
 
@@ -212,6 +214,8 @@ type daemonConfig struct {
 	// Reload, when not nil, asks for Load to be applied (serve's SIGHUP).
 	Reload <-chan os.Signal
 	Load   func() ([]lunConfig, error)
+	// Metrics is the address of the Prometheus endpoint; empty: none.
+	Metrics string
 }
 
 // runDaemon serves cfg until ctx is done. reload, when not nil, delivers
@@ -260,8 +264,12 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 			return <-viewDone
 		}
 	}
-	shutdown := func(err error) error {
+	stopMetrics, err := startMetrics(ctx, cfg.Metrics, d)
+	if err != nil {
 		return errors.Join(err, stopView(), d.Close(context.Background()))
+	}
+	shutdown := func(err error) error {
+		return errors.Join(err, stopView(), stopMetrics(), d.Close(context.Background()))
 	}
 	if err := addLUNs(ctx, d, cfg.LUNs, cfg.Out); err != nil {
 		return shutdown(err)

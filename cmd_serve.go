@@ -36,6 +36,7 @@ type fileConfig struct {
 	CmdTimeout      duration       `toml:"cmd_timeout"`
 	MaxTransfer     string         `toml:"max_transfer"`
 	Workers         int            `toml:"workers"`
+	Metrics         string         `toml:"metrics"` // Prometheus ADDR:PORT; empty: off
 	Targets         []targetConfig `toml:"target"`
 }
 
@@ -161,6 +162,7 @@ func runServe(c *cli.Context) error {
 		Configfs:    c.String("configfs"),
 		Workers:     fc.Workers,
 		Out:         c.App.Writer,
+		Metrics:     fc.Metrics,
 		Reload:      hup,
 		Load: func() ([]lunConfig, error) {
 			_, luns, _, err := loadConfig(path)

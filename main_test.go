@@ -12,7 +12,8 @@ import (
 )
 
 // TestImportBoundaries enforces the package edges of STYLE.md §1: main ->
-// {fusefs, bridge, fabric}, fusefs -> bridge -> {tcmu, scsi}; tcmu never
+// {fusefs, bridge, fabric, metrics}, fusefs -> bridge -> {tcmu, scsi},
+// metrics -> bridge (value types) and client_golang; tcmu never
 // imports scsi, scsi imports the standard library only, fusefs never
 // imports tcmu, and unsafe only in *_unsafe.go files.
 func TestImportBoundaries(t *testing.T) {
@@ -22,11 +23,14 @@ func TestImportBoundaries(t *testing.T) {
 	}
 	const mod = "github.com/lunbridge/lunbridge"
 	allowed := map[string][]string{
-		mod + "/tcmu":              {"golang.org/x/sys/unix"},
-		mod + "/scsi":              {},
-		mod + "/fabric":            {"golang.org/x/sys/unix"},
-		mod + "/bridge":            {mod + "/tcmu", mod + "/scsi", "golang.org/x/sys/unix"},
-		mod + "/fusefs":            {mod + "/bridge", "github.com/hanwen/go-fuse/v2/fs", "github.com/hanwen/go-fuse/v2/fuse", "golang.org/x/sys/unix"},
+		mod + "/tcmu":   {"golang.org/x/sys/unix"},
+		mod + "/scsi":   {},
+		mod + "/fabric": {"golang.org/x/sys/unix"},
+		mod + "/bridge": {mod + "/tcmu", mod + "/scsi", "golang.org/x/sys/unix"},
+		mod + "/fusefs": {mod + "/bridge", "github.com/hanwen/go-fuse/v2/fs", "github.com/hanwen/go-fuse/v2/fuse", "golang.org/x/sys/unix"},
+		mod + "/metrics": {mod + "/bridge", "github.com/prometheus/client_golang/prometheus",
+			"github.com/prometheus/client_golang/prometheus/collectors",
+			"github.com/prometheus/client_golang/prometheus/promhttp"},
 		mod + "/internal/fakering": {},
 		mod + "/internal/memdisk":  {},
 	}
