@@ -86,6 +86,7 @@ func TestLoadConfig(t *testing.T) {
 mount = ""
 cmd_timeout = "10s"
 max_transfer = "1M"
+metrics = "127.0.0.1:9573"
 [[target]]
 fabric = "iscsi"
 iqn = "iqn.2026-11.org.example:t"
@@ -130,7 +131,7 @@ chap_password_file = "` + secret + `"
 			if err != nil {
 				t.Fatal(err)
 			}
-			if fc.Mount != "" || fc.CmdTimeout.Duration != 10*time.Second || maxTransfer != 1<<20 {
+			if fc.Mount != "" || fc.CmdTimeout.Duration != 10*time.Second || maxTransfer != 1<<20 || fc.Metrics != "127.0.0.1:9573" {
 				t.Errorf("config = %+v, max transfer %d", fc, maxTransfer)
 			}
 			if len(luns) != 2 {
