@@ -276,10 +276,12 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	}
 	served := cfg.LUNs
 	fmt.Fprintln(cfg.Out, "lunbridge: ready; SIGINT or SIGTERM to stop")
+	sdNotify("READY=1")
 	for {
 		select {
 		case <-ctx.Done():
 			log.Info("shutting down")
+			sdNotify("STOPPING=1")
 			return shutdown(nil)
 		case err := <-viewDone:
 			viewDone <- err // for stopView
