@@ -46,14 +46,15 @@ func TestPrometheusExamples(t *testing.T) {
 }
 
 // TestPrometheusScrape: a real Prometheus server (Debian's, run in the guest
-// through hostrun) scrapes "lunbridge export --metrics" every second while
-// fio writes 24 MiB at 4 MiB/s through the kernel to the LUN. The bytes,
-// commands and histogram count Prometheus stored equal the FUSE view's
+// through hostrun) scrapes "lunbridge serve" (metrics key of its config)
+// every second while fio writes 24 MiB at 4 MiB/s through the kernel to the
+// LUN, after one READ(16) past the end. The bytes, commands, errors by
+// sense key and histogram count Prometheus stored equal the FUSE view's
 // counters and what fio wrote; the peak write rate Prometheus computes
 // agrees with fio's bandwidth; the gauges and the process collector are
 // there.
 func TestPrometheusScrape(t *testing.T) {
-	vmtest.RequireTools(t, "prometheus", "curl", "fio")
+	vmtest.RequireTools(t, "prometheus", "curl", "fio", "sg_raw")
 	script, err := os.ReadFile("testdata/metrics_scrape.sh")
 	if err != nil {
 		t.Fatal(err)
@@ -128,6 +129,10 @@ func TestPrometheusScrape(t *testing.T) {
 	}
 	if got := one(t, share, "errors.json"); got != float64(stats["total_errors"]) {
 		t.Errorf("Prometheus sum(lunbridge_errors_total) = %v, view total_errors = %d", got, stats["total_errors"])
+	}
+	if got := one(t, share, "illegal.json"); got < 1 || got != float64(stats["errors_illegal_request"]) {
+		t.Errorf("Prometheus lunbridge_errors_total{sense_key=\"illegal_request\"} = %v, view errors_illegal_request = %d; want them equal and at least 1 (the READ past the end)",
+			got, stats["errors_illegal_request"])
 	}
 	// fio paces itself to 4 MiB/s; Prometheus' rate over 4 s windows of
 	// 1 s scrapes peaks near fio's own average bandwidth.

@@ -1,10 +1,19 @@
 # Guest script of TestPrometheusScrape (lunbridgeLib is prepended): Debian's
-# prometheus (the host's, through hostrun) scrapes a lunbridge export every
-# second while fio writes to the LUN at a fixed rate; the answers of
+# prometheus (the host's, through hostrun) scrapes "lunbridge serve" (its
+# config's metrics key) every second while fio writes to the LUN at a fixed
+# rate, after one READ past the end; the answers of
 # Prometheus' HTTP API, fio's report and the FUSE view's stats go to the
 # share for the Go side to compare.
 ip link set lo up
-lb_start /tmp/lb --log-level debug export --metrics 127.0.0.1:9573 --size 64M --name disk0 /tmp/disk0.img
+cat > /tmp/lb.toml <<EOT
+metrics = "127.0.0.1:9573"
+[[target]]
+  [[target.lun]]
+  name = "disk0"
+  path = "/tmp/disk0.img"
+  size = "64M"
+EOT
+lb_start /tmp/lb --log-level debug serve --config /tmp/lb.toml
 DEV=$(lb_dev /tmp/lb disk0)
 [ -b "$DEV" ] || die "no device for disk0"
 
@@ -38,6 +47,11 @@ until_scraped() {
 }
 until_scraped 'up{job="lunbridge"} == 1'
 
+# READ(16) of one block at LBA 2^32, far past the end: ILLEGAL REQUEST
+# (LBA out of range), counted under sense_key="illegal_request".
+if hostrun sg_raw -r 512 "$DEV" 88 00 00 00 00 01 00 00 00 00 00 00 00 01 00 00; then
+	die "READ(16) past the end succeeded"
+fi
 hostrun fio --name=w --filename="$DEV" --rw=write --bs=64k --size=24M --direct=1 \
 	--ioengine=psync --rate=4m --output-format=json > /mnt/host/fio.json || die "fio failed"
 # Counters are still now: no I/O runs. Wait for a scrape after the last
@@ -51,6 +65,7 @@ sleep 1.5
 query bytes.json 'lunbridge_bytes_total{lun="disk0"}'
 query commands.json 'lunbridge_commands_total{lun="disk0"}'
 query errors.json 'sum(lunbridge_errors_total{lun="disk0"})'
+query illegal.json 'lunbridge_errors_total{lun="disk0",sense_key="illegal_request"}'
 query count.json 'lunbridge_command_duration_seconds_count{lun="disk0",kind="write"}'
 query p99.json 'histogram_quantile(0.99, sum by (le) (rate(lunbridge_command_duration_seconds_bucket{lun="disk0",kind="write"}[2m])))'
 query rate.json 'max_over_time(rate(lunbridge_bytes_total{lun="disk0",kind="write"}[4s])[2m:1s])'
