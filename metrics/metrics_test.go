@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"math/bits"
 	"math/rand/v2"
@@ -293,4 +294,20 @@ func label(m *dto.Metric, name string) string {
 		}
 	}
 	return ""
+}
+
+// BenchmarkCollect measures one scrape's collection for 16 LUNs.
+func BenchmarkCollect(b *testing.B) {
+	luns := make([]bridge.LUNInfo, 16)
+	for i := range luns {
+		luns[i] = testLUN()
+		luns[i].Name = fmt.Sprintf("disk%d", i)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(&fakeLUNs{luns: luns}, ""))
+	for b.Loop() {
+		if _, err := reg.Gather(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
