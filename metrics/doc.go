@@ -46,10 +46,12 @@
 // 27 buckets plus +Inf). Each exposed bound is a bound of bridge's
 // histogram, so every cumulative count is exact, not interpolated; and 28
 // series per kind instead of 107 keeps a LUN at about 200 histogram series,
-// which scrapes and stores well. Native histograms would need the
-// protobuf exposition and a feature flag on the server (Debian 12's
-// Prometheus 2.42 has them only behind --enable-feature), and bridge's
-// log-scale layout already gives what they would.
+// which scrapes and stores well. Native histograms are not used: Debian
+// 12's Prometheus 2.42 takes them only behind --enable-feature and over the
+// protobuf format, and their buckets are geometric within a power of two
+// while bridge's are linear, so converting would have to split counts
+// between buckets, that is, invent them; the power-of-two bounds are the
+// ones both layouts share.
 //
 // bridge does not keep a sum of latencies, which a Prometheus histogram
 // must carry. The _sum series is therefore estimated from bridge's fine
@@ -60,9 +62,14 @@
 //
 // # Serving
 //
-// Listen binds the address (Prometheus' conventions: host:port, with
-// 127.0.0.1 or another specific address; an empty host means every
-// interface, which the daemon never picks on its own) and Server.Run serves
-// /metrics there, with the Go runtime and process collectors, until its
-// context ends.
+// Listen binds the address and Server.Run serves /metrics there, with the
+// Go runtime and process collectors, until its context ends. The daemon
+// serves nothing unless asked (lunbridge export --metrics ADDR, or
+// metrics = "ADDR" in serve's config file, read at start only: SIGHUP does
+// not move it). The documented address is 127.0.0.1:9573: loopback, so
+// only local scrapers (or a reverse proxy) see the counters and LUN paths,
+// and a port in the exporters' 9100-9999 range, whose list of default
+// allocations is full, so no number there is free of every other exporter.
+// An address with an empty or unspecified host (":9573", "0.0.0.0:9573")
+// listens on every interface, and the daemon logs a warning.
 package metrics
