@@ -13,8 +13,8 @@ import (
 // TestDebianPackage builds the .deb with scripts/package.sh (one command),
 // checks its control fields and contents on the host, then installs it in
 // the guest with dpkg (into an empty root, through hostrun) and runs the
-// installed lunbridge: --version, one export written and read back through
-// /dev/sdX, then dpkg -r.
+// installed lunbridge: --version, one export (with --metrics) written and
+// read back through /dev/sdX and its /metrics, then dpkg -r.
 func TestDebianPackage(t *testing.T) {
 	vmtest.RequireTools(t, "dpkg-deb", "dpkg", "man")
 	root, err := vmtest.RepoRoot()
@@ -56,6 +56,10 @@ func TestDebianPackage(t *testing.T) {
 		},
 		"man.txt":  {"export files as SCSI LUNs", "--metrics"},
 		"done.txt": {"package-ok"},
+		"metrics.txt": {
+			`lunbridge_bytes_total{kind="write",lun="pkgdisk"} 8.388608e+06`,
+			`lunbridge_build_info{version="1.2.3~test"} 1`,
+		},
 	} {
 		got := string(readFile(t, filepath.Join(share, file)))
 		for _, want := range wants {

@@ -18,13 +18,15 @@ sed -n 's/^ExecStart=\([^ ]*\) .*/\1/p' $R/lib/systemd/system/lunbridge.service 
 [ -x "$R$(cat /tmp/execstart)" ] || die "unit ExecStart $(cat /tmp/execstart) is not in the package"
 hostrun sh -c "MANPAGER=cat MANWIDTH=80 man -l $R/usr/share/man/man8/lunbridge.8.gz" > /mnt/host/man.txt
 
-lb_start /tmp/lb export --size 8M --name pkgdisk /tmp/pkgdisk.img
+ip link set lo up
+lb_start /tmp/lb export --metrics 127.0.0.1:9573 --size 8M --name pkgdisk /tmp/pkgdisk.img
 DEV=$(lb_dev /tmp/lb pkgdisk)
 [ -b "$DEV" ] || die "no device for pkgdisk"
 dd if=/dev/urandom of=/tmp/pattern bs=1M count=8 2>/dev/null
 dd if=/tmp/pattern of=$DEV bs=1M oflag=direct 2>/dev/null
 dd if=$DEV of=/tmp/back bs=1M iflag=direct 2>/dev/null
 cmp /tmp/pattern /tmp/back || die "data read back differs"
+wget -qO /mnt/host/metrics.txt http://127.0.0.1:9573/metrics || die "GET /metrics"
 lb_stop
 cmp /tmp/pattern /tmp/pkgdisk.img || die "backing file differs"
 
