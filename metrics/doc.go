@@ -53,12 +53,9 @@
 // between buckets, that is, invent them; the power-of-two bounds are the
 // ones both layouts share.
 //
-// bridge does not keep a sum of latencies, which a Prometheus histogram
-// must carry. The _sum series is therefore estimated from bridge's fine
-// buckets, each observation counted at the middle of its bucket (the upper
-// bound of the first, the lower bound of the last): rate(_sum)/rate(_count)
-// is the mean latency to within 12.5% for commands slower than 1µs. Use the
-// buckets (histogram_quantile) for anything precise.
+// The _sum series is bridge's exact sum of latencies per kind
+// (KindStats.LatencySum), so rate(_sum)/rate(_count) is the exact mean
+// latency; use the buckets (histogram_quantile) for quantiles.
 //
 // # Serving
 //

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"strconv"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -111,8 +110,8 @@ func (c *Collector) collectLUN(ch chan<- prometheus.Metric, l *bridge.LUNInfo) {
 		kind := bridge.Kind(k).String()
 		counter(c.commands, ks.Ops, l.Name, kind)
 		counter(c.bytes, ks.Bytes, l.Name, kind)
-		count, sum, buckets := histogram(&ks.Latency)
-		ch <- prometheus.MustNewConstHistogram(c.duration, count, sum, buckets, l.Name, kind)
+		count, buckets := histogram(&ks.Latency)
+		ch <- prometheus.MustNewConstHistogram(c.duration, count, ks.LatencySum.Seconds(), buckets, l.Name, kind)
 	}
 	for key, n := range s.SenseKeyErrors {
 		counter(c.errors, n, l.Name, senseKeyNames[key])
@@ -129,33 +128,18 @@ func (c *Collector) collectLUN(ch chan<- prometheus.Metric, l *bridge.LUNInfo) {
 	gauge(c.uptime, s.Uptime.Seconds(), l.Name)
 }
 
-// histogram converts bridge's histogram into the count, estimated sum and
-// cumulative buckets (keyed by upperBounds) of a Prometheus histogram. See
-// the package documentation for why the sum is an estimate.
-func histogram(h *bridge.Histogram) (count uint64, sum float64, buckets map[float64]uint64) {
+// histogram converts bridge's histogram into the count and cumulative
+// buckets (keyed by upperBounds) of a Prometheus histogram; the sum is
+// bridge's exact KindStats.LatencySum.
+func histogram(h *bridge.Histogram) (count uint64, buckets map[float64]uint64) {
 	buckets = make(map[float64]uint64, len(upperBounds))
 	for i, n := range h {
 		count += n
-		sum += float64(n) * bucketMiddle(i).Seconds()
 		if i%bucketStride == 0 && i < bridge.NumBuckets-1 {
 			buckets[bridge.BucketBound(i).Seconds()] = count
 		}
 	}
-	return count, sum, buckets
-}
-
-// bucketMiddle is the latency an observation in bridge's bucket i counts
-// for in the estimated sum: the middle of the bucket; the upper bound of
-// the first (below 1µs), the lower bound of the last (open-ended).
-func bucketMiddle(i int) time.Duration {
-	switch {
-	case i == 0:
-		return bridge.BucketBound(0)
-	case i >= bridge.NumBuckets-1:
-		return bridge.BucketBound(bridge.NumBuckets - 2)
-	}
-	lo, hi := bridge.BucketBound(i-1), bridge.BucketBound(i)
-	return lo + (hi-lo)/2
+	return count, buckets
 }
 
 func boolValue(b bool) float64 {
