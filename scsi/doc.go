@@ -26,9 +26,11 @@
 // an entry with its CDB usage data, the bit map that REPORT SUPPORTED
 // OPERATION CODES returns. ParseCDB rejects any bit outside that map, so
 // reserved and obsolete bits, RDPROTECT/WRPROTECT/VRPROTECT (there is no
-// protection information), GROUP NUMBER, NACA and LINK all give INVALID
-// FIELD IN CDB with a field pointer, and the report always matches what
-// the disk accepts. Execute then checks state (unit attention, not ready,
+// protection information), NACA and LINK all give INVALID FIELD IN CDB
+// with a field pointer, and the report always matches what the disk
+// accepts. GROUP NUMBER is accepted and ignored: SBC-4 defines it (it is
+// not reserved) and, with GROUP_SUP=0 in the Extended INQUIRY Data VPD
+// page, it names no group the disk keeps attributes for. Execute then checks state (unit attention, not ready,
 // write protect), transfer limits and LBA ranges before the Backend sees
 // an offset: the Backend is only ever asked for whole blocks inside the
 // disk.
