@@ -223,7 +223,12 @@ func (d *Disk) getLBAStatus(c *CDB, data [][]byte) (Result, error) {
 func (d *Disk) compareAndWrite(c *CDB, data [][]byte) (Result, error) {
 	res := Result{Kind: KindCompareAndWrite, LBA: c.LBA, Blocks: c.Blocks}
 	if c.Blocks == 0 {
-		return res, nil // SBC-4: not an error, nothing is compared
+		// SBC-4: not an error, nothing is compared or transferred;
+		// data-out offered anyway is the wrong size (see below).
+		if bufLen(data) != 0 {
+			return res, errDataOutSize
+		}
+		return res, nil
 	}
 	if c.Blocks > uint32(min(maxCompareAndWriteBl, d.cfg.MaxTransferBlocks/2)) {
 		return res, cdbField(13, 7)

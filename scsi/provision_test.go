@@ -276,7 +276,7 @@ func TestCompareAndWrite(t *testing.T) {
 	for _, tc := range []struct {
 		blocks uint8
 		data   int
-	}{{2, 3 * 512}, {1, 4 * 512}, {3, 4 * 512}, {1, 0}} {
+	}{{2, 3 * 512}, {1, 4 * 512}, {3, 4 * 512}, {1, 0}, {0, 2 * 512}} {
 		_, err = exec(t, d, cawCDB(0, tc.blocks), make([]byte, tc.data))
 		wantErr(t, err, ErrInvalidFieldInCmdIU, -1, -1)
 	}
