@@ -321,7 +321,7 @@ func parseCUnitXML(path string) (suiteResults, error) {
 // blocks drop), e2fsck clean again, and logout. The guest side is
 // testdata/conformance_openiscsi.sh.
 func TestOpenISCSI(t *testing.T) {
-	vmtest.RequireTools(t, "iscsiadm", "iscsid", "mkfs.ext4", "e2fsck", "fstrim")
+	vmtest.RequireTools(t, "iscsiadm", "iscsid", "mkfs.ext4", "e2fsck")
 	const (
 		iqn  = "iqn.2026-11.org.lunbridge.test:openiscsi"
 		init = "iqn.2026-11.org.lunbridge.test:guest-initiator"
