@@ -13,6 +13,8 @@
 #                                               guest via hostrun: the Linux
 #                                               initiator stack over a lunbridge
 #                                               LUN (TestOpenISCSI)
+#   xfsprogs                                    mkfs.xfs, xfs_repair for XFS
+#                                               on a LUN (TestOpenISCSI)
 #   gcc libc6-dev linux-libc-dev                cgo for -race, and the TCMU ABI
 #                                               offsets check against
 #                                               <linux/target_core_user.h>
@@ -22,7 +24,7 @@
 set -euo pipefail
 
 pkgs=(qemu-system-x86 busybox-static cpio kmod fio sg3-utils sdparm libiscsi-bin
-	qemu-utils qemu-block-extra open-iscsi gcc libc6-dev linux-libc-dev)
+	qemu-utils qemu-block-extra open-iscsi xfsprogs gcc libc6-dev linux-libc-dev)
 
 if ! command -v apt-get >/dev/null; then
 	echo "install-deps: no apt-get (not Debian?); install these yourself: ${pkgs[*]}" >&2

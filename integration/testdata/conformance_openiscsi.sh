@@ -80,4 +80,39 @@ while [ -e "$DEV" ]; do
 done
 kill "$(cat /run/iscsid.pid)"
 lb_stop
+rm /tmp/fs.img
+
+# The same through tcm_loop with XFS (mkfs.xfs wants 300 MiB at least).
+lb_start /tmp/lb2 export --size 320M --name xfs /tmp/xfs.img
+DEV=$(lb_dev /tmp/lb2 xfs)
+[ -b "$DEV" ] || die "no block device for the XFS LUN"
+hostrun mkfs.xfs -q -f -K "$DEV"
+mount -t xfs "$DEV" /mnt/fs
+i=0
+while [ $i -lt 6 ]; do
+	cp /tmp/pattern /mnt/fs/f$i
+	i=$((i + 1))
+done
+sync
+umount /mnt/fs
+echo 3 > /proc/sys/vm/drop_caches
+hostrun xfs_repair -n "$DEV" || die "xfs_repair found errors after the writes"
+mount -t xfs "$DEV" /mnt/fs
+i=0
+while [ $i -lt 6 ]; do
+	got=$(md5sum < /mnt/fs/f$i | cut -d' ' -f1)
+	[ "$got" = "$want" ] || die "XFS f$i reads back as $got, want $want"
+	i=$((i + 1))
+done
+before=$(stat -c %b /tmp/xfs.img)
+rm /mnt/fs/f*
+sync
+fstrim -v /mnt/fs
+sync
+after=$(stat -c %b /tmp/xfs.img)
+echo "XFS backing file: $before blocks allocated before fstrim, $after after"
+echo "$before $after" > /mnt/host/alloc-xfs
+umount /mnt/fs
+hostrun xfs_repair -n "$DEV" || die "xfs_repair found errors after fstrim"
+lb_stop
 target_leftovers
