@@ -169,7 +169,7 @@ func Open(o Options) (*LUN, error) {
 		Serial:              serial,
 		NAA:                 naa,
 		MaxTransferBlocks:   uint32(o.MaxTransfer / int64(o.BlockSize)),
-		MaxUnmapBlocks:      uint32(min(1<<30/int64(o.BlockSize), int64(^uint32(0)))),
+		MaxUnmapBlocks:      uint32(min(1<<30/int64(o.BlockSize), 1<<20)), // > 2^20 fails libiscsi's Inquiry.BlockLimits
 		MaxUnmapDescriptors: 256,
 		MaxWriteSameBlocks:  uint32(min(1<<30/int64(o.BlockSize), int64(^uint32(0)))),
 		ThinProvisioning:    true,

@@ -7,12 +7,19 @@
 #   fio sg3-utils sdparm                        host tools the guest runs via
 #                                               hostrun (chroot to the host's /)
 #   libiscsi-bin qemu-utils qemu-block-extra    host-side iSCSI initiators
-#                                               (iscsi-inq, qemu-img iscsi://)
+#                                               (iscsi-inq, iscsi-test-cu,
+#                                               qemu-img iscsi://)
 #   prometheus curl                             a real Prometheus server scrapes
 #                                               lunbridge in the guest and curl
 #                                               queries its HTTP API (both via
 #                                               hostrun); promtool checks
 #                                               examples/{prometheus,alerts}.yml
+#   open-iscsi                                  iscsiadm and iscsid, run in the
+#                                               guest via hostrun: the Linux
+#                                               initiator stack over a lunbridge
+#                                               LUN (TestOpenISCSI)
+#   xfsprogs                                    mkfs.xfs, xfs_repair for XFS
+#                                               on a LUN (TestOpenISCSI)
 #   gcc libc6-dev linux-libc-dev                cgo for -race, and the TCMU ABI
 #                                               offsets check against
 #                                               <linux/target_core_user.h>
@@ -22,7 +29,8 @@
 set -euo pipefail
 
 pkgs=(qemu-system-x86 busybox-static cpio kmod fio sg3-utils sdparm libiscsi-bin
-	qemu-utils qemu-block-extra prometheus curl gcc libc6-dev linux-libc-dev)
+	qemu-utils qemu-block-extra prometheus curl open-iscsi xfsprogs
+	gcc libc6-dev linux-libc-dev)
 
 if ! command -v apt-get >/dev/null; then
 	echo "install-deps: no apt-get (not Debian?); install these yourself: ${pkgs[*]}" >&2

@@ -30,7 +30,16 @@ func TestParseCDB(t *testing.T) {
 		{name: "READ(10) FUA DPO", cdb: []byte{0x28, 0x18, 0, 0, 0, 0, 0, 0, 1, 0}, want: want{blocks: 1}},
 		{name: "READ(10) RDPROTECT without PI", cdb: []byte{0x28, 0x20, 0, 0, 0, 0, 0, 0, 1, 0}, err: ErrInvalidFieldInCDB, field: 1, bit: 5},
 		{name: "READ(10) RARC", cdb: []byte{0x28, 0x04, 0, 0, 0, 0, 0, 0, 1, 0}, err: ErrInvalidFieldInCDB, field: 1, bit: 2},
-		{name: "READ(10) GROUP NUMBER", cdb: []byte{0x28, 0, 0, 0, 0, 0, 0x01, 0, 1, 0}, err: ErrInvalidFieldInCDB, field: 6, bit: 0},
+		// SBC-4: GROUP NUMBER (byte 6 bits 5-0 of a 10-byte CDB,
+		// byte 10 of a 12-byte one, byte 14 of a 16-byte one) is a
+		// defined field, accepted and ignored; bits 7-6 are reserved.
+		{name: "READ(10) GROUP NUMBER", cdb: []byte{0x28, 0, 0, 0, 0, 0, 0x3f, 0, 1, 0}, want: want{blocks: 1}},
+		{name: "READ(10) byte 6 reserved", cdb: []byte{0x28, 0, 0, 0, 0, 0, 0x40, 0, 1, 0}, err: ErrInvalidFieldInCDB, field: 6, bit: 6},
+		{name: "READ(12) GROUP NUMBER", cdb: []byte{0xa8, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x01, 0}, want: want{blocks: 1}},
+		{name: "PRE-FETCH(10) IMMED GROUP NUMBER 3", cdb: []byte{0x34, 0x02, 0, 0, 0, 0, 0x03, 0, 1, 0}, want: want{blocks: 1}},
+		{name: "PRE-FETCH(16) IMMED GROUP NUMBER 3", cdb: []byte{0x90, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x03, 0}, want: want{blocks: 1}},
+		{name: "PRE-FETCH(16) byte 14 reserved", cdb: []byte{0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x80, 0}, err: ErrInvalidFieldInCDB, field: 14, bit: 7},
+		{name: "COMPARE AND WRITE GROUP NUMBER", cdb: []byte{0x89, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x01, 0}, want: want{blocks: 1}},
 		{name: "READ(10) NACA", cdb: []byte{0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0x04}, err: ErrInvalidFieldInCDB, field: 9, bit: 2},
 		{name: "READ(12)", cdb: []byte{0xa8, 0, 0, 0, 0, 9, 0, 1, 0, 0, 0, 0}, want: want{lba: 9, blocks: 0x10000}},
 		{name: "READ(16) 64-bit LBA", cdb: []byte{0x88, 0, 0x01, 2, 3, 4, 5, 6, 7, 8, 0xff, 0xff, 0xff, 0xff, 0, 0}, want: want{lba: 0x0102030405060708, blocks: 0xffffffff}},

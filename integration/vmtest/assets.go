@@ -35,6 +35,9 @@ var Modules = []string{
 	"scsi_mod", "sd_mod", "sg", "uio", "fuse",
 	"virtio_pci", "virtio_net", "virtio_blk", "9p", "9pnet_virtio",
 	"crc32c_generic",
+	// The Linux initiator stack for open-iscsi in the guest; ext4 and
+	// XFS on lunbridge LUNs.
+	"iscsi_tcp", "ext4", "xfs",
 }
 
 // ErrMissingAsset reports that something the VM needs (a host tool, the
