@@ -40,13 +40,17 @@ type fileConfig struct {
 }
 
 type targetConfig struct {
-	Fabric           string          `toml:"fabric"`
-	IQN              string          `toml:"iqn"`
-	Portal           string          `toml:"portal"`
-	Initiators       []string        `toml:"initiators"`
-	CHAPUser         string          `toml:"chap_user"`
-	CHAPPasswordFile string          `toml:"chap_password_file"`
-	LUNs             []lunFileConfig `toml:"lun"`
+	Fabric           string   `toml:"fabric"`
+	IQN              string   `toml:"iqn"`
+	Portal           string   `toml:"portal"`
+	Initiators       []string `toml:"initiators"`
+	CHAPUser         string   `toml:"chap_user"`
+	CHAPPasswordFile string   `toml:"chap_password_file"`
+	// Access beyond the initiators listed (see accessSpec).
+	InsecureAllowAnyInitiator bool            `toml:"insecure_allow_any_initiator"`
+	CHAPMutualUser            string          `toml:"chap_mutual_user"`
+	CHAPMutualPasswordFile    string          `toml:"chap_mutual_password_file"`
+	LUNs                      []lunFileConfig `toml:"lun"`
 }
 
 type lunFileConfig struct {
@@ -103,6 +107,9 @@ func loadConfig(path string) (fileConfig, []lunConfig, int64, error) {
 			t.Portal = "0.0.0.0:3260"
 		}
 		spec, err := exportSpec(t.Fabric, t.IQN, t.Portal, t.Initiators, t.CHAPUser, t.CHAPPasswordFile)
+		if err == nil {
+			spec, err = accessSpec(spec, t.InsecureAllowAnyInitiator, t.CHAPMutualUser, t.CHAPMutualPasswordFile)
+		}
 		if err != nil {
 			return fc, nil, 0, fmt.Errorf("config %s: target %d: %w", path, ti+1, err)
 		}

@@ -216,15 +216,21 @@ func (k *kernel) reserve(spec bridge.ExportSpec, name string) (*target, int, err
 				return nil, 0, err
 			}
 			t = &target{kind: "iscsi", iscsi: &fabric.ISCSITarget{
-				IQN:          iqn,
-				Portal:       spec.Portal,
-				Initiators:   spec.Initiators,
-				CHAPUser:     spec.CHAPUser,
-				CHAPPassword: spec.CHAPPassword,
-				ConfigfsRoot: k.cfg.Configfs,
+				IQN:               iqn,
+				Portal:            spec.Portal,
+				Initiators:        spec.Initiators,
+				AllowAnyInitiator: spec.AllowAnyInitiator,
+				CHAPUser:          spec.CHAPUser,
+				CHAPPassword:      spec.CHAPPassword,
+				MutualUser:        spec.MutualUser,
+				MutualPassword:    spec.MutualPassword,
+				ConfigfsRoot:      k.cfg.Configfs,
 			}}
-			if len(spec.Initiators) == 0 {
-				k.log.Warn("iSCSI target open to every initiator: give --initiator to restrict it", "iqn", iqn)
+			switch {
+			case spec.AllowAnyInitiator:
+				k.log.Warn("iSCSI target open to EVERY initiator that reaches the portal (--insecure-allow-any-initiator)", "iqn", iqn, "portal", spec.Portal)
+			case len(spec.Initiators) == 0:
+				k.log.Warn("iSCSI target admits no initiator: allow one with --initiator IQN (config: initiators)", "iqn", iqn)
 			}
 			k.iscsi[iqn] = t
 		}
