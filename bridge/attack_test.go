@@ -3,14 +3,20 @@ package bridge
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lunbridge/lunbridge/internal/fakering"
+	"github.com/lunbridge/lunbridge/tcmu"
 )
 
 // Names that try to leave configfs (core/user_0/NAME, the fabric's LUN
@@ -203,5 +209,83 @@ func TestCreateRefusesSymlink(t *testing.T) {
 	}
 	if _, err := os.Lstat(target); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the symlink's target was created (%v)", err)
+	}
+}
+
+// ringsKernel is a fakeKernel that keeps each LUN's fake kernel, and
+// writes a corrupt entry (len_op 0) into the ring of the LUN named bad
+// before it is served.
+type ringsKernel struct {
+	bad string
+	mu  sync.Mutex
+	k   map[string]*fakering.Kernel // protected by mu
+}
+
+func (r *ringsKernel) Attach(ctx context.Context, l *LUN, spec ExportSpec) (Device, error) {
+	k, err := fakering.NewKernel(fakering.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if l.Name() == r.bad {
+		if _, err := k.Submit(ctx, read10(0, 1), nil, 512); err != nil {
+			return nil, err
+		}
+		// tcmu_cmd_entry_hdr.len_op: length 0, TCMU_OP_CMD.
+		binary.NativeEndian.PutUint32(k.Mem()[k.LastEntry():], 1)
+	}
+	ring, err := tcmu.NewRing(k.Mem(), k.Notifier(), tcmu.RingOptions{})
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.k[l.Name()] = k
+	r.mu.Unlock()
+	return &fakeDevice{k: k, ring: ring}, nil
+}
+
+// A corrupt ring entry stops that LUN (StateFailed, ErrCorruptRing) and
+// nothing else: the daemon's other LUN keeps serving.
+func TestCorruptRingStopsOneLUN(t *testing.T) {
+	dir := t.TempDir()
+	rk := &ringsKernel{bad: "bad", k: map[string]*fakering.Kernel{}}
+	d := NewDaemon(DaemonOptions{Kernel: rk})
+	defer d.Close(context.Background())
+	for _, name := range []string{"good", "bad"} {
+		o := Options{Name: name, Path: filepath.Join(dir, name+".img"), Size: 1 << 20}
+		if _, err := d.Add(t.Context(), o, ExportSpec{Fabric: "none"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad, err := d.LUN("bad")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for bad.Info().State != StateFailed {
+		if time.Now().After(deadline) {
+			t.Fatalf("LUN bad is %v after a corrupt ring entry, want %v", bad.Info().State, StateFailed)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	good, err := d.LUN("good")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := good.Info().State; st != StateOnline {
+		t.Errorf("LUN good is %v, want %v", st, StateOnline)
+	}
+	rk.mu.Lock()
+	k := rk.k["good"]
+	rk.mu.Unlock()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if r, _, err := k.Do(ctx, read10(0, 8), nil, 8*512); err != nil || r.Status != 0 {
+		t.Fatalf("READ on LUN good after LUN bad failed: %+v, %v", r, err)
+	}
+	if err := d.Remove(t.Context(), "bad"); !errors.Is(err, tcmu.ErrCorruptRing) {
+		t.Errorf("Remove(bad) = %v, want ErrCorruptRing", err)
+	}
+	if r, _, err := k.Do(ctx, read10(0, 8), nil, 8*512); err != nil || r.Status != 0 {
+		t.Fatalf("READ on LUN good after LUN bad was removed: %+v, %v", r, err)
 	}
 }
