@@ -40,17 +40,18 @@ type fileConfig struct {
 }
 
 type targetConfig struct {
-	Fabric           string   `toml:"fabric"`
-	IQN              string   `toml:"iqn"`
-	Portal           string   `toml:"portal"`
-	Initiators       []string `toml:"initiators"`
-	CHAPUser         string   `toml:"chap_user"`
-	CHAPPasswordFile string   `toml:"chap_password_file"`
+	Fabric           string          `toml:"fabric"`
+	IQN              string          `toml:"iqn"`
+	Portal           string          `toml:"portal"`
+	Initiators       []string        `toml:"initiators"`
+	CHAPUser         string          `toml:"chap_user"`
+	CHAPPasswordFile string          `toml:"chap_password_file"`
+	LUNs             []lunFileConfig `toml:"lun"`
+
 	// Access beyond the initiators listed (see accessSpec).
-	InsecureAllowAnyInitiator bool            `toml:"insecure_allow_any_initiator"`
-	CHAPMutualUser            string          `toml:"chap_mutual_user"`
-	CHAPMutualPasswordFile    string          `toml:"chap_mutual_password_file"`
-	LUNs                      []lunFileConfig `toml:"lun"`
+	InsecureAllowAnyInitiator bool   `toml:"insecure_allow_any_initiator"`
+	CHAPMutualUser            string `toml:"chap_mutual_user"`
+	CHAPMutualPasswordFile    string `toml:"chap_mutual_password_file"`
 }
 
 type lunFileConfig struct {

@@ -216,16 +216,15 @@ func (k *kernel) reserve(spec bridge.ExportSpec, name string) (*target, int, err
 				return nil, 0, err
 			}
 			t = &target{kind: "iscsi", iscsi: &fabric.ISCSITarget{
-				IQN:               iqn,
-				Portal:            spec.Portal,
-				Initiators:        spec.Initiators,
-				AllowAnyInitiator: spec.AllowAnyInitiator,
-				CHAPUser:          spec.CHAPUser,
-				CHAPPassword:      spec.CHAPPassword,
-				MutualUser:        spec.MutualUser,
-				MutualPassword:    spec.MutualPassword,
-				ConfigfsRoot:      k.cfg.Configfs,
+				IQN:          iqn,
+				Portal:       spec.Portal,
+				Initiators:   spec.Initiators,
+				CHAPUser:     spec.CHAPUser,
+				CHAPPassword: spec.CHAPPassword,
+				ConfigfsRoot: k.cfg.Configfs,
 			}}
+			t.iscsi.AllowAnyInitiator = spec.AllowAnyInitiator
+			t.iscsi.MutualUser, t.iscsi.MutualPassword = spec.MutualUser, spec.MutualPassword
 			switch {
 			case spec.AllowAnyInitiator:
 				k.log.Warn("iSCSI target open to EVERY initiator that reaches the portal (--insecure-allow-any-initiator)", "iqn", iqn, "portal", spec.Portal)
