@@ -143,3 +143,62 @@ func TestAccessSpec(t *testing.T) {
 		t.Errorf("exportSpec with a world-readable secret file = %v, want refused", err)
 	}
 }
+
+// The config file's access keys reach the export spec; no initiators and
+// no insecure key means nobody may log in.
+func TestLoadConfigAccess(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	initFile, tgtFile := write("init", "initiator-secret-1"), write("tgt", "target-secret-22")
+	cfg := write("c.toml", `
+mount = ""
+[[target]]
+fabric = "iscsi"
+iqn = "iqn.2026-11.org.example:deny"
+  [[target.lun]]
+  name = "deny"
+  path = "/srv/deny.img"
+[[target]]
+fabric = "iscsi"
+iqn = "iqn.2026-11.org.example:any"
+insecure_allow_any_initiator = true
+  [[target.lun]]
+  name = "any"
+  path = "/srv/any.img"
+[[target]]
+fabric = "iscsi"
+iqn = "iqn.2026-11.org.example:mutual"
+initiators = ["iqn.2026-11.org.example:host"]
+chap_user = "u"
+chap_password_file = "`+initFile+`"
+chap_mutual_user = "t"
+chap_mutual_password_file = "`+tgtFile+`"
+  [[target.lun]]
+  name = "mutual"
+  path = "/srv/mutual.img"
+`)
+	_, luns, _, err := loadConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(luns) != 3 {
+		t.Fatalf("loadConfig: %d LUNs, want 3", len(luns))
+	}
+	deny, open, mutual := luns[0].Spec, luns[1].Spec, luns[2].Spec
+	if deny.AllowAnyInitiator || len(deny.Initiators) != 0 {
+		t.Errorf("target without initiators: %+v, want no initiator and AllowAnyInitiator false", deny)
+	}
+	if !open.AllowAnyInitiator {
+		t.Errorf("insecure_allow_any_initiator = true: AllowAnyInitiator false")
+	}
+	if mutual.MutualUser != "t" || mutual.MutualPassword != "target-secret-22" || mutual.CHAPPassword != "initiator-secret-1" {
+		t.Errorf("mutual CHAP target: user %q, secrets read %v/%v", mutual.MutualUser,
+			mutual.MutualPassword == "target-secret-22", mutual.CHAPPassword == "initiator-secret-1")
+	}
+}
