@@ -34,9 +34,12 @@ func exportCommand() *cli.Command {
 			&cli.StringFlag{Name: "fabric", Value: "loop", Usage: "loop (a local /dev/sdX), iscsi, or none"},
 			&cli.StringFlag{Name: "iqn", Usage: "iSCSI target name (default: derived from the host and LUN names)"},
 			&cli.StringFlag{Name: "portal", Value: "0.0.0.0:3260", Usage: "iSCSI portal ADDR:PORT"},
-			&cli.StringSliceFlag{Name: "initiator", Usage: "allow this initiator IQN (repeatable); none: any initiator"},
+			&cli.StringSliceFlag{Name: "initiator", Usage: "allow this initiator IQN (repeatable); none: no initiator may log in"},
+			&cli.BoolFlag{Name: "insecure-allow-any-initiator", Usage: "let every initiator that reaches the portal log in (LIO demo mode)"},
 			&cli.StringFlag{Name: "chap-user", Usage: "require iSCSI CHAP with this user name"},
-			&cli.StringFlag{Name: "chap-password-file", Usage: "file holding the CHAP secret (never given on the command line)"},
+			&cli.StringFlag{Name: "chap-password-file", Usage: "file holding the CHAP secret, mode 0600 (never given on the command line)"},
+			&cli.StringFlag{Name: "chap-mutual-user", Usage: "mutual CHAP: the user name the target answers with"},
+			&cli.StringFlag{Name: "chap-mutual-password-file", Usage: "mutual CHAP: file holding the target's secret, mode 0600"},
 		}, daemonFlags()...),
 		Action: runExport,
 	}
@@ -86,6 +89,11 @@ func runExport(c *cli.Context) error {
 	}
 	spec, err := exportSpec(c.String("fabric"), c.String("iqn"), c.String("portal"),
 		c.StringSlice("initiator"), c.String("chap-user"), c.String("chap-password-file"))
+	if err != nil {
+		return err
+	}
+	spec, err = accessSpec(spec, c.Bool("insecure-allow-any-initiator"),
+		c.String("chap-mutual-user"), c.String("chap-mutual-password-file"))
 	if err != nil {
 		return err
 	}
@@ -158,16 +166,61 @@ func exportSpec(fab, iqn, portal string, initiators []string, chapUser, chapFile
 		return spec, usageErr("--chap-user and --chap-password-file go together")
 	}
 	if chapFile != "" {
-		b, err := os.ReadFile(chapFile)
+		pw, err := chapSecret("--chap-password-file", chapFile)
 		if err != nil {
-			return spec, usageErr("--chap-password-file: %v", err)
+			return spec, err
 		}
-		spec.CHAPPassword = strings.TrimRight(string(b), "\r\n")
-		// RFC 7143 §12.1.3 leaves the length to the target; LIO takes 12 to 255.
-		if n := len(spec.CHAPPassword); n < 12 || n > 255 {
-			return spec, usageErr("--chap-password-file: the secret must be 12 to 255 bytes, not %d", n)
-		}
+		spec.CHAPPassword = pw
 	}
+	return spec, nil
+}
+
+// chapSecret reads a CHAP secret file (readSecretFile) for flag.
+func chapSecret(flag, path string) (string, error) {
+	pw, err := readSecretFile(path)
+	if err != nil {
+		return "", usageErr("%s: %v", flag, err)
+	}
+	// RFC 7143 §12.1.3 leaves the length to the target; LIO takes 12 to 255.
+	if n := len(pw); n < 12 || n > 255 {
+		return "", usageErr("%s: the secret must be 12 to 255 bytes, not %d", flag, n)
+	}
+	return pw, nil
+}
+
+// accessSpec adds to spec (from exportSpec) who may log in beyond the
+// listed initiators: everyone (allowAny, which must be asked for by name
+// because it exposes the disks to the whole network), and mutual CHAP,
+// where the target proves itself to the initiator too.
+func accessSpec(spec bridge.ExportSpec, allowAny bool, mutualUser, mutualFile string) (bridge.ExportSpec, error) {
+	if spec.Fabric != "iscsi" {
+		if allowAny || mutualUser != "" || mutualFile != "" {
+			return spec, usageErr("--insecure-allow-any-initiator and --chap-mutual-* need --fabric iscsi")
+		}
+		return spec, nil
+	}
+	if allowAny && len(spec.Initiators) > 0 {
+		return spec, usageErr("--insecure-allow-any-initiator admits every initiator: drop it or the --initiator list")
+	}
+	spec.AllowAnyInitiator = allowAny
+	if (mutualUser == "") != (mutualFile == "") {
+		return spec, usageErr("--chap-mutual-user and --chap-mutual-password-file go together")
+	}
+	if mutualUser == "" {
+		return spec, nil
+	}
+	if spec.CHAPUser == "" {
+		return spec, usageErr("mutual CHAP needs one-way CHAP too (--chap-user)")
+	}
+	pw, err := chapSecret("--chap-mutual-password-file", mutualFile)
+	if err != nil {
+		return spec, err
+	}
+	// RFC 7143 §12.1.3: the secrets of the two directions must differ.
+	if pw == spec.CHAPPassword {
+		return spec, usageErr("--chap-mutual-password-file: the target's secret must differ from the initiator's")
+	}
+	spec.MutualUser, spec.MutualPassword = mutualUser, pw
 	return spec, nil
 }
 

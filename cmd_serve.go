@@ -48,6 +48,11 @@ type targetConfig struct {
 	CHAPUser         string          `toml:"chap_user"`
 	CHAPPasswordFile string          `toml:"chap_password_file"`
 	LUNs             []lunFileConfig `toml:"lun"`
+
+	// Access beyond the initiators listed (see accessSpec).
+	InsecureAllowAnyInitiator bool   `toml:"insecure_allow_any_initiator"`
+	CHAPMutualUser            string `toml:"chap_mutual_user"`
+	CHAPMutualPasswordFile    string `toml:"chap_mutual_password_file"`
 }
 
 type lunFileConfig struct {
@@ -104,6 +109,9 @@ func loadConfig(path string) (fileConfig, []lunConfig, int64, error) {
 			t.Portal = "0.0.0.0:3260"
 		}
 		spec, err := exportSpec(t.Fabric, t.IQN, t.Portal, t.Initiators, t.CHAPUser, t.CHAPPasswordFile)
+		if err == nil {
+			spec, err = accessSpec(spec, t.InsecureAllowAnyInitiator, t.CHAPMutualUser, t.CHAPMutualPasswordFile)
+		}
 		if err != nil {
 			return fc, nil, 0, fmt.Errorf("config %s: target %d: %w", path, ti+1, err)
 		}

@@ -223,8 +223,13 @@ func (k *kernel) reserve(spec bridge.ExportSpec, name string) (*target, int, err
 				CHAPPassword: spec.CHAPPassword,
 				ConfigfsRoot: k.cfg.Configfs,
 			}}
-			if len(spec.Initiators) == 0 {
-				k.log.Warn("iSCSI target open to every initiator: give --initiator to restrict it", "iqn", iqn)
+			t.iscsi.AllowAnyInitiator = spec.AllowAnyInitiator
+			t.iscsi.MutualUser, t.iscsi.MutualPassword = spec.MutualUser, spec.MutualPassword
+			switch {
+			case spec.AllowAnyInitiator:
+				k.log.Warn("iSCSI target open to EVERY initiator that reaches the portal (--insecure-allow-any-initiator)", "iqn", iqn, "portal", spec.Portal)
+			case len(spec.Initiators) == 0:
+				k.log.Warn("iSCSI target admits no initiator: allow one with --initiator IQN (config: initiators)", "iqn", iqn)
 			}
 			k.iscsi[iqn] = t
 		}

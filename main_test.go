@@ -113,6 +113,8 @@ chap_password_file = "` + secret + `"
 		{"bad size", "[[target]]\n[[target.lun]]\nname=\"a\"\npath=\"/a\"\nsize=\"ten\"\n", "size"},
 		{"bad fabric", "[[target]]\nfabric=\"fc\"\n", "fabric"},
 		{"loop with iqn", "[[target]]\nfabric=\"loop\"\niqn=\"iqn.2026-11.org.example:x\"\n", "need --fabric iscsi"},
+		{"any initiator and a list", "[[target]]\nfabric=\"iscsi\"\ninsecure_allow_any_initiator=true\ninitiators=[\"iqn.2026-11.org.example:h\"]\n", "drop it or the --initiator list"},
+		{"mutual without one-way", "[[target]]\nfabric=\"iscsi\"\nchap_mutual_user=\"t\"\nchap_mutual_password_file=\"` + secret + `\"\n", "one-way CHAP too"},
 		{"bad max_transfer", "max_transfer = \"1000\"\n", "max_transfer"},
 		{"bad duration", "cmd_timeout = \"soon\"\n", "cmd_timeout"},
 	} {
@@ -160,7 +162,7 @@ func TestExportSpec(t *testing.T) {
 		wantErr                string
 	}{
 		{"loop", "loop", "", "", "", nil, ""},
-		{"iscsi open", "iscsi", "", "", "", nil, ""},
+		{"iscsi, no initiator", "iscsi", "", "", "", nil, ""},
 		{"bad fabric", "fc", "", "", "", nil, "want loop, iscsi or none"},
 		{"iqn on loop", "loop", "iqn.2026-11.org.example:x", "", "", nil, "need --fabric iscsi"},
 		{"initiator on loop", "loop", "", "", "", []string{"iqn.x"}, "need --fabric iscsi"},

@@ -20,9 +20,15 @@ type ExportSpec struct {
 	Fabric       string   // "loop", "iscsi" or "none"
 	IQN          string   // iSCSI target name; empty: derived
 	Portal       string   // iSCSI portal ADDR:PORT; empty: 0.0.0.0:3260
-	Initiators   []string // iSCSI ACL; empty: open access
+	Initiators   []string // iSCSI ACL; empty: no initiator may log in
 	CHAPUser     string   // iSCSI CHAP user; empty: no CHAP
 	CHAPPassword string   // never logged
+	// AllowAnyInitiator opens an iSCSI target to every initiator.
+	AllowAnyInitiator bool
+	// MutualUser and MutualPassword (never logged) are the target's own
+	// credentials for mutual CHAP.
+	MutualUser     string
+	MutualPassword string
 }
 
 // Device is a LUN's presence in the kernel: its TCMU device and fabric

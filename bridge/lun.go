@@ -150,10 +150,13 @@ func Open(o Options) (*LUN, error) {
 	}
 	be := &fileBackend{f: f, fd: int(f.Fd())}
 	be.sizeBytes.Store(size)
+	if testHookOpened != nil {
+		testHookOpened()
+	}
 	if o.DirectIO {
 		// Not every file system takes O_DIRECT (tmpfs, some FUSE ones):
 		// then everything stays buffered, and the log says so.
-		d, err := os.OpenFile(f.Name(), openFlags(f)|syscall.O_DIRECT, 0)
+		d, err := reopen(f, openFlags(f)|syscall.O_DIRECT)
 		if err != nil {
 			log.Warn("direct I/O unavailable; using the page cache", "lun", o.Name, "path", o.Path, "err", err)
 		} else {
@@ -214,14 +217,16 @@ func openBacking(o Options) (*os.File, int64, error) {
 		if o.Size == 0 {
 			return nil, 0, fmt.Errorf("LUN %s: %s does not exist; give a size to create it: %w", o.Name, o.Path, ErrInvalid)
 		}
-		f, err = os.OpenFile(o.Path, flags|os.O_CREATE|os.O_EXCL, 0o600)
+		// O_EXCL already refuses a symlink (even a dangling one) at
+		// o.Path; O_NOFOLLOW says so.
+		f, err = os.OpenFile(o.Path, flags|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 		if err == nil {
 			if err = f.Truncate(o.Size); err == nil && o.Preallocate {
 				err = preallocate(f, o.Size, o.Progress)
 			}
 			if err != nil {
+				removeIfSame(f, o.Path)
 				f.Close()
-				os.Remove(o.Path)
 				return nil, 0, fmt.Errorf("LUN %s: create %s: %w", o.Name, o.Path, err)
 			}
 			return f, o.Size, nil
@@ -281,6 +286,41 @@ func openBacking(o Options) (*os.File, int64, error) {
 		}
 	}
 	return f, size, nil
+}
+
+// testHookOpened, when not nil, runs between the open of the backing file
+// and its O_DIRECT reopen: tests swap the path there.
+var testHookOpened func()
+
+// reopen opens the file f is open on again with flags, by descriptor
+// (/proc/self/fd/N), not by name: whatever the path names by now (a
+// symlink swapped, a file renamed over it), the new descriptor is on the
+// same inode, which it checks.
+func reopen(f *os.File, flags int) (*os.File, error) {
+	d, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), flags|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reopen %s: %w", f.Name(), err)
+	}
+	a, errA := f.Stat()
+	b, errB := d.Stat()
+	if errA != nil || errB != nil || !os.SameFile(a, b) {
+		d.Close()
+		return nil, fmt.Errorf("reopen %s: not the same file (%w)", f.Name(), errors.Join(errA, errB, ErrInvalid))
+	}
+	return d, nil
+}
+
+// removeIfSame removes path when it still names the file f is open on:
+// the cleanup of a failed create must not delete a file someone put
+// there since.
+func removeIfSame(f *os.File, path string) {
+	a, err := f.Stat()
+	if err != nil {
+		return
+	}
+	if b, err := os.Lstat(path); err == nil && os.SameFile(a, b) {
+		os.Remove(path)
+	}
 }
 
 // preallocChunk is how much preallocate allocates between progress reports.

@@ -23,11 +23,13 @@ const maxCHAPLen = 255
 // ISCSITarget is an iSCSI target (iscsi_target_mod) with one portal
 // group, tpgt_1.
 //
-// Access: with no Initiators the portal group runs in LIO's demo mode
-// (generate_node_acls=1, cache_dynamic_acls=1, demo_mode_write_protect=0):
-// any initiator may log in and sees every LUN read-write. With
-// Initiators, only those IQNs may log in (an ACL each, every LUN mapped
-// read-write). CHAP, when CHAPUser is set, is required
+// Access is denied by default: with no Initiators the portal group has
+// no ACL and generate_node_acls=0, so no initiator may log in (as
+// targetcli makes them). With Initiators, only those IQNs may log in (an
+// ACL each, every LUN mapped read-write). Only AllowAnyInitiator runs the
+// group in LIO's demo mode (generate_node_acls=1, cache_dynamic_acls=1,
+// demo_mode_write_protect=0): any initiator may log in and sees every
+// LUN read-write. CHAP, when CHAPUser is set, is required
 // (attrib/authentication=1); the credentials go to each ACL's auth/
 // directory, or in demo mode to tpgt_1/auth/, which Linux uses for the
 // dynamically generated ACLs (tpg_demo_auth).
@@ -37,8 +39,11 @@ type ISCSITarget struct {
 	// Portal is the listening address, "ip:port" or "[ipv6]:port"
 	// (DefaultPortal when empty).
 	Portal string
-	// Initiators lists the initiator IQNs allowed; empty: open access.
+	// Initiators lists the initiator IQNs allowed; empty: none.
 	Initiators []string
+	// AllowAnyInitiator opens the target to every initiator (demo mode);
+	// it excludes Initiators.
+	AllowAnyInitiator bool
 	// CHAPUser and CHAPPassword enable one-way CHAP. The password is
 	// never logged nor put in errors.
 	CHAPUser     string
@@ -95,6 +100,9 @@ func (t *ISCSITarget) validate() error {
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 		return fmt.Errorf("fabric: portal %q: bad port", t.portal())
+	}
+	if t.AllowAnyInitiator && len(t.Initiators) > 0 {
+		return errors.New("fabric: initiators listed on a target open to any initiator")
 	}
 	seen := map[string]bool{}
 	for _, i := range t.Initiators {
@@ -154,7 +162,7 @@ func (t *ISCSITarget) create() error {
 		}
 	}
 	attr := func(name string) string { return filepath.Join(tpg, "attrib", name) }
-	open := len(t.Initiators) == 0
+	open := t.AllowAnyInitiator
 	auth := "0"
 	if t.CHAPUser != "" {
 		auth = "1"

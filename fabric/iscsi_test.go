@@ -19,10 +19,52 @@ func (k *fakeKernel) iscsi() *ISCSITarget {
 	return &ISCSITarget{IQN: testIQN, ConfigfsRoot: k.configfs, fsys: k}
 }
 
+// With no initiators listed the target admits nobody: no ACL, and no
+// ACLs generated at login (generate_node_acls=0).
+func TestISCSIDenyByDefault(t *testing.T) {
+	k := newFakeKernel(t)
+	it := k.iscsi()
+	if _, err := it.AddLUN(t.Context(), 0, k.backstore(0)); err != nil {
+		t.Fatal(err)
+	}
+	defer it.Remove()
+	tpg := "config/target/iscsi/" + testIQN + "/tpgt_1"
+	log := k.takeLog()
+	for _, w := range []string{
+		"write " + tpg + "/attrib/generate_node_acls=0",
+		"write " + tpg + "/attrib/cache_dynamic_acls=0",
+	} {
+		if !slices.Contains(log, w) {
+			t.Errorf("operations lack %q: %q", w, log)
+		}
+	}
+	for _, l := range log {
+		if strings.Contains(l, "/acls/") {
+			t.Errorf("an ACL was made with no initiator listed: %q", l)
+		}
+	}
+}
+
+// Listing initiators on a target open to all is a contradiction.
+func TestISCSIAllowAnyWithInitiators(t *testing.T) {
+	k := newFakeKernel(t)
+	before := k.tree(t)
+	it := k.iscsi()
+	it.AllowAnyInitiator = true
+	it.Initiators = []string{testInit}
+	if _, err := it.AddLUN(t.Context(), 0, k.backstore(0)); err == nil {
+		t.Fatal("AddLUN with AllowAnyInitiator and Initiators succeeded")
+	}
+	if after := k.tree(t); !slices.Equal(after, before) {
+		t.Errorf("configfs after a refused AddLUN:\n got %q\nwant %q", after, before)
+	}
+}
+
 func TestISCSIOpenAccess(t *testing.T) {
 	k := newFakeKernel(t)
 	before := k.tree(t)
 	it := k.iscsi()
+	it.AllowAnyInitiator = true
 	url, err := it.AddLUN(t.Context(), 0, k.backstore(0))
 	if err != nil {
 		t.Fatal(err)
@@ -153,6 +195,7 @@ func TestISCSIACLAndCHAP(t *testing.T) {
 func TestISCSIDemoCHAP(t *testing.T) {
 	k := newFakeKernel(t)
 	it := k.iscsi()
+	it.AllowAnyInitiator = true
 	it.CHAPUser, it.CHAPPassword = "user", testSecr
 	if _, err := it.AddLUN(t.Context(), 0, k.backstore(0)); err != nil {
 		t.Fatal(err)

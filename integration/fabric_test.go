@@ -309,7 +309,7 @@ func fabricISCSIGuest(t *testing.T, aclIQN, demoIQN, allowed, user, secret strin
 		t.Fatal(err)
 	}
 	t.Logf("ACL target at %s", where)
-	demo := &fabric.ISCSITarget{IQN: demoIQN, CHAPUser: user, CHAPPassword: secret}
+	demo := &fabric.ISCSITarget{IQN: demoIQN, AllowAnyInitiator: true, CHAPUser: user, CHAPPassword: secret}
 	if where, err = demo.AddLUN(ctx, 0, bs); err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,7 @@ func TestExportISCSI(t *testing.T) {
 		Files: map[string]string{"lunbridge": lb},
 		Script: lunbridgeLib + `
 echo -n '` + secret + `' > /tmp/chap
+chmod 600 /tmp/chap # lunbridge refuses a secret file others can read
 lb_start /tmp/lb export --fabric iscsi --iqn ` + iqn + ` --initiator ` + qemuIQN + ` \
 	--chap-user ` + user + ` --chap-password-file /tmp/chap --size 8M \
 	--name lun0 --name lun1 /tmp/lun0.img /tmp/lun1.img

@@ -23,6 +23,10 @@
 #   gcc libc6-dev linux-libc-dev                cgo for -race, and the TCMU ABI
 #                                               offsets check against
 #                                               <linux/target_core_user.h>
+#   libcap2-bin                                 capsh: TestSecurity runs the
+#                                               daemon in the guest with the
+#                                               systemd unit's capability
+#                                               bounding set
 #
 # The kernel package itself (linux-image-6.1.0-NN-amd64) is not installed:
 # integration/vmtest downloads it with `apt-get download` into its cache.
@@ -30,7 +34,7 @@ set -euo pipefail
 
 pkgs=(qemu-system-x86 busybox-static cpio kmod fio sg3-utils sdparm libiscsi-bin
 	qemu-utils qemu-block-extra prometheus curl open-iscsi xfsprogs
-	gcc libc6-dev linux-libc-dev)
+	gcc libc6-dev linux-libc-dev libcap2-bin)
 
 if ! command -v apt-get >/dev/null; then
 	echo "install-deps: no apt-get (not Debian?); install these yourself: ${pkgs[*]}" >&2
