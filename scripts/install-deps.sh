@@ -13,6 +13,14 @@
 #                                               queries its HTTP API (both via
 #                                               hostrun); promtool checks
 #                                               examples/{prometheus,alerts}.yml
+#   targetcli-fb python3-rtslib-fb python3-gi   TestTargetcli: targetcli and
+#   dbus                                        targetctl create/save/restore
+#                                               user:lunbridge backstores in the
+#                                               guest (via hostrun); python3-gi
+#                                               is how targetcli asks D-Bus for
+#                                               handlers; dbus-daemon is the
+#                                               guest's system bus and the bus
+#                                               of tcmuservice's unit tests
 #   gcc libc6-dev linux-libc-dev                cgo for -race, and the TCMU ABI
 #                                               offsets check against
 #                                               <linux/target_core_user.h>
@@ -22,7 +30,8 @@
 set -euo pipefail
 
 pkgs=(qemu-system-x86 busybox-static cpio kmod fio sg3-utils sdparm libiscsi-bin
-	qemu-utils qemu-block-extra prometheus curl gcc libc6-dev linux-libc-dev)
+	qemu-utils qemu-block-extra prometheus curl targetcli-fb python3-rtslib-fb python3-gi dbus
+	gcc libc6-dev linux-libc-dev)
 
 if ! command -v apt-get >/dev/null; then
 	echo "install-deps: no apt-get (not Debian?); install these yourself: ${pkgs[*]}" >&2
