@@ -223,3 +223,43 @@ func TestPolicyDeniesOthers(t *testing.T) {
 		t.Errorf("as root: CheckConfig = %v, %q; want true", err, out)
 	}
 }
+
+// TestGioClient makes targetcli-fb's calls with the library targetcli
+// uses (python3-gi's Gio.DBusProxy, as in ui_backstore.py), so property
+// loading and the '(s)' call signature are checked against GLib's D-Bus
+// client, not only godbus's.
+func TestGioClient(t *testing.T) {
+	if err := exec.Command("/usr/bin/python3", "-c", "import gi").Run(); err != nil {
+		t.Skip("python3-gi not installed")
+	}
+	addr := startBus(t)
+	start(t, Options{Address: addr})
+	cmd := exec.Command("/usr/bin/python3", "-c", `
+from gi.repository import Gio
+bus = Gio.bus_get_sync(Gio.BusType.SYSTEM, None)
+def proxy(path, iface):
+    return Gio.DBusProxy.new_sync(bus, Gio.DBusProxyFlags.NONE, None,
+                                  'org.kernel.TCMUService1', path, iface, None)
+m = proxy('/org/kernel/TCMUService1', 'org.freedesktop.DBus.ObjectManager')
+for k, v in m.GetManagedObjects().items():
+    p = proxy(k, 'org.kernel.TCMUService1')
+    print(k[k.rfind("/")+1:])
+    print(v["org.kernel.TCMUService1"]["ConfigDesc"].splitlines()[0])
+    print(p.get_cached_property('ConfigDesc').unpack().splitlines()[0])
+    print(p.CheckConfig('(s)', 'lunbridge//tmp'))
+    print(p.CheckConfig('(s)', 'lunbridge//tmp/x.img'))
+`)
+	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+addr)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python3: %v\n%s", err, out)
+	}
+	want := "lunbridge\n" +
+		"Absolute path of the backing file or block device.\n" +
+		"Absolute path of the backing file or block device.\n" +
+		"(False, '/tmp is not a regular file or block device')\n" +
+		"(True, 'success')\n"
+	if string(out) != want {
+		t.Errorf("targetcli's calls through Gio printed\n%s\nwant\n%s", out, want)
+	}
+}
