@@ -44,6 +44,9 @@ type discovery struct {
 	workers     int
 	log         *slog.Logger
 
+	// attachFound opens a found backstore (tests replace it).
+	attachFound func(ctx context.Context, info tcmu.DeviceInfo) (bridge.Device, error)
+
 	mu      sync.Mutex
 	pending map[string]tcmu.DeviceInfo // protected by mu: by LUN name, during Add
 	served  map[string]string          // protected by mu: LUN name -> configfs path
@@ -51,12 +54,14 @@ type discovery struct {
 }
 
 func newDiscovery(k bridge.Kernel, configfs string, maxTransfer int64, workers int, log *slog.Logger) *discovery {
-	return &discovery{
+	x := &discovery{
 		k: k, configfs: configfs, maxTransfer: maxTransfer, workers: workers, log: log,
 		pending: map[string]tcmu.DeviceInfo{},
 		served:  map[string]string{},
 		failed:  map[string]bool{},
 	}
+	x.attachFound = x.openFound
+	return x
 }
 
 // found reports whether a backstore was made by someone else for
@@ -65,14 +70,21 @@ func found(info tcmu.DeviceInfo) bool {
 	return info.Enabled && strings.HasPrefix(info.Config, "/")
 }
 
-// Attach adopts a found backstore, or passes the LUN to the kernel.
+// Attach adopts a found backstore, or passes the LUN to the kernel. A
+// LUN is the found one only if its file is the backstore's cfgstring too:
+// a LUN of the config with the same name, added at the same time, is not.
 func (x *discovery) Attach(ctx context.Context, l *bridge.LUN, spec bridge.ExportSpec) (bridge.Device, error) {
 	x.mu.Lock()
 	info, ok := x.pending[l.Name()]
 	x.mu.Unlock()
-	if !ok {
+	if !ok || l.Info().Path != info.Config {
 		return x.k.Attach(ctx, l, spec)
 	}
+	return x.attachFound(ctx, info)
+}
+
+// openFound adopts a found backstore and maps its ring.
+func (x *discovery) openFound(ctx context.Context, info tcmu.DeviceInfo) (bridge.Device, error) {
 	dev, err := tcmu.OpenDevice(ctx, tcmu.DeviceConfig{
 		Name:         info.Name,
 		HBA:          info.HBA,
@@ -87,7 +99,7 @@ func (x *discovery) Attach(ctx context.Context, l *bridge.LUN, spec bridge.Expor
 	if err := dev.Recover(); err != nil {
 		return nil, errors.Join(fmt.Errorf("recover %s: %w", dev.Path(), err), dev.Close())
 	}
-	ring, err := tcmu.NewRing(dev.Mem(), dev.Notifier(), tcmu.RingOptions{Logger: x.log.With("lun", l.Name())})
+	ring, err := tcmu.NewRing(dev.Mem(), dev.Notifier(), tcmu.RingOptions{Logger: x.log.With("lun", info.Name)})
 	if err != nil {
 		return nil, errors.Join(err, dev.Close())
 	}
