@@ -20,7 +20,10 @@ import (
 // config works alongside. targetcli saveconfig; lunbridge stopped (the
 // backstore stays); targetctl clear; lunbridge started; targetctl restore:
 // the restored backstore is served and the data is still there. Finally
-// targetcli deletes it and lunbridge lets it go (REMOVED_DEVICE). One boot
+// targetcli deletes it and lunbridge lets it go (REMOVED_DEVICE). Another
+// handler's backstore (dev_config "file/...", as tcmu-runner's) made while
+// lunbridge runs is left alone: its UIO device stays free to open, while
+// opening the one lunbridge serves gives EBUSY. One boot
 // (testdata/targetcli.sh).
 func TestTargetcli(t *testing.T) {
 	vmtest.RequireTools(t, "targetcli", "targetctl", "dbus-daemon", "dd", "md5sum")
@@ -69,7 +72,30 @@ func TestTargetcli(t *testing.T) {
 	if len(after) != 2 || after[1] != after[0] || after[0] != before[0] {
 		t.Errorf("after restart and targetctl restore: md5s %v, want the pattern's %s twice", after, before[0])
 	}
-	if n := strings.Count(read("lb.err"), "targetcli: serving backstore"); n != 1 {
-		t.Errorf("the second lunbridge logged %d \"serving backstore\", want 1", n)
+	lbLog := read("lb.err")
+	for _, l := range strings.Split(lbLog, "\n") {
+		if strings.Contains(l, "targetcli:") {
+			t.Log(l)
+		}
+	}
+	// The restored backstore, then disk3.
+	if n := strings.Count(lbLog, "targetcli: serving backstore"); n != 2 {
+		t.Errorf("the second lunbridge logged %d \"serving backstore\", want 2", n)
+	}
+	// Found through the kernel's netlink announcements.
+	for _, want := range []string{
+		`"targetcli: netlink event" event=added uio=tcm-user/`,
+		`"targetcli: netlink event" event=removed uio=tcm-user/`,
+	} {
+		if !strings.Contains(lbLog, want) {
+			t.Errorf("lunbridge's log has no %s", want)
+		}
+	}
+	uio := read("uio-open.txt")
+	if !strings.Contains(uio, "foreign opened") {
+		t.Errorf("another handler's UIO device could not be opened: lunbridge took it?\n%s", uio)
+	}
+	if !strings.Contains(uio, "disk3 ") || strings.Contains(uio, "disk3 opened") || !strings.Contains(uio, "Device or resource busy") {
+		t.Errorf("disk3's UIO device, which lunbridge serves, opened (or failed otherwise):\n%s", uio)
 	}
 }

@@ -113,6 +113,28 @@ md5sum /tmp/pattern /tmp/back2 > /mnt/host/md5-after.txt
 tc /loopback delete naa.5001405000000011
 tc /backstores/user:lunbridge delete disk1
 wait_log 'targetcli: backstore removed; no longer served'
+
+# Another handler's backstore (tcmu-runner's "file/" subtype, made here by
+# hand in configfs) is left alone: after its netlink announcement and at
+# least one rescan (every 5 s), its UIO device is still free to open. The same
+# open of disk3's UIO, which lunbridge serves, is refused (EBUSY): the
+# check would see a lunbridge that took the device.
+tc /backstores/user:lunbridge create name=disk3 size=16M cfgstring=/tmp/disk3.img
+wait_log 'lun=disk3'
+F=$CFG/core/user_9/foreign
+mkdir -p $F
+echo -n "dev_config=file//tmp/foreign.img,dev_size=1048576,nl_reply_supported=-1" > $F/control
+echo 1 > $F/enable
+sleep 6
+uio_of() { grep -l "^tcm-user/[0-9]*/$1/" /sys/class/uio/uio*/name | cut -d/ -f5; }
+try_open() {
+	hostrun python3 -c "import os,sys; os.open(sys.argv[1], os.O_RDWR)" "/dev/$1" 2>&1 && echo opened
+}
+echo "foreign $(try_open $(uio_of foreign))" > /mnt/host/uio-open.txt
+echo "disk3 $(try_open $(uio_of disk3))" >> /mnt/host/uio-open.txt
+cat /mnt/host/uio-open.txt
+rmdir $F $CFG/core/user_9
+tc /backstores/user:lunbridge delete disk3
 lb_stop
 kill $DBUS_PID
 cp /tmp/lb.err /mnt/host/lb.err
