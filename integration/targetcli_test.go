@@ -19,12 +19,13 @@ import (
 // O_DIRECT, and the bytes are in the backing file; a LUN of lunbridge's own
 // config works alongside. targetcli saveconfig; lunbridge stopped (the
 // backstore stays); targetctl clear; lunbridge started; targetctl restore:
-// the restored backstore is served and the data is still there. Finally
-// targetcli deletes it and lunbridge lets it go (REMOVED_DEVICE). Another
-// handler's backstore (dev_config "file/...", as tcmu-runner's) made while
-// lunbridge runs is left alone: its UIO device stays free to open, while
-// opening the one lunbridge serves gives EBUSY. One boot
-// (testdata/targetcli.sh).
+// the restored backstore is served and the data is still there. Again,
+// with targetctl restore first (as at boot) and lunbridge started while it
+// waits for the disk's scan. Finally targetcli deletes it and lunbridge
+// lets it go (REMOVED_DEVICE). Another handler's backstore (dev_config
+// "file/...", as tcmu-runner's) made while lunbridge runs is left alone:
+// its UIO device stays free to open, while opening the one lunbridge
+// serves gives EBUSY. One boot (testdata/targetcli.sh).
 func TestTargetcli(t *testing.T) {
 	vmtest.RequireTools(t, "targetcli", "targetctl", "dbus-daemon", "dd", "md5sum")
 	script, err := os.ReadFile("testdata/targetcli.sh")
@@ -72,13 +73,17 @@ func TestTargetcli(t *testing.T) {
 	if len(after) != 2 || after[1] != after[0] || after[0] != before[0] {
 		t.Errorf("after restart and targetctl restore: md5s %v, want the pattern's %s twice", after, before[0])
 	}
+	boot := md5s(t, filepath.Join(share, "md5-boot.txt"))
+	if len(boot) != 2 || boot[1] != boot[0] || boot[0] != before[0] {
+		t.Errorf("restored before lunbridge started: md5s %v, want the pattern's %s twice", boot, before[0])
+	}
 	lbLog := read("lb.err")
 	for _, l := range strings.Split(lbLog, "\n") {
 		if strings.Contains(l, "targetcli:") {
 			t.Log(l)
 		}
 	}
-	// The restored backstore, then disk3.
+	// The last lunbridge: disk1 restored before it started, then disk3.
 	if n := strings.Count(lbLog, "targetcli: serving backstore"); n != 2 {
 		t.Errorf("the second lunbridge logged %d \"serving backstore\", want 2", n)
 	}

@@ -109,6 +109,24 @@ echo "restored disk1 is $DEV"
 hostrun dd if="$DEV" of=/tmp/back2 bs=1M skip=1 count=4 iflag=direct status=none
 md5sum /tmp/pattern /tmp/back2 > /mnt/host/md5-after.txt
 
+# As at boot: targetctl restore runs before lunbridge. Linking the LUN
+# blocks (the kernel's SCSI scan waits in the unserved ring) until
+# lunbridge starts, finds the backstore and serves it.
+echo 1 > /sys/block/${DEV#/dev/}/device/delete
+lb_stop
+hostrun targetctl clear
+target_leftovers
+BEFORE=$(disks)
+hostrun targetctl restore /tmp/saveconfig.json > /tmp/restore.out 2>&1 &
+R_PID=$!
+sleep 2
+lb_start /tmp/lb --log-level debug serve --config /tmp/lb.toml
+wait $R_PID || { cat /tmp/restore.out; die "targetctl restore before lunbridge failed"; }
+DEV=$(new_disk "$BEFORE")
+echo "disk1 restored before lunbridge is $DEV"
+hostrun dd if="$DEV" of=/tmp/back3 bs=1M skip=1 count=4 iflag=direct status=none
+md5sum /tmp/pattern /tmp/back3 > /mnt/host/md5-boot.txt
+
 # targetcli deletes it: lunbridge lets it go (REMOVED_DEVICE).
 tc /loopback delete naa.5001405000000011
 tc /backstores/user:lunbridge delete disk1
