@@ -1,8 +1,11 @@
 package tcmu
 
 import (
+	"context"
+	"os"
 	"reflect"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -64,5 +67,55 @@ func TestEventOurs(t *testing.T) {
 		if got := (Event{DevConfig: tc.dc}).Ours(); got != tc.want {
 			t.Errorf("Event{DevConfig: %q}.Ours() = %v, want %v", tc.dc, got, tc.want)
 		}
+	}
+}
+
+// TestEventsRun feeds Run datagrams through a socket pair standing in
+// for the netlink socket: each message reaches fn, and cancelling ctx
+// ends Run promptly with nil (the read deadline, not a stuck read).
+func TestEventsRun(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := os.NewFile(uintptr(fds[1]), "peer")
+	defer peer.Close()
+	e := &Events{f: os.NewFile(uintptr(fds[0]), "events")}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan Event, 4)
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx, func(ev Event) { got <- ev }) }()
+
+	for _, m := range [][]byte{
+		genlMsg(1, "tcm-user/1/disk1/lunbridge//srv/d.img", 3, 7),
+		genlMsg(4, "tcm-user/1/disk1/lunbridge//srv/d.img", 3, 7), // a reply: skipped
+		genlMsg(2, "tcm-user/1/disk1/lunbridge//srv/d.img", 3, 7),
+	} {
+		if _, err := peer.Write(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []EventKind{EventAdded, EventRemoved} {
+		select {
+		case ev := <-got:
+			if ev.Kind != want || ev.Name != "disk1" || !ev.Ours() {
+				t.Errorf("event %+v, want %v of disk1", ev, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %v event", want)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after cancel = %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	if len(got) != 0 {
+		t.Errorf("extra event %+v", <-got)
 	}
 }
