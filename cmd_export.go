@@ -269,6 +269,9 @@ type daemonConfig struct {
 	Load   func() ([]lunConfig, error)
 	// Metrics is the address of the Prometheus endpoint; empty: none.
 	Metrics string
+	// Targetcli offers user:lunbridge on D-Bus and serves the backstores
+	// targetcli creates (targetcli.go).
+	Targetcli bool
 }
 
 // runDaemon serves cfg until ctx is done. reload, when not nil, delivers
@@ -288,9 +291,15 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	if err != nil {
 		return cli.Exit(err.Error(), exitFailure)
 	}
+	var kern bridge.Kernel = k
+	var disc *discovery
+	if cfg.Targetcli {
+		disc = newDiscovery(k, cfg.Configfs, cfg.MaxTransfer, cfg.Workers, log)
+		kern = disc
+	}
 	var view *fusefs.View
 	d := bridge.NewDaemon(bridge.DaemonOptions{
-		Kernel:      k,
+		Kernel:      kern,
 		Logger:      log,
 		Defaults:    bridge.Options{BlockSize: 512, Workers: cfg.Workers, MaxTransfer: cfg.MaxTransfer},
 		DefaultSpec: bridge.ExportSpec{Fabric: "loop"},
@@ -321,11 +330,15 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	if err != nil {
 		return errors.Join(err, stopView(), d.Close(context.Background()))
 	}
+	stopTargetcli := func() error { return nil }
 	shutdown := func(err error) error {
-		return errors.Join(err, stopView(), stopMetrics(), d.Close(context.Background()))
+		return errors.Join(err, stopTargetcli(), stopView(), stopMetrics(), d.Close(context.Background()))
 	}
 	if err := addLUNs(ctx, d, cfg.LUNs, cfg.Out); err != nil {
 		return shutdown(err)
+	}
+	if disc != nil {
+		stopTargetcli = startTargetcli(ctx, disc, d)
 	}
 	served := cfg.LUNs
 	fmt.Fprintln(cfg.Out, "lunbridge: ready; SIGINT or SIGTERM to stop")

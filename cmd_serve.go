@@ -171,6 +171,7 @@ func runServe(c *cli.Context) error {
 		Workers:     fc.Workers,
 		Out:         c.App.Writer,
 		Metrics:     fc.Metrics,
+		Targetcli:   true,
 		Reload:      hup,
 		Load: func() ([]lunConfig, error) {
 			_, luns, _, err := loadConfig(path)

@@ -13,7 +13,8 @@ import (
 
 // TestImportBoundaries enforces the package edges of STYLE.md §1: main ->
 // {fusefs, bridge, fabric, metrics}, fusefs -> bridge -> {tcmu, scsi},
-// metrics -> bridge (value types) and client_golang; tcmu never
+// metrics -> bridge (value types) and client_golang, tcmuservice ->
+// godbus only (main wires it to the daemon); tcmu never
 // imports scsi, scsi imports the standard library only, fusefs never
 // imports tcmu, and unsafe only in *_unsafe.go files.
 func TestImportBoundaries(t *testing.T) {
@@ -31,6 +32,8 @@ func TestImportBoundaries(t *testing.T) {
 		mod + "/metrics": {mod + "/bridge", "github.com/prometheus/client_golang/prometheus",
 			"github.com/prometheus/client_golang/prometheus/collectors",
 			"github.com/prometheus/client_golang/prometheus/promhttp"},
+		mod + "/tcmuservice": {"github.com/godbus/dbus/v5", "github.com/godbus/dbus/v5/introspect",
+			"github.com/godbus/dbus/v5/prop"},
 		mod + "/internal/fakering": {},
 		mod + "/internal/memdisk":  {},
 	}

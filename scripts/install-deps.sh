@@ -20,6 +20,14 @@
 #                                               LUN (TestOpenISCSI)
 #   xfsprogs                                    mkfs.xfs, xfs_repair for XFS
 #                                               on a LUN (TestOpenISCSI)
+#   targetcli-fb python3-rtslib-fb python3-gi   TestTargetcli: targetcli and
+#   dbus                                        targetctl create/save/restore
+#                                               user:lunbridge backstores in the
+#                                               guest (via hostrun); python3-gi
+#                                               is how targetcli asks D-Bus for
+#                                               handlers; dbus-daemon is the
+#                                               guest's system bus and the bus
+#                                               of tcmuservice's unit tests
 #   gcc libc6-dev linux-libc-dev                cgo for -race, and the TCMU ABI
 #                                               offsets check against
 #                                               <linux/target_core_user.h>
@@ -34,6 +42,7 @@ set -euo pipefail
 
 pkgs=(qemu-system-x86 busybox-static cpio kmod fio sg3-utils sdparm libiscsi-bin
 	qemu-utils qemu-block-extra prometheus curl open-iscsi xfsprogs
+	targetcli-fb python3-rtslib-fb python3-gi dbus
 	gcc libc6-dev linux-libc-dev libcap2-bin)
 
 if ! command -v apt-get >/dev/null; then

@@ -48,4 +48,18 @@
 // BUSY (action/reset_ring, level 1; initiators retry BUSY) and unblocks
 // it; a new Ring then serves the ring from the start, processing it once
 // right away because the UIO descriptor only wakes on new events.
+//
+// # Announcements
+//
+// When a user backstore is enabled or deleted, the kernel multicasts a
+// TCMU_CMD_ADDED_DEVICE or TCMU_CMD_REMOVED_DEVICE message on the
+// "config" group of the TCM-USER generic netlink family, naming the UIO
+// device. Events listens to them (to serve backstores that targetcli
+// creates); ListDevices reads the same backstores from configfs. Handler
+// daemons share these messages: each must act only on its own dev_config
+// subtype ("lunbridge/" here). A daemon that announces reply support
+// (TCMU_CMD_SET_FEATURES, as tcmu-runner does) makes the kernel wait for
+// a reply to every later ADDED_DEVICE, unless the backstore was created
+// with nl_reply_supported=-1, as OpenDevice does; lunbridge never
+// announces it and never replies.
 package tcmu
