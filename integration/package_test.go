@@ -52,6 +52,7 @@ func TestDebianPackage(t *testing.T) {
 			"/usr/sbin/lunbridge", "/lib/systemd/system/lunbridge.service",
 			"/usr/share/man/man8/lunbridge.8.gz", "/usr/share/bash-completion/completions/lunbridge",
 			"/usr/share/fish/vendor_completions.d/lunbridge.fish",
+			"/usr/share/dbus-1/system.d/org.kernel.TCMUService1.conf",
 			"/usr/share/doc/lunbridge/examples/lunbridge.toml", "/usr/share/doc/lunbridge/examples/alerts.yml",
 		},
 		"man.txt":  {"export files as SCSI LUNs", "--metrics"},

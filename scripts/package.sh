@@ -15,6 +15,10 @@
 #   /usr/share/fish/vendor_completions.d/lunbridge.fish
 #   /usr/share/doc/lunbridge/examples/            lunbridge.toml, prometheus.yml,
 #                                                 alerts.yml
+#   /usr/share/dbus-1/system.d/org.kernel.TCMUService1.conf
+#                                                 the D-Bus policy (root only owns
+#                                                 and calls the targetcli handler
+#                                                 name)
 # No maintainer scripts: the unit is not enabled or started on install (it
 # needs /etc/lunbridge/lunbridge.toml first). Timestamps come from the
 # commit (SOURCE_DATE_EPOCH), so two builds of one commit are identical.
@@ -55,7 +59,7 @@ fi
 
 install -d "$root/usr/share/man/man8" "$root/usr/share/bash-completion/completions" \
 	"$root/usr/share/fish/vendor_completions.d" "$root/lib/systemd/system" \
-	"$root/usr/share/doc/lunbridge/examples" "$root/DEBIAN"
+	"$root/usr/share/doc/lunbridge/examples" "$root/usr/share/dbus-1/system.d" "$root/DEBIAN"
 "$gen" man | gzip -9n > "$root/usr/share/man/man8/lunbridge.8.gz"
 "$gen" completion bash > "$root/usr/share/bash-completion/completions/lunbridge"
 "$gen" completion fish > "$root/usr/share/fish/vendor_completions.d/lunbridge.fish"
@@ -68,6 +72,8 @@ if ! grep -q '^ExecStart=/usr/sbin/lunbridge ' "$root/lib/systemd/system/lunbrid
 fi
 install -m 0644 examples/lunbridge.toml examples/prometheus.yml examples/alerts.yml \
 	"$root/usr/share/doc/lunbridge/examples/"
+install -m 0644 packaging/dbus-org.kernel.TCMUService1.conf \
+	"$root/usr/share/dbus-1/system.d/org.kernel.TCMUService1.conf"
 chmod 0644 "$root"/usr/share/bash-completion/completions/lunbridge \
 	"$root"/usr/share/fish/vendor_completions.d/lunbridge.fish "$root"/lib/systemd/system/lunbridge.service
 
