@@ -13,7 +13,8 @@ import (
 
 // TestImportBoundaries enforces the package edges of STYLE.md §1: main ->
 // {fusefs, bridge, fabric, metrics}, fusefs -> bridge -> {tcmu, scsi},
-// metrics -> bridge (value types) and client_golang; tcmu never
+// metrics -> bridge (value types) and client_golang; lease -> scsi (it
+// is a scsi.ALUA provider) and x/sys/unix; tcmu never
 // imports scsi, scsi imports the standard library only, fusefs never
 // imports tcmu, and unsafe only in *_unsafe.go files.
 func TestImportBoundaries(t *testing.T) {
@@ -31,6 +32,7 @@ func TestImportBoundaries(t *testing.T) {
 		mod + "/metrics": {mod + "/bridge", "github.com/prometheus/client_golang/prometheus",
 			"github.com/prometheus/client_golang/prometheus/collectors",
 			"github.com/prometheus/client_golang/prometheus/promhttp"},
+		mod + "/lease":             {mod + "/scsi", "golang.org/x/sys/unix"},
 		mod + "/internal/fakering": {},
 		mod + "/internal/memdisk":  {},
 	}
