@@ -48,8 +48,12 @@ type Options struct {
 	DirectIO bool
 	// Peers resolves the NAA designators of EXTENDED COPY targets to the
 	// disks of other LUNs of the same daemon (Daemon sets it).
-	Peers  func(designator []byte) (*scsi.Disk, bool)
-	Logger *slog.Logger
+	Peers func(designator []byte) (*scsi.Disk, bool)
+	// Gateway, if set, makes this LUN one gateway of several that export
+	// one shared file (gateway.go): it supplies the ALUA states and fences
+	// every write.
+	Gateway Gateway
+	Logger  *slog.Logger
 }
 
 // DefaultMaxTransfer is the default largest transfer: 512 KiB, which is
@@ -161,6 +165,12 @@ func Open(o Options) (*LUN, error) {
 		}
 	}
 	naa, serial := identity(o.Name)
+	var sbe scsi.Backend = be
+	var fenced *fencedBackend
+	if o.Gateway != nil {
+		fenced = &fencedBackend{fileBackend: be, fence: o.Gateway.CheckWrite}
+		sbe = fenced
+	}
 	disk, err := scsi.NewDisk(scsi.Config{
 		BlockSize:           o.BlockSize,
 		Blocks:              uint64(size) / uint64(o.BlockSize),
@@ -177,7 +187,8 @@ func Open(o Options) (*LUN, error) {
 		// TCMU devices (attrib/emulate_pr=1): list them as supported.
 		KernelPR: true,
 		Peers:    o.Peers,
-	}, be)
+		ALUA:     o.Gateway,
+	}, sbe)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("LUN %s: %w", o.Name, err)
@@ -193,6 +204,9 @@ func Open(o Options) (*LUN, error) {
 
 		workerGrace:  defaultWorkerGrace,
 		stalledAfter: defaultStalledAfter,
+	}
+	if o.Gateway != nil {
+		o.Gateway.Bind(fenced.drain, l.gatewayChanged)
 	}
 	return l, nil
 }

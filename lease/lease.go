@@ -173,6 +173,12 @@ func Open(cfg Config) (*Lease, error) {
 	return l, nil
 }
 
+// Bind sets Config.Drain and Config.OnChange, for a LUN built after the
+// Lease (it implements bridge.Gateway's Bind). Call it before Run.
+func (l *Lease) Bind(drain func(context.Context) error, changed func(scsi.AccessState)) {
+	l.cfg.Drain, l.cfg.OnChange = drain, changed
+}
+
 // now is the monotonic time since Open.
 func (l *Lease) now() time.Duration { return time.Since(l.base) }
 

@@ -104,8 +104,9 @@ type ALUA interface {
 	// local one included, in a stable order.
 	PortGroups() []PortGroup
 	// Refused tells that the local state has just refused a command
-	// that accesses the medium: an initiator is sending I/O to this
-	// port. The provider may start an implicit transition.
+	// that writes the medium: an initiator is sending writes to this
+	// port. The provider may start an implicit transition. Refused reads
+	// do not count: udev and partition scans read every path.
 	Refused()
 }
 
@@ -189,14 +190,17 @@ func aluaAllowed(s AccessState, cmd *command) bool {
 
 // aluaCheck fails cmd with the sense of the local state if that state
 // does not allow it (SPC-4 r17 5.9.2.4, 5.9.2.5), and tells the provider
-// about refused media access.
+// about refused writes.
 func (d *Disk) aluaCheck(cmd *command) error {
 	a := d.cfg.ALUA
 	s := a.State()
 	if aluaAllowed(s, cmd) {
 		return nil
 	}
-	if cmd.flags&fMedium != 0 {
+	switch cmd.kind {
+	case KindWrite, KindUnmap, KindWriteSame, KindCompareAndWrite:
+		// Only writes: reads reach standby paths for probing (udev's
+		// blkid, a partition scan) without a wish to move the LUN.
 		a.Refused()
 	}
 	switch s {

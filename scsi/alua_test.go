@@ -201,23 +201,24 @@ func TestALUAStateAccess(t *testing.T) {
 	// 5.9.2.5); nil is GOOD. READ CAPACITY in standby follows LIO
 	// (alua.go).
 	type cmd struct {
-		name   string
-		cdb    []byte
-		medium bool
+		name  string
+		cdb   []byte
+		write bool // refusing it calls Refused
 	}
-	read := cmd{"READ(10)", cdb10(OpRead10, 0, 1), true}
+	read := cmd{"READ(10)", cdb10(OpRead10, 0, 1), false}
 	write := cmd{"WRITE(10)", cdb10(OpWrite10, 0, 1), true}
-	tur := cmd{"TEST UNIT READY", []byte{0, 0, 0, 0, 0, 0}, true}
-	sync := cmd{"SYNCHRONIZE CACHE(10)", cdb10(OpSynchronizeCache10, 0, 0), true}
+	ws := cmd{"WRITE SAME(16)", cdb16(OpWriteSame16, 0, 1), true}
+	tur := cmd{"TEST UNIT READY", []byte{0, 0, 0, 0, 0, 0}, false}
+	sync := cmd{"SYNCHRONIZE CACHE(10)", cdb10(OpSynchronizeCache10, 0, 0), false}
 	inq := cmd{"INQUIRY", inquiryCDB(false, 0, 96), false}
 	vpd := cmd{"INQUIRY VPD 83h", inquiryCDB(true, 0x83, 255), false}
 	rs := cmd{"REQUEST SENSE", []byte{0x03, 0, 0, 0, 18, 0}, false}
 	rtpg := cmd{"RTPG", rtpgCDB(false, 255), false}
 	sense := cmd{"MODE SENSE(6)", []byte{0x1a, 0x08, 0x3f, 0, 255, 0}, false}
-	rc10 := cmd{"READ CAPACITY(10)", []byte{0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0}, true}
-	rc16 := cmd{"READ CAPACITY(16)", []byte{0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0}, true}
+	rc10 := cmd{"READ CAPACITY(10)", []byte{0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0}, false}
+	rc16 := cmd{"READ CAPACITY(16)", []byte{0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0}, false}
 	rsoc := cmd{"REPORT SUPPORTED OPERATION CODES", rsocCDB(false, 0, 0, 0, 8192), false}
-	all := []cmd{read, write, tur, sync, inq, vpd, rs, rtpg, sense, rc10, rc16, rsoc}
+	all := []cmd{read, write, ws, tur, sync, inq, vpd, rs, rtpg, sense, rc10, rc16, rsoc}
 	ok := func(cs ...cmd) map[string]bool {
 		m := map[string]bool{}
 		for _, c := range cs {
@@ -251,12 +252,12 @@ func TestALUAStateAccess(t *testing.T) {
 				if !errors.Is(err, tt.err) {
 					t.Errorf("%s in %v = %v, want %v", c.name, tt.state, err, tt.err)
 				}
-				if c.medium {
+				if c.write {
 					wantRefused++
 				}
 			}
 			if got := a.refused.Load(); got != wantRefused {
-				t.Errorf("Refused called %d times, want %d (once per refused media command)", got, wantRefused)
+				t.Errorf("Refused called %d times, want %d (once per refused write)", got, wantRefused)
 			}
 		})
 	}
