@@ -16,6 +16,7 @@ import (
 	"github.com/lunbridge/lunbridge/bridge"
 	"github.com/lunbridge/lunbridge/fabric"
 	"github.com/lunbridge/lunbridge/fusefs"
+	"github.com/lunbridge/lunbridge/lease"
 )
 
 func exportCommand() *cli.Command {
@@ -37,7 +38,7 @@ func exportCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "initiator", Usage: "allow this initiator IQN (repeatable); none: any initiator"},
 			&cli.StringFlag{Name: "chap-user", Usage: "require iSCSI CHAP with this user name"},
 			&cli.StringFlag{Name: "chap-password-file", Usage: "file holding the CHAP secret (never given on the command line)"},
-		}, daemonFlags()...),
+		}, append(gatewayFlags(), daemonFlags()...)...),
 		Action: runExport,
 	}
 }
@@ -128,7 +129,12 @@ func runExport(c *cli.Context) error {
 			luns[i].Spec.IQN = fabric.DefaultIQN(host, luns[0].Name)
 		}
 	}
+	gateways, err := openGateways(c, luns)
+	if err != nil {
+		return err
+	}
 	return runDaemon(c.Context, daemonConfig{
+		Gateways:    gateways,
 		LUNs:        luns,
 		Mount:       c.String("mount"),
 		AllowOther:  c.Bool("mount-allow-other"),
@@ -216,6 +222,9 @@ type daemonConfig struct {
 	Load   func() ([]lunConfig, error)
 	// Metrics is the address of the Prometheus endpoint; empty: none.
 	Metrics string
+	// Gateways are the leases of LUNs that are gateways of a group
+	// (cmd_gateway.go): run once the LUNs are served, stopped first.
+	Gateways []*lease.Lease
 }
 
 // runDaemon serves cfg until ctx is done. reload, when not nil, delivers
@@ -224,8 +233,9 @@ type daemonConfig struct {
 func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	log := slog.Default()
 	if os.Geteuid() != 0 {
-		return cli.Exit("lunbridge must run as root: it writes configfs and opens /dev/uio*", exitFailure)
+		return errors.Join(cli.Exit("lunbridge must run as root: it writes configfs and opens /dev/uio*", exitFailure), closeGateways(cfg.Gateways))
 	}
+	stopGateways := func() error { return closeGateways(cfg.Gateways) }
 	k, err := newKernel(ctx, kernelConfig{
 		Configfs:    cfg.Configfs,
 		CmdTimeout:  cfg.CmdTimeout,
@@ -233,7 +243,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 		Logger:      log,
 	})
 	if err != nil {
-		return cli.Exit(err.Error(), exitFailure)
+		return errors.Join(cli.Exit(err.Error(), exitFailure), stopGateways())
 	}
 	var view *fusefs.View
 	d := bridge.NewDaemon(bridge.DaemonOptions{
@@ -257,7 +267,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 		case <-view.Ready():
 		case err := <-viewDone:
 			vcancel()
-			return errors.Join(fmt.Errorf("FUSE view at %s: %w", cfg.Mount, err), d.Close(context.Background()))
+			return errors.Join(fmt.Errorf("FUSE view at %s: %w", cfg.Mount, err), stopGateways(), d.Close(context.Background()))
 		}
 		stopView = func() error {
 			vcancel()
@@ -266,13 +276,17 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	}
 	stopMetrics, err := startMetrics(ctx, cfg.Metrics, d)
 	if err != nil {
-		return errors.Join(err, stopView(), d.Close(context.Background()))
+		return errors.Join(err, stopView(), stopGateways(), d.Close(context.Background()))
 	}
 	shutdown := func(err error) error {
-		return errors.Join(err, stopView(), stopMetrics(), d.Close(context.Background()))
+		// Gateways first: giving up ownership drains and syncs the LUNs.
+		return errors.Join(err, stopView(), stopMetrics(), stopGateways(), d.Close(context.Background()))
 	}
 	if err := addLUNs(ctx, d, cfg.LUNs, cfg.Out); err != nil {
 		return shutdown(err)
+	}
+	if len(cfg.Gateways) > 0 {
+		stopGateways = runGateways(ctx, cfg.Gateways)
 	}
 	served := cfg.LUNs
 	fmt.Fprintln(cfg.Out, "lunbridge: ready; SIGINT or SIGTERM to stop")

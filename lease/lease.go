@@ -173,6 +173,10 @@ func Open(cfg Config) (*Lease, error) {
 	return l, nil
 }
 
+// Close closes the sidecar of a Lease whose Run was never called (Run
+// closes it itself).
+func (l *Lease) Close() error { return l.f.Close() }
+
 // Bind sets Config.Drain and Config.OnChange, for a LUN built after the
 // Lease (it implements bridge.Gateway's Bind). Call it before Run.
 func (l *Lease) Bind(drain func(context.Context) error, changed func(scsi.AccessState)) {
