@@ -20,6 +20,7 @@ func gatewayFlags() []cli.Flag {
 		&cli.UintFlag{Name: "alua-group", Usage: "serve the FILEs as one gateway of several: this gateway's ALUA target port group id (1-65535); ownership is decided by a lease in FILE.lease"},
 		&cli.UintFlag{Name: "alua-port", Usage: "this gateway's relative target port id (default: the group id)"},
 		&cli.StringSliceFlag{Name: "alua-peer", Usage: "another gateway of the group as GROUP[:PORT] (repeatable; PORT defaults to GROUP)"},
+		&cli.StringFlag{Name: "alua-identity", Usage: "with one FILE: derive the disk's NAA designator and serial from this name instead of the LUN name (gateways of one group must show one disk)"},
 	}
 }
 
@@ -44,10 +45,19 @@ func parseMember(s string) (lease.Member, error) {
 // closes them if it never does.
 func openGateways(c *cli.Context, luns []lunConfig) ([]*lease.Lease, error) {
 	if !c.IsSet("alua-group") {
-		if c.IsSet("alua-port") || len(c.StringSlice("alua-peer")) > 0 {
-			return nil, usageErr("--alua-port and --alua-peer need --alua-group")
+		if c.IsSet("alua-port") || len(c.StringSlice("alua-peer")) > 0 || c.IsSet("alua-identity") {
+			return nil, usageErr("--alua-port, --alua-peer and --alua-identity need --alua-group")
 		}
 		return nil, nil
+	}
+	if id := c.String("alua-identity"); id != "" {
+		if len(luns) != 1 {
+			return nil, usageErr("--alua-identity: give exactly one FILE")
+		}
+		if err := bridge.ValidName(id); err != nil {
+			return nil, usageErr("--alua-identity: %v", err)
+		}
+		luns[0].Identity = id
 	}
 	port := c.Uint("alua-port")
 	if port == 0 {

@@ -49,6 +49,10 @@ type Options struct {
 	// Peers resolves the NAA designators of EXTENDED COPY targets to the
 	// disks of other LUNs of the same daemon (Daemon sets it).
 	Peers func(designator []byte) (*scsi.Disk, bool)
+	// Identity, if set, replaces Name as what the NAA designator and
+	// serial number derive from: the gateways of one group show one disk
+	// even where their LUN names differ (two gateways in one kernel).
+	Identity string
 	// Gateway, if set, makes this LUN one gateway of several that export
 	// one shared file (gateway.go): it supplies the ALUA states and fences
 	// every write.
@@ -164,7 +168,11 @@ func Open(o Options) (*LUN, error) {
 			be.direct = d
 		}
 	}
-	naa, serial := identity(o.Name)
+	id := o.Name
+	if o.Identity != "" {
+		id = o.Identity
+	}
+	naa, serial := identity(id)
 	var sbe scsi.Backend = be
 	var fenced *fencedBackend
 	if o.Gateway != nil {
