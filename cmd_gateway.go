@@ -87,8 +87,7 @@ func openGateways(c *cli.Context, luns []lunConfig) ([]*lease.Lease, error) {
 			return nil, errors.Join(usageErr("%s: %v", luns[i].Name, err), closeGateways(ls))
 		}
 		ls = append(ls, l)
-		var g bridge.Gateway = l
-		luns[i].Gateway = g
+		luns[i].Gateway = gateway{l}
 	}
 	return ls, nil
 }
@@ -117,5 +116,23 @@ func runGateways(ctx context.Context, ls []*lease.Lease) (stop func() error) {
 			errs = append(errs, <-done)
 		}
 		return errors.Join(errs...)
+	}
+}
+
+// gateway adapts a lease to bridge.Gateway.
+type gateway struct{ *lease.Lease }
+
+var _ bridge.Gateway = gateway{}
+
+// Info reports the lease's status in bridge's terms.
+func (g gateway) Info() bridge.GatewayInfo {
+	s := g.Status()
+	return bridge.GatewayInfo{
+		Group:      g.Local().Group,
+		State:      s.State,
+		Owner:      s.Owner,
+		Epoch:      s.Epoch,
+		OwnerGroup: s.OwnerGroup,
+		OwnerKnown: s.OwnerKnown,
 	}
 }

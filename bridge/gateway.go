@@ -23,6 +23,21 @@ type Gateway interface {
 	// serves: drain waits for the writes in flight and syncs the file;
 	// changed reports a change of the local ALUA state.
 	Bind(drain func(context.Context) error, changed func(scsi.AccessState))
+	// Info describes the gateway's view of its group now.
+	Info() GatewayInfo
+}
+
+// GatewayInfo is a gateway LUN's view of its group (LUNInfo.Gateway).
+type GatewayInfo struct {
+	Group uint16           // this gateway's target port group
+	State scsi.AccessState // its ALUA state
+	Owner bool             // it owns the file and acknowledges writes
+	// Epoch is the ownership epoch: this gateway's while it owns the
+	// file, else the last one it read.
+	Epoch uint64
+	// OwnerGroup is the owner's group, if OwnerKnown.
+	OwnerGroup uint16
+	OwnerKnown bool
 }
 
 // fencedBackend checks the gateway's write fence before and after every
@@ -118,4 +133,13 @@ func (l *LUN) gatewayChanged(s scsi.AccessState) {
 		l.log.Warn("gateway: drop the page cache of the backing file", "path", l.path, "err", err)
 	}
 	l.log.Info("gateway: now the owner of the backing file")
+}
+
+// gatewayInfo is LUNInfo.Gateway.
+func (l *LUN) gatewayInfo() *GatewayInfo {
+	if l.gateway == nil {
+		return nil
+	}
+	g := l.gateway.Info()
+	return &g
 }

@@ -34,6 +34,10 @@ func (g *fakeGateway) Bind(drain func(context.Context) error, changed func(scsi.
 	g.drain, g.changed = drain, changed
 }
 
+func (g *fakeGateway) Info() GatewayInfo {
+	return GatewayInfo{Group: 1, State: g.State(), Owner: g.State() == scsi.StateActiveOptimized, Epoch: 7}
+}
+
 func (g *fakeGateway) CheckWrite() error {
 	n := g.checks.Add(1)
 	if g.onCheck != nil {
@@ -128,6 +132,23 @@ func TestGatewayFencesWrites(t *testing.T) {
 	// Reads are not fenced (the disk's ALUA state decides).
 	if _, err := d.Execute(read10(3, 1), [][]byte{make([]byte, 512)}); err != nil {
 		t.Errorf("READ while fenced = %v", err)
+	}
+}
+
+func TestGatewayInfo(t *testing.T) {
+	plain, err := Open(Options{Name: "plain", Path: filepath.Join(t.TempDir(), "p.img"), Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if g := plain.Info().Gateway; g != nil {
+		t.Errorf("Info().Gateway of a plain LUN = %+v, want nil", g)
+	}
+	g := &fakeGateway{}
+	l, _ := openGatewayLUN(t, g)
+	g.state.Store(uint32(scsi.StateStandby))
+	if got := l.Info().Gateway; got == nil || got.State != scsi.StateStandby || got.Owner || got.Epoch != 7 {
+		t.Errorf("Info().Gateway = %+v, want standby at epoch 7", got)
 	}
 }
 

@@ -16,6 +16,9 @@ type LUNInfo struct {
 	ReadOnly   bool
 	WriteCache bool // true: write-back (WCE=1); false: write-through
 	Stats      Stats
+	// Gateway is the LUN's gateway group state; nil when the LUN is
+	// not one of several gateways (Options.Gateway).
+	Gateway *GatewayInfo
 }
 
 // State is a LUN's availability to initiators.

@@ -103,6 +103,7 @@ type LUN struct {
 	stats   counters
 	start   time.Time
 	state   atomic.Uint32 // State
+	gateway Gateway       // Options.Gateway; nil if not a gateway
 
 	// infoMu guards the fields below, which describe the LUN's place in
 	// the kernel for LUN.Info.
@@ -209,6 +210,7 @@ func Open(o Options) (*LUN, error) {
 		disk:    disk,
 		be:      be,
 		start:   time.Now(),
+		gateway: o.Gateway,
 
 		workerGrace:  defaultWorkerGrace,
 		stalledAfter: defaultStalledAfter,
@@ -360,6 +362,7 @@ func (l *LUN) Info() LUNInfo {
 		ReadOnly:   cfg.ReadOnly,
 		WriteCache: l.disk.WriteCache(),
 		Stats:      l.Stats(),
+		Gateway:    l.gatewayInfo(),
 	}
 }
 

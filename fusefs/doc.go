@@ -19,7 +19,9 @@
 //	/NAME/info            0444  "key value" lines: name, path, size,
 //	                            block_size, serial, naa, uio, fabric,
 //	                            fabric_path, state, read_only, write_cache
-//	                            ("-" for an empty value)
+//	                            ("-" for an empty value); for a gateway of
+//	                            a group also alua_group, alua_state,
+//	                            owner, owner_group, epoch
 //	/NAME/stats           0444  "key value" counter lines, always the same
 //	                            keys in the same order
 //	/NAME/stats.json      0444  the same counters as one JSON object
