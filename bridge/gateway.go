@@ -27,6 +27,13 @@ type Gateway interface {
 	Info() GatewayInfo
 }
 
+// GatewayStates are the ALUA states a gateway's disk supports, for
+// reports that list every state (metrics).
+var GatewayStates = []scsi.AccessState{
+	scsi.StateActiveOptimized, scsi.StateActiveNonOptimized, scsi.StateStandby,
+	scsi.StateUnavailable, scsi.StateTransitioning,
+}
+
 // GatewayInfo is a gateway LUN's view of its group (LUNInfo.Gateway).
 type GatewayInfo struct {
 	Group uint16           // this gateway's target port group
