@@ -24,7 +24,8 @@ import (
 // SIGKILL halfway through the writes, the other gateway takes over, the
 // killed one restarts and stays standby (it refuses reads and never takes
 // the lease); every acknowledged write is read back through the new owner
-// and found in the file.
+// and found in the file; the FUSE views' info files show the owner, the
+// states and the epoch.
 //
 // The shared file is on the guest's tmpfs, not on Gluster: OFD locks
 // between two processes of one kernel, not across machines.

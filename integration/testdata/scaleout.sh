@@ -13,16 +13,16 @@ wait_log() {
 	done
 }
 
-gateway() { # gateway OUT GROUP PEER IQN
+gateway() { # gateway OUT GROUP PEER IQN MOUNT
 	lb_start "$1" export --fabric iscsi --iqn "$4" --name "gw$2" --alua-identity shared \
-		--alua-group "$2" --alua-peer "$3" --size 8M --mount '' --cmd-timeout 5s /tmp/shared/lun.img
+		--alua-group "$2" --alua-peer "$3" --size 8M --mount "$5" --cmd-timeout 5s /tmp/shared/lun.img
 }
 
 mkdir -p /tmp/shared /etc/target/pr
-gateway /tmp/gw1 1 2 "$IQN1"
+gateway /tmp/gw1 1 2 "$IQN1" ''
 GW1=$LB_PID
 wait_log /tmp/gw1.err 'lease: owner'
-gateway /tmp/gw2 2 1 "$IQN2"
+gateway /tmp/gw2 2 1 "$IQN2" /run/lb2
 GW2=$LB_PID
 sleep 1
 grep -q 'lease: acquired' /tmp/gw2.err && die "gateway 2 took the lease from a live owner"
@@ -35,12 +35,20 @@ signal killed
 wait_log /tmp/gw2.err 'lease: owner'
 
 waitfor restart1
-gateway /tmp/gw1b 1 2 "$IQN1"
+gateway /tmp/gw1b 1 2 "$IQN1" /run/lb1b
 GW1=$LB_PID
 signal restarted
 
 waitfor finish
 grep -q 'lease: acquired' /tmp/gw1b.err && die "the restarted gateway 1 took the lease"
+# The FUSE view of each: the owner at epoch 2, the standby behind it.
+cat /run/lb2/gw2/info /run/lb1b/gw1/info
+for kv in 'alua_group 2' 'alua_state active_optimized' 'owner 1' 'owner_group 2' 'epoch 2'; do
+	grep -qx "$kv" /run/lb2/gw2/info || die "gateway 2 info lacks \"$kv\""
+done
+for kv in 'alua_group 1' 'alua_state standby' 'owner 0' 'owner_group 2' 'epoch 2'; do
+	grep -qx "$kv" /run/lb1b/gw1/info || die "restarted gateway 1 info lacks \"$kv\""
+done
 kill -TERM $GW1 $GW2
 wait $GW1 || die "gateway 1 exited with $?"
 wait $GW2 || die "gateway 2 exited with $?"
