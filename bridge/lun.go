@@ -50,6 +50,9 @@ type Options struct {
 	// disks of other LUNs of the same daemon (Daemon sets it).
 	Peers  func(designator []byte) (*scsi.Disk, bool)
 	Logger *slog.Logger
+
+	// fallocate replaces fallocate(2) in tests (file systems that lie).
+	fallocate fallocFunc
 }
 
 // DefaultMaxTransfer is the default largest transfer: 512 KiB, which is
@@ -148,8 +151,20 @@ func Open(o Options) (*LUN, error) {
 	if err != nil {
 		return nil, err
 	}
-	be := &fileBackend{f: f, fd: int(f.Fd())}
+	be := &fileBackend{f: f, fd: int(f.Fd()), falloc: o.fallocate}
+	if be.falloc == nil {
+		be.falloc = unix.Fallocate
+	}
 	be.sizeBytes.Store(size)
+	if !o.ReadOnly {
+		// Never trust a fallocate return code: see probeZeroing. When
+		// the probe cannot run, every zeroing writes zeros.
+		be.zero, err = probeBackingZeroing(f, be.falloc)
+		if err != nil {
+			log.Warn("zeroing probe failed; zeroing writes zeros", "lun", o.Name, "path", o.Path, "err", err)
+		}
+		log.Info("zeroing", "lun", o.Name, "path", o.Path, "method", be.zero.String())
+	}
 	if o.DirectIO {
 		// Not every file system takes O_DIRECT (tmpfs, some FUSE ones):
 		// then everything stays buffered, and the log says so.
