@@ -112,6 +112,12 @@ type LUN struct {
 	workerGrace  time.Duration
 	stalledAfter time.Duration
 
+	// lifeMu guards the bookkeeping of workers Serve left behind (see
+	// lifetime.go).
+	lifeMu  sync.Mutex
+	stuck   []chan struct{} // protected by lifeMu; one per Serve left
+	pending []func() error  // protected by lifeMu; releases to run after
+
 	// resizeHook updates the kernel's idea of the size (configfs dev_size)
 	// when the LUN grows. Set by Run.
 	resizeHook func(int64) error
@@ -462,11 +468,26 @@ func (l *LUN) Control(line string) error {
 }
 
 // Close closes the backing file after a final fdatasync. Call it after
-// Serve has returned.
+// Serve has returned. When Serve left workers blocked in the backing
+// store, the file stays open (its descriptor number is not reused under
+// them) and is closed, without the fdatasync that would block too, when
+// the last of them returns; Close then returns nil at once.
 func (l *LUN) Close() error {
+	if l.WorkersStuck() {
+		l.log.Warn("backing file stays open until the workers blocked in it return", "path", l.path)
+		_, err := l.whenWorkersExit(l.closeFiles)
+		return err
+	}
 	err := l.Flush()
+	_, cerr := l.whenWorkersExit(l.closeFiles)
+	return errors.Join(err, cerr)
+}
+
+// closeFiles closes the backing file's descriptors.
+func (l *LUN) closeFiles() error {
+	var err error
 	if l.be.direct != nil {
-		err = errors.Join(err, l.be.direct.Close())
+		err = l.be.direct.Close()
 	}
 	return errors.Join(err, l.be.f.Close())
 }

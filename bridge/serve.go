@@ -98,14 +98,19 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 	}
 	close(s.work)
 	done := make(chan struct{})
+	// Joined through done, or, when Serve leaves stuck workers behind,
+	// by the release of what they hold (whenWorkersExit).
 	go func() {
 		wg.Wait()
 		close(done)
+		l.workersExited(done)
 	}()
 	select {
 	case <-done:
 	case <-time.After(l.workerGrace):
-		l.log.Error("workers still blocked in the backing store after shutdown; leaving them", "path", l.path)
+		if l.leaveBehind(done) {
+			l.log.Error("workers still blocked in the backing store after shutdown; leaving them, with the ring mapping and backing file open until they return", "path", l.path)
+		}
 	}
 	if errors.Is(err, context.Canceled) {
 		err = nil
