@@ -106,6 +106,7 @@ type LUN struct {
 	fabric     string  // protected by infoMu
 	fabricPath string  // protected by infoMu
 	srv        *server // protected by infoMu; the current Serve, if any
+	reason     string  // protected by infoMu; why the LUN failed (lost.go)
 
 	// workerGrace and stalledAfter: see defaultWorkerGrace and
 	// defaultStalledAfter (tests shorten them).
@@ -356,6 +357,7 @@ func (l *LUN) Info() LUNInfo {
 		Fabric:     fab,
 		FabricPath: fabPath,
 		State:      l.currentState(),
+		Reason:     l.Reason(),
 		ReadOnly:   cfg.ReadOnly,
 		WriteCache: l.disk.WriteCache(),
 		Stats:      l.Stats(),
@@ -446,7 +448,7 @@ func (l *LUN) Control(line string) error {
 	bad := fmt.Errorf("LUN %s: control %q: %w", l.name, line, ErrInvalid)
 	switch {
 	case len(f) == 1 && f[0] == "online":
-		l.SetOnline(true)
+		return l.setOnline()
 	case len(f) == 1 && f[0] == "offline":
 		l.SetOnline(false)
 	case len(f) == 2 && f[0] == "read-only" && (f[1] == "0" || f[1] == "1"):

@@ -233,7 +233,9 @@ func kindOf(k scsi.Kind) Kind {
 
 // senseFor maps an error from the disk to the sense data the initiator
 // gets. It is the one place where backing-store errors become SCSI errors:
-// *scsi.Error as is; a full file system is SPACE ALLOCATION FAILED; an I/O
+// *scsi.Error as is; a file system gone from under the file (lost.go) is
+// NOT READY, MANUAL INTERVENTION REQUIRED and takes the LUN offline; a
+// full file system is SPACE ALLOCATION FAILED; an I/O
 // error or a short transfer is a MEDIUM ERROR; anything else is an
 // INTERNAL TARGET FAILURE, logged.
 func (s *server) senseFor(err error, kind Kind, cdb []byte) *scsi.Error {
@@ -241,6 +243,8 @@ func (s *server) senseFor(err error, kind Kind, cdb []byte) *scsi.Error {
 		return se
 	}
 	switch {
+	case lostErr(err):
+		return s.l.backingLost(err)
 	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
 		s.l.log.Warn("backing store full", "op", opName(cdb), "err", err)
 		return scsi.ErrSpaceAllocFailed
