@@ -58,6 +58,9 @@ type Options struct {
 	// every write.
 	Gateway Gateway
 	Logger  *slog.Logger
+
+	// fallocate replaces fallocate(2) in tests (file systems that lie).
+	fallocate fallocFunc
 }
 
 // DefaultMaxTransfer is the default largest transfer: 512 KiB, which is
@@ -112,11 +115,18 @@ type LUN struct {
 	fabric     string  // protected by infoMu
 	fabricPath string  // protected by infoMu
 	srv        *server // protected by infoMu; the current Serve, if any
+	reason     string  // protected by infoMu; why the LUN failed (lost.go)
 
 	// workerGrace and stalledAfter: see defaultWorkerGrace and
 	// defaultStalledAfter (tests shorten them).
 	workerGrace  time.Duration
 	stalledAfter time.Duration
+
+	// lifeMu guards the bookkeeping of workers Serve left behind (see
+	// lifetime.go).
+	lifeMu  sync.Mutex
+	stuck   []chan struct{} // protected by lifeMu; one per Serve left
+	pending []func() error  // protected by lifeMu; releases to run after
 
 	// resizeHook updates the kernel's idea of the size (configfs dev_size)
 	// when the LUN grows. Set by Run.
@@ -157,8 +167,20 @@ func Open(o Options) (*LUN, error) {
 	if err != nil {
 		return nil, err
 	}
-	be := &fileBackend{f: f, fd: int(f.Fd())}
+	be := &fileBackend{f: f, fd: int(f.Fd()), falloc: o.fallocate}
+	if be.falloc == nil {
+		be.falloc = unix.Fallocate
+	}
 	be.sizeBytes.Store(size)
+	if !o.ReadOnly {
+		// Never trust a fallocate return code: see probeZeroing. When
+		// the probe cannot run, every zeroing writes zeros.
+		be.zero, err = probeBackingZeroing(f, be.falloc)
+		if err != nil {
+			log.Warn("zeroing probe failed; zeroing writes zeros", "lun", o.Name, "path", o.Path, "err", err)
+		}
+		log.Info("zeroing", "lun", o.Name, "path", o.Path, "method", be.zero.String())
+	}
 	if o.DirectIO {
 		// Not every file system takes O_DIRECT (tmpfs, some FUSE ones):
 		// then everything stays buffered, and the log says so.
@@ -359,6 +381,7 @@ func (l *LUN) Info() LUNInfo {
 		Fabric:     fab,
 		FabricPath: fabPath,
 		State:      l.currentState(),
+		Reason:     l.Reason(),
 		ReadOnly:   cfg.ReadOnly,
 		WriteCache: l.disk.WriteCache(),
 		Stats:      l.Stats(),
@@ -450,7 +473,7 @@ func (l *LUN) Control(line string) error {
 	bad := fmt.Errorf("LUN %s: control %q: %w", l.name, line, ErrInvalid)
 	switch {
 	case len(f) == 1 && f[0] == "online":
-		l.SetOnline(true)
+		return l.setOnline()
 	case len(f) == 1 && f[0] == "offline":
 		l.SetOnline(false)
 	case len(f) == 2 && f[0] == "read-only" && (f[1] == "0" || f[1] == "1"):
@@ -472,11 +495,26 @@ func (l *LUN) Control(line string) error {
 }
 
 // Close closes the backing file after a final fdatasync. Call it after
-// Serve has returned.
+// Serve has returned. When Serve left workers blocked in the backing
+// store, the file stays open (its descriptor number is not reused under
+// them) and is closed, without the fdatasync that would block too, when
+// the last of them returns; Close then returns nil at once.
 func (l *LUN) Close() error {
+	if l.WorkersStuck() {
+		l.log.Warn("backing file stays open until the workers blocked in it return", "path", l.path)
+		_, err := l.whenWorkersExit(l.closeFiles)
+		return err
+	}
 	err := l.Flush()
+	_, cerr := l.whenWorkersExit(l.closeFiles)
+	return errors.Join(err, cerr)
+}
+
+// closeFiles closes the backing file's descriptors.
+func (l *LUN) closeFiles() error {
+	var err error
 	if l.be.direct != nil {
-		err = errors.Join(err, l.be.direct.Close())
+		err = l.be.direct.Close()
 	}
 	return errors.Join(err, l.be.f.Close())
 }

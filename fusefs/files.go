@@ -282,6 +282,7 @@ func renderInfo(_ *View, _ []bridge.LUNInfo, l *bridge.LUNInfo) []byte {
 		{"fabric", dash(l.Fabric)},
 		{"fabric_path", dash(l.FabricPath)},
 		{"state", l.State.String()},
+		{"reason", dash(l.Reason)},
 		{"read_only", boolDigit(l.ReadOnly)},
 		{"write_cache", cache},
 	} {

@@ -13,6 +13,11 @@
 #                                               queries its HTTP API (both via
 #                                               hostrun); promtool checks
 #                                               examples/{prometheus,alerts}.yml
+#   glusterfs-server glusterfs-client xfsprogs  a replica-3 GlusterFS volume
+#                                               inside the guest (glusterd,
+#                                               bricks on XFS, the FUSE
+#                                               client), run via hostrun:
+#                                               integration/gluster_test.go
 #   gcc libc6-dev linux-libc-dev                cgo for -race, and the TCMU ABI
 #                                               offsets check against
 #                                               <linux/target_core_user.h>
@@ -23,6 +28,8 @@ set -euo pipefail
 
 pkgs=(qemu-system-x86 busybox-static cpio kmod fio sg3-utils sdparm libiscsi-bin
 	qemu-utils qemu-block-extra prometheus curl gcc libc6-dev linux-libc-dev)
+# The GlusterFS harness of integration/gluster_test.go (see above).
+pkgs+=(glusterfs-server glusterfs-client xfsprogs)
 
 if ! command -v apt-get >/dev/null; then
 	echo "install-deps: no apt-get (not Debian?); install these yourself: ${pkgs[*]}" >&2

@@ -35,6 +35,9 @@ var Modules = []string{
 	"scsi_mod", "sd_mod", "sg", "uio", "fuse",
 	"virtio_pci", "virtio_net", "virtio_blk", "9p", "9pnet_virtio",
 	"crc32c_generic",
+	// brd and xfs: GlusterFS bricks need user.* xattrs, which tmpfs lacks
+	// on 6.1; the Gluster harness puts XFS on a RAM disk.
+	"brd", "xfs",
 }
 
 // ErrMissingAsset reports that something the VM needs (a host tool, the
