@@ -27,9 +27,22 @@ import (
 // and found in the file; the FUSE views' info files show the owner, the
 // states and the epoch.
 //
-// The shared file is on the guest's tmpfs, not on Gluster: OFD locks
-// between two processes of one kernel, not across machines.
+// The shared file is on the guest's tmpfs here: OFD locks between two
+// processes of one kernel. TestScaleOutGluster runs the same on GlusterFS.
 func TestScaleOutFailover(t *testing.T) {
+	runScaleOut(t, false)
+}
+
+// TestScaleOutGluster is TestScaleOutFailover with the file on the
+// in-guest replica-3 GlusterFS volume (gluster.sh), each gateway through
+// its own FUSE client: the lease's OFD lock and sidecar go through two
+// Gluster clients, and the file is checked through the first client after
+// the second gateway wrote most of it.
+func TestScaleOutGluster(t *testing.T) {
+	runScaleOut(t, true)
+}
+
+func runScaleOut(t *testing.T, gluster bool) {
 	vmtest.RequireTools(t, "iscsi-inq", "qemu-io", "qemu-img")
 	const (
 		iqn1   = "iqn.2026-11.org.lunbridge.test:gw1"
@@ -38,16 +51,18 @@ func TestScaleOutFailover(t *testing.T) {
 		chunks = 48
 		size   = 8 << 20
 	)
-	script, err := os.ReadFile("testdata/scaleout.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	vm := vmtest.Boot(t, vmtest.Options{
+	opts := vmtest.Options{
 		Net:    true,
 		Files:  map[string]string{"lunbridge": vmtest.BuildLunbridge(t)},
-		Script: lunbridgeLib + "IQN1=" + iqn1 + "\nIQN2=" + iqn2 + "\n" + string(script),
-	})
-	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
+		Script: lunbridgeLib + "IQN1=" + iqn1 + "\nIQN2=" + iqn2 + "\n" + readTestdata(t, "scaleout.sh"),
+	}
+	if gluster {
+		opts.Script = lunbridgeLib + glusterLib(t) + "GLUSTER=1\nIQN1=" + iqn1 + "\nIQN2=" + iqn2 + "\n" + readTestdata(t, "scaleout.sh")
+		opts.MemoryMB = glusterMemoryMB
+		opts.Timeout = 8 * time.Minute
+	}
+	vm := vmtest.Boot(t, opts)
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
 	if err := vm.WaitReady(ctx, "ready"); err != nil {
 		t.Fatal(err)
