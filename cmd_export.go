@@ -16,6 +16,7 @@ import (
 	"github.com/lunbridge/lunbridge/bridge"
 	"github.com/lunbridge/lunbridge/fabric"
 	"github.com/lunbridge/lunbridge/fusefs"
+	"github.com/lunbridge/lunbridge/lease"
 )
 
 func exportCommand() *cli.Command {
@@ -40,7 +41,7 @@ func exportCommand() *cli.Command {
 			&cli.StringFlag{Name: "chap-password-file", Usage: "file holding the CHAP secret, mode 0600 (never given on the command line)"},
 			&cli.StringFlag{Name: "chap-mutual-user", Usage: "mutual CHAP: the user name the target answers with"},
 			&cli.StringFlag{Name: "chap-mutual-password-file", Usage: "mutual CHAP: file holding the target's secret, mode 0600"},
-		}, daemonFlags()...),
+		}, append(gatewayFlags(), daemonFlags()...)...),
 		Action: runExport,
 	}
 }
@@ -136,7 +137,12 @@ func runExport(c *cli.Context) error {
 			luns[i].Spec.IQN = fabric.DefaultIQN(host, luns[0].Name)
 		}
 	}
+	gateways, err := openGateways(c, luns)
+	if err != nil {
+		return err
+	}
 	return runDaemon(c.Context, daemonConfig{
+		Gateways:    gateways,
 		LUNs:        luns,
 		Mount:       c.String("mount"),
 		AllowOther:  c.Bool("mount-allow-other"),
@@ -272,6 +278,9 @@ type daemonConfig struct {
 	// Targetcli offers user:lunbridge on D-Bus and serves the backstores
 	// targetcli creates (targetcli.go).
 	Targetcli bool
+	// Gateways are the leases of LUNs that are gateways of a group
+	// (cmd_gateway.go): run once the LUNs are served, stopped first.
+	Gateways []*lease.Lease
 }
 
 // runDaemon serves cfg until ctx is done. reload, when not nil, delivers
@@ -280,8 +289,9 @@ type daemonConfig struct {
 func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	log := slog.Default()
 	if os.Geteuid() != 0 {
-		return cli.Exit("lunbridge must run as root: it writes configfs and opens /dev/uio*", exitFailure)
+		return errors.Join(cli.Exit("lunbridge must run as root: it writes configfs and opens /dev/uio*", exitFailure), closeGateways(cfg.Gateways))
 	}
+	stopGateways := func() error { return closeGateways(cfg.Gateways) }
 	k, err := newKernel(ctx, kernelConfig{
 		Configfs:    cfg.Configfs,
 		CmdTimeout:  cfg.CmdTimeout,
@@ -289,7 +299,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 		Logger:      log,
 	})
 	if err != nil {
-		return cli.Exit(err.Error(), exitFailure)
+		return errors.Join(cli.Exit(err.Error(), exitFailure), stopGateways())
 	}
 	var kern bridge.Kernel = k
 	var disc *discovery
@@ -319,7 +329,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 		case <-view.Ready():
 		case err := <-viewDone:
 			vcancel()
-			return errors.Join(fmt.Errorf("FUSE view at %s: %w", cfg.Mount, err), d.Close(context.Background()))
+			return errors.Join(fmt.Errorf("FUSE view at %s: %w", cfg.Mount, err), stopGateways(), d.Close(context.Background()))
 		}
 		stopView = func() error {
 			vcancel()
@@ -328,14 +338,18 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	}
 	stopMetrics, err := startMetrics(ctx, cfg.Metrics, d)
 	if err != nil {
-		return errors.Join(err, stopView(), d.Close(context.Background()))
+		return errors.Join(err, stopView(), stopGateways(), d.Close(context.Background()))
 	}
 	stopTargetcli := func() error { return nil }
 	shutdown := func(err error) error {
-		return errors.Join(err, stopTargetcli(), stopView(), stopMetrics(), d.Close(context.Background()))
+		// Gateways first: giving up ownership drains and syncs the LUNs.
+		return errors.Join(err, stopTargetcli(), stopView(), stopMetrics(), stopGateways(), d.Close(context.Background()))
 	}
 	if err := addLUNs(ctx, d, cfg.LUNs, cfg.Out); err != nil {
 		return shutdown(err)
+	}
+	if len(cfg.Gateways) > 0 {
+		stopGateways = runGateways(ctx, cfg.Gateways)
 	}
 	if disc != nil {
 		stopTargetcli = startTargetcli(ctx, disc, d)

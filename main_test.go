@@ -14,7 +14,8 @@ import (
 // TestImportBoundaries enforces the package edges of STYLE.md §1: main ->
 // {fusefs, bridge, fabric, metrics}, fusefs -> bridge -> {tcmu, scsi},
 // metrics -> bridge (value types) and client_golang, tcmuservice ->
-// godbus only (main wires it to the daemon); tcmu never
+// godbus only (main wires it to the daemon), lease -> scsi (it is a
+// scsi.ALUA provider) and x/sys/unix; tcmu never
 // imports scsi, scsi imports the standard library only, fusefs never
 // imports tcmu, and unsafe only in *_unsafe.go files.
 func TestImportBoundaries(t *testing.T) {
@@ -34,6 +35,7 @@ func TestImportBoundaries(t *testing.T) {
 			"github.com/prometheus/client_golang/prometheus/promhttp"},
 		mod + "/tcmuservice": {"github.com/godbus/dbus/v5", "github.com/godbus/dbus/v5/introspect",
 			"github.com/godbus/dbus/v5/prop"},
+		mod + "/lease":             {mod + "/scsi", "golang.org/x/sys/unix"},
 		mod + "/internal/fakering": {},
 		mod + "/internal/memdisk":  {},
 	}

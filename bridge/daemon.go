@@ -183,7 +183,14 @@ func (d *Daemon) stop(ctx context.Context, s *served, exported bool) error {
 	if err := <-s.done; err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, s.dev.Remove(), s.lun.Close())
+	// Workers Serve gave up on may still hold slices of the ring mapping:
+	// the device (and its mapping) goes when they return (lifetime.go).
+	if now, err := s.lun.whenWorkersExit(s.dev.Remove); !now {
+		s.lun.log.Warn("TCMU device stays until the workers blocked in the backing store return")
+	} else if err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, s.lun.Close())
 	return errors.Join(errs...)
 }
 

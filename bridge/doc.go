@@ -7,4 +7,14 @@
 // fdatasync, hole punching) and complete them out of order. Counters are
 // lock-free; LUN.Stats and LUN.Info return value snapshots, which is all
 // the FUSE view and the CLI ever see.
+//
+// The backing file may be on a network or FUSE file system, which may lie
+// and may fail (docs/distributed-fs.md). Zeroing uses a fallocate mode
+// only after Open proved on a scratch file next to the backing file that
+// it zeroes (zero.go); otherwise it writes zeros. A file system gone from
+// under the file (ENOTCONN, ESTALE) fails the LUN with the reason and NOT
+// READY until it is set online, which reopens a dead descriptor (lost.go).
+// Workers blocked in a hung file system may outlive Serve; the ring
+// mapping and the descriptors they use are released only when they return
+// (lifetime.go).
 package bridge

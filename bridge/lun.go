@@ -48,8 +48,19 @@ type Options struct {
 	DirectIO bool
 	// Peers resolves the NAA designators of EXTENDED COPY targets to the
 	// disks of other LUNs of the same daemon (Daemon sets it).
-	Peers  func(designator []byte) (*scsi.Disk, bool)
-	Logger *slog.Logger
+	Peers func(designator []byte) (*scsi.Disk, bool)
+	// Identity, if set, replaces Name as what the NAA designator and
+	// serial number derive from: the gateways of one group show one disk
+	// even where their LUN names differ (two gateways in one kernel).
+	Identity string
+	// Gateway, if set, makes this LUN one gateway of several that export
+	// one shared file (gateway.go): it supplies the ALUA states and fences
+	// every write.
+	Gateway Gateway
+	Logger  *slog.Logger
+
+	// fallocate replaces fallocate(2) in tests (file systems that lie).
+	fallocate fallocFunc
 }
 
 // DefaultMaxTransfer is the default largest transfer: 512 KiB, which is
@@ -95,6 +106,7 @@ type LUN struct {
 	stats   counters
 	start   time.Time
 	state   atomic.Uint32 // State
+	gateway Gateway       // Options.Gateway; nil if not a gateway
 
 	// infoMu guards the fields below, which describe the LUN's place in
 	// the kernel for LUN.Info.
@@ -103,11 +115,18 @@ type LUN struct {
 	fabric     string  // protected by infoMu
 	fabricPath string  // protected by infoMu
 	srv        *server // protected by infoMu; the current Serve, if any
+	reason     string  // protected by infoMu; why the LUN failed (lost.go)
 
 	// workerGrace and stalledAfter: see defaultWorkerGrace and
 	// defaultStalledAfter (tests shorten them).
 	workerGrace  time.Duration
 	stalledAfter time.Duration
+
+	// lifeMu guards the bookkeeping of workers Serve left behind (see
+	// lifetime.go).
+	lifeMu  sync.Mutex
+	stuck   []chan struct{} // protected by lifeMu; one per Serve left
+	pending []func() error  // protected by lifeMu; releases to run after
 
 	// resizeHook updates the kernel's idea of the size (configfs dev_size)
 	// when the LUN grows. Set by Run.
@@ -148,10 +167,22 @@ func Open(o Options) (*LUN, error) {
 	if err != nil {
 		return nil, err
 	}
-	be := &fileBackend{f: f, fd: int(f.Fd())}
+	be := &fileBackend{f: f, fd: int(f.Fd()), falloc: o.fallocate}
+	if be.falloc == nil {
+		be.falloc = unix.Fallocate
+	}
 	be.sizeBytes.Store(size)
 	if testHookOpened != nil {
 		testHookOpened()
+	}
+	if !o.ReadOnly {
+		// Never trust a fallocate return code: see probeZeroing. When
+		// the probe cannot run, every zeroing writes zeros.
+		be.zero, err = probeBackingZeroing(f, be.falloc)
+		if err != nil {
+			log.Warn("zeroing probe failed; zeroing writes zeros", "lun", o.Name, "path", o.Path, "err", err)
+		}
+		log.Info("zeroing", "lun", o.Name, "path", o.Path, "method", be.zero.String())
 	}
 	if o.DirectIO {
 		// Not every file system takes O_DIRECT (tmpfs, some FUSE ones):
@@ -163,7 +194,17 @@ func Open(o Options) (*LUN, error) {
 			be.direct = d
 		}
 	}
-	naa, serial := identity(o.Name)
+	id := o.Name
+	if o.Identity != "" {
+		id = o.Identity
+	}
+	naa, serial := identity(id)
+	var sbe scsi.Backend = be
+	var fenced *fencedBackend
+	if o.Gateway != nil {
+		fenced = &fencedBackend{fileBackend: be, fence: o.Gateway.CheckWrite}
+		sbe = fenced
+	}
 	disk, err := scsi.NewDisk(scsi.Config{
 		BlockSize:           o.BlockSize,
 		Blocks:              uint64(size) / uint64(o.BlockSize),
@@ -180,7 +221,8 @@ func Open(o Options) (*LUN, error) {
 		// TCMU devices (attrib/emulate_pr=1): list them as supported.
 		KernelPR: true,
 		Peers:    o.Peers,
-	}, be)
+		ALUA:     o.Gateway,
+	}, sbe)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("LUN %s: %w", o.Name, err)
@@ -193,9 +235,13 @@ func Open(o Options) (*LUN, error) {
 		disk:    disk,
 		be:      be,
 		start:   time.Now(),
+		gateway: o.Gateway,
 
 		workerGrace:  defaultWorkerGrace,
 		stalledAfter: defaultStalledAfter,
+	}
+	if o.Gateway != nil {
+		o.Gateway.Bind(fenced.drain, l.gatewayChanged)
 	}
 	return l, nil
 }
@@ -375,9 +421,11 @@ func (l *LUN) Info() LUNInfo {
 		Fabric:     fab,
 		FabricPath: fabPath,
 		State:      l.currentState(),
+		Reason:     l.Reason(),
 		ReadOnly:   cfg.ReadOnly,
 		WriteCache: l.disk.WriteCache(),
 		Stats:      l.Stats(),
+		Gateway:    l.gatewayInfo(),
 	}
 }
 
@@ -465,7 +513,7 @@ func (l *LUN) Control(line string) error {
 	bad := fmt.Errorf("LUN %s: control %q: %w", l.name, line, ErrInvalid)
 	switch {
 	case len(f) == 1 && f[0] == "online":
-		l.SetOnline(true)
+		return l.setOnline()
 	case len(f) == 1 && f[0] == "offline":
 		l.SetOnline(false)
 	case len(f) == 2 && f[0] == "read-only" && (f[1] == "0" || f[1] == "1"):
@@ -487,11 +535,26 @@ func (l *LUN) Control(line string) error {
 }
 
 // Close closes the backing file after a final fdatasync. Call it after
-// Serve has returned.
+// Serve has returned. When Serve left workers blocked in the backing
+// store, the file stays open (its descriptor number is not reused under
+// them) and is closed, without the fdatasync that would block too, when
+// the last of them returns; Close then returns nil at once.
 func (l *LUN) Close() error {
+	if l.WorkersStuck() {
+		l.log.Warn("backing file stays open until the workers blocked in it return", "path", l.path)
+		_, err := l.whenWorkersExit(l.closeFiles)
+		return err
+	}
 	err := l.Flush()
+	_, cerr := l.whenWorkersExit(l.closeFiles)
+	return errors.Join(err, cerr)
+}
+
+// closeFiles closes the backing file's descriptors.
+func (l *LUN) closeFiles() error {
+	var err error
 	if l.be.direct != nil {
-		err = errors.Join(err, l.be.direct.Close())
+		err = l.be.direct.Close()
 	}
 	return errors.Join(err, l.be.f.Close())
 }

@@ -98,14 +98,19 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 	}
 	close(s.work)
 	done := make(chan struct{})
+	// Joined through done, or, when Serve leaves stuck workers behind,
+	// by the release of what they hold (whenWorkersExit).
 	go func() {
 		wg.Wait()
 		close(done)
+		l.workersExited(done)
 	}()
 	select {
 	case <-done:
 	case <-time.After(l.workerGrace):
-		l.log.Error("workers still blocked in the backing store after shutdown; leaving them", "path", l.path)
+		if l.leaveBehind(done) {
+			l.log.Error("workers still blocked in the backing store after shutdown; leaving them, with the ring mapping and backing file open until they return", "path", l.path)
+		}
 	}
 	if errors.Is(err, context.Canceled) {
 		err = nil
@@ -228,7 +233,9 @@ func kindOf(k scsi.Kind) Kind {
 
 // senseFor maps an error from the disk to the sense data the initiator
 // gets. It is the one place where backing-store errors become SCSI errors:
-// *scsi.Error as is; a full file system is SPACE ALLOCATION FAILED; an I/O
+// *scsi.Error as is; a file system gone from under the file (lost.go) is
+// NOT READY, MANUAL INTERVENTION REQUIRED and takes the LUN offline; a
+// full file system is SPACE ALLOCATION FAILED; an I/O
 // error or a short transfer is a MEDIUM ERROR; anything else is an
 // INTERNAL TARGET FAILURE, logged.
 func (s *server) senseFor(err error, kind Kind, cdb []byte) *scsi.Error {
@@ -236,6 +243,8 @@ func (s *server) senseFor(err error, kind Kind, cdb []byte) *scsi.Error {
 		return se
 	}
 	switch {
+	case lostErr(err):
+		return s.l.backingLost(err)
 	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
 		s.l.log.Warn("backing store full", "op", opName(cdb), "err", err)
 		return scsi.ErrSpaceAllocFailed

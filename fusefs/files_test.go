@@ -304,6 +304,7 @@ uio -
 fabric loop
 fabric_path /dev/sdb
 state online
+reason -
 read_only 0
 write_cache write-back
 `

@@ -28,6 +28,11 @@
 //	                                          gauge    always 1
 //	lunbridge_lun_uptime_seconds{lun}         gauge    uptime_seconds
 //	lunbridge_build_info{version}             gauge    always 1
+//	lunbridge_alua_state{lun,state}           gauge    gateways only: 1 for
+//	                                                   the ALUA state, 0 for
+//	                                                   the others
+//	lunbridge_alua_owner{lun}                 gauge    gateways only: 0 or 1
+//	lunbridge_alua_epoch{lun}                 gauge    gateways only: epoch
 //
 // kind is read, write, sync, unmap, write_same, compare_and_write or other;
 // sense_key is the snake_case SPC-4 name (medium_error, not_ready, ...), as

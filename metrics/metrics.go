@@ -51,6 +51,7 @@ type Collector struct {
 	commands, bytes, errors, duration     *prometheus.Desc
 	inFlight, inFlightMax, size, readOnly *prometheus.Desc
 	state, info, uptime, buildInfo        *prometheus.Desc
+	aluaState, aluaOwner, aluaEpoch       *prometheus.Desc // gateway.go
 }
 
 var _ prometheus.Collector = (*Collector)(nil)
@@ -76,6 +77,9 @@ func NewCollector(luns LUNs, version string) *Collector {
 		info:        d("lun_info", "Description of the LUN; always 1.", "lun", "path", "block_size", "fabric", "fabric_path", "serial", "naa"),
 		uptime:      d("lun_uptime_seconds", "Seconds since the LUN started.", "lun"),
 		buildInfo:   d("build_info", "lunbridge version; always 1.", "version"),
+		aluaState:   d("alua_state", "For a gateway of a group: 1 for its current ALUA state, 0 for the others.", "lun", "state"),
+		aluaOwner:   d("alua_owner", "For a gateway of a group: 1 while it owns the shared file, else 0.", "lun"),
+		aluaEpoch:   d("alua_epoch", "For a gateway of a group: the ownership epoch (its own while it owns the file).", "lun"),
 	}
 }
 
@@ -84,6 +88,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.commands, c.bytes, c.errors, c.duration, c.inFlight, c.inFlightMax,
 		c.size, c.readOnly, c.state, c.info, c.uptime, c.buildInfo,
+		c.aluaState, c.aluaOwner, c.aluaEpoch,
 	} {
 		ch <- d
 	}
@@ -126,6 +131,7 @@ func (c *Collector) collectLUN(ch chan<- prometheus.Metric, l *bridge.LUNInfo) {
 	gauge(c.info, 1, l.Name, l.Path, strconv.FormatUint(uint64(l.BlockSize), 10),
 		l.Fabric, l.FabricPath, l.Serial, l.NAA)
 	gauge(c.uptime, s.Uptime.Seconds(), l.Name)
+	c.collectGateway(gauge, l)
 }
 
 // histogram converts bridge's histogram into the count and cumulative

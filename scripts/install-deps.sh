@@ -28,6 +28,11 @@
 #                                               handlers; dbus-daemon is the
 #                                               guest's system bus and the bus
 #                                               of tcmuservice's unit tests
+#   glusterfs-server glusterfs-client xfsprogs  a replica-3 GlusterFS volume
+#                                               inside the guest (glusterd,
+#                                               bricks on XFS, the FUSE
+#                                               client), run via hostrun:
+#                                               integration/gluster_test.go
 #   gcc libc6-dev linux-libc-dev                cgo for -race, and the TCMU ABI
 #                                               offsets check against
 #                                               <linux/target_core_user.h>
@@ -44,6 +49,8 @@ pkgs=(qemu-system-x86 busybox-static cpio kmod fio sg3-utils sdparm libiscsi-bin
 	qemu-utils qemu-block-extra prometheus curl open-iscsi xfsprogs
 	targetcli-fb python3-rtslib-fb python3-gi dbus
 	gcc libc6-dev linux-libc-dev libcap2-bin)
+# The GlusterFS harness of integration/gluster_test.go (see above).
+pkgs+=(glusterfs-server glusterfs-client)
 
 if ! command -v apt-get >/dev/null; then
 	echo "install-deps: no apt-get (not Debian?); install these yourself: ${pkgs[*]}" >&2

@@ -72,6 +72,7 @@ const (
 	fDPO                          // byte 1 bit 4 is DPO
 	fSA                           // byte 1 bits 4-0 are a SERVICE ACTION
 	fRead6                        // 21-bit LBA, TRANSFER LENGTH 0 means 256
+	fALUA                         // only with Config.ALUA
 )
 
 // command describes one operation code (and service action): its CDB
@@ -168,6 +169,8 @@ var commands = []*command{
 	{op: OpServiceActionIn16, sa: SAReadCapacity16, usage: []byte{0x9e, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0}, lba: lba16, length: field{10, 4}, flags: fSA | fMedium, exec: (*Disk).readCapacity16},
 	{op: OpServiceActionIn16, sa: SAGetLBAStatus, usage: []byte{0x9e, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, lba: lba16, length: field{10, 4}, flags: fSA | fMedium | fThin, exec: (*Disk).getLBAStatus},
 	{op: OpReportLUNs, usage: []byte{0xa0, 0, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0}, flags: fKernel | fNoUA},
+	// REPORT TARGET PORT GROUPS: PARAMETER DATA FORMAT 000b or 001b.
+	{op: OpMaintenanceIn, sa: SAReportTargetPortGroups, usage: []byte{0xa3, 0x2a, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0}, length: field{6, 4}, flags: fSA | fALUA | fNoUA, exec: (*Disk).reportTargetPortGroups},
 	// REPORT SUPPORTED OPERATION CODES: RCTD, REPORTING OPTIONS.
 	{op: OpMaintenanceIn, sa: SAReportSupportedOpcodes, usage: []byte{0xa3, 0x0c, 0x87, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, length: field{6, 4}, flags: fSA, exec: (*Disk).reportSupportedOpcodes},
 	{op: OpRead12, usage: []byte{0xa8, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0}, lba: lba10, blocks: len12, flags: fMedium | fFUA | fDPO, kind: KindRead, exec: (*Disk).read},

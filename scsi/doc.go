@@ -42,7 +42,10 @@
 // SELECT(6/10) (pages 01h, 08h, 0Ah, 1Ch, all pages 3Fh; current,
 // changeable and default values), REPORT SUPPORTED OPERATION CODES, SEND
 // DIAGNOSTIC (self-tests) and RECEIVE DIAGNOSTIC RESULTS (page 00h),
-// EXTENDED COPY(LID1) and RECEIVE COPY RESULTS.
+// EXTENDED COPY(LID1) and RECEIVE COPY RESULTS. With Config.ALUA, implicit
+// asymmetric logical unit access: TPGS 01b, target port designators in VPD
+// page 83h, REPORT TARGET PORT GROUPS, and the commands each access state
+// refuses (alua.go).
 //
 // SBC-4: READ and WRITE (6/10/12/16), WRITE AND VERIFY (10/12/16), VERIFY
 // (10/12/16), PRE-FETCH (10/16), SYNCHRONIZE CACHE (10/16), READ CAPACITY

@@ -75,7 +75,7 @@ func (d *Disk) standardInquiry() []byte {
 	b[2] = inquiryVersion
 	b[3] = 0x12              // HISUP=1, RESPONSE DATA FORMAT=2
 	b[4] = inquiryStdLen - 5 // ADDITIONAL LENGTH: the bytes after byte 4
-	b[5] = 0x08              // 3PC: EXTENDED COPY is supported; TPGS=0, PROTECT=0
+	b[5] = 0x08 | d.tpgs()   // 3PC: EXTENDED COPY is supported; TPGS (alua.go); PROTECT=0
 	b[6] = 0x00
 	b[7] = 0x02 // CMDQUE
 	copy(b[8:], pad(d.cfg.Vendor, 8))
@@ -120,7 +120,8 @@ func (d *Disk) vpdPage(code byte) ([]byte, bool) {
 // deviceID is the body of the Device Identification VPD page (SPC-5
 // 7.7.6): the NAA IEEE Registered Extended designator, a T10 vendor ID
 // designator and a SCSI name string, all with logical unit association.
-// Target port designators are the kernel's to give.
+// With Config.ALUA, the relative target port and target port group
+// designators follow (alua.go).
 func (d *Disk) deviceID() []byte {
 	var b []byte
 	desc := func(codeSet, typ byte, id []byte) {
@@ -136,7 +137,7 @@ func (d *Disk) deviceID() []byte {
 	name := []byte(fmt.Sprintf("naa.%X", d.cfg.NAA[:]))
 	name = append(name, make([]byte, 4-len(name)%4)...)
 	desc(0x3, 0x8, name)
-	return b
+	return append(b, d.aluaDesignators()...)
 }
 
 // extendedInquiry is the body of the Extended INQUIRY Data VPD page
