@@ -63,6 +63,10 @@ done
 before=$(stat -c %b /tmp/fs.img)
 rm /mnt/fs/f*
 sync
+# Blocks freed in a journal transaction not yet checkpointed may be
+# skipped by fstrim (see the XFS case below): remount first.
+umount /mnt/fs
+mount -t ext4 "$DEV" /mnt/fs
 # busybox fstrim: the host's would not see a mount made in the guest.
 fstrim -v /mnt/fs
 sync
@@ -106,7 +110,11 @@ while [ $i -lt 6 ]; do
 done
 before=$(stat -c %b /tmp/xfs.img)
 rm /mnt/fs/f*
-sync
+# XFS keeps extents freed by rm "busy" until their log checkpoint is done,
+# and fstrim skips busy extents: remount so that every freed extent is
+# free (without it fstrim freed 33 of 96 MiB in one CI run).
+umount /mnt/fs
+mount -t xfs "$DEV" /mnt/fs
 fstrim -v /mnt/fs
 sync
 after=$(stat -c %b /tmp/xfs.img)
