@@ -54,6 +54,12 @@ const benchLUNSize = 64 << 20
 // file is left out: the LUN must not be Closed, resized or flushed.
 func newNullLUN(tb testing.TB, workers int) *LUN {
 	tb.Helper()
+	return newBackendLUN(tb, workers, nullBackend{})
+}
+
+// newBackendLUN is newNullLUN on the backend be.
+func newBackendLUN(tb testing.TB, workers int, be scsi.Backend) *LUN {
+	tb.Helper()
 	if workers <= 0 {
 		workers = max(4, 2*runtime.GOMAXPROCS(0)) // as Open
 	}
@@ -65,7 +71,7 @@ func newNullLUN(tb testing.TB, workers int) *LUN {
 		Serial:            serial,
 		NAA:               naa,
 		MaxTransferBlocks: DefaultMaxTransfer / 512,
-	}, nullBackend{})
+	}, be)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -117,11 +123,17 @@ type servedLUN struct {
 // of dataMB MiB. Stop it with stop.
 func serveFake(tb testing.TB, l *LUN, dataMB int) *servedLUN {
 	tb.Helper()
+	return serveFakeOpts(tb, l, dataMB, tcmu.RingOptions{})
+}
+
+// serveFakeOpts is serveFake with ring options.
+func serveFakeOpts(tb testing.TB, l *LUN, dataMB int, opts tcmu.RingOptions) *servedLUN {
+	tb.Helper()
 	k, err := fakering.NewKernel(fakering.Options{CmdrSize: 1 << 20, DataSize: dataMB << 20, NoLog: true})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r, err := tcmu.NewRing(k.Mem(), k.Notifier(), tcmu.RingOptions{})
+	r, err := tcmu.NewRing(k.Mem(), k.Notifier(), opts)
 	if err != nil {
 		tb.Fatal(err)
 	}

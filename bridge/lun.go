@@ -108,6 +108,9 @@ type LUN struct {
 	// defaultStalledAfter (tests shorten them).
 	workerGrace  time.Duration
 	stalledAfter time.Duration
+	// inline says which commands run on the ring's UIO waiter; tests
+	// and benchmarks change it.
+	inline inlineMode
 
 	// resizeHook updates the kernel's idea of the size (configfs dev_size)
 	// when the LUN grows. Set by Run.
