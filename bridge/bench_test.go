@@ -219,15 +219,25 @@ func BenchmarkServeWorkers(b *testing.B) {
 }
 
 // BenchmarkServeQD keeps at most QD commands in flight, like fio's
-// iodepth: at QD1 each op is a full round trip (fake kernel -> ring
-// goroutine -> worker -> ring goroutine -> fake kernel), so it shows the
-// cost of the hand-offs rather than of the copies.
+// iodepth: at QD1 each op is a full round trip, so it shows the cost of
+// the hand-offs rather than of the copies. inline=auto is the default
+// (READ and WRITE on the tmpfs file run on the UIO waiter: fake kernel ->
+// waiter -> fake kernel); inline=off sends every command to a worker
+// (fake kernel -> waiter -> worker -> fake kernel), for comparison.
 func BenchmarkServeQD(b *testing.B) {
+	modes := []struct {
+		name string
+		mode inlineMode
+	}{{"auto", inlineAuto}, {"off", inlineOff}}
 	for _, qd := range []int{1, 8, 32} {
 		for _, c := range []benchCmd{benchCmds[1], benchCmds[2]} {
-			b.Run("qd="+strconv.Itoa(qd)+"/"+c.name, func(b *testing.B) {
-				benchServeQD(b, newFileLUN(b, 0), c, qd)
-			})
+			for _, m := range modes {
+				b.Run("qd="+strconv.Itoa(qd)+"/"+c.name+"/inline="+m.name, func(b *testing.B) {
+					l := newFileLUN(b, 0)
+					l.inline = m.mode
+					benchServeQD(b, l, c, qd)
+				})
+			}
 		}
 	}
 }
