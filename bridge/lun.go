@@ -52,9 +52,12 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// DefaultMaxTransfer is the default largest transfer: 512 KiB, which is
-// what Linux's sd issues at most by default (max_sectors_kb).
-const DefaultMaxTransfer = 512 << 10
+// DefaultMaxTransfer is the default largest transfer: 1 MiB, so that a
+// 1 MiB I/O is one command (Linux's sd takes max_sectors_kb from the Block
+// Limits VPD, up to 1280 KiB; at 512 KiB each 1 MiB I/O was two commands,
+// two round trips through the ring). The kernel's default TCMU data area
+// (max_data_area_mb 1024 on 6.1) holds hw_queue_depth (128) such commands.
+const DefaultMaxTransfer = 1 << 20
 
 // MaxNameLen bounds LUN names: they become configfs object names, FUSE
 // directory names and parts of IQNs.
