@@ -120,6 +120,11 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 	if ioErr != nil && !lockThreads {
 		l.log.Debug("PR_SET_IO_FLUSHER not set", "err", ioErr)
 	}
+	if lockThreads {
+		// Only the workers' threads are marked: READ and WRITE stay
+		// off the UIO waiter, whose thread is not.
+		s.inlineRW = false
+	}
 	var wg sync.WaitGroup
 	for i := range l.workers {
 		wg.Add(1)
