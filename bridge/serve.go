@@ -120,7 +120,7 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 	if ioErr != nil && !lockThreads {
 		l.log.Debug("PR_SET_IO_FLUSHER not set", "err", ioErr)
 	}
-	if lockThreads {
+	if lockThreads && l.inline == inlineAuto {
 		// Only the workers' threads are marked: READ and WRITE stay
 		// off the UIO waiter, whose thread is not.
 		s.inlineRW = false
