@@ -66,18 +66,20 @@ type Handler interface {
 // worker and back (two goroutine wake-ups per command).
 //
 // When the UIO waiter takes new entries itself (the ring is idle), it asks
-// Inline, with the ring locked, instead of calling Handle; Inline must not
-// block and reports whether c may run inline. If not, Handle follows. The
-// waiter then unlocks the ring and calls RunInline for each accepted
-// command in ring order; RunInline executes the command and completes it.
-// The completions of the batch go out with one cmd_tail store and one kick
-// when the last of them completes and nothing else is being served.
+// Inline about the first command, with the ring locked, before calling
+// Handle; Inline must not block and reports whether c may run inline. If
+// not, Handle follows, as for every other command of the poll: those run
+// on workers, in parallel with the inline one (maxInlinePerPoll). The
+// waiter then unlocks the ring and calls RunInline, which executes the
+// command and completes it; when nothing else is being served, its
+// completion goes out at once, with one cmd_tail store and one kick.
 //
-// RunInline should not block, but may: if a batch runs longer than
-// RingOptions.InlineBound, a fresh goroutine takes over the waiter's role
-// (and hands the batch's commands not yet started to Handle), so that TMRs
-// and new commands keep flowing. The goroutine stuck in RunInline finishes
-// its command and exits.
+// RunInline should not block, but may: if it runs longer than
+// RingOptions.InlineBound (checked every bound by a watchdog goroutine
+// that ticks only while inline commands run, so after one to two bounds),
+// a fresh goroutine takes over the waiter's role, so that TMRs and new
+// commands keep flowing. The goroutine stuck in RunInline finishes its
+// command and exits.
 type Inliner interface {
 	Handler
 	Inline(c *Cmd) bool
@@ -355,14 +357,20 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 	// stops intake.
 	wctx, stopWait := context.WithCancel(context.WithoutCancel(ctx))
 	w := &waiters{
-		ctx:   wctx,
-		kicks: make(chan struct{}, 1),
-		errc:  make(chan error, 1),
+		ctx:    wctx,
+		kicks:  make(chan struct{}, 1),
+		errc:   make(chan error, 1),
+		wdWake: make(chan struct{}, 1),
 	}
 	w.inl, _ = h.(Inliner)
 	w.start(r, nil)
 	// Deferred, so that the waiter is joined even if a Handler panics.
 	defer w.wg.Wait()
+	var wdg sync.WaitGroup
+	if w.inl != nil {
+		wdg.Go(func() { r.watchdog(w) })
+	}
+	defer wdg.Wait()
 	defer stopWait()
 
 	r.setDirect(true)
@@ -382,6 +390,16 @@ type waiters struct {
 	// wg counts the waiter's role, not its goroutines: a relieved waiter
 	// calls Done when it hands its role over.
 	wg sync.WaitGroup
+
+	// cur is the batch of the current waiter, which the watchdog checks.
+	cur atomic.Pointer[inlineBatch]
+	// runs counts the inline batches started, so that the watchdog
+	// sees activity.
+	runs atomic.Uint64
+	// parked is set while the watchdog sleeps without a ticker; a waiter
+	// starting a batch clears it and wakes the watchdog through wdWake.
+	parked atomic.Bool
+	wdWake chan struct{}
 }
 
 // start starts a UIO waiter. rest, if not nil, are the inline commands a
@@ -404,8 +422,8 @@ func (w *waiters) start(r *Ring, rest *inlineBatch) {
 // reports false if it ran an inline batch past the bound and a fresh
 // waiter took over.
 func (r *Ring) waitLoop(w *waiters) bool {
-	var b inlineBatch
-	var wd *time.Timer
+	b := new(inlineBatch)
+	w.cur.Store(b)
 	for {
 		if err := r.n.Wait(w.ctx); err != nil {
 			if w.ctx.Err() == nil {
@@ -424,11 +442,7 @@ func (r *Ring) waitLoop(w *waiters) bool {
 		if len(b.cmds) == 0 {
 			continue
 		}
-		if wd == nil {
-			wd = time.AfterFunc(time.Hour, func() { b.expire(r, w) })
-			wd.Stop()
-		}
-		if !b.run(r, w.inl, wd) {
+		if !b.run(r, w) {
 			return false
 		}
 	}
@@ -450,22 +464,32 @@ type inlineBatch struct {
 var inlineEpoch = time.Now()
 
 // run executes the batch's commands and reports whether the waiter keeps
-// its role (false: it was relieved and must exit). wd is the watchdog
-// timer, which calls expire.
-func (b *inlineBatch) run(r *Ring, inl Inliner, wd *time.Timer) bool {
+// its role (false: it was relieved and must exit).
+func (b *inlineBatch) run(r *Ring, w *waiters) bool {
 	b.next.Store(0)
 	start := max(int64(time.Since(inlineEpoch)), 1)
 	b.since.Store(start)
-	wd.Reset(r.inlineBound)
+	// A per-batch timer would cost more than the command: arming one
+	// interrupts the Go runtime's blocking netpoll (measured: QD1 at
+	// 0.59x the code without inline execution). The watchdog ticks while
+	// batches run and parks after a while without any; wake it if so.
+	// runs is written before parked is read and the watchdog does the
+	// opposite, so one of them sees the other.
+	w.runs.Add(1)
+	if w.parked.Load() && w.parked.CompareAndSwap(true, false) {
+		select {
+		case w.wdWake <- struct{}{}:
+		default:
+		}
+	}
 	for b.since.Load() == start {
 		i := int(b.next.Add(1)) - 1
 		if i >= len(b.cmds) {
 			break
 		}
 		r.st.inline.Add(1)
-		inl.RunInline(b.cmds[i])
+		w.inl.RunInline(b.cmds[i])
 	}
-	wd.Stop()
 	if !b.since.CompareAndSwap(start, 0) {
 		return false // handed over; the successor owns the rest
 	}
@@ -474,10 +498,56 @@ func (b *inlineBatch) run(r *Ring, inl Inliner, wd *time.Timer) bool {
 	return true
 }
 
-// expire is the watchdog: if the batch started at least the bound ago and
-// is still running, it hands the waiter's role to a fresh goroutine. A
-// stale timer (from an earlier batch) finds a later start and does
-// nothing: run re-armed the timer for the current batch.
+// watchdogIdleTicks is how many ticks without an inline batch the
+// watchdog waits before it parks.
+const watchdogIdleTicks = 8
+
+// watchdog checks the current waiter's batch every InlineBound while
+// batches run (expire), so a batch is relieved between one and two bounds
+// after it started; it parks after watchdogIdleTicks ticks without any,
+// so that idle LUNs cost no wake-ups. It returns when the waiters'
+// context is done.
+func (r *Ring) watchdog(w *waiters) {
+	t := time.NewTicker(r.inlineBound)
+	defer t.Stop()
+	last, idle := w.runs.Load(), 0
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-t.C:
+		}
+		b := w.cur.Load()
+		if b == nil {
+			continue // the first waiter has not started yet
+		}
+		b.expire(r, w)
+		if n := w.runs.Load(); n != last || b.since.Load() > 0 {
+			last, idle = n, 0
+			continue
+		}
+		if idle++; idle < watchdogIdleTicks {
+			continue
+		}
+		w.parked.Store(true)
+		if w.runs.Load() != last && w.parked.CompareAndSwap(true, false) {
+			last, idle = w.runs.Load(), 0
+			continue // a batch started: keep ticking
+		}
+		// Parked, or a waiter cleared parked and sends a wake-up.
+		t.Stop()
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-w.wdWake:
+		}
+		last, idle = w.runs.Load(), 0
+		t.Reset(r.inlineBound)
+	}
+}
+
+// expire hands the waiter's role to a fresh goroutine if the batch
+// started at least the bound ago and is still running.
 func (b *inlineBatch) expire(r *Ring, w *waiters) {
 	s := b.since.Load()
 	if s <= 0 || int64(time.Since(inlineEpoch))-s < int64(r.inlineBound) {
@@ -636,6 +706,12 @@ func (r *Ring) retire() error {
 	return r.codec.flush(list)
 }
 
+// maxInlinePerPoll bounds the commands one poll of the waiter runs
+// inline: the others of the poll go to the workers, which run them in
+// parallel (measured: running a whole QD32 poll inline on the waiter gave
+// 0.54x the IOPS of 4 KiB random writes on 2 vCPUs).
+const maxInlinePerPoll = 1
+
 // takeCmd is the codec's sink for a parsed command: it marks c in flight
 // and gives it to the Handler, or keeps it for the waiter to run inline.
 //
@@ -644,7 +720,7 @@ func (r *Ring) takeCmd(c *Cmd) {
 	c.ring = r
 	c.state.Store(cmdInFlight)
 	r.busy.Add(1)
-	if r.inl != nil && r.inl.Inline(c) {
+	if r.inl != nil && len(r.batch) < maxInlinePerPoll && r.inl.Inline(c) {
 		r.batch = append(r.batch, c)
 		return
 	}
