@@ -469,10 +469,11 @@ func (b *inlineBatch) run(r *Ring, w *waiters) bool {
 	b.next.Store(0)
 	start := max(int64(time.Since(inlineEpoch)), 1)
 	b.since.Store(start)
-	// A per-batch timer would cost more than the command: arming one
-	// interrupts the Go runtime's blocking netpoll (measured: QD1 at
-	// 0.59x the code without inline execution). The watchdog ticks while
-	// batches run and parks after a while without any; wake it if so.
+	// No timer per batch: arming one interrupts the Go runtime's
+	// blocking netpoll, a thread wake-up per command (a run with one,
+	// BENCHMARKS.md, measured QD1 at 0.59x the code without inline
+	// execution). The watchdog ticks while batches run and parks after a
+	// while without any; wake it if so.
 	// runs is written before parked is read and the watchdog does the
 	// opposite, so one of them sees the other.
 	w.runs.Add(1)
@@ -708,8 +709,8 @@ func (r *Ring) retire() error {
 
 // maxInlinePerPoll bounds the commands one poll of the waiter runs
 // inline: the others of the poll go to the workers, which run them in
-// parallel (measured: running a whole QD32 poll inline on the waiter gave
-// 0.54x the IOPS of 4 KiB random writes on 2 vCPUs).
+// parallel (a run that ran whole polls inline, BENCHMARKS.md, measured
+// 4 KiB random writes at QD32 at 0.54x on 2 vCPUs).
 const maxInlinePerPoll = 1
 
 // takeCmd is the codec's sink for a parsed command: it marks c in flight
