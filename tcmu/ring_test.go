@@ -1230,6 +1230,7 @@ type inlineHandler struct {
 	blocked chan *Cmd
 	stuck   atomic.Bool
 	handled atomic.Int32 // TURs and INQUIRYs given to Handle
+	ranTUR  atomic.Int32 // TURs run inline
 }
 
 // Handle completes a TUR or INQUIRY the ring goroutine took (Inliner
@@ -1250,6 +1251,9 @@ func (h *inlineHandler) inline(c *Cmd) bool {
 func (h *inlineHandler) Inline(c *Cmd) bool { return h.inline(c) }
 
 func (h *inlineHandler) RunInline(c *Cmd) {
+	if c.CDB[0] == testUnitReady[0] {
+		h.ranTUR.Add(1)
+	}
 	if c.CDB[0] == inquiry[0] && h.block != nil && h.stuck.CompareAndSwap(false, true) {
 		h.blocked <- c
 		<-h.block
@@ -1299,6 +1303,20 @@ func TestRingInline(t *testing.T) {
 // waiter takes over, so a TMR naming the stuck command and new commands
 // still reach the Handler, and everything completes once it unblocks.
 func TestRingInlineBlocked(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		idle time.Duration // before the blocking command
+	}{
+		{"watchdog ticking", 0},
+		// More than watchdogIdleTicks bounds: the watchdog has parked
+		// and the blocking batch must wake it.
+		{"watchdog parked", 2 * watchdogIdleTicks * 20 * time.Millisecond},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testRingInlineBlocked(t, tt.idle) })
+	}
+}
+
+func testRingInlineBlocked(t *testing.T, idle time.Duration) {
 	k := newKernel(t, fakering.Options{})
 	h := &inlineHandler{
 		holdHandler: newHoldHandler(),
@@ -1307,6 +1325,15 @@ func TestRingInlineBlocked(t *testing.T) {
 	}
 	r, stop := runRing(t, k, RingOptions{InlineBound: 20 * time.Millisecond}, h)
 	h.r = r
+	if idle > 0 {
+		// Some inline commands, then quiet.
+		for range 5 {
+			if _, _, err := k.Do(context.Background(), testUnitReady, nil, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(idle)
+	}
 	// The ring goroutine may take an INQUIRY (then Handle completes it);
 	// submit until the waiter runs one inline.
 	var stuck *Cmd
@@ -1363,7 +1390,7 @@ func TestRingInlineBlocked(t *testing.T) {
 	st := r.Stats()
 	// Before the stuck INQUIRY, only the ring goroutine took INQUIRYs
 	// (Handle); after it, the TUR went to Handle too.
-	if st.Handovers != 1 || st.InFlight != 0 || st.Inline != 1 || st.Commands != before+3 {
+	if st.Handovers != 1 || st.InFlight != 0 || st.Inline-uint64(h.ranTUR.Load()) != 1 || st.Commands != before+3 {
 		t.Errorf("Stats = %+v with %d commands before the stuck one; want 1 handover, 1 inline, nothing in flight",
 			st, before)
 	}
