@@ -495,4 +495,4 @@ func unixFcntlFlags(fd int) (int, error) {
 	return unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 }
 
-var _ tcmu.Handler = (*server)(nil)
+var _ tcmu.Inliner = (*server)(nil)
