@@ -53,7 +53,7 @@ func daemonFlags() []cli.Flag {
 		&cli.StringFlag{Name: "mount", Value: "/run/lunbridge", Usage: "where to mount the FUSE view; empty: no view"},
 		&cli.BoolFlag{Name: "mount-allow-other", Usage: "let users other than root read the FUSE view"},
 		&cli.DurationFlag{Name: "cmd-timeout", Value: 30 * time.Second, Usage: "kernel command timeout (TCMU cmd_time_out)"},
-		&cli.StringFlag{Name: "max-transfer", Value: "512K", Usage: "largest command the LUNs accept (VPD Block Limits; TCMU hw_max_sectors)"},
+		&cli.StringFlag{Name: "max-transfer", Value: "1M", Usage: "largest command the LUNs accept (VPD Block Limits; TCMU hw_max_sectors)"},
 		&cli.StringFlag{Name: "configfs", Value: "/sys/kernel/config", Hidden: true},
 		metricsFlag(),
 	}

@@ -63,9 +63,12 @@ type Options struct {
 	fallocate fallocFunc
 }
 
-// DefaultMaxTransfer is the default largest transfer: 512 KiB, which is
-// what Linux's sd issues at most by default (max_sectors_kb).
-const DefaultMaxTransfer = 512 << 10
+// DefaultMaxTransfer is the default largest transfer: 1 MiB, so that a
+// 1 MiB I/O is one command (Linux's sd takes max_sectors_kb from the Block
+// Limits VPD, up to 1280 KiB; at 512 KiB each 1 MiB I/O was two commands,
+// two round trips through the ring). The kernel's default TCMU data area
+// (max_data_area_mb 1024 on 6.1) holds hw_queue_depth (128) such commands.
+const DefaultMaxTransfer = 1 << 20
 
 // MaxNameLen bounds LUN names: they become configfs object names, FUSE
 // directory names and parts of IQNs.
@@ -121,6 +124,9 @@ type LUN struct {
 	// defaultStalledAfter (tests shorten them).
 	workerGrace  time.Duration
 	stalledAfter time.Duration
+	// inline says which commands run on the ring's UIO waiter; tests
+	// and benchmarks change it.
+	inline inlineMode
 
 	// lifeMu guards the bookkeeping of workers Serve left behind (see
 	// lifetime.go).
@@ -592,4 +598,4 @@ func unixFcntlFlags(fd int) (int, error) {
 	return unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 }
 
-var _ tcmu.Handler = (*server)(nil)
+var _ tcmu.Inliner = (*server)(nil)

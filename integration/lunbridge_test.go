@@ -24,6 +24,13 @@ lb_start /tmp/lb --log-level debug export --size 64M --name disk0 /tmp/disk0.img
 DEV=$(lb_dev /tmp/lb disk0)
 [ -b "$DEV" ] || die "no block device in lunbridge's output"
 cat /sys/block/${DEV#/dev/}/queue/max_sectors_kb /sys/block/${DEV#/dev/}/size
+# The 1 MiB default as the kernel sees it: the initiator's request size,
+# the backstore's limit, and a data area that holds a queue of them.
+A=$(ls -d /sys/kernel/config/target/core/user_*/*/attrib | head -n 1)
+echo "max_sectors_kb $(cat /sys/block/${DEV#/dev/}/queue/max_sectors_kb)
+hw_max_sectors $(cat $A/hw_max_sectors)
+hw_queue_depth $(cat $A/hw_queue_depth)
+max_data_area_mb $(cat $A/max_data_area_mb)" | tee /mnt/host/limits
 cat /run/lunbridge/disk0/info
 dd if=/dev/urandom of=/tmp/pattern bs=1M count=64 2>/dev/null
 cp /run/lunbridge/disk0/stats /mnt/host/stats.before
@@ -63,6 +70,17 @@ target_leftovers
 	}
 	if got := after["read_bytes"] - before["read_bytes"]; got < n {
 		t.Errorf("read_bytes grew by %d, want at least %d", got, n)
+	}
+	// bs=1M with O_DIRECT: one command per MiB at the 1 MiB default.
+	if got := after["write_ops"] - before["write_ops"]; got != n>>20 {
+		t.Errorf("write_ops grew by %d, want %d (one command per 1 MiB write)", got, n>>20)
+	}
+	lim := readStats(t, filepath.Join(res.ShareDir, "limits"))
+	if lim["max_sectors_kb"] != 1024 || lim["hw_max_sectors"] != 2048 {
+		t.Errorf("limits %v, want max_sectors_kb 1024 and hw_max_sectors 2048", lim)
+	}
+	if q, mb := lim["hw_queue_depth"], lim["max_data_area_mb"]; q == 0 || mb < q {
+		t.Errorf("data area of %d MiB for a queue depth of %d: want room for a 1 MiB command per slot", mb, q)
 	}
 	if got := after["sync_ops"] - before["sync_ops"]; got < 1 {
 		t.Errorf("sync_ops grew by %d, want at least 1 (conv=fsync)", got)
