@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -31,8 +30,10 @@ func exportCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "initiator", Usage: "allow this initiator IQN (repeatable); without one, no initiator may log in"},
 			&cli.BoolFlag{Name: "insecure-allow-any-initiator", Usage: "let EVERY initiator that reaches the portal log in and read and write the LUNs"},
 			&cli.StringFlag{Name: "chap-user", Usage: "require iSCSI CHAP with this user name"},
-			&cli.StringFlag{Name: "chap-password-file", Usage: "file holding the CHAP secret (never given on the command line)"},
-		}, daemonFlags()...),
+			&cli.StringFlag{Name: "chap-password-file", Usage: "file holding the CHAP secret, mode 0600 (never given on the command line)"},
+			&cli.StringFlag{Name: "chap-mutual-user", Usage: "mutual CHAP: the user name the target answers with"},
+			&cli.StringFlag{Name: "chap-mutual-password-file", Usage: "mutual CHAP: file holding the target's secret, mode 0600"},
+		}, append(gatewayFlags(), daemonFlags()...)...),
 		Action: runExport,
 	}
 }
@@ -46,6 +47,7 @@ func daemonFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "cmd-timeout", Value: lio.DefaultCmdTimeout, Usage: "kernel command timeout (TCMU cmd_time_out)"},
 		&cli.StringFlag{Name: "max-transfer", Value: fmt.Sprintf("%dK", lio.DefaultMaxTransfer>>10), Usage: "largest command the LUNs accept (VPD Block Limits; TCMU hw_max_sectors)"},
 		&cli.StringFlag{Name: "configfs", Value: lio.DefaultConfigfs, Hidden: true},
+		metricsFlag(),
 	}
 }
 
@@ -67,9 +69,12 @@ func runExport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	dc, err := fc.resolve(hostname(), os.ReadFile)
+	dc, err := fc.resolve(hostname(), readSecretFile)
 	if err != nil {
 		return usageErr("export: %v", err)
+	}
+	if dc.Gateways, err = openGateways(c, dc.LUNs); err != nil {
+		return err
 	}
 	return runDaemon(c.Context, dc, daemonIO{Out: c.App.Writer, Configfs: c.String("configfs")})
 }
@@ -85,6 +90,8 @@ func exportConfig(c *cli.Context, files, names []string) (fileConfig, error) {
 		InsecureAllowAnyInitiator: c.Bool("insecure-allow-any-initiator"),
 		CHAPUser:                  c.String("chap-user"),
 		CHAPPasswordFile:          c.String("chap-password-file"),
+		CHAPMutualUser:            c.String("chap-mutual-user"),
+		CHAPMutualPasswordFile:    c.String("chap-mutual-password-file"),
 	}
 	if t.Fabric == lio.FabricISCSI {
 		t.Portal = c.String("portal")
@@ -119,6 +126,7 @@ func exportConfig(c *cli.Context, files, names []string) (fileConfig, error) {
 		CmdTimeout:      duration{c.Duration("cmd-timeout")},
 		MaxTransfer:     c.String("max-transfer"),
 		Workers:         c.Int("workers"),
+		Metrics:         c.String("metrics"),
 		Targets:         []targetConfig{t},
 	}, nil
 }

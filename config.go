@@ -3,13 +3,13 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
 	"github.com/lunbridge/lunbridge/bridge"
 	"github.com/lunbridge/lunbridge/fusefs"
+	"github.com/lunbridge/lunbridge/lease"
 	"github.com/lunbridge/lunbridge/lio"
 )
 
@@ -25,6 +25,7 @@ type fileConfig struct {
 	CmdTimeout      duration       `toml:"cmd_timeout"`
 	MaxTransfer     string         `toml:"max_transfer"`
 	Workers         int            `toml:"workers"`
+	Metrics         string         `toml:"metrics"` // Prometheus ADDR:PORT; empty: off
 	Targets         []targetConfig `toml:"target"`
 }
 
@@ -36,6 +37,8 @@ type targetConfig struct {
 	InsecureAllowAnyInitiator bool            `toml:"insecure_allow_any_initiator"`
 	CHAPUser                  string          `toml:"chap_user"`
 	CHAPPasswordFile          string          `toml:"chap_password_file"`
+	CHAPMutualUser            string          `toml:"chap_mutual_user"`
+	CHAPMutualPasswordFile    string          `toml:"chap_mutual_password_file"`
 	LUNs                      []lunFileConfig `toml:"lun"`
 }
 
@@ -90,18 +93,27 @@ type daemonConfig struct {
 	CmdTimeout  time.Duration
 	MaxTransfer int64
 	Workers     int
+	// Metrics is the address of the Prometheus endpoint; empty: none.
+	Metrics string
+	// Targetcli offers user:lunbridge on D-Bus and serves the backstores
+	// targetcli creates (targetcli.go); serve sets it.
+	Targetcli bool
+	// Gateways are the leases of LUNs that are gateways of a group
+	// (cmd_gateway.go): run once the LUNs are served, stopped first.
+	Gateways []*lease.Lease
 }
 
 // resolve checks fc and fills its defaults. host names default iSCSI
-// targets (lio.DefaultIQN); readFile reads CHAP secret files (os.ReadFile).
-// Errors name the config key.
-func (fc fileConfig) resolve(host string, readFile func(string) ([]byte, error)) (daemonConfig, error) {
+// targets (lio.DefaultIQN); readSecret reads CHAP secret files
+// (readSecretFile). Errors name the config key.
+func (fc fileConfig) resolve(host string, readSecret func(string) (string, error)) (daemonConfig, error) {
 	dc := daemonConfig{
 		Mount:       defaultMount,
 		AllowOther:  fc.MountAllowOther,
 		CmdTimeout:  fc.CmdTimeout.Duration,
 		MaxTransfer: lio.DefaultMaxTransfer,
 		Workers:     fc.Workers,
+		Metrics:     fc.Metrics,
 	}
 	if fc.Mount != nil {
 		dc.Mount = *fc.Mount
@@ -128,7 +140,7 @@ func (fc fileConfig) resolve(host string, readFile func(string) ([]byte, error))
 		if len(t.LUNs) == 0 {
 			return dc, fmt.Errorf("target %d has no LUN", ti+1)
 		}
-		spec, err := t.spec(host, readFile)
+		spec, err := t.spec(host, readSecret)
 		if err != nil {
 			return dc, fmt.Errorf("target %d: %w", ti+1, err)
 		}
@@ -185,7 +197,7 @@ func (fc fileConfig) resolve(host string, readFile func(string) ([]byte, error))
 
 // spec resolves a target's fabric settings; a target without an IQN is
 // named after its first LUN.
-func (t targetConfig) spec(host string, readFile func(string) ([]byte, error)) (bridge.ExportSpec, error) {
+func (t targetConfig) spec(host string, readSecret func(string) (string, error)) (bridge.ExportSpec, error) {
 	spec := bridge.ExportSpec{
 		Fabric:            t.Fabric,
 		IQN:               t.IQN,
@@ -193,19 +205,41 @@ func (t targetConfig) spec(host string, readFile func(string) ([]byte, error)) (
 		Initiators:        t.Initiators,
 		AllowAnyInitiator: t.InsecureAllowAnyInitiator,
 		CHAPUser:          t.CHAPUser,
+		MutualUser:        t.CHAPMutualUser,
+	}
+	secret := func(key, path string) (string, error) {
+		pw, err := readSecret(path)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", key, err)
+		}
+		// RFC 7143 §12.1.3 leaves the length to the target; LIO takes 12 to 255.
+		if n := len(pw); n < 12 || n > 255 {
+			return "", fmt.Errorf("%s: the secret must be 12 to 255 bytes, not %d", key, n)
+		}
+		return pw, nil
 	}
 	if (t.CHAPUser == "") != (t.CHAPPasswordFile == "") {
 		return spec, fmt.Errorf("chap_user and chap_password_file go together")
 	}
+	if (t.CHAPMutualUser == "") != (t.CHAPMutualPasswordFile == "") {
+		return spec, fmt.Errorf("chap_mutual_user and chap_mutual_password_file go together")
+	}
+	if t.CHAPMutualUser != "" && t.CHAPUser == "" {
+		return spec, fmt.Errorf("mutual CHAP needs one-way CHAP too (chap_user)")
+	}
+	var err error
 	if t.CHAPPasswordFile != "" {
-		b, err := readFile(t.CHAPPasswordFile)
-		if err != nil {
-			return spec, fmt.Errorf("chap_password_file: %w", err)
+		if spec.CHAPPassword, err = secret("chap_password_file", t.CHAPPasswordFile); err != nil {
+			return spec, err
 		}
-		spec.CHAPPassword = strings.TrimRight(string(b), "\r\n")
-		// RFC 7143 §12.1.3 leaves the length to the target; LIO takes 12 to 255.
-		if n := len(spec.CHAPPassword); n < 12 || n > 255 {
-			return spec, fmt.Errorf("chap_password_file: the secret must be 12 to 255 bytes, not %d", n)
+	}
+	if t.CHAPMutualPasswordFile != "" {
+		if spec.MutualPassword, err = secret("chap_mutual_password_file", t.CHAPMutualPasswordFile); err != nil {
+			return spec, err
+		}
+		// RFC 7143 §12.1.3: the secrets of the two directions must differ.
+		if spec.MutualPassword == spec.CHAPPassword {
+			return spec, fmt.Errorf("chap_mutual_password_file: the target's secret must differ from the initiator's")
 		}
 	}
 	first := ""
@@ -221,7 +255,7 @@ func loadConfig(path, host string) (daemonConfig, error) {
 	if err != nil {
 		return daemonConfig{}, fmt.Errorf("config: %w", err)
 	}
-	dc, err := parseConfig(data, host, os.ReadFile)
+	dc, err := parseConfig(data, host, readSecretFile)
 	if err != nil {
 		return dc, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -229,7 +263,7 @@ func loadConfig(path, host string) (daemonConfig, error) {
 }
 
 // parseConfig decodes, checks and resolves a config file's text.
-func parseConfig(data []byte, host string, readFile func(string) ([]byte, error)) (daemonConfig, error) {
+func parseConfig(data []byte, host string, readSecret func(string) (string, error)) (daemonConfig, error) {
 	var fc fileConfig
 	md, err := toml.Decode(string(data), &fc)
 	if err != nil {
@@ -238,5 +272,5 @@ func parseConfig(data []byte, host string, readFile func(string) ([]byte, error)
 	if und := md.Undecoded(); len(und) > 0 {
 		return daemonConfig{}, fmt.Errorf("unknown key %q", und[0].String())
 	}
-	return fc.resolve(host, readFile)
+	return fc.resolve(host, readSecret)
 }

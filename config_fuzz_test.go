@@ -26,7 +26,7 @@ func FuzzConfig(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	secret := func(string) ([]byte, error) { return []byte("0123456789abcdef\n"), nil }
+	secret := func(string) (string, error) { return "0123456789abcdef", nil }
 	f.Fuzz(func(t *testing.T, text string) {
 		dc, err := parseConfig([]byte(text), "host1", secret)
 		if err != nil {

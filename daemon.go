@@ -13,6 +13,7 @@ import (
 
 	"github.com/lunbridge/lunbridge/bridge"
 	"github.com/lunbridge/lunbridge/fusefs"
+	"github.com/lunbridge/lunbridge/lease"
 	"github.com/lunbridge/lunbridge/lio"
 )
 
@@ -44,7 +45,7 @@ func hostname() string {
 func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 	log := slog.Default()
 	if os.Geteuid() != 0 {
-		return cli.Exit("lunbridge must run as root: it writes configfs and opens /dev/uio*", exitFailure)
+		return errors.Join(cli.Exit("lunbridge must run as root: it writes configfs and opens /dev/uio*", exitFailure), closeGateways(cfg.Gateways))
 	}
 	// Before any kernel object exists (see bridge.MarkIOFlusher).
 	if err := bridge.MarkIOFlusher(); err != nil {
@@ -58,11 +59,17 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 		Logger:       log,
 	})
 	if err != nil {
-		return cli.Exit(err.Error(), exitFailure)
+		return errors.Join(cli.Exit(err.Error(), exitFailure), closeGateways(cfg.Gateways))
+	}
+	var kern bridge.Kernel = k
+	var disc *discovery
+	if cfg.Targetcli {
+		disc = newDiscovery(k, dio.Configfs, cfg.MaxTransfer, cfg.Workers, log)
+		kern = disc
 	}
 	var view *fusefs.View
 	d := bridge.NewDaemon(bridge.DaemonOptions{
-		Kernel:      k,
+		Kernel:      kern,
 		Logger:      log,
 		Defaults:    bridge.Options{BlockSize: lio.DefaultBlockSize, Workers: cfg.Workers, MaxTransfer: cfg.MaxTransfer},
 		DefaultSpec: bridge.ExportSpec{Fabric: lio.FabricLoop},
@@ -72,6 +79,10 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 			}
 		},
 	})
+	stopMetrics, err := startMetrics(ctx, cfg.Metrics, d)
+	if err != nil {
+		return errors.Join(err, closeGateways(cfg.Gateways), d.Close(context.Background()))
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	// The view outlives ctx: it is unmounted first, by vcancel.
 	vctx, vcancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -98,24 +109,44 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 		case <-gctx.Done():
 			return nil
 		}
-		return manageLUNs(gctx, d, cfg.LUNs, dio)
+		return manageLUNs(gctx, d, disc, cfg.LUNs, cfg.Gateways, dio)
 	})
 	<-gctx.Done()
 	if ctx.Err() != nil {
 		log.Info("shutting down")
+		sdNotify("STOPPING=1")
 	}
 	vcancel()
 	err = g.Wait()
-	return errors.Join(err, d.Close(context.Background()))
+	return errors.Join(err, stopMetrics(), d.Close(context.Background()))
 }
 
-// manageLUNs adds the LUNs, then applies reloads until ctx is done.
-func manageLUNs(ctx context.Context, d *bridge.Daemon, luns []lunConfig, dio daemonIO) error {
+// manageLUNs adds the LUNs, starts serving the backstores targetcli makes
+// (disc, when not nil), then applies reloads until ctx is done.
+//
+// The gateway leases run once the LUNs are served and stop first, before
+// the LUNs go (giving up ownership drains and syncs the LUNs); leases
+// that never ran are closed.
+func manageLUNs(ctx context.Context, d *bridge.Daemon, disc *discovery, luns []lunConfig, gateways []*lease.Lease, dio daemonIO) (err error) {
+	stopGateways := func() error { return closeGateways(gateways) }
+	defer func() { err = errors.Join(err, stopGateways()) }()
 	if err := addLUNs(ctx, d, luns, dio.Out); err != nil {
 		return err
 	}
+	if len(gateways) > 0 {
+		stopGateways = runGateways(ctx, gateways)
+	}
+	if disc != nil {
+		stopTargetcli := startTargetcli(ctx, disc, d)
+		defer func() {
+			if err := stopTargetcli(); err != nil {
+				slog.Error("targetcli interop", "err", err)
+			}
+		}()
+	}
 	served := luns
 	fmt.Fprintln(dio.Out, "lunbridge: ready; SIGINT or SIGTERM to stop")
+	sdNotify("READY=1")
 	for {
 		select {
 		case <-ctx.Done():

@@ -65,6 +65,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			serveCommand(),
 			listCommand(),
 			statsCommand(),
+			manCommand(),
+			completionCommand(),
 		},
 	}
 }

@@ -54,6 +54,12 @@ const benchLUNSize = 64 << 20
 // file is left out: the LUN must not be Closed, resized or flushed.
 func newNullLUN(tb testing.TB, workers int) *LUN {
 	tb.Helper()
+	return newBackendLUN(tb, workers, nullBackend{})
+}
+
+// newBackendLUN is newNullLUN on the backend be.
+func newBackendLUN(tb testing.TB, workers int, be scsi.Backend) *LUN {
+	tb.Helper()
 	if workers <= 0 {
 		workers = max(4, 2*runtime.GOMAXPROCS(0)) // as Open
 	}
@@ -65,7 +71,7 @@ func newNullLUN(tb testing.TB, workers int) *LUN {
 		Serial:            serial,
 		NAA:               naa,
 		MaxTransferBlocks: DefaultMaxTransfer / 512,
-	}, nullBackend{})
+	}, be)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -117,11 +123,17 @@ type servedLUN struct {
 // of dataMB MiB. Stop it with stop.
 func serveFake(tb testing.TB, l *LUN, dataMB int) *servedLUN {
 	tb.Helper()
+	return serveFakeOpts(tb, l, dataMB, tcmu.RingOptions{})
+}
+
+// serveFakeOpts is serveFake with ring options.
+func serveFakeOpts(tb testing.TB, l *LUN, dataMB int, opts tcmu.RingOptions) *servedLUN {
+	tb.Helper()
 	k, err := fakering.NewKernel(fakering.Options{CmdrSize: 1 << 20, DataSize: dataMB << 20, NoLog: true})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r, err := tcmu.NewRing(k.Mem(), k.Notifier(), tcmu.RingOptions{})
+	r, err := tcmu.NewRing(k.Mem(), k.Notifier(), opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -207,15 +219,27 @@ func BenchmarkServeWorkers(b *testing.B) {
 }
 
 // BenchmarkServeQD keeps at most QD commands in flight, like fio's
-// iodepth: at QD1 each op is a full round trip (fake kernel -> ring
-// goroutine -> worker -> ring goroutine -> fake kernel), so it shows the
-// cost of the hand-offs rather than of the copies.
+// iodepth: at QD1 each op is a full round trip, so it shows the cost of
+// the hand-offs rather than of the copies. inline=on runs READ and WRITE
+// on the UIO waiter (fake kernel -> waiter -> fake kernel), as the
+// default does for a tmpfs file in a binary without cgo (test binaries
+// may link cgo, where the default keeps them on the workers); inline=off
+// sends every command to a worker (fake kernel -> waiter -> worker ->
+// fake kernel), for comparison.
 func BenchmarkServeQD(b *testing.B) {
+	modes := []struct {
+		name string
+		mode inlineMode
+	}{{"on", inlineAll}, {"off", inlineOff}}
 	for _, qd := range []int{1, 8, 32} {
 		for _, c := range []benchCmd{benchCmds[1], benchCmds[2]} {
-			b.Run("qd="+strconv.Itoa(qd)+"/"+c.name, func(b *testing.B) {
-				benchServeQD(b, newFileLUN(b, 0), c, qd)
-			})
+			for _, m := range modes {
+				b.Run("qd="+strconv.Itoa(qd)+"/"+c.name+"/inline="+m.name, func(b *testing.B) {
+					l := newFileLUN(b, 0)
+					l.inline = m.mode
+					benchServeQD(b, l, c, qd)
+				})
+			}
 		}
 	}
 }

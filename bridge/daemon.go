@@ -25,6 +25,10 @@ type ExportSpec struct {
 	AllowAnyInitiator bool
 	CHAPUser          string // iSCSI CHAP user; empty: no CHAP
 	CHAPPassword      string // never logged
+	// MutualUser and MutualPassword (never logged) are the target's own
+	// credentials for mutual CHAP.
+	MutualUser     string
+	MutualPassword string
 }
 
 // Device is a LUN's presence in the kernel: its TCMU device and fabric
@@ -158,10 +162,11 @@ func (d *Daemon) start(ctx context.Context, o Options, spec ExportSpec) (*served
 		defer d.wg.Done()
 		err := l.Serve(sctx, dev.Ring())
 		if err != nil {
-			// Reported now, when the LUN fails, not when it is removed.
+			// Reported when the LUN fails; Remove returns it too, to
+			// whoever removes the failed LUN.
 			d.log.Error("LUN stopped serving", "lun", l.name, "err", err)
 		}
-		s.done <- nil
+		s.done <- err
 	}()
 	fab, where, err := dev.Export(ctx)
 	if err != nil {
@@ -184,7 +189,14 @@ func (d *Daemon) stop(ctx context.Context, s *served, exported bool) error {
 	if err := <-s.done; err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, s.dev.Remove(), s.lun.Close())
+	// Workers Serve gave up on may still hold slices of the ring mapping:
+	// the device (and its mapping) goes when they return (lifetime.go).
+	if now, err := s.lun.whenWorkersExit(s.dev.Remove); !now {
+		s.lun.log.Warn("TCMU device stays until the workers blocked in the backing store return")
+	} else if err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, s.lun.Close())
 	return errors.Join(errs...)
 }
 

@@ -23,8 +23,12 @@ type fileBackend struct {
 	direct *os.File
 	// directIOs counts the transfers that went through direct.
 	directIOs atomic.Uint64
-	// noPunch is set once the file system said it cannot punch holes;
-	// unmapping then writes zeros, which keeps LBPRZ=1 honest.
+	// zero is what fallocate was proven to do on this file's file system
+	// (probeZeroing); falloc is fallocate(2), replaced in tests.
+	zero   zeroCaps
+	falloc fallocFunc
+	// noPunch is set once the file system said it cannot punch holes
+	// after all; unmapping then writes zeros, which keeps LBPRZ=1 honest.
 	noPunch atomic.Bool
 	// sizeBytes is the LUN's size: a block device's st_size is 0, and a
 	// file may be longer than the LUN.
@@ -86,12 +90,14 @@ func (b *fileBackend) Sync(off, n int64) error {
 	}
 }
 
-// Unmap deallocates [off, off+n): a punched hole reads back as zeros. When
-// the file system cannot punch holes (some FUSE file systems), it writes
-// zeros instead.
+// Unmap deallocates [off, off+n) so that it reads back as zeros: a
+// punched hole where the file system was proven to punch (see
+// probeZeroing), else a proven FALLOC_FL_ZERO_RANGE, else written zeros,
+// which keeps LBPRZ=1 honest on any file system.
 func (b *fileBackend) Unmap(off, n int64) error {
-	if !b.noPunch.Load() {
-		err := unix.Fallocate(b.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+	switch {
+	case b.zero.punch && !b.noPunch.Load():
+		err := b.falloc(b.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
 		switch {
 		case err == nil:
 			return nil
@@ -100,21 +106,35 @@ func (b *fileBackend) Unmap(off, n int64) error {
 		default:
 			return fmt.Errorf("punch hole %s [%d, +%d): %w", b.f.Name(), off, n, err)
 		}
+	case b.zero.zeroRange:
+		return b.WriteZeroes(off, n)
 	}
-	return b.WriteZeroes(off, n)
+	return b.writeZeroes(off, n)
 }
 
-// zeroChunk is the largest write WriteZeroes issues at once.
+// zeroChunk is the largest write writeZeroes issues at once.
 const zeroChunk = 1 << 20
 
 var zeroes [zeroChunk]byte
 
-// WriteZeroes writes zeros over [off, off+n). It first asks the file system
-// to zero the range (FALLOC_FL_ZERO_RANGE), then falls back to writes.
+// WriteZeroes makes [off, off+n) read as zeros and stay allocated: with
+// FALLOC_FL_ZERO_RANGE where the file system was proven to do it (a FUSE
+// file system may return 0 and zero nothing), else by writing zeros.
 func (b *fileBackend) WriteZeroes(off, n int64) error {
-	if err := unix.Fallocate(b.fd, unix.FALLOC_FL_ZERO_RANGE|unix.FALLOC_FL_KEEP_SIZE, off, n); err == nil {
-		return nil
+	if b.zero.zeroRange {
+		err := b.falloc(b.fd, unix.FALLOC_FL_ZERO_RANGE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
+			return fmt.Errorf("zero range %s [%d, +%d): %w", b.f.Name(), off, n, err)
+		}
 	}
+	return b.writeZeroes(off, n)
+}
+
+// writeZeroes writes zeros over [off, off+n) in zeroChunk pieces.
+func (b *fileBackend) writeZeroes(off, n int64) error {
 	for n > 0 {
 		c := min(n, zeroChunk)
 		w, err := b.f.WriteAt(zeroes[:c], off)

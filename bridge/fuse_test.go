@@ -69,12 +69,13 @@ type faultFS struct {
 
 // fault makes reads (write=false) or writes touching byte off fail with
 // errno, or, when errno is 0, hang until hang is closed and then fail
-// with EIO.
+// with EIO (or succeed, with serve).
 type fault struct {
 	write bool
 	off   int64
 	errno syscall.Errno
 	hang  chan struct{}
+	serve bool
 }
 
 var (
@@ -120,6 +121,15 @@ func (r *faultFS) hangAt(off int64) (release func()) {
 	return func() { once.Do(func() { close(ch) }) }
 }
 
+// stallAt makes reads touching off wait until the returned function is
+// called, and then succeed: a file system that stops answering for a while.
+func (r *faultFS) stallAt(off int64) (release func()) {
+	ch := make(chan struct{})
+	r.inject(fault{off: off, hang: ch, serve: true})
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }
+}
+
 // check applies the faults to an I/O of n bytes at off.
 func (r *faultFS) check(write bool, off int64, n int) syscall.Errno {
 	r.mu.Lock()
@@ -139,6 +149,9 @@ func (r *faultFS) check(write bool, off int64, n int) syscall.Errno {
 		return hit.errno
 	}
 	<-hit.hang
+	if hit.serve {
+		return 0
+	}
 	return syscall.EIO
 }
 

@@ -13,9 +13,13 @@ type LUNInfo struct {
 	Fabric     string // "loop", "iscsi" or "" when not exported
 	FabricPath string // "/dev/sdX" for loop, "IQN lun N" for iSCSI
 	State      State
+	Reason     string // why State is failed or stalled; empty otherwise
 	ReadOnly   bool
 	WriteCache bool // true: write-back (WCE=1); false: write-through
 	Stats      Stats
+	// Gateway is the LUN's gateway group state; nil when the LUN is
+	// not one of several gateways (Options.Gateway).
+	Gateway *GatewayInfo
 }
 
 // State is a LUN's availability to initiators.

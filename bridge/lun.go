@@ -48,13 +48,27 @@ type Options struct {
 	DirectIO bool
 	// Peers resolves the NAA designators of EXTENDED COPY targets to the
 	// disks of other LUNs of the same daemon (Daemon sets it).
-	Peers  func(designator []byte) (*scsi.Disk, bool)
-	Logger *slog.Logger
+	Peers func(designator []byte) (*scsi.Disk, bool)
+	// Identity, if set, replaces Name as what the NAA designator and
+	// serial number derive from: the gateways of one group show one disk
+	// even where their LUN names differ (two gateways in one kernel).
+	Identity string
+	// Gateway, if set, makes this LUN one gateway of several that export
+	// one shared file (gateway.go): it supplies the ALUA states and fences
+	// every write.
+	Gateway Gateway
+	Logger  *slog.Logger
+
+	// fallocate replaces fallocate(2) in tests (file systems that lie).
+	fallocate fallocFunc
 }
 
-// DefaultMaxTransfer is the default largest transfer: 512 KiB, which is
-// what Linux's sd issues at most by default (max_sectors_kb).
-const DefaultMaxTransfer = 512 << 10
+// DefaultMaxTransfer is the default largest transfer: 1 MiB, so that a
+// 1 MiB I/O is one command (Linux's sd takes max_sectors_kb from the Block
+// Limits VPD, up to 1280 KiB; at 512 KiB each 1 MiB I/O was two commands,
+// two round trips through the ring). The kernel's default TCMU data area
+// (max_data_area_mb 1024 on 6.1) holds hw_queue_depth (128) such commands.
+const DefaultMaxTransfer = 1 << 20
 
 // MaxNameLen bounds LUN names: they become configfs object names, FUSE
 // directory names and parts of IQNs.
@@ -92,6 +106,7 @@ type LUN struct {
 	stats   counters
 	start   time.Time
 	state   atomic.Uint32 // State
+	gateway Gateway       // Options.Gateway; nil if not a gateway
 
 	// infoMu guards the fields below, which describe the LUN's place in
 	// the kernel for LUN.Info.
@@ -100,11 +115,21 @@ type LUN struct {
 	fabric     string  // protected by infoMu
 	fabricPath string  // protected by infoMu
 	srv        *server // protected by infoMu; the current Serve, if any
+	reason     string  // protected by infoMu; why the LUN failed (lost.go)
 
 	// workerGrace and stalledAfter: see defaultWorkerGrace and
 	// defaultStalledAfter (tests shorten them).
 	workerGrace  time.Duration
 	stalledAfter time.Duration
+	// inline says which commands run on the ring's UIO waiter; tests
+	// and benchmarks change it.
+	inline inlineMode
+
+	// lifeMu guards the bookkeeping of workers Serve left behind (see
+	// lifetime.go).
+	lifeMu  sync.Mutex
+	stuck   []chan struct{} // protected by lifeMu; one per Serve left
+	pending []func() error  // protected by lifeMu; releases to run after
 
 	// resizeHook updates the kernel's idea of the size (configfs dev_size)
 	// when the LUN grows. Set by Run.
@@ -147,8 +172,23 @@ func Open(o Options) (*LUN, error) {
 	if err != nil {
 		return nil, err
 	}
-	be := &fileBackend{f: f, fd: int(f.Fd())}
+	be := &fileBackend{f: f, fd: int(f.Fd()), falloc: o.fallocate}
+	if be.falloc == nil {
+		be.falloc = unix.Fallocate
+	}
 	be.sizeBytes.Store(size)
+	if testHookOpened != nil {
+		testHookOpened()
+	}
+	if !o.ReadOnly {
+		// Never trust a fallocate return code: see probeZeroing. When
+		// the probe cannot run, every zeroing writes zeros.
+		be.zero, err = probeBackingZeroing(f, be.falloc)
+		if err != nil {
+			log.Warn("zeroing probe failed; zeroing writes zeros", "lun", o.Name, "path", o.Path, "err", err)
+		}
+		log.Info("zeroing", "lun", o.Name, "path", o.Path, "method", be.zero.String())
+	}
 	if o.DirectIO {
 		// Not every file system takes O_DIRECT (tmpfs, some FUSE ones):
 		// then everything stays buffered, and the log says so.
@@ -156,14 +196,24 @@ func Open(o Options) (*LUN, error) {
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("LUN %s: %w", o.Name, err), f.Close())
 		}
-		d, err := os.OpenFile(f.Name(), mode|syscall.O_DIRECT, 0)
+		d, err := reopen(f, mode|syscall.O_DIRECT)
 		if err != nil {
 			log.Warn("direct I/O unavailable; using the page cache", "lun", o.Name, "path", o.Path, "err", err)
 		} else {
 			be.direct = d
 		}
 	}
-	naa, serial := identity(o.Name)
+	id := o.Name
+	if o.Identity != "" {
+		id = o.Identity
+	}
+	naa, serial := identity(id)
+	var sbe scsi.Backend = be
+	var fenced *fencedBackend
+	if o.Gateway != nil {
+		fenced = &fencedBackend{fileBackend: be, fence: o.Gateway.CheckWrite}
+		sbe = fenced
+	}
 	disk, err := scsi.NewDisk(scsi.Config{
 		BlockSize:           o.BlockSize,
 		Blocks:              uint64(size) / uint64(o.BlockSize),
@@ -172,7 +222,7 @@ func Open(o Options) (*LUN, error) {
 		Serial:              serial,
 		NAA:                 naa,
 		MaxTransferBlocks:   uint32(o.MaxTransfer / int64(o.BlockSize)),
-		MaxUnmapBlocks:      uint32(min(1<<30/int64(o.BlockSize), int64(^uint32(0)))),
+		MaxUnmapBlocks:      uint32(min(1<<30/int64(o.BlockSize), 1<<20)), // > 2^20 fails libiscsi's Inquiry.BlockLimits
 		MaxUnmapDescriptors: 256,
 		MaxWriteSameBlocks:  uint32(min(1<<30/int64(o.BlockSize), int64(^uint32(0)))),
 		ThinProvisioning:    true,
@@ -180,7 +230,8 @@ func Open(o Options) (*LUN, error) {
 		// TCMU devices (attrib/emulate_pr=1): list them as supported.
 		KernelPR: true,
 		Peers:    o.Peers,
-	}, be)
+		ALUA:     o.Gateway,
+	}, sbe)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("LUN %s: %w", o.Name, err)
@@ -193,9 +244,13 @@ func Open(o Options) (*LUN, error) {
 		disk:    disk,
 		be:      be,
 		start:   time.Now(),
+		gateway: o.Gateway,
 
 		workerGrace:  defaultWorkerGrace,
 		stalledAfter: defaultStalledAfter,
+	}
+	if o.Gateway != nil {
+		o.Gateway.Bind(fenced.drain, l.gatewayChanged)
 	}
 	return l, nil
 }
@@ -217,14 +272,16 @@ func openBacking(o Options) (*os.File, int64, error) {
 		if o.Size == 0 {
 			return nil, 0, fmt.Errorf("LUN %s: %s does not exist; give a size to create it: %w", o.Name, o.Path, ErrInvalid)
 		}
-		f, err = os.OpenFile(o.Path, flags|os.O_CREATE|os.O_EXCL, 0o600)
+		// O_EXCL already refuses a symlink (even a dangling one) at
+		// o.Path; O_NOFOLLOW says so.
+		f, err = os.OpenFile(o.Path, flags|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 		if err == nil {
 			if err = f.Truncate(o.Size); err == nil && o.Preallocate {
 				err = preallocate(f, o.Size, o.Progress)
 			}
 			if err != nil {
+				removeIfSame(f, o.Path)
 				f.Close()
-				os.Remove(o.Path)
 				return nil, 0, fmt.Errorf("LUN %s: create %s: %w", o.Name, o.Path, err)
 			}
 			return f, o.Size, nil
@@ -286,6 +343,41 @@ func openBacking(o Options) (*os.File, int64, error) {
 	return f, size, nil
 }
 
+// testHookOpened, when not nil, runs between the open of the backing file
+// and its O_DIRECT reopen: tests swap the path there.
+var testHookOpened func()
+
+// reopen opens the file f is open on again with flags, by descriptor
+// (/proc/self/fd/N), not by name: whatever the path names by now (a
+// symlink swapped, a file renamed over it), the new descriptor is on the
+// same inode, which it checks.
+func reopen(f *os.File, flags int) (*os.File, error) {
+	d, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), flags|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reopen %s: %w", f.Name(), err)
+	}
+	a, errA := f.Stat()
+	b, errB := d.Stat()
+	if errA != nil || errB != nil || !os.SameFile(a, b) {
+		d.Close()
+		return nil, fmt.Errorf("reopen %s: not the same file (%w)", f.Name(), errors.Join(errA, errB, ErrInvalid))
+	}
+	return d, nil
+}
+
+// removeIfSame removes path when it still names the file f is open on:
+// the cleanup of a failed create must not delete a file someone put
+// there since.
+func removeIfSame(f *os.File, path string) {
+	a, err := f.Stat()
+	if err != nil {
+		return
+	}
+	if b, err := os.Lstat(path); err == nil && os.SameFile(a, b) {
+		os.Remove(path)
+	}
+}
+
 // preallocChunk is how much preallocate allocates between progress reports.
 const preallocChunk = 256 << 20
 
@@ -338,9 +430,11 @@ func (l *LUN) Info() LUNInfo {
 		Fabric:     fab,
 		FabricPath: fabPath,
 		State:      l.currentState(),
+		Reason:     l.Reason(),
 		ReadOnly:   cfg.ReadOnly,
 		WriteCache: l.disk.WriteCache(),
 		Stats:      l.Stats(),
+		Gateway:    l.gatewayInfo(),
 	}
 }
 
@@ -437,7 +531,7 @@ func (l *LUN) Control(line string) error {
 func (l *LUN) apply(c Control) error {
 	switch c.Op {
 	case OpOnline:
-		l.SetOnline(true)
+		return l.setOnline()
 	case OpOffline:
 		l.SetOnline(false)
 	case OpReadOnly:
@@ -455,11 +549,26 @@ func (l *LUN) apply(c Control) error {
 }
 
 // Close closes the backing file after a final fdatasync. Call it after
-// Serve has returned.
+// Serve has returned. When Serve left workers blocked in the backing
+// store, the file stays open (its descriptor number is not reused under
+// them) and is closed, without the fdatasync that would block too, when
+// the last of them returns; Close then returns nil at once.
 func (l *LUN) Close() error {
+	if l.WorkersStuck() {
+		l.log.Warn("backing file stays open until the workers blocked in it return", "path", l.path)
+		_, err := l.whenWorkersExit(l.closeFiles)
+		return err
+	}
 	err := l.Flush()
+	_, cerr := l.whenWorkersExit(l.closeFiles)
+	return errors.Join(err, cerr)
+}
+
+// closeFiles closes the backing file's descriptors.
+func (l *LUN) closeFiles() error {
+	var err error
 	if l.be.direct != nil {
-		err = errors.Join(err, l.be.direct.Close())
+		err = l.be.direct.Close()
 	}
 	return errors.Join(err, l.be.f.Close())
 }
@@ -497,4 +606,4 @@ func unixFcntlFlags(fd int) (int, error) {
 	return unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 }
 
-var _ tcmu.Handler = (*server)(nil)
+var _ tcmu.Inliner = (*server)(nil)

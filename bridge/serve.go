@@ -38,17 +38,53 @@ type work struct {
 	start int64 // server.clock when the ring handed it over
 }
 
-// server connects one LUN to one ring: it is the ring's Handler.
+// workQueueLen is the buffer of the work channel. It is a fast path, not
+// a limit: Handle never blocks, and commands that find it full wait in the
+// overflow list (the ring bounds how many commands are in flight).
+const workQueueLen = 1024
+
+// inlineMode says which commands the UIO waiter runs itself (Inliner).
+type inlineMode uint8
+
+const (
+	// inlineAuto: the commands that never touch the file, and READ and
+	// WRITE when the file lives in memory (tmpfs, ramfs) without direct
+	// I/O. The default.
+	inlineAuto inlineMode = iota
+	// inlineOff: every command goes to a worker.
+	inlineOff
+	// inlineAll: READ and WRITE inline whatever the file system
+	// (benchmarks on a null backend).
+	inlineAll
+)
+
+// server connects one LUN to one ring: it is the ring's Handler and
+// Inliner.
+//
+// Scheduling: the ring calls Handle, Inline and TMR with its lock held,
+// on its ring goroutine or UIO waiter; none of them blocks. Handle queues
+// a command for a worker: into the work channel, or, when the channel is
+// full, into the overflow list that workers empty after each command.
+// Inline accepts what cannot block (see inlineMode); RunInline executes
+// it on the UIO waiter, which the ring relieves of its role if it runs
+// long (tcmu.RingOptions.InlineBound).
 type server struct {
 	l    *LUN
 	ring *tcmu.Ring
 	ctx  context.Context
 	work chan work
+	// overflowMu guards overflow, the commands Handle found no room for
+	// in work.
+	overflowMu sync.Mutex
+	overflow   []work
+	// inlineRW: READ and WRITE run inline (see inlineMode).
+	inlineRW bool
+	inlineOn bool
 	// epoch is when Serve started; clock counts from it.
 	epoch time.Time
-	// busySince holds, per worker, the clock reading at the start of the
-	// command it is executing, or 0 when idle: the stall detector reads
-	// it.
+	// busySince holds, per worker and for one inline command (the last
+	// entry), the clock reading at the start of the command it is
+	// executing, or 0 when idle: the stall detector reads it.
 	busySince []atomic.Int64
 	// fails rate-limits the log of failed commands.
 	fails failReport
@@ -72,9 +108,10 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 		ring:      ring,
 		ctx:       ctx,
 		epoch:     time.Now(),
-		work:      make(chan work, 1024),
-		busySince: make([]atomic.Int64, l.workers),
+		work:      make(chan work, workQueueLen),
+		busySince: make([]atomic.Int64, l.workers+1),
 	}
+	s.inlineOn, s.inlineRW = l.inlinePolicy()
 	l.infoMu.Lock()
 	l.srv = s
 	l.infoMu.Unlock()
@@ -84,6 +121,11 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 	// context switch a locked worker thread costs at each hand-off
 	// (BENCHMARKS.md, step 1).
 	lockThreads := !ioFlusherMarked.Load()
+	if lockThreads && l.inline == inlineAuto {
+		// Only the workers' threads are marked: READ and WRITE stay
+		// off the UIO waiter, whose thread is not.
+		s.inlineRW = false
+	}
 	var wg sync.WaitGroup
 	for i := range l.workers {
 		wg.Add(1)
@@ -98,14 +140,19 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 	}
 	close(s.work)
 	done := make(chan struct{})
+	// Joined through done, or, when Serve leaves stuck workers behind,
+	// by the release of what they hold (whenWorkersExit).
 	go func() {
 		wg.Wait()
 		close(done)
+		l.workersExited(done)
 	}()
 	select {
 	case <-done:
 	case <-time.After(l.workerGrace):
-		l.log.Error("workers still blocked in the backing store after shutdown; leaving them", "path", l.path)
+		if l.leaveBehind(done) {
+			l.log.Error("workers still blocked in the backing store after shutdown; leaving them, with the ring mapping and backing file open until they return", "path", l.path)
+		}
 	}
 	if errors.Is(err, context.Canceled) {
 		err = nil
@@ -113,15 +160,100 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 	return err
 }
 
-// Handle queues c for a worker. It runs on the ring goroutine.
+// Handle queues c for a worker without blocking. It runs with the ring
+// locked.
 func (s *server) Handle(c *tcmu.Cmd) {
 	s.l.stats.begin()
+	w := work{cmd: c, start: s.clock()}
 	select {
-	case s.work <- work{cmd: c, start: s.clock()}:
-	case <-s.ctx.Done():
-		// Shutting down with every worker busy: let the initiator retry.
-		s.l.stats.end(KindOther, 0, 0, false, 0)
-		s.ring.Complete(c, tcmu.Response{Status: statusBusy})
+	case s.work <- w:
+		return
+	default:
+	}
+	s.overflowMu.Lock()
+	s.overflow = append(s.overflow, w)
+	s.overflowMu.Unlock()
+	// A nudge (a work without a command) makes sure a worker looks at
+	// the overflow: if the channel is full instead, a worker will take
+	// from it and look after that command.
+	select {
+	case s.work <- work{}:
+	default:
+	}
+}
+
+// takeOverflow returns a command from the overflow list, if any.
+func (s *server) takeOverflow() (work, bool) {
+	s.overflowMu.Lock()
+	defer s.overflowMu.Unlock()
+	n := len(s.overflow)
+	if n == 0 {
+		return work{}, false
+	}
+	w := s.overflow[n-1]
+	s.overflow[n-1] = work{}
+	s.overflow = s.overflow[:n-1]
+	return w, true
+}
+
+// inlinePolicy resolves the LUN's inlineMode for this file: whether
+// commands run inline at all, and READ and WRITE too.
+func (l *LUN) inlinePolicy() (on, rw bool) {
+	switch l.inline {
+	case inlineOff:
+		return false, false
+	case inlineAll:
+		return true, true
+	}
+	return true, l.be != nil && l.be.direct == nil && memoryBacked(l.be.fd)
+}
+
+// memoryBacked reports whether fd is a file on a file system that keeps
+// it in memory (tmpfs, ramfs): its reads and writes never wait on a
+// device. RWF_NOWAIT cannot tell, as tmpfs refuses it (EOPNOTSUPP on
+// Debian's 6.1, see REAL-KERNEL.md). FUSE is never inline: it waits on
+// its server.
+func memoryBacked(fd int) bool {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		return false
+	}
+	return st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC
+}
+
+// Inline reports whether c may run on the ring's UIO waiter: commands the
+// disk answers from memory, and READ and WRITE on a memory-backed file.
+// It runs with the ring locked and must stay cheap.
+func (s *server) Inline(c *tcmu.Cmd) bool {
+	if !s.inlineOn || len(c.CDB) == 0 {
+		return false
+	}
+	switch scsi.Opcode(c.CDB[0]) {
+	case scsi.OpTestUnitReady, scsi.OpInquiry, scsi.OpReadCapacity10,
+		scsi.OpModeSense6, scsi.OpModeSense10, scsi.OpRequestSense:
+		return true
+	case scsi.OpServiceActionIn16:
+		// READ CAPACITY(16) only: GET LBA STATUS seeks in the file.
+		return len(c.CDB) > 1 && c.CDB[1]&0x1f == 0x10
+	case scsi.OpRead6, scsi.OpRead10, scsi.OpRead12, scsi.OpRead16,
+		scsi.OpWrite6, scsi.OpWrite10, scsi.OpWrite12, scsi.OpWrite16:
+		return s.inlineRW
+	}
+	return false
+}
+
+// RunInline executes c on the ring's UIO waiter and completes it.
+func (s *server) RunInline(c *tcmu.Cmd) {
+	s.l.stats.begin()
+	w := work{cmd: c, start: s.clock()}
+	// One slot for the stall detector; a second inline command while a
+	// first is stuck (after the ring's handover) goes unwatched.
+	slot := &s.busySince[len(s.busySince)-1]
+	mine := slot.CompareAndSwap(0, w.start)
+	var sense [96]byte
+	s.exec(w, sense[:0])
+	if mine {
+		slot.Store(0)
 	}
 }
 
@@ -181,9 +313,20 @@ func (s *server) worker(busy *atomic.Int64, lockThread bool) {
 	}
 	var sense [96]byte
 	for w := range s.work {
-		busy.Store(w.start)
-		s.exec(w, sense[:0])
-		busy.Store(0)
+		if w.cmd != nil {
+			busy.Store(w.start)
+			s.exec(w, sense[:0])
+			busy.Store(0)
+		}
+		for {
+			o, ok := s.takeOverflow()
+			if !ok {
+				break
+			}
+			busy.Store(o.start)
+			s.exec(o, sense[:0])
+			busy.Store(0)
+		}
 	}
 }
 
@@ -238,7 +381,9 @@ func kindOf(k scsi.Kind) Kind {
 
 // senseFor maps an error from the disk to the sense data the initiator
 // gets. It is the one place where backing-store errors become SCSI errors:
-// *scsi.Error as is; a full file system is SPACE ALLOCATION FAILED; an I/O
+// *scsi.Error as is; a file system gone from under the file (lost.go) is
+// NOT READY, MANUAL INTERVENTION REQUIRED and takes the LUN offline; a
+// full file system is SPACE ALLOCATION FAILED; an I/O
 // error or a short transfer is a MEDIUM ERROR; anything else is an
 // INTERNAL TARGET FAILURE, logged.
 func (s *server) senseFor(err error, kind Kind, cdb []byte) *scsi.Error {
@@ -246,6 +391,8 @@ func (s *server) senseFor(err error, kind Kind, cdb []byte) *scsi.Error {
 		return se
 	}
 	switch {
+	case lostErr(err):
+		return s.l.backingLost(err)
 	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
 		s.logFailure(slog.LevelWarn, "backing store full", cdb, err)
 		return scsi.ErrSpaceAllocFailed

@@ -115,6 +115,10 @@ type KindStats struct {
 	Bytes   uint64    // data bytes moved (read or written)
 	Errors  uint64    // commands completed with CHECK CONDITION
 	Latency Histogram // time from ring intake to completion
+	// LatencySum is the sum of every latency counted in Latency, exact
+	// (the histogram's buckets only bound each one): a Prometheus
+	// histogram's _sum series, and so rate(_sum)/rate(_count), the mean.
+	LatencySum time.Duration
 }
 
 // Stats is a snapshot of a LUN's counters, taken by LUN.Stats.
@@ -141,6 +145,7 @@ func (s *Stats) Total() (ops, bytes, errors uint64) {
 type counters struct {
 	kinds [NumKinds]struct {
 		ops, bytes, errors atomic.Uint64
+		latencySum         atomic.Int64 // nanoseconds
 		latency            [NumBuckets]atomic.Uint64
 	}
 	senseKeys   [16]atomic.Uint64
@@ -167,6 +172,7 @@ func (c *counters) end(k Kind, bytes uint64, lat time.Duration, failed bool, sen
 	ks.ops.Add(1)
 	ks.bytes.Add(bytes)
 	ks.latency[bucketOf(lat)].Add(1)
+	ks.latencySum.Add(int64(lat))
 	if failed {
 		ks.errors.Add(1)
 		c.senseKeys[senseKey&0xf].Add(1)
@@ -180,6 +186,7 @@ func (c *counters) snapshot(s *Stats) {
 		s.Kinds[i].Ops = ks.ops.Load()
 		s.Kinds[i].Bytes = ks.bytes.Load()
 		s.Kinds[i].Errors = ks.errors.Load()
+		s.Kinds[i].LatencySum = time.Duration(ks.latencySum.Load())
 		for b := range ks.latency {
 			s.Kinds[i].Latency[b] = ks.latency[b].Load()
 		}
@@ -201,6 +208,7 @@ func (c *counters) reset() {
 		ks.ops.Store(0)
 		ks.bytes.Store(0)
 		ks.errors.Store(0)
+		ks.latencySum.Store(0)
 		for b := range ks.latency {
 			ks.latency[b].Store(0)
 		}

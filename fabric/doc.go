@@ -13,7 +13,10 @@
 // is what exports the storage, and it cannot be removed while linked.
 // iSCSI adds network portals (tpgt_1/np/ADDR:PORT), node ACLs
 // (tpgt_1/acls/<initiator IQN>, with mapped LUNs linking back to
-// tpgt_1/lun/lun_N) and CHAP credentials (auth/ directories).
+// tpgt_1/lun/lun_N) and CHAP credentials (auth/ directories). An
+// ISCSITarget with no ACL admits no initiator (generate_node_acls=0);
+// only AllowAnyInitiator turns on LIO's demo mode, where any initiator
+// gets a generated ACL at login.
 //
 // Every configfs change goes through a journal. LoopTarget and
 // ISCSITarget record each mkdir, symlink and attribute they change, per
@@ -51,6 +54,14 @@
 //     "Authentication failure(513)", an initiator outside the ACLs with
 //     "Authorization failure(514)"; in demo mode the tpgt_1/auth
 //     credentials apply.
+//   - Mutual CHAP with libiscsi 1.19 as the initiator: a wrong target
+//     secret fails at the initiator ("Invalid CHAP_R response from the
+//     target"), a wrong target user too ("Wrong CHAP targetname
+//     received"), and an initiator that asks a one-way target to prove
+//     itself gets "It did not return CHAP_N during SECNEG".
+//   - The auth/ files show mode 0644, but LIO answers a read only with
+//     CAP_SYS_ADMIN (EPERM otherwise), and refuses a write without it:
+//     configfs ownership alone is not enough for CHAP.
 //
 // All paths are relative to configurable roots (ConfigfsRoot, SysfsRoot,
 // DevRoot), so the unit tests run on a temporary directory with a fake

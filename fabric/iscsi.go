@@ -25,13 +25,13 @@ const maxCHAPLen = 255
 // ISCSITarget is an iSCSI target (iscsi_target_mod) with one portal
 // group, tpgt_1.
 //
-// Access is denied by default, as targetcli does: the portal group has
-// generate_node_acls=0, so only the Initiators may log in (an ACL each,
-// every LUN mapped read-write), and with no Initiators nobody may.
-// AllowAnyInitiator instead runs the group in LIO's demo mode
-// (generate_node_acls=1, cache_dynamic_acls=1, demo_mode_write_protect=0):
-// any initiator may log in and sees every LUN read-write. CHAP, when
-// CHAPUser is set, is required
+// Access is denied by default: with no Initiators the portal group has
+// no ACL and generate_node_acls=0, so no initiator may log in (as
+// targetcli makes them). With Initiators, only those IQNs may log in (an
+// ACL each, every LUN mapped read-write). Only AllowAnyInitiator runs the
+// group in LIO's demo mode (generate_node_acls=1, cache_dynamic_acls=1,
+// demo_mode_write_protect=0): any initiator may log in and sees every
+// LUN read-write. CHAP, when CHAPUser is set, is required
 // (attrib/authentication=1); the credentials go to each ACL's auth/
 // directory, or in demo mode to tpgt_1/auth/, which Linux uses for the
 // dynamically generated ACLs (tpg_demo_auth).
@@ -41,11 +41,10 @@ type ISCSITarget struct {
 	// Portal is the listening address, "ip:port" or "[ipv6]:port"
 	// (DefaultPortal when empty).
 	Portal string
-	// Initiators lists the initiator IQNs allowed; empty: none, unless
-	// AllowAnyInitiator.
+	// Initiators lists the initiator IQNs allowed; empty: none.
 	Initiators []string
-	// AllowAnyInitiator opens the target to every initiator (demo mode).
-	// It excludes Initiators.
+	// AllowAnyInitiator opens the target to every initiator (demo mode);
+	// it excludes Initiators.
 	AllowAnyInitiator bool
 	// CHAPUser and CHAPPassword enable one-way CHAP. The password is
 	// never logged nor put in errors.

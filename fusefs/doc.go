@@ -18,8 +18,11 @@
 //	/luns                 0644  one line per LUN; write a command, see below
 //	/NAME/info            0444  "key value" lines: name, path, size,
 //	                            block_size, serial, naa, uio, fabric,
-//	                            fabric_path, state, read_only, write_cache
-//	                            ("-" for an empty value)
+//	                            fabric_path, state, reason (why failed or
+//	                            stalled), read_only, write_cache
+//	                            ("-" for an empty value); for a gateway of
+//	                            a group also alua_group, alua_state,
+//	                            owner, owner_group, epoch
 //	/NAME/stats           0444  "key value" counter lines, always the same
 //	                            keys in the same order
 //	/NAME/stats.json      0444  the same counters as one JSON object

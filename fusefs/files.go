@@ -178,10 +178,20 @@ func renderInfo(_ *View, _ []bridge.LUNInfo, l *bridge.LUNInfo) []byte {
 		{"fabric", dash(l.Fabric)},
 		{"fabric_path", dash(l.FabricPath)},
 		{"state", l.State.String()},
+		{"reason", dash(l.Reason)},
 		{"read_only", boolDigit(l.ReadOnly)},
 		{"write_cache", cache},
 	} {
 		b.WriteString(kv[0] + " " + kv[1] + "\n")
+	}
+	if g := l.Gateway; g != nil {
+		// One of several gateways of a shared file (docs/scale-out.md).
+		owner := "-"
+		if g.OwnerKnown {
+			owner = strconv.FormatUint(uint64(g.OwnerGroup), 10)
+		}
+		fmt.Fprintf(&b, "alua_group %d\nalua_state %s\nowner %s\nowner_group %s\nepoch %d\n",
+			g.Group, strings.ReplaceAll(g.State.String(), "/", "_"), boolDigit(g.Owner), owner, g.Epoch)
 	}
 	return []byte(b.String())
 }

@@ -274,6 +274,7 @@ uio -
 fabric loop
 fabric_path /dev/sdb
 state online
+reason -
 read_only 0
 write_cache write-back
 `

@@ -231,7 +231,7 @@ func deviceLifecycleGuest(t *testing.T) {
 	}
 	logAttribs(t, filepath.Join(def.Path(), "attrib"))
 	for name, want := range map[string]string{
-		"hw_block_size": "512", "hw_max_sectors": "1024", "dev_size": "8388608",
+		"hw_block_size": "512", "hw_max_sectors": strconv.Itoa(tcmu.DefaultMaxSectors), "dev_size": "8388608",
 		"cmd_time_out": "30", "qfull_time_out": "-1", "nl_reply_supported": "-1",
 		"emulate_write_cache": "0", "tmr_notification": "0", "dev_config": "lunbridge/lbdef",
 	} {

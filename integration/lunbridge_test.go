@@ -39,6 +39,17 @@ func TestExportLoop(t *testing.T) {
 	if got := after["read_bytes"] - before["read_bytes"]; got < n {
 		t.Errorf("read_bytes grew by %d, want at least %d", got, n)
 	}
+	// bs=1M with O_DIRECT: one command per MiB at the 1 MiB default.
+	if got := after["write_ops"] - before["write_ops"]; got != n>>20 {
+		t.Errorf("write_ops grew by %d, want %d (one command per 1 MiB write)", got, n>>20)
+	}
+	lim := readStats(t, filepath.Join(res.ShareDir, "limits"))
+	if lim["max_sectors_kb"] != 1024 || lim["hw_max_sectors"] != 2048 {
+		t.Errorf("limits %v, want max_sectors_kb 1024 and hw_max_sectors 2048", lim)
+	}
+	if q, mb := lim["hw_queue_depth"], lim["max_data_area_mb"]; q == 0 || mb < q {
+		t.Errorf("data area of %d MiB for a queue depth of %d: want room for a 1 MiB command per slot", mb, q)
+	}
 	if got := after["sync_ops"] - before["sync_ops"]; got < 1 {
 		t.Errorf("sync_ops grew by %d, want at least 1 (conv=fsync)", got)
 	}

@@ -266,6 +266,8 @@ func (k *Kernel) reserve(spec bridge.ExportSpec) (*target, int, error) {
 			AllowAnyInitiator: spec.AllowAnyInitiator,
 			CHAPUser:          spec.CHAPUser,
 			CHAPPassword:      spec.CHAPPassword,
+			MutualUser:        spec.MutualUser,
+			MutualPassword:    spec.MutualPassword,
 			ConfigfsRoot:      k.cfg.ConfigfsRoot,
 			FS:                k.cfg.FS,
 		}}

@@ -50,7 +50,8 @@ func Resolve(spec bridge.ExportSpec, host, firstLUN string) (bridge.ExportSpec, 
 	}
 	switch spec.Fabric {
 	case FabricLoop, FabricNone:
-		if spec.IQN != "" || len(spec.Initiators) > 0 || spec.AllowAnyInitiator || spec.CHAPUser != "" || spec.CHAPPassword != "" {
+		if spec.IQN != "" || len(spec.Initiators) > 0 || spec.AllowAnyInitiator || spec.CHAPUser != "" || spec.CHAPPassword != "" ||
+			spec.MutualUser != "" || spec.MutualPassword != "" {
 			return spec, ErrISCSIOnly
 		}
 		spec.Portal = ""
@@ -70,6 +71,7 @@ func Resolve(spec bridge.ExportSpec, host, firstLUN string) (bridge.ExportSpec, 
 		IQN: spec.IQN, Portal: spec.Portal, Initiators: spec.Initiators,
 		AllowAnyInitiator: spec.AllowAnyInitiator,
 		CHAPUser:          spec.CHAPUser, CHAPPassword: spec.CHAPPassword,
+		MutualUser: spec.MutualUser, MutualPassword: spec.MutualPassword,
 	}
 	if err := t.Validate(); err != nil {
 		return spec, err
@@ -94,7 +96,8 @@ func SameTarget(a, b bridge.ExportSpec) error {
 		what = fmt.Sprintf("initiators %v and %v", ai, bi)
 	case a.AllowAnyInitiator != b.AllowAnyInitiator:
 		what = "allow-any-initiator"
-	case a.CHAPUser != b.CHAPUser || a.CHAPPassword != b.CHAPPassword:
+	case a.CHAPUser != b.CHAPUser || a.CHAPPassword != b.CHAPPassword ||
+		a.MutualUser != b.MutualUser || a.MutualPassword != b.MutualPassword:
 		what = "CHAP credentials"
 	default:
 		return nil

@@ -7,20 +7,53 @@
 #   fio sg3-utils sdparm                        host tools the guest runs via
 #                                               hostrun (chroot to the host's /)
 #   libiscsi-bin qemu-utils qemu-block-extra    host-side iSCSI initiators
-#                                               (iscsi-inq, qemu-img iscsi://)
+#                                               (iscsi-inq, iscsi-test-cu,
+#                                               qemu-img iscsi://)
+#   prometheus curl                             a real Prometheus server scrapes
+#                                               lunbridge in the guest and curl
+#                                               queries its HTTP API (both via
+#                                               hostrun); promtool checks
+#                                               examples/{prometheus,alerts}.yml
+#   open-iscsi                                  iscsiadm and iscsid, run in the
+#                                               guest via hostrun: the Linux
+#                                               initiator stack over a lunbridge
+#                                               LUN (TestOpenISCSI)
+#   xfsprogs                                    mkfs.xfs, xfs_repair for XFS
+#                                               on a LUN (TestOpenISCSI)
+#   targetcli-fb python3-rtslib-fb python3-gi   TestTargetcli: targetcli and
+#   dbus                                        targetctl create/save/restore
+#                                               user:lunbridge backstores in the
+#                                               guest (via hostrun); python3-gi
+#                                               is how targetcli asks D-Bus for
+#                                               handlers; dbus-daemon is the
+#                                               guest's system bus and the bus
+#                                               of tcmuservice's unit tests
 #   fuse3                                       fusermount3: the FUSE view's
 #                                               unit tests run as a normal
 #                                               user too (.ci/run)
+#   glusterfs-server glusterfs-client xfsprogs  a replica-3 GlusterFS volume
+#                                               inside the guest (glusterd,
+#                                               bricks on XFS, the FUSE
+#                                               client), run via hostrun:
+#                                               integration/gluster_test.go
 #   gcc libc6-dev linux-libc-dev                cgo for -race, and the TCMU ABI
 #                                               offsets check against
 #                                               <linux/target_core_user.h>
+#   libcap2-bin                                 capsh: TestSecurity runs the
+#                                               daemon in the guest with the
+#                                               systemd unit's capability
+#                                               bounding set
 #
 # The kernel package itself (linux-image-6.1.0-NN-amd64) is not installed:
 # integration/vmtest downloads it with `apt-get download` into its cache.
 set -euo pipefail
 
 pkgs=(qemu-system-x86 busybox-static cpio kmod fio sg3-utils sdparm libiscsi-bin
-	qemu-utils qemu-block-extra fuse3 gcc libc6-dev linux-libc-dev)
+	qemu-utils qemu-block-extra prometheus curl open-iscsi xfsprogs
+	targetcli-fb python3-rtslib-fb python3-gi dbus fuse3
+	gcc libc6-dev linux-libc-dev libcap2-bin)
+# The GlusterFS harness of integration/gluster_test.go (see above).
+pkgs+=(glusterfs-server glusterfs-client)
 
 if ! command -v apt-get >/dev/null; then
 	echo "install-deps: no apt-get (not Debian?); install these yourself: ${pkgs[*]}" >&2

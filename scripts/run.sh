@@ -4,7 +4,8 @@
 # them as modules). Needs root. Arguments go to lunbridge, e.g.
 #
 #   sudo bash scripts/run.sh export --size 10G /srv/disk.img
-#   sudo bash scripts/run.sh export --fabric iscsi --initiator IQN --size 10G /srv/disk.img
+#   sudo bash scripts/run.sh export --fabric iscsi --initiator iqn.1993-08.org.debian:01:host1 \
+#       --size 10G /srv/disk.img
 #
 # The binary is installed as /usr/local/bin/lunbridge.
 set -euo pipefail

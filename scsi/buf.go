@@ -59,13 +59,47 @@ func prefix(bufs [][]byte, n int) [][]byte {
 }
 
 // reply copies a data-in payload into bufs, truncated to the allocation
-// length alloc (SPC-5), and returns the Result that reports how
-// many bytes went in.
+// length alloc (SPC-5), zeroes the rest of bufs (see zeroFrom), and
+// returns the Result that reports how many bytes went in.
 func reply(bufs [][]byte, payload []byte, alloc uint32) Result {
 	if uint64(len(payload)) > uint64(alloc) {
 		payload = payload[:alloc]
 	}
-	return Result{DataIn: scatter(bufs, payload)}
+	n := scatter(bufs, payload)
+	zeroFrom(bufs, n)
+	return Result{DataIn: n}
+}
+
+// skipScatter copies src into bufs starting skip bytes in.
+func skipScatter(bufs [][]byte, skip int, src []byte) {
+	for _, b := range bufs {
+		if len(src) == 0 {
+			return
+		}
+		if skip >= len(b) {
+			skip -= len(b)
+			continue
+		}
+		k := copy(b[skip:], src)
+		src, skip = src[k:], 0
+	}
+}
+
+// zeroFrom zeroes bufs from byte n on. A data-in command that fills only
+// part of its buffers leaves the rest zeroed: TCMU's rsp.read_len, which
+// tells the kernel how much to send, cannot be 0 (the kernel then sends
+// the whole buffer), and without the READ_LEN capability the whole buffer
+// is always sent; either way the initiator must not get stale bytes of
+// the data area.
+func zeroFrom(bufs [][]byte, n int) {
+	for _, b := range bufs {
+		if n >= len(b) {
+			n -= len(b)
+			continue
+		}
+		clear(b[n:])
+		n = 0
+	}
 }
 
 // paramList returns the parameter list of a data-out command: the first

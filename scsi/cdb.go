@@ -72,6 +72,7 @@ const (
 	fDPO                          // byte 1 bit 4 is DPO
 	fSA                           // byte 1 bits 4-0 are a SERVICE ACTION
 	fRead6                        // 21-bit LBA, TRANSFER LENGTH 0 means 256
+	fALUA                         // only with Config.ALUA
 )
 
 // command describes one operation code (and service action): its CDB
@@ -103,6 +104,13 @@ var (
 
 // commands is every operation this package knows, in opcode order; the
 // order is that of the all-commands REPORT SUPPORTED OPERATION CODES data.
+//
+// The 0x3f in byte 6 (10-byte CDBs), byte 10 (12-byte) and byte 14
+// (16-byte) of the SBC-4 commands is the 6-bit GROUP NUMBER field: a field
+// SBC-4 defines for the grouping function (SBC-4 4.22), not a reserved
+// one, so SPC-5's rule for non-zero reserved fields does not apply. The
+// disk has no grouping function (GROUP_SUP=0) and ignores it, as LIO's
+// own SBC emulation does; PRE-FETCH with GROUP NUMBER 3 must be GOOD.
 var commands = []*command{
 	{op: OpTestUnitReady, usage: []byte{0x00, 0, 0, 0, 0, 0}, flags: fMedium, exec: (*Disk).testUnitReady},
 	{op: OpRequestSense, usage: []byte{0x03, 0x01, 0, 0, 0xff, 0}, length: field{4, 1}, flags: fNoUA, exec: (*Disk).requestSense},
@@ -120,16 +128,16 @@ var commands = []*command{
 	{op: OpSendDiagnostic, usage: []byte{0x1d, 0xf7, 0, 0xff, 0xff, 0}, length: field{3, 2}, exec: (*Disk).sendDiagnostic},
 	{op: OpPreventAllowMediumRemove, usage: []byte{0x1e, 0, 0, 0, 0x01, 0}, exec: (*Disk).preventAllow},
 	{op: OpReadCapacity10, usage: []byte{0x25, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0x01, 0}, lba: lba10, flags: fMedium, exec: (*Disk).readCapacity10},
-	{op: OpRead10, usage: []byte{0x28, 0x18, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}, lba: lba10, blocks: len10, flags: fMedium | fFUA | fDPO, kind: KindRead, exec: (*Disk).read},
-	{op: OpWrite10, usage: []byte{0x2a, 0x18, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}, lba: lba10, blocks: len10, flags: fMedium | fFUA | fDPO, kind: KindWrite, exec: (*Disk).write},
-	{op: OpWriteAndVerify10, usage: []byte{0x2e, 0x12, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}, lba: lba10, blocks: len10, flags: fMedium | fDPO, kind: KindWrite, exec: (*Disk).writeAndVerify},
-	{op: OpVerify10, usage: []byte{0x2f, 0x16, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}, lba: lba10, blocks: len10, flags: fMedium | fDPO, kind: KindRead, exec: (*Disk).verify},
-	{op: OpPreFetch10, usage: []byte{0x34, 0x02, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}, lba: lba10, blocks: len10, flags: fMedium, exec: (*Disk).preFetch},
-	{op: OpSynchronizeCache10, usage: []byte{0x35, 0x02, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}, lba: lba10, blocks: len10, flags: fMedium, kind: KindSync, exec: (*Disk).synchronizeCache},
+	{op: OpRead10, usage: []byte{0x28, 0x18, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0}, lba: lba10, blocks: len10, flags: fMedium | fFUA | fDPO, kind: KindRead, exec: (*Disk).read},
+	{op: OpWrite10, usage: []byte{0x2a, 0x18, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0}, lba: lba10, blocks: len10, flags: fMedium | fFUA | fDPO, kind: KindWrite, exec: (*Disk).write},
+	{op: OpWriteAndVerify10, usage: []byte{0x2e, 0x12, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0}, lba: lba10, blocks: len10, flags: fMedium | fDPO, kind: KindWrite, exec: (*Disk).writeAndVerify},
+	{op: OpVerify10, usage: []byte{0x2f, 0x16, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0}, lba: lba10, blocks: len10, flags: fMedium | fDPO, kind: KindRead, exec: (*Disk).verify},
+	{op: OpPreFetch10, usage: []byte{0x34, 0x02, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0}, lba: lba10, blocks: len10, flags: fMedium, exec: (*Disk).preFetch},
+	{op: OpSynchronizeCache10, usage: []byte{0x35, 0x02, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0}, lba: lba10, blocks: len10, flags: fMedium, kind: KindSync, exec: (*Disk).synchronizeCache},
 	// WRITE SAME(10): UNMAP; no ANCHOR (ANC_SUP=0), WRPROTECT 0.
-	{op: OpWriteSame10, usage: []byte{0x41, 0x08, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}, lba: lba10, blocks: len10, flags: fMedium, kind: KindWriteSame, exec: (*Disk).writeSame},
+	{op: OpWriteSame10, usage: []byte{0x41, 0x08, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0}, lba: lba10, blocks: len10, flags: fMedium, kind: KindWriteSame, exec: (*Disk).writeSame},
 	// UNMAP: no ANCHOR (ANC_SUP=0).
-	{op: OpUnmap, usage: []byte{0x42, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0}, length: field{7, 2}, flags: fMedium | fThin, kind: KindUnmap, exec: (*Disk).unmap},
+	{op: OpUnmap, usage: []byte{0x42, 0, 0, 0, 0, 0, 0x3f, 0xff, 0xff, 0}, length: field{7, 2}, flags: fMedium | fThin, kind: KindUnmap, exec: (*Disk).unmap},
 	{op: OpModeSelect10, usage: []byte{0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0}, length: field{7, 2}, exec: (*Disk).modeSelect},
 	{op: OpModeSense10, usage: []byte{0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0}, length: field{7, 2}, exec: (*Disk).modeSense},
 	{op: OpPersistentReserveIn, sa: 0x00, usage: []byte{0x5e, 0x00, 0, 0, 0, 0, 0, 0xff, 0xff, 0}, flags: fSA | fKernelPR},
@@ -147,26 +155,28 @@ var commands = []*command{
 	{op: OpExtendedCopy, sa: SAExtendedCopyLID1, usage: []byte{0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0}, length: field{10, 4}, flags: fSA | fMedium, kind: KindWrite, exec: (*Disk).extendedCopy},
 	{op: OpReceiveCopyResults, sa: SACopyStatusLID1, usage: []byte{0x84, 0x00, 0xff, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0}, length: field{10, 4}, flags: fSA, exec: (*Disk).receiveCopyResults},
 	{op: OpReceiveCopyResults, sa: SAOperatingParameters, usage: []byte{0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0}, length: field{10, 4}, flags: fSA, exec: (*Disk).receiveCopyResults},
-	{op: OpRead16, usage: []byte{0x88, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, lba: lba16, blocks: len16, flags: fMedium | fFUA | fDPO, kind: KindRead, exec: (*Disk).read},
-	{op: OpCompareAndWrite, usage: []byte{0x89, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0, 0}, lba: lba16, blocks: field{13, 1}, flags: fMedium | fFUA | fDPO, kind: KindCompareAndWrite, exec: (*Disk).compareAndWrite},
-	{op: OpWrite16, usage: []byte{0x8a, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, lba: lba16, blocks: len16, flags: fMedium | fFUA | fDPO, kind: KindWrite, exec: (*Disk).write},
-	{op: OpWriteAndVerify16, usage: []byte{0x8e, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, lba: lba16, blocks: len16, flags: fMedium | fDPO, kind: KindWrite, exec: (*Disk).writeAndVerify},
-	{op: OpVerify16, usage: []byte{0x8f, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, lba: lba16, blocks: len16, flags: fMedium | fDPO, kind: KindRead, exec: (*Disk).verify},
-	{op: OpPreFetch16, usage: []byte{0x90, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, lba: lba16, blocks: len16, flags: fMedium, exec: (*Disk).preFetch},
-	{op: OpSynchronizeCache16, usage: []byte{0x91, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, lba: lba16, blocks: len16, flags: fMedium, kind: KindSync, exec: (*Disk).synchronizeCache},
+	{op: OpRead16, usage: []byte{0x88, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0}, lba: lba16, blocks: len16, flags: fMedium | fFUA | fDPO, kind: KindRead, exec: (*Disk).read},
+	{op: OpCompareAndWrite, usage: []byte{0x89, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0x3f, 0}, lba: lba16, blocks: field{13, 1}, flags: fMedium | fFUA | fDPO, kind: KindCompareAndWrite, exec: (*Disk).compareAndWrite},
+	{op: OpWrite16, usage: []byte{0x8a, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0}, lba: lba16, blocks: len16, flags: fMedium | fFUA | fDPO, kind: KindWrite, exec: (*Disk).write},
+	{op: OpWriteAndVerify16, usage: []byte{0x8e, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0}, lba: lba16, blocks: len16, flags: fMedium | fDPO, kind: KindWrite, exec: (*Disk).writeAndVerify},
+	{op: OpVerify16, usage: []byte{0x8f, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0}, lba: lba16, blocks: len16, flags: fMedium | fDPO, kind: KindRead, exec: (*Disk).verify},
+	{op: OpPreFetch16, usage: []byte{0x90, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0}, lba: lba16, blocks: len16, flags: fMedium, exec: (*Disk).preFetch},
+	{op: OpSynchronizeCache16, usage: []byte{0x91, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0}, lba: lba16, blocks: len16, flags: fMedium, kind: KindSync, exec: (*Disk).synchronizeCache},
 	// WRITE SAME(16): UNMAP, NDOB; no ANCHOR (ANC_SUP=0), WRPROTECT 0.
-	{op: OpWriteSame16, usage: []byte{0x93, 0x09, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, lba: lba16, blocks: len16, flags: fMedium, kind: KindWriteSame, exec: (*Disk).writeSame},
+	{op: OpWriteSame16, usage: []byte{0x93, 0x09, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0}, lba: lba16, blocks: len16, flags: fMedium, kind: KindWriteSame, exec: (*Disk).writeSame},
 	// READ CAPACITY(16): the obsolete LBA and PMI fields are accepted as
 	// in SBC-3 (LBA must be 0 unless PMI is set).
 	{op: OpServiceActionIn16, sa: SAReadCapacity16, usage: []byte{0x9e, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0}, lba: lba16, length: field{10, 4}, flags: fSA | fMedium, exec: (*Disk).readCapacity16},
 	{op: OpServiceActionIn16, sa: SAGetLBAStatus, usage: []byte{0x9e, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, lba: lba16, length: field{10, 4}, flags: fSA | fMedium | fThin, exec: (*Disk).getLBAStatus},
 	{op: OpReportLUNs, usage: []byte{0xa0, 0, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0}, flags: fKernel | fNoUA},
+	// REPORT TARGET PORT GROUPS: PARAMETER DATA FORMAT 000b or 001b.
+	{op: OpMaintenanceIn, sa: SAReportTargetPortGroups, usage: []byte{0xa3, 0x2a, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0}, length: field{6, 4}, flags: fSA | fALUA | fNoUA, exec: (*Disk).reportTargetPortGroups},
 	// REPORT SUPPORTED OPERATION CODES: RCTD, REPORTING OPTIONS.
 	{op: OpMaintenanceIn, sa: SAReportSupportedOpcodes, usage: []byte{0xa3, 0x0c, 0x87, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, length: field{6, 4}, flags: fSA, exec: (*Disk).reportSupportedOpcodes},
-	{op: OpRead12, usage: []byte{0xa8, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, lba: lba10, blocks: len12, flags: fMedium | fFUA | fDPO, kind: KindRead, exec: (*Disk).read},
-	{op: OpWrite12, usage: []byte{0xaa, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, lba: lba10, blocks: len12, flags: fMedium | fFUA | fDPO, kind: KindWrite, exec: (*Disk).write},
-	{op: OpWriteAndVerify12, usage: []byte{0xae, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, lba: lba10, blocks: len12, flags: fMedium | fDPO, kind: KindWrite, exec: (*Disk).writeAndVerify},
-	{op: OpVerify12, usage: []byte{0xaf, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, lba: lba10, blocks: len12, flags: fMedium | fDPO, kind: KindRead, exec: (*Disk).verify},
+	{op: OpRead12, usage: []byte{0xa8, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0}, lba: lba10, blocks: len12, flags: fMedium | fFUA | fDPO, kind: KindRead, exec: (*Disk).read},
+	{op: OpWrite12, usage: []byte{0xaa, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0}, lba: lba10, blocks: len12, flags: fMedium | fFUA | fDPO, kind: KindWrite, exec: (*Disk).write},
+	{op: OpWriteAndVerify12, usage: []byte{0xae, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0}, lba: lba10, blocks: len12, flags: fMedium | fDPO, kind: KindWrite, exec: (*Disk).writeAndVerify},
+	{op: OpVerify12, usage: []byte{0xaf, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0}, lba: lba10, blocks: len12, flags: fMedium | fDPO, kind: KindRead, exec: (*Disk).verify},
 }
 
 // byOpcode indexes commands: the entries of one opcode, in service action
@@ -202,7 +212,7 @@ func lookup(op Opcode, sa uint8) (*command, bool) {
 // an unknown opcode is ErrInvalidOpcode; an unknown service action, a CDB
 // shorter than its group's length, or any bit set in a reserved,
 // obsolete or unsupported field (RDPROTECT, WRPROTECT and VRPROTECT
-// without protection information, GROUP NUMBER, NACA, LINK) is
+// without protection information, NACA, LINK) is
 // ErrInvalidFieldInCDB with a field pointer. Bytes after the command's
 // length are ignored. ParseCDB does not depend on a disk's state: range
 // and limit checks are Execute's.

@@ -144,6 +144,10 @@ type Config struct {
 	// RESERVE IN/OUT are then listed by REPORT SUPPORTED OPERATION CODES.
 	// They never reach the disk either way.
 	KernelPR bool
+	// ALUA, if set, makes the disk one target port group of a logical
+	// unit exported by several gateways (alua.go). Nil: no ALUA (TPGS
+	// 00b), and REPORT TARGET PORT GROUPS is not supported.
+	ALUA ALUA
 	// Peers resolves the NAA designator of an EXTENDED COPY CSCD
 	// descriptor to a disk of the same daemon. Nil: only this disk.
 	Peers func(designator []byte) (*Disk, bool)
@@ -254,6 +258,9 @@ func NewDisk(cfg Config, be Backend) (*Disk, error) {
 	}
 	if len(cfg.Serial) > 64 || !printable(cfg.Serial) {
 		return nil, fmt.Errorf("scsi: serial %q: want at most 64 printable ASCII characters", cfg.Serial)
+	}
+	if cfg.ALUA != nil && cfg.ALUA.Local().RelativePort == 0 {
+		return nil, errors.New("scsi: ALUA relative target port identifier 0 is reserved")
 	}
 	if cfg.MaxTransferBlocks == 0 {
 		cfg.MaxTransferBlocks = 1 << 20 / cfg.BlockSize
@@ -396,6 +403,11 @@ func (d *Disk) Execute(cdb []byte, data [][]byte) (Result, error) {
 	if !d.supports(cmd) || cmd.exec == nil {
 		return Result{}, ErrInvalidOpcode
 	}
+	if d.cfg.ALUA != nil {
+		if err := d.aluaCheck(cmd); err != nil {
+			return Result{Kind: cmd.kind}, err
+		}
+	}
 	if cmd.flags&fMedium != 0 {
 		if d.offline.Load() {
 			return Result{Kind: cmd.kind}, ErrNotReadyManual
@@ -436,6 +448,8 @@ func (d *Disk) supports(cmd *command) bool {
 		return false
 	case f&fKernelPR != 0:
 		return d.cfg.KernelPR
+	case f&fALUA != 0:
+		return d.cfg.ALUA != nil
 	}
 	return true
 }

@@ -26,9 +26,11 @@
 // an entry with its CDB usage data, the bit map that REPORT SUPPORTED
 // OPERATION CODES returns. ParseCDB rejects any bit outside that map, so
 // reserved and obsolete bits, RDPROTECT/WRPROTECT/VRPROTECT (there is no
-// protection information), GROUP NUMBER, NACA and LINK all give INVALID
-// FIELD IN CDB with a field pointer, and the report always matches what
-// the disk accepts. Execute then checks state (unit attention, not ready,
+// protection information), NACA and LINK all give INVALID FIELD IN CDB
+// with a field pointer, and the report always matches what the disk
+// accepts. GROUP NUMBER is accepted and ignored: SBC-4 defines it (it is
+// not reserved) and, with GROUP_SUP=0 in the Extended INQUIRY Data VPD
+// page, it names no group the disk keeps attributes for. Execute then checks state (unit attention, not ready,
 // write protect), transfer limits and LBA ranges before the Backend sees
 // an offset: the Backend is only ever asked for whole blocks inside the
 // disk.
@@ -40,7 +42,10 @@
 // SELECT(6/10) (pages 01h, 08h, 0Ah, 1Ch, all pages 3Fh; current,
 // changeable and default values), REPORT SUPPORTED OPERATION CODES, SEND
 // DIAGNOSTIC (self-tests) and RECEIVE DIAGNOSTIC RESULTS (page 00h),
-// EXTENDED COPY(LID1) and RECEIVE COPY RESULTS.
+// EXTENDED COPY(LID1) and RECEIVE COPY RESULTS. With Config.ALUA, implicit
+// asymmetric logical unit access: TPGS 01b, target port designators in VPD
+// page 83h, REPORT TARGET PORT GROUPS, and the commands each access state
+// refuses (alua.go).
 //
 // SBC-4: READ and WRITE (6/10/12/16), WRITE AND VERIFY (10/12/16), VERIFY
 // (10/12/16), PRE-FETCH (10/16), SYNCHRONIZE CACHE (10/16), READ CAPACITY
@@ -73,6 +78,15 @@
 //   - SetOnline(false) makes commands that touch the medium fail with NOT
 //     READY, MANUAL INTERVENTION REQUIRED; START STOP UNIT with START=0
 //     makes them fail with NOT READY, INITIALIZING COMMAND REQUIRED.
+//   - Transfer lengths: data-in buffers of another length than the CDB
+//     asks for (an iSCSI expected data transfer length that differs) get
+//     the data in order up to the shorter of the two, and Result.DataIn
+//     says how much; whatever a data-in command does not fill is zeroed,
+//     so that no stale bytes of TCMU's data area reach the initiator.
+//     WRITE SAME and COMPARE AND WRITE with a data-out buffer of another
+//     size than the CDB implies are INVALID FIELD IN COMMAND INFORMATION
+//     UNIT (TCMU cannot report a data-out residual); WRITE and WRITE AND
+//     VERIFY with too little data are INVALID FIELD IN CDB.
 //   - PRE-FETCH returns GOOD without loading anything (there is no cache
 //     of the disk's own); SYNCHRONIZE CACHE and START STOP UNIT with IMMED
 //     complete after the work is done, which the standards allow.

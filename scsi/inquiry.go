@@ -5,11 +5,24 @@ import (
 	"strings"
 )
 
-// Version descriptors of the standard INQUIRY data (SPC-5).
+// The standard INQUIRY data claims SPC-4 (VERSION 06h) with the version
+// descriptors SAM-5, SPC-4, SBC-3 and SBC-4 (SPC-5 table "Version
+// descriptor values", all "no version claimed").
+//
+// Why not VERSION 07h (SPC-5): the behaviour follows SPC-5 and SBC-4,
+// but every command the disk implements is also as SPC-4 and SBC-3
+// define it, so the older claim is true as well, and it is the one
+// initiators already know from LIO: the kernel's own emulation (fileio,
+// iblock) answers VERSION 06h, and conformance tools that predate SPC-5
+// (libiscsi's iscsi-test-cu) accept 04h-06h only. SBC-3 is listed
+// because initiators and tools look for it to trust the SBC-3 sized Block
+// Limits VPD page; SBC-4 because the disk implements it.
 const (
-	versionSAM5 = 0x00A0 // SAM-5 (no version claimed)
-	versionSPC5 = 0x05C0 // SPC-5 (no version claimed)
-	versionSBC4 = 0x0600 // SBC-4 (no version claimed)
+	inquiryVersion = 0x06   // VERSION: SPC-4
+	versionSAM5    = 0x00A0 // SAM-5 (no version claimed)
+	versionSPC4    = 0x0460 // SPC-4 (no version claimed)
+	versionSBC3    = 0x04C0 // SBC-3 (no version claimed)
+	versionSBC4    = 0x0600 // SBC-4 (no version claimed)
 )
 
 // VPD page codes (SPC-5, SBC-4).
@@ -57,18 +70,18 @@ func (d *Disk) inquiry(c *CDB, data [][]byte) (Result, error) {
 // standardInquiry is the standard INQUIRY data (SPC-5).
 func (d *Disk) standardInquiry() []byte {
 	b := make([]byte, inquiryStdLen)
-	b[0] = 0x00              // PERIPHERAL QUALIFIER 000b, DEVICE TYPE 00h (direct access)
-	b[1] = 0x00              // RMB=0: not removable
-	b[2] = 0x07              // VERSION: SPC-5
+	b[0] = 0x00 // PERIPHERAL QUALIFIER 000b, DEVICE TYPE 00h (direct access)
+	b[1] = 0x00 // RMB=0: not removable
+	b[2] = inquiryVersion
 	b[3] = 0x12              // HISUP=1, RESPONSE DATA FORMAT=2
 	b[4] = inquiryStdLen - 5 // ADDITIONAL LENGTH: the bytes after byte 4
-	b[5] = 0x08              // 3PC: EXTENDED COPY is supported; TPGS=0, PROTECT=0
+	b[5] = 0x08 | d.tpgs()   // 3PC: EXTENDED COPY is supported; TPGS (alua.go); PROTECT=0
 	b[6] = 0x00
 	b[7] = 0x02 // CMDQUE
 	copy(b[8:], pad(d.cfg.Vendor, 8))
 	copy(b[16:], pad(d.cfg.Product, 16))
 	copy(b[32:], pad(d.cfg.Revision, 4))
-	for i, v := range []uint16{versionSAM5, versionSPC5, versionSBC4} {
+	for i, v := range []uint16{versionSAM5, versionSPC4, versionSBC3, versionSBC4} {
 		put16(b[58+2*i:], v)
 	}
 	return b
@@ -107,7 +120,8 @@ func (d *Disk) vpdPage(code byte) ([]byte, bool) {
 // deviceID is the body of the Device Identification VPD page (SPC-5
 // 7.7.6): the NAA IEEE Registered Extended designator, a T10 vendor ID
 // designator and a SCSI name string, all with logical unit association.
-// Target port designators are the kernel's to give.
+// With Config.ALUA, the relative target port and target port group
+// designators follow (alua.go).
 func (d *Disk) deviceID() []byte {
 	var b []byte
 	desc := func(codeSet, typ byte, id []byte) {
@@ -123,7 +137,7 @@ func (d *Disk) deviceID() []byte {
 	name := []byte(fmt.Sprintf("naa.%X", d.cfg.NAA[:]))
 	name = append(name, make([]byte, 4-len(name)%4)...)
 	desc(0x3, 0x8, name)
-	return b
+	return append(b, d.aluaDesignators()...)
 }
 
 // extendedInquiry is the body of the Extended INQUIRY Data VPD page

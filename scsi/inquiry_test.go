@@ -28,7 +28,9 @@ func TestInquiryStandard(t *testing.T) {
 		{"length", len(b), 74},
 		{"peripheral", b[0], byte(0x00)},
 		{"RMB", b[1] & 0x80, byte(0)},
-		{"VERSION (SPC-5)", b[2], byte(0x07)},
+		// SPC-5 table "VERSION field": 06h is SPC-4 (see inquiry.go
+		// for why not 07h, SPC-5).
+		{"VERSION (SPC-4)", b[2], byte(0x06)},
 		{"HISUP|RESPONSE DATA FORMAT", b[3], byte(0x12)},
 		// SPC-5: the number of bytes after byte 4. sg_inq caught 70
 		// here ("length=75, but only fetched 74 bytes").
@@ -38,7 +40,9 @@ func TestInquiryStandard(t *testing.T) {
 		{"vendor", string(b[8:16]), "LUNBRIDG"},
 		{"product", string(b[16:32]), "lunbridge       "},
 		{"revision", string(b[32:36]), "0001"},
-		{"version descriptors", fmt.Sprintf("% x", b[58:64]), "00 a0 05 c0 06 00"},
+		// SPC-5 table "Version descriptor values": SAM-5 00A0h,
+		// SPC-4 0460h, SBC-3 04C0h, SBC-4 0600h, then unused zeros.
+		{"version descriptors", fmt.Sprintf("% x", b[58:74]), "00 a0 04 60 04 c0 06 00 00 00 00 00 00 00 00 00"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

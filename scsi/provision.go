@@ -30,11 +30,13 @@ func (d *Disk) writeSame(c *CDB, data [][]byte) (Result, error) {
 	if err := d.checkWritable(); err != nil {
 		return res, err
 	}
+	// SBC-4: the Data-Out Buffer of WRITE SAME is exactly one logical
+	// block, and there is none with NDOB.
+	if have := int64(bufLen(data)); ndob && have != 0 || !ndob && have != d.bs {
+		return res, errDataOutSize
+	}
 	pattern := make([]byte, d.bs)
 	if !ndob {
-		if int64(bufLen(data)) < d.bs {
-			return res, cdbField(lenByte, 7)
-		}
 		scatter([][]byte{pattern}, gather(data, int(d.bs)))
 	}
 	zero := allZero(pattern)
@@ -74,6 +76,17 @@ func (d *Disk) fill(pattern []byte, off, n int64) error {
 	}
 	return nil
 }
+
+// errDataOutSize is the error for a data-out buffer whose length is not the
+// one the CDB implies (the iSCSI EXPECTED DATA TRANSFER LENGTH, or another
+// transport's, disagrees with it): ILLEGAL REQUEST, INVALID FIELD IN
+// COMMAND INFORMATION UNIT (SPC-5), the command IU being where that
+// length is. SAM-5 would let the device server use what it needs and the
+// transport report the rest as a residual, but TCMU has no way to report
+// a residual for data-out (rsp.read_len is for data-in only): GOOD would
+// tell the initiator that its whole buffer was used. LIO rejects such
+// writes itself for the same reason (target_cmd_size_check).
+var errDataOutSize = ErrInvalidFieldInCmdIU
 
 func allZero(b []byte) bool {
 	for _, v := range b {
@@ -210,7 +223,12 @@ func (d *Disk) getLBAStatus(c *CDB, data [][]byte) (Result, error) {
 func (d *Disk) compareAndWrite(c *CDB, data [][]byte) (Result, error) {
 	res := Result{Kind: KindCompareAndWrite, LBA: c.LBA, Blocks: c.Blocks}
 	if c.Blocks == 0 {
-		return res, nil // SBC-4: not an error, nothing is compared
+		// SBC-4: not an error, nothing is compared or transferred;
+		// data-out offered anyway is the wrong size (see below).
+		if bufLen(data) != 0 {
+			return res, errDataOutSize
+		}
+		return res, nil
 	}
 	if c.Blocks > uint32(min(maxCompareAndWriteBl, d.cfg.MaxTransferBlocks/2)) {
 		return res, cdbField(13, 7)
@@ -222,8 +240,10 @@ func (d *Disk) compareAndWrite(c *CDB, data [][]byte) (Result, error) {
 		return res, err
 	}
 	n := int64(c.Blocks) * d.bs
-	if int64(bufLen(data)) < 2*n {
-		return res, cdbField(13, 7)
+	// SBC-4: the Data-Out Buffer holds the verify data and the write
+	// data, NUMBER OF LOGICAL BLOCKS each: exactly 2 x n bytes.
+	if int64(bufLen(data)) != 2*n {
+		return res, errDataOutSize
 	}
 	buf := gather(data, int(2*n))
 	verify, write := buf[:n], buf[n:]

@@ -69,7 +69,15 @@ func TestWriteSameErrors(t *testing.T) {
 		{"zero blocks (WSNZ)", cdb10(OpWriteSame10, 0, 0), blk, ErrInvalidFieldInCDB, 7, 7},
 		{"above MAXIMUM WRITE SAME LENGTH", writeSame16(0, 2049, 0), blk, ErrInvalidFieldInCDB, 10, 7},
 		{"past the end", writeSame16(testBlocks-1, 2, 0), blk, ErrLBAOutOfRange, -1, -1},
-		{"no data", writeSame16(0, 1, 0), nil, ErrInvalidFieldInCDB, 10, 7},
+		// SBC-4: the Data-Out Buffer is exactly one block; any other
+		// length (the iSCSI expected data transfer length) is
+		// INVALID FIELD IN COMMAND INFORMATION UNIT (SPC-5), no field
+		// pointer: the CDB is right.
+		{"no data", writeSame16(0, 1, 0), nil, ErrInvalidFieldInCmdIU, -1, -1},
+		{"half a block", writeSame16(0, 1, 0), blk[:256], ErrInvalidFieldInCmdIU, -1, -1},
+		{"two blocks", writeSame16(0, 1, 0), make([]byte, 1024), ErrInvalidFieldInCmdIU, -1, -1},
+		{"WRITE SAME(10) two blocks", cdb10(OpWriteSame10, 0, 1), make([]byte, 1024), ErrInvalidFieldInCmdIU, -1, -1},
+		{"NDOB with data", writeSame16(0, 1, 0x01), blk, ErrInvalidFieldInCmdIU, -1, -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -261,8 +269,20 @@ func TestCompareAndWrite(t *testing.T) {
 	wantErr(t, err, ErrInvalidFieldInCDB, 13, 7)
 	_, err = exec(t, d, cawCDB(testBlocks-1, 2), make([]byte, 4*512))
 	wantErr(t, err, ErrLBAOutOfRange, -1, -1)
-	_, err = exec(t, d, cawCDB(0, 2), make([]byte, 3*512))
-	wantErr(t, err, ErrInvalidFieldInCDB, 13, 7)
+	// SBC-4: the Data-Out Buffer is the verify and the write data,
+	// NUMBER OF LOGICAL BLOCKS each. Any other length is ILLEGAL REQUEST
+	// (not a MISCOMPARE), and nothing is written.
+	before := bytes.Clone(mem.Bytes()[:4*512])
+	for _, tc := range []struct {
+		blocks uint8
+		data   int
+	}{{2, 3 * 512}, {1, 4 * 512}, {3, 4 * 512}, {1, 0}, {0, 2 * 512}} {
+		_, err = exec(t, d, cawCDB(0, tc.blocks), make([]byte, tc.data))
+		wantErr(t, err, ErrInvalidFieldInCmdIU, -1, -1)
+	}
+	if !bytes.Equal(mem.Bytes()[:4*512], before) {
+		t.Error("a COMPARE AND WRITE with the wrong data-out length wrote")
+	}
 }
 
 // yieldBackend yields the processor inside every read, widening the

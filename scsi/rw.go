@@ -50,24 +50,55 @@ func (d *Disk) read(c *CDB, data [][]byte) (Result, error) {
 		return res, err
 	}
 	if c.Blocks == 0 {
-		return res, nil // SBC-4: a TRANSFER LENGTH of 0 is not an error
+		// SBC-4: a TRANSFER LENGTH of 0 is not an error; it moves no
+		// data, so any buffer the initiator offered stays zeros.
+		zeroFrom(data, 0)
+		return res, nil
 	}
 	n := int64(c.Blocks) * d.bs
-	bufs := data
-	if have := int64(bufLen(data)); have != n {
-		// The initiator's buffer is shorter or longer than the CDB
-		// says: fill whole blocks that fit and report the residual.
-		n = min(have, n) / d.bs * d.bs
-		if n == 0 {
-			return res, nil
+	have := int64(bufLen(data))
+	if have == n {
+		got, err := d.be.ReadAt(data, int64(c.LBA)*d.bs)
+		res.Bytes, res.DataIn = got, got
+		if err != nil {
+			return res, fmt.Errorf("scsi: read LBA %d: %w", c.LBA, err)
 		}
-		bufs = prefix(data, int(n))
+		return res, nil
 	}
-	got, err := d.be.ReadAt(bufs, int64(c.LBA)*d.bs)
-	res.Bytes, res.DataIn = got, got
-	if err != nil {
-		return res, fmt.Errorf("scsi: read LBA %d: %w", c.LBA, err)
+	return d.readMismatch(c, data, res, n, have)
+}
+
+// readMismatch runs a READ whose data-in buffers (have bytes: the iSCSI
+// EXPECTED DATA TRANSFER LENGTH under TCMU) are not the n bytes its
+// TRANSFER LENGTH asks for. SAM-5 and iSCSI (RFC 7143, residuals): the
+// device server transfers what fits, in order, and the transport reports
+// the difference. Longer buffers get the n bytes and DataIn = n, which
+// the caller turns into an underflow residual (TCMU's rsp.read_len).
+// Shorter ones get their first have bytes of the range, the last block
+// only in part, and the rest of the buffers is zeroed; the residual of
+// such an overflow is the kernel's to report, and TCMU has no field for
+// it.
+func (d *Disk) readMismatch(c *CDB, data [][]byte, res Result, n, have int64) (Result, error) {
+	off := int64(c.LBA) * d.bs
+	fill := min(have, n)
+	whole := fill / d.bs * d.bs
+	if whole > 0 {
+		got, err := d.be.ReadAt(prefix(data, int(whole)), off)
+		res.Bytes, res.DataIn = got, got
+		if err != nil {
+			return res, fmt.Errorf("scsi: read LBA %d: %w", c.LBA, err)
+		}
 	}
+	if part := fill - whole; part > 0 {
+		blk := make([]byte, d.bs)
+		if _, err := d.be.ReadAt([][]byte{blk}, off+whole); err != nil {
+			return res, fmt.Errorf("scsi: read LBA %d: %w", c.LBA+uint64(whole/d.bs), err)
+		}
+		skipScatter(data, int(whole), blk[:part])
+		res.Bytes += int(d.bs)
+		res.DataIn += int(part)
+	}
+	zeroFrom(data, res.DataIn)
 	return res, nil
 }
 

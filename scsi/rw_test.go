@@ -173,17 +173,43 @@ func TestShortAndLongBuffers(t *testing.T) {
 	if res.Bytes != 1024 || !bytes.Equal(mem.Bytes()[:1536], append(data[:1024:1024], make([]byte, 512)...)) {
 		t.Errorf("overlong write: %+v", res)
 	}
-	// A read into a shorter buffer reports the residual.
-	out := make([]byte, 512+100)
-	res = mustOK(t, d, cdb10(OpRead10, 0, 2), out)
-	if res.DataIn != 512 || !bytes.Equal(out[:512], data[:512]) {
-		t.Errorf("short read: %+v", res)
+	// A read into a shorter buffer (an iSCSI EXPECTED DATA TRANSFER
+	// LENGTH below the TRANSFER LENGTH) gets the first bytes of the
+	// range, the last block in part (SAM-5: data-in is transferred in
+	// order up to the buffer's end; the transport reports the overflow).
+	out := bytes.Repeat([]byte{0xee}, 512+100)
+	res = mustOK(t, d, cdb10(OpRead10, 0, 2), out[:300], out[300:])
+	if res.DataIn != 612 || !bytes.Equal(out, data[:612]) {
+		t.Errorf("short read: %+v, data[:612] equal %v", res, bytes.Equal(out, data[:612]))
+	}
+	out = bytes.Repeat([]byte{0xee}, 200)
+	res = mustOK(t, d, cdb10(OpRead10, 1, 1), out)
+	if res.DataIn != 200 || !bytes.Equal(out, data[512:712]) {
+		t.Errorf("200-byte read of one block: %+v", res)
 	}
 	// A longer buffer gets exactly the transfer.
 	out = make([]byte, 4*512)
 	res = mustOK(t, d, cdb10(OpRead10, 0, 2), out[:1000], out[1000:])
 	if res.DataIn != 1024 || !bytes.Equal(out[:1024], data[:1024]) {
 		t.Errorf("long read: %+v", res)
+	}
+	// What a read does not fill is zeroed: TCMU's rsp.read_len cannot
+	// say 0 bytes, so the kernel sends the whole buffer then, and it
+	// must not carry stale data-area bytes.
+	out = bytes.Repeat([]byte{0xee}, 4*512)
+	res = mustOK(t, d, cdb10(OpRead10, 0, 2), out)
+	if res.DataIn != 1024 || !bytes.Equal(out[1024:], make([]byte, 2*512)) {
+		t.Errorf("long read left %x after the data", out[1024:1040])
+	}
+	out = bytes.Repeat([]byte{0xee}, 512)
+	res = mustOK(t, d, cdb10(OpRead10, 0, 0), out)
+	if res.DataIn != 0 || !bytes.Equal(out, make([]byte, 512)) {
+		t.Errorf("READ with TRANSFER LENGTH 0: %+v, buffer %x", res, out[:16])
+	}
+	out = bytes.Repeat([]byte{0xee}, 512)
+	res = mustOK(t, d, []byte{0x12, 0, 0, 0, 0xff, 0}, out)
+	if res.DataIn != 74 || !bytes.Equal(out[74:], make([]byte, 512-74)) {
+		t.Errorf("INQUIRY into 512 bytes: %+v, left %x", res, out[74:90])
 	}
 }
 

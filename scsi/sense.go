@@ -81,6 +81,7 @@ var (
 	ErrInvalidFieldInCDB        = &Error{Key: KeyIllegalRequest, ASC: 0x24}
 	ErrInvalidFieldInParamList  = &Error{Key: KeyIllegalRequest, ASC: 0x26}
 	ErrParamListLengthError     = &Error{Key: KeyIllegalRequest, ASC: 0x1A}
+	ErrInvalidFieldInCmdIU      = &Error{Key: KeyIllegalRequest, ASC: 0x0E, ASCQ: 0x03}
 	ErrParamValueInvalid        = &Error{Key: KeyIllegalRequest, ASC: 0x26, ASCQ: 0x02}
 	ErrTooManyTargetDescriptors = &Error{Key: KeyIllegalRequest, ASC: 0x26, ASCQ: 0x06}
 	ErrUnsupportedTargetDesc    = &Error{Key: KeyIllegalRequest, ASC: 0x26, ASCQ: 0x07}
@@ -111,6 +112,7 @@ var ascNames = map[uint16]string{
 	0x0403: "logical unit not ready, manual intervention required",
 	0x0C00: "write error",
 	0x0D02: "copy target device not reachable",
+	0x0E03: "invalid field in command information unit",
 	0x1100: "unrecovered read error",
 	0x1A00: "parameter list length error",
 	0x1D00: "miscompare during verify operation",

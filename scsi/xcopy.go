@@ -19,6 +19,9 @@ const (
 	xcopyMaxCSCDs    = 16
 	xcopyMaxSegments = 64
 	cscdIDMe         = 0xFFFF // SPC-5: the copy manager's own LU
+	// xcopyMaxDescListLen is the MAXIMUM DESCRIPTOR LIST LENGTH: room
+	// for the most CSCD and segment descriptors.
+	xcopyMaxDescListLen = xcopyMaxCSCDs*cscdLen + xcopyMaxSegments*segB2BLen
 )
 
 // copyStatus is the outcome of an EXTENDED COPY, kept for RECEIVE COPY
@@ -72,6 +75,14 @@ func (d *Disk) extendedCopy(c *CDB, data [][]byte) (Result, error) {
 	segBytes := int(be32(p[8:]))
 	if be32(p[12:]) != 0 {
 		return res, paramField(12, 7) // INLINE DATA LENGTH: no inline data
+	}
+	// SPC-5 (RECEIVE COPY OPERATING PARAMETERS, MAXIMUM DESCRIPTOR
+	// LIST LENGTH): CSCD and segment descriptor lists longer than it
+	// together are PARAMETER LIST LENGTH ERROR. The lengths are checked
+	// before the descriptors are counted or parsed, as LIO's copy
+	// manager does: a list that is too long is wrong whatever it holds.
+	if cscdBytes+segBytes > xcopyMaxDescListLen {
+		return res, ErrParamListLengthError
 	}
 	if cscdBytes%cscdLen != 0 {
 		return res, paramField(2, 7)
@@ -317,7 +328,7 @@ func (d *Disk) receiveCopyResults(c *CDB, data [][]byte) (Result, error) {
 		b[4] = 0x01 // SNLID: LIST ID USAGE 11b is supported
 		put16(b[8:], xcopyMaxCSCDs)
 		put16(b[10:], xcopyMaxSegments)
-		put32(b[12:], xcopyMaxCSCDs*cscdLen+xcopyMaxSegments*segB2BLen)
+		put32(b[12:], xcopyMaxDescListLen)
 		put32(b[16:], uint32(0xffff*d.bs)) // MAXIMUM SEGMENT LENGTH
 		put16(b[34:], 1)                   // TOTAL CONCURRENT COPIES
 		b[36] = 1                          // MAXIMUM CONCURRENT COPIES

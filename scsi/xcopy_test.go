@@ -48,6 +48,15 @@ func xcopyList(listID, usage byte, cscds [][]byte, segs [][]byte) []byte {
 	return append(append(p, c...), s...)
 }
 
+// repeat returns n copies of b.
+func repeat(b []byte, n int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = b
+	}
+	return out
+}
+
 func xcopyCDB(n int) []byte {
 	b := make([]byte, 16)
 	b[0] = byte(OpExtendedCopy)
@@ -127,6 +136,13 @@ func TestExtendedCopy(t *testing.T) {
 		{"inline data", func() []byte { p := xcopyList(1, 0, nil, nil); p[15] = 1; return p }(), ErrInvalidFieldInParamList, 12, 7},
 		{"list ID usage 11b with an ID", xcopyList(1, 3, nil, nil), ErrInvalidFieldInParamList, 0, 7},
 		{"short", xcopyList(1, 0, nil, nil)[:10], ErrParamListLengthError, -1, -1},
+		// SPC-5 RECEIVE COPY OPERATING PARAMETERS: descriptor lists
+		// longer than MAXIMUM DESCRIPTOR LIST LENGTH (here 17 CSCDs
+		// and 63 segments, 2308 > 2304 bytes) are PARAMETER LIST
+		// LENGTH ERROR, whatever else is wrong with them; too many
+		// CSCDs within that length are TOO MANY TARGET DESCRIPTORS.
+		{"descriptor lists too long", xcopyList(1, 0, repeat(cscd(dst.cfg.NAA, 512), xcopyMaxCSCDs+1), repeat(segment(0, 0, 1, 0, 0), xcopyMaxSegments-1)), ErrParamListLengthError, -1, -1},
+		{"too many CSCDs", xcopyList(1, 0, repeat(cscd(dst.cfg.NAA, 512), xcopyMaxCSCDs+1), nil), ErrTooManyTargetDescriptors, 2, 7},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

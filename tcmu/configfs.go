@@ -113,7 +113,10 @@ type DeviceInfo struct {
 	Config    string // dev_config without the "lunbridge/" prefix
 	Size      int64  // attrib/dev_size in bytes
 	BlockSize uint32 // attrib/hw_block_size
-	Enabled   bool   // enable reads 1: the kernel configured the device
+	// MaxSectors is attrib/hw_max_sectors, the largest transfer in
+	// blocks (0 if unreadable).
+	MaxSectors uint32
+	Enabled    bool // enable reads 1: the kernel configured the device
 	// Linked is true while a fabric LUN links the backstore: the
 	// device's info attribute reads "Status: ACTIVATED" once it is
 	// exported (export_count > 0).
@@ -197,6 +200,9 @@ func readDeviceInfo(fsys fsys, dir string) (info DeviceInfo, ours bool, err erro
 		return info, true, err
 	}
 	info.BlockSize = uint32(bs)
+	if ms, err := readInt(fsys, filepath.Join(dir, "attrib", "hw_max_sectors")); err == nil {
+		info.MaxSectors = uint32(ms)
+	}
 	en, err := readAttr(fsys, filepath.Join(dir, "enable"))
 	if err != nil {
 		return info, true, err

@@ -112,8 +112,8 @@ func TestListDevices(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []DeviceInfo{
-		{Name: "a", HBA: 0, Path: a.Path(), Config: "a", Size: 1 << 20, BlockSize: 512, Enabled: true},
-		{Name: "b", HBA: 3, Path: b.Path(), Config: "b", Size: 1 << 20, BlockSize: 512, Enabled: true, Linked: true},
+		{Name: "a", HBA: 0, Path: a.Path(), Config: "a", Size: 1 << 20, BlockSize: 512, MaxSectors: DefaultMaxSectors, Enabled: true},
+		{Name: "b", HBA: 3, Path: b.Path(), Config: "b", Size: 1 << 20, BlockSize: 512, MaxSectors: DefaultMaxSectors, Enabled: true, Linked: true},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("listDevices = %+v, want %+v", got, want)

@@ -41,10 +41,10 @@ const (
 	DefaultDevRoot      = "/dev"
 	DefaultBlockSize    = 512
 	// DefaultMaxSectors is hw_max_sectors: the largest transfer, in
-	// blocks, the initiator is told about (Block Limits VPD). The
-	// kernel's own default of 128 caps I/O at 64 KiB with 512-byte
-	// blocks and cripples throughput.
-	DefaultMaxSectors = 1024
+	// blocks, the initiator is told about (Block Limits VPD): 1 MiB with
+	// 512-byte blocks. The kernel's own default of 128 caps I/O at
+	// 64 KiB with 512-byte blocks and cripples throughput.
+	DefaultMaxSectors = 2048
 	DefaultCmdTimeout = 30 * time.Second
 )
 
@@ -68,7 +68,7 @@ type DeviceConfig struct {
 	// BlockSize is hw_block_size: 512 or 4096 (default 512). When
 	// adopting, 0 takes the existing one.
 	BlockSize uint32
-	// MaxSectors is hw_max_sectors in blocks (default 1024). The kernel
+	// MaxSectors is hw_max_sectors in blocks (default 2048). The kernel
 	// rounds it down to a whole page, so it must be a multiple of
 	// 4096/BlockSize.
 	MaxSectors uint32

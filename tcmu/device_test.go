@@ -69,7 +69,7 @@ func TestOpenDeviceCreates(t *testing.T) {
 		"mkdir config/target/core/user_0",
 		"mkdir " + bs,
 		"write " + bs + "/control=dev_config=lunbridge/disk0.img,dev_size=1048576," +
-			"hw_block_size=512,hw_max_sectors=1024,max_data_area_mb=64,nl_reply_supported=-1",
+			"hw_block_size=512,hw_max_sectors=2048,max_data_area_mb=64,nl_reply_supported=-1",
 		"write " + bs + "/attrib/cmd_time_out=2", // rounded up
 		"write " + bs + "/attrib/emulate_write_cache=1",
 		"write " + bs + "/attrib/tmr_notification=1",
@@ -94,7 +94,7 @@ func TestOpenDeviceCreates(t *testing.T) {
 	if got := binary.NativeEndian.Uint32(d.Mem()[4:]); got != 128 {
 		t.Errorf("mailbox cmdr_off = %d, want 128", got)
 	}
-	if got := d.Config(); got.MaxSectors != 1024 || got.CmdTimeout != cfg.CmdTimeout {
+	if got := d.Config(); got.MaxSectors != DefaultMaxSectors || got.CmdTimeout != cfg.CmdTimeout {
 		t.Errorf("Config() = %+v, want defaults applied", got)
 	}
 
@@ -218,8 +218,8 @@ func TestOpenDeviceAdopt(t *testing.T) {
 	if got := k.takeLog(); len(got) != 0 {
 		t.Errorf("adoption changed configfs: %q", got)
 	}
-	if got := d2.Config(); got.Size != cfg.Size || got.BlockSize != 4096 || got.MaxSectors != 1024 {
-		t.Errorf("adopted Config() = %+v, want size %d, block size 4096, max sectors 1024", got, cfg.Size)
+	if got := d2.Config(); got.Size != cfg.Size || got.BlockSize != 4096 || got.MaxSectors != DefaultMaxSectors {
+		t.Errorf("adopted Config() = %+v, want size %d, block size 4096, max sectors %d", got, cfg.Size, DefaultMaxSectors)
 	}
 	if d2.UIO() != d.UIO() {
 		t.Errorf("adopted UIO() = %q, want %q", d2.UIO(), d.UIO())

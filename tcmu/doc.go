@@ -29,12 +29,17 @@
 // out of order: the slot at the tail takes the response of whichever
 // command finished, with that command's id.
 //
-// Ring owns this protocol: one goroutine reads cmd_head, copies each entry
-// into a Cmd (the ring is untrusted: every length and offset is checked
-// against the mapping, and a bad entry ends Run with ErrCorruptRing), hands
-// it to a Handler, and writes completions in batches with one kick each:
-// the goroutine that completes a command writes the batch itself when the
-// ring is free, else the ring goroutine does.
+// Ring serves this protocol in two layers. Its codec parses entries into
+// Cmds (the ring is untrusted: every length and offset is checked against
+// the mapping, and a bad entry ends Run with ErrCorruptRing), writes
+// responses, stores cmd_tail and kicks: single-threaded code with no
+// goroutines, run by whoever holds the ring's lock. Its scheduler decides
+// who that is: the UIO waiter when the kernel signals an idle ring, the
+// goroutine completing the last command in flight, else the ring
+// goroutine, which batches (Ring lists them). A Handler gets each Cmd and
+// must not block; an Inliner may also have the waiter execute a command
+// itself, unlocked, under a watchdog that hands the waiter's role to a
+// fresh goroutine if the command runs long.
 // Cmd.Data are slices of the data area, so a handler can preadv/pwritev
 // straight into them. The byte layout lives in abi.go, one offset constant
 // per field of <linux/target_core_user.h>, and is checked against the
@@ -48,4 +53,18 @@
 // BUSY (action/reset_ring, level 1; initiators retry BUSY) and unblocks
 // it; a new Ring then serves the ring from the start, processing it once
 // right away because the UIO descriptor only wakes on new events.
+//
+// # Announcements
+//
+// When a user backstore is enabled or deleted, the kernel multicasts a
+// TCMU_CMD_ADDED_DEVICE or TCMU_CMD_REMOVED_DEVICE message on the
+// "config" group of the TCM-USER generic netlink family, naming the UIO
+// device. Events listens to them (to serve backstores that targetcli
+// creates); ListDevices reads the same backstores from configfs. Handler
+// daemons share these messages: each must act only on its own dev_config
+// subtype ("lunbridge/" here). A daemon that announces reply support
+// (TCMU_CMD_SET_FEATURES, as tcmu-runner does) makes the kernel wait for
+// a reply to every later ADDED_DEVICE, unless the backstore was created
+// with nl_reply_supported=-1, as OpenDevice does; lunbridge never
+// announces it and never replies.
 package tcmu

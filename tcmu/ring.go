@@ -47,9 +47,9 @@ type Notifier interface {
 	Kick() error
 }
 
-// Handler receives the commands and TMR notifications of a Ring. Both
-// methods are called by Run's goroutines (the ring goroutine or the UIO
-// waiter), one call at a time with the ring locked, and must not block.
+// Handler receives the commands and TMR notifications of a Ring. Handle
+// and TMR are called with the ring locked (see Ring), one call at a time,
+// and must not block.
 type Handler interface {
 	// Handle is called for each new command. It must not block: hand the
 	// command to a worker. Exactly one Ring.Complete(c, ...) must follow,
@@ -61,6 +61,31 @@ type Handler interface {
 	TMR(kind TMRType, aborted []*Cmd)
 }
 
+// Inliner is implemented by a Handler that can execute some commands on
+// the goroutine that took them from the ring, sparing the hand-off to a
+// worker and back (two goroutine wake-ups per command).
+//
+// When the UIO waiter takes new entries itself (the ring is idle), it asks
+// Inline about the first command, with the ring locked, before calling
+// Handle; Inline must not block and reports whether c may run inline. If
+// not, Handle follows, as for every other command of the poll: those run
+// on workers, in parallel with the inline one (maxInlinePerPoll). The
+// waiter then unlocks the ring and calls RunInline, which executes the
+// command and completes it; when nothing else is being served, its
+// completion goes out at once, with one cmd_tail store and one kick.
+//
+// RunInline should not block, but may: if it runs longer than
+// RingOptions.InlineBound (checked every bound by a watchdog goroutine
+// that ticks only while inline commands run, so after one to two bounds),
+// a fresh goroutine takes over the waiter's role, so that TMRs and new
+// commands keep flowing. The goroutine stuck in RunInline finishes its
+// command and exits.
+type Inliner interface {
+	Handler
+	Inline(c *Cmd) bool
+	RunInline(c *Cmd)
+}
+
 // RingOptions configure a Ring.
 type RingOptions struct {
 	// Logger receives debug logs (TMRs, unknown entries); nil discards.
@@ -69,7 +94,16 @@ type RingOptions struct {
 	// context is done or the ring failed: 0 means DefaultDrainTimeout, a
 	// negative value not to wait.
 	DrainTimeout time.Duration
+	// InlineBound is how long a batch of inline commands (Inliner) may
+	// run before a fresh goroutine takes over the UIO waiter's role: 0
+	// means DefaultInlineBound.
+	InlineBound time.Duration
 }
+
+// DefaultInlineBound is used when RingOptions.InlineBound is zero: far
+// above what a command served from memory takes (microseconds), far below
+// the kernel's cmd_time_out and an initiator's abort timeouts.
+const DefaultInlineBound = 20 * time.Millisecond
 
 // RingStats counts what a Ring did since NewRing.
 type RingStats struct {
@@ -85,17 +119,53 @@ type RingStats struct {
 	// DirectPolls are the Wakeups the UIO waiter served itself, without
 	// waking the ring goroutine.
 	DirectPolls uint64
-	Kicks       uint64 // successful Notifier.Kick calls
-	Wakeups     uint64 // kernel notifications received (Notifier.Wait returns)
-	InFlight    uint64 // commands handed out and not yet written back
+	// Inline are the commands executed by the UIO waiter (Inliner).
+	Inline uint64
+	// Handovers are the times an inline batch ran past InlineBound and a
+	// fresh goroutine took over the UIO waiter's role.
+	Handovers uint64
+	Kicks     uint64 // successful Notifier.Kick calls
+	Wakeups   uint64 // kernel notifications received (Notifier.Wait returns)
+	InFlight  uint64 // commands handed out and not yet written back
 }
 
-// Ring serves the command ring of one TCMU device. Run owns the ring: it
-// reads cmd_head, parses entries, writes responses and cmd_tail and kicks
-// the kernel, one goroutine at a time under a lock: its UIO waiter when
-// the kernel signals and the ring is free, else its ring goroutine.
-// Workers give their results back with Complete, which writes them itself
-// when the ring is free and never waits for it.
+// ringCounters back RingStats; the codec and the scheduler update them.
+type ringCounters struct {
+	commands, pads, tmrs, unknown, completions atomic.Uint64
+	batches, kicks, wakeups, inflight          atomic.Uint64
+	directBatches, directPolls                 atomic.Uint64
+	inline, handovers                          atomic.Uint64
+}
+
+// Ring serves the command ring of one TCMU device. It has two layers.
+//
+// The codec (type codec, below) speaks the ring ABI: it parses entries
+// from cmd_head, writes responses into slots, stores cmd_tail and kicks.
+// It is single-threaded code with no goroutines and no scheduling; it is
+// not safe for concurrent use. Ring.mu guards it: whoever holds mu runs
+// it.
+//
+// The scheduler (Ring) decides who holds mu and what runs where. Run
+// starts two goroutines; these are the only goroutines that take mu:
+//
+//   - the UIO waiter, the one goroutine in Notifier.Wait. After a kernel
+//     signal, when no command is being served (busy is 0) and mu is free,
+//     it parses the new entries and writes completions itself; commands
+//     an Inliner accepts it then executes itself, unlocked, under a
+//     watchdog (RingOptions.InlineBound). Otherwise it wakes the ring
+//     goroutine.
+//   - the ring goroutine (Run's caller): it parses on the waiter's
+//     signal, writes completions workers handed over, drains on shutdown.
+//   - a goroutine in Complete, with TryLock only: when it completes the
+//     last command being served and mu is free, it writes the completions
+//     and kicks the kernel itself; otherwise it leaves them to the ring
+//     goroutine. It never waits for mu.
+//
+// While holding mu nothing blocks but the kick (a system call that does
+// not sleep on I/O): Handler.Handle, Inliner.Inline and Handler.TMR must
+// not block, inline commands run after mu is released. On an idle ring
+// the waiter and Complete spare the ring goroutine's wake-ups: the QD1
+// case; under load the ring goroutine batches.
 //
 // Completions are out of order when the kernel advertises CapOOOC (current
 // kernels do: flags 0xf on 6.1): each response is written into the oldest
@@ -113,17 +183,10 @@ type RingStats struct {
 // cmd_tail. Those slots then read as garbage (ErrCorruptRing, most
 // likely); resetting the ring (Device.Recover) is the safe restart.
 type Ring struct {
-	mem     []byte
-	ring    []byte // mem[cmdr_off : cmdr_off+cmdr_size]
-	cmdrOff uint64
-	size    uint32 // cmdr_size
-	dataOff uint64 // start of the data area: cmdr_off + cmdr_size
-	flags   uint16
-	caps    Caps
-	ooo     bool
-	n       Notifier
-	log     *slog.Logger
-	drainTO time.Duration
+	n           Notifier
+	log         *slog.Logger
+	drainTO     time.Duration
+	inlineBound time.Duration
 
 	running atomic.Bool
 
@@ -140,17 +203,19 @@ type Ring struct {
 	// the kernel takes the ring's lock).
 	busy atomic.Int64
 
-	// mu guards the fields below. Whoever parses new entries or writes
-	// responses holds it. While Run serves (direct) and no command is
-	// being served (busy is 0), the UIO waiter that finds mu free parses
-	// the new entries itself, and the goroutine completing the last
-	// command being served writes the completions and kicks the kernel
-	// itself; otherwise both hand over to the ring goroutine, which
-	// batches. On an idle ring that spares two of the three goroutine
-	// hand-offs a command used to cost (waiter -> ring goroutine ->
-	// worker -> ring goroutine): the QD1 case. Holding mu never blocks
-	// on anything but the Handler and the kick.
+	st ringCounters
+
+	// mu guards the fields below and the codec; see Ring for who takes
+	// it. Holding it never blocks on anything but the kick.
 	mu sync.Mutex
+	// h receives the commands parse takes (set by Run, or by tests that
+	// drive poll by hand).
+	h Handler
+	// inl is h as an Inliner while the UIO waiter parses, else nil:
+	// only the waiter runs commands inline.
+	inl Inliner
+	// batch collects the commands inl accepted during one parse.
+	batch []*Cmd
 	// direct is set while the ring goroutine serves; drain and after
 	// leave every flush to the ring goroutine, so that nothing writes
 	// into the ring once Run returned.
@@ -158,32 +223,7 @@ type Ring struct {
 	// asyncErr is the error of a poll or flush made by the UIO waiter or
 	// by Complete, for the ring goroutine to return.
 	asyncErr error
-	pos      uint32 // next entry to parse, relative to the ring start
-	tail     uint32 // our cmd_tail
-	slots    slotQueue
-	inflight map[uint16]*Cmd
-	free     []*Cmd
-	pending  []*Cmd // completions taken in this flush
-	tmrCmds  []*Cmd
-	// noWrites is set when the shared state can no longer be trusted (a
-	// ring reset, an impossible cmd_head) or the kernel can no longer be
-	// told (a failed kick): completions are then recycled unwritten.
-	noWrites bool
-
-	st struct {
-		commands, pads, tmrs, unknown, completions atomic.Uint64
-		batches, kicks, wakeups, inflight          atomic.Uint64
-		directBatches, directPolls                 atomic.Uint64
-	}
-}
-
-// slot is a consumed ring entry that cmd_tail has not passed yet. Its
-// offset and length are our own copy: the shared bytes are never trusted
-// twice.
-type slot struct {
-	off, len uint32
-	isCmd    bool
-	cmd      *Cmd // the entry's own command; in-order mode only
+	codec
 }
 
 // NewRing validates the mailbox at the start of mem (the whole UIO mapping:
@@ -195,29 +235,6 @@ func NewRing(mem []byte, n Notifier, opts RingOptions) (*Ring, error) {
 	if n == nil {
 		return nil, errors.New("tcmu: NewRing: nil Notifier")
 	}
-	if !aligned(mem) {
-		return nil, fmt.Errorf("tcmu: %w: mapping of %d bytes is shorter than the %d-byte mailbox or not 4-byte aligned",
-			ErrCorruptRing, len(mem), mbSize)
-	}
-	mb := mailbox(mem[:mbSize])
-	if v := mb.version(); v != mailboxVersion {
-		return nil, fmt.Errorf("tcmu: %w: mailbox version %d, want %d", ErrVersion, v, mailboxVersion)
-	}
-	off, size := mb.cmdrOff(), mb.cmdrSize()
-	switch {
-	case off < mbSize || off%opAlign != 0:
-		return nil, fmt.Errorf("tcmu: %w: cmdr_off %d overlaps the mailbox or is not %d-byte aligned",
-			ErrCorruptRing, off, opAlign)
-	case size == 0 || size%opAlign != 0:
-		return nil, fmt.Errorf("tcmu: %w: cmdr_size %d is not a positive multiple of %d", ErrCorruptRing, size, opAlign)
-	case uint64(off)+uint64(size) > uint64(len(mem)):
-		return nil, fmt.Errorf("tcmu: %w: command ring [%d, %d) beyond the %d-byte mapping",
-			ErrCorruptRing, off, uint64(off)+uint64(size), len(mem))
-	}
-	tail := loadCmdTail(mem)
-	if tail >= size || tail%opAlign != 0 {
-		return nil, fmt.Errorf("tcmu: %w: cmd_tail %d outside the %d-byte ring or misaligned", ErrCorruptRing, tail, size)
-	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -226,25 +243,19 @@ func NewRing(mem []byte, n Notifier, opts RingOptions) (*Ring, error) {
 	if d == 0 {
 		d = DefaultDrainTimeout
 	}
-	r := &Ring{
-		mem:      mem,
-		ring:     mem[off : off+size],
-		cmdrOff:  uint64(off),
-		size:     size,
-		dataOff:  uint64(off) + uint64(size),
-		flags:    mb.flags(),
-		caps:     Caps(mb.flags()),
-		n:        n,
-		log:      log,
-		drainTO:  d,
-		wake:     make(chan struct{}, 1),
-		pos:      tail,
-		tail:     tail,
-		inflight: make(map[uint16]*Cmd),
+	ib := opts.InlineBound
+	if ib <= 0 {
+		ib = DefaultInlineBound
 	}
-	r.ooo = r.caps.Has(CapOOOC)
-	if unknown := r.caps &^ (CapOOOC | CapReadLen | CapTMR | CapKeepBuf); unknown != 0 {
-		log.Debug("tcmu: unknown mailbox flags ignored", "flags", r.caps.String())
+	r := &Ring{
+		n:           n,
+		log:         log,
+		drainTO:     d,
+		inlineBound: ib,
+		wake:        make(chan struct{}, 1),
+	}
+	if err := r.codec.init(mem, n, log, &r.st, r); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -266,6 +277,8 @@ func (r *Ring) Stats() RingStats {
 		Batches:       r.st.batches.Load(),
 		DirectBatches: r.st.directBatches.Load(),
 		DirectPolls:   r.st.directPolls.Load(),
+		Inline:        r.st.inline.Load(),
+		Handovers:     r.st.handovers.Load(),
 		Kicks:         r.st.kicks.Load(),
 		Wakeups:       r.st.wakeups.Load(),
 		InFlight:      r.st.inflight.Load(),
@@ -300,7 +313,7 @@ func (r *Ring) Complete(c *Cmd, resp Response) {
 		}
 	}
 	// Pushes that find the ring busy send their own tokens.
-	if r.busy.Add(-1) == 0 && r.shortcut(nil) {
+	if r.busy.Add(-1) == 0 && r.shortcut() {
 		return
 	}
 	r.wakeRing()
@@ -321,9 +334,12 @@ func (r *Ring) wakeRing() {
 // then waits for kernel kicks and completions. When ctx is done or the ring
 // failed it stops taking entries, waits up to the drain timeout for the
 // commands in flight, writes their responses, kicks the kernel and returns
-// after every goroutine it started has exited. It returns nil after a clean
-// shutdown, an error wrapping ErrCorruptRing for a broken ring, the
-// Notifier's errors, or ErrDrainTimeout. Run may be called once.
+// after every goroutine it started has exited, except a UIO waiter that
+// was relieved of its role while stuck in Inliner.RunInline: that one
+// holds a command in flight, like a worker, and exits when it completes.
+// It returns nil after a clean shutdown, an error wrapping ErrCorruptRing
+// for a broken ring, the Notifier's errors, or ErrDrainTimeout. Run may
+// be called once.
 //
 // Commands still held by workers when Run returns reference mem: do not
 // unmap it before they are done.
@@ -334,46 +350,272 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return errors.New("tcmu: Run called twice")
 	}
+	r.mu.Lock()
+	r.h = h
+	r.mu.Unlock()
 	// The waiter outlives ctx until serve returned: cancelling it is what
 	// stops intake.
 	wctx, stopWait := context.WithCancel(context.WithoutCancel(ctx))
-	kicks := make(chan struct{}, 1)
-	waitErr := make(chan error, 1)
-	var wg sync.WaitGroup
-	wg.Go(func() { r.waitLoop(wctx, h, kicks, waitErr) })
+	w := &waiters{
+		ctx:    wctx,
+		kicks:  make(chan struct{}, 1),
+		errc:   make(chan error, 1),
+		wdWake: make(chan struct{}, 1),
+	}
+	w.inl, _ = h.(Inliner)
+	w.start(r, nil)
 	// Deferred, so that the waiter is joined even if a Handler panics.
-	defer wg.Wait()
+	defer w.wg.Wait()
+	var wdg sync.WaitGroup
+	if w.inl != nil {
+		wdg.Go(func() { r.watchdog(w) })
+	}
+	defer wdg.Wait()
 	defer stopWait()
 
 	r.setDirect(true)
-	err := r.serve(ctx, h, kicks, waitErr)
+	err := r.serve(ctx, w.kicks, w.errc)
 	r.setDirect(false)
 	stopWait() // stop intake: kernel kicks no longer matter
 	return errors.Join(err, r.drain())
 }
 
+// waiters holds what the UIO waiter needs; a waiter relieved of its role
+// (see Inliner) hands it to the next one through start.
+type waiters struct {
+	ctx   context.Context
+	inl   Inliner // the Handler, if it is an Inliner
+	kicks chan struct{}
+	errc  chan error
+	// wg counts the waiter's role, not its goroutines: a relieved waiter
+	// calls Done when it hands its role over.
+	wg sync.WaitGroup
+
+	// cur is the batch of the current waiter, which the watchdog checks.
+	cur atomic.Pointer[inlineBatch]
+	// runs counts the inline batches started, so that the watchdog
+	// sees activity.
+	runs atomic.Uint64
+	// parked is set while the watchdog sleeps without a ticker; a waiter
+	// starting a batch clears it and wakes the watchdog through wdWake.
+	parked atomic.Bool
+	wdWake chan struct{}
+}
+
+// start starts a UIO waiter. rest, if not nil, are the inline commands a
+// relieved waiter had not started: the new waiter hands them to Handle.
+func (w *waiters) start(r *Ring, rest *inlineBatch) {
+	w.wg.Add(1)
+	go func() {
+		if rest != nil {
+			r.requeue(rest)
+		}
+		if !r.waitLoop(w) {
+			return // relieved: the role was handed over, and wg told
+		}
+		w.wg.Done()
+	}()
+}
+
+// waitLoop turns Notifier.Wait returns into tokens on kicks until its
+// context is done; any other Wait error goes to errc and ends the loop. It
+// reports false if it ran an inline batch past the bound and a fresh
+// waiter took over.
+func (r *Ring) waitLoop(w *waiters) bool {
+	b := new(inlineBatch)
+	w.cur.Store(b)
+	for {
+		if err := r.n.Wait(w.ctx); err != nil {
+			if w.ctx.Err() == nil {
+				w.errc <- fmt.Errorf("tcmu: wait for the kernel: %w", err)
+			}
+			return true
+		}
+		r.st.wakeups.Add(1)
+		if !r.tryPoll(w.inl, &b.cmds) {
+			select {
+			case w.kicks <- struct{}{}:
+			default:
+			}
+			continue
+		}
+		if len(b.cmds) == 0 {
+			continue
+		}
+		if !b.run(r, w) {
+			return false
+		}
+	}
+}
+
+// inlineBatch is the commands one poll of the UIO waiter accepted to run
+// inline, and the watchdog state of their execution.
+type inlineBatch struct {
+	cmds []*Cmd
+	// next is the index of the next command to start; the waiter and,
+	// after a handover, its successor claim commands with Add.
+	next atomic.Int32
+	// since is when the running batch started (nanoseconds of
+	// inlineEpoch), 0 between batches, -1 once handed over.
+	since atomic.Int64
+}
+
+// inlineEpoch is the origin of inlineBatch.since.
+var inlineEpoch = time.Now()
+
+// run executes the batch's commands and reports whether the waiter keeps
+// its role (false: it was relieved and must exit).
+func (b *inlineBatch) run(r *Ring, w *waiters) bool {
+	b.next.Store(0)
+	start := max(int64(time.Since(inlineEpoch)), 1)
+	b.since.Store(start)
+	// No timer per batch: arming one interrupts the Go runtime's
+	// blocking netpoll, a thread wake-up per command (a run with one,
+	// BENCHMARKS.md, measured QD1 at 0.59x the code without inline
+	// execution). The watchdog ticks while batches run and parks after a
+	// while without any; wake it if so.
+	// runs is written before parked is read and the watchdog does the
+	// opposite, so one of them sees the other.
+	w.runs.Add(1)
+	if w.parked.Load() && w.parked.CompareAndSwap(true, false) {
+		select {
+		case w.wdWake <- struct{}{}:
+		default:
+		}
+	}
+	for b.since.Load() == start {
+		i := int(b.next.Add(1)) - 1
+		if i >= len(b.cmds) {
+			break
+		}
+		r.st.inline.Add(1)
+		w.inl.RunInline(b.cmds[i])
+	}
+	if !b.since.CompareAndSwap(start, 0) {
+		return false // handed over; the successor owns the rest
+	}
+	clear(b.cmds)
+	b.cmds = b.cmds[:0]
+	return true
+}
+
+// watchdogIdleTicks is how many ticks without an inline batch the
+// watchdog waits before it parks.
+const watchdogIdleTicks = 8
+
+// watchdog checks the current waiter's batch every InlineBound while
+// batches run (expire), so a batch is relieved between one and two bounds
+// after it started; it parks after watchdogIdleTicks ticks without any,
+// so that idle LUNs cost no wake-ups. It returns when the waiters'
+// context is done.
+func (r *Ring) watchdog(w *waiters) {
+	t := time.NewTicker(r.inlineBound)
+	defer t.Stop()
+	last, idle := w.runs.Load(), 0
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-t.C:
+		}
+		b := w.cur.Load()
+		if b == nil {
+			continue // the first waiter has not started yet
+		}
+		b.expire(r, w)
+		if n := w.runs.Load(); n != last || b.since.Load() > 0 {
+			last, idle = n, 0
+			continue
+		}
+		if idle++; idle < watchdogIdleTicks {
+			continue
+		}
+		w.parked.Store(true)
+		if w.runs.Load() != last && w.parked.CompareAndSwap(true, false) {
+			last, idle = w.runs.Load(), 0
+			continue // a batch started: keep ticking
+		}
+		// Parked, or a waiter cleared parked and sends a wake-up.
+		t.Stop()
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-w.wdWake:
+		}
+		last, idle = w.runs.Load(), 0
+		t.Reset(r.inlineBound)
+	}
+}
+
+// expire hands the waiter's role to a fresh goroutine if the batch
+// started at least the bound ago and is still running.
+func (b *inlineBatch) expire(r *Ring, w *waiters) {
+	s := b.since.Load()
+	if s <= 0 || int64(time.Since(inlineEpoch))-s < int64(r.inlineBound) {
+		return
+	}
+	if !b.since.CompareAndSwap(s, -1) {
+		return
+	}
+	r.st.handovers.Add(1)
+	r.log.Warn("tcmu: an inline command runs long; a new goroutine waits for the kernel",
+		"bound", r.inlineBound)
+	w.start(r, b)
+	w.wg.Done() // the relieved waiter's role
+}
+
+// requeue hands the commands of a relieved waiter's batch that it had not
+// started to the Handler, under mu.
+func (r *Ring) requeue(b *inlineBatch) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		i := int(b.next.Add(1)) - 1
+		if i >= len(b.cmds) {
+			return
+		}
+		r.h.Handle(b.cmds[i])
+	}
+}
+
 // tryPoll is the waiter's shortcut: if the ring is idle (no command being
 // served), free and served, it takes the new entries and writes the
-// completions itself, sparing the ring goroutine a wake-up. It reports
-// whether it did; if not, the caller hands the kernel's notification to
-// the ring goroutine.
-func (r *Ring) tryPoll(h Handler) bool {
+// completions itself, sparing the ring goroutine a wake-up. The commands
+// inl accepts are appended to batch, for the caller to run unlocked. It
+// reports whether it ran; if not, the caller hands the kernel's
+// notification to the ring goroutine. An error is kept for the ring
+// goroutine, which is woken to return it.
+func (r *Ring) tryPoll(inl Inliner, batch *[]*Cmd) bool {
 	// Only when no command is being served: under load the ring
 	// goroutine parses and batches, and the waiter taking the lock as
 	// well only adds contention for it.
-	if r.busy.Load() != 0 || !r.shortcut(h) {
+	if r.busy.Load() != 0 || !r.mu.TryLock() {
 		return false
+	}
+	if !r.direct || r.asyncErr != nil {
+		r.mu.Unlock()
+		return false
+	}
+	r.inl, r.batch = inl, (*batch)[:0]
+	err := r.parse()
+	*batch, r.inl, r.batch = r.batch, nil, nil
+	if err == nil {
+		err = r.retireDirect()
+	}
+	r.asyncErr = err
+	r.mu.Unlock()
+	if err != nil {
+		r.wakeRing()
 	}
 	r.st.directPolls.Add(1)
 	return true
 }
 
-// shortcut is the waiter's and Complete's way into the ring: if it can
-// take the lock without waiting and Run serves, it takes the new entries
-// (h not nil) and writes the completions on the calling goroutine. An
-// error is kept for the ring goroutine, which is woken to return it. It
-// reports whether it ran.
-func (r *Ring) shortcut(h Handler) bool {
+// shortcut is Complete's way into the ring: if it can take the lock
+// without waiting and Run serves, it writes the completions on the
+// calling goroutine. An error is kept for the ring goroutine, which is
+// woken to return it. It reports whether it ran.
+func (r *Ring) shortcut() bool {
 	if !r.mu.TryLock() {
 		return false
 	}
@@ -381,23 +623,26 @@ func (r *Ring) shortcut(h Handler) bool {
 		r.mu.Unlock()
 		return false
 	}
-	var err error
-	if h != nil {
-		err = r.poll(h)
-	}
-	if err == nil {
-		b := r.st.batches.Load()
-		err = r.flush()
-		if r.st.batches.Load() != b {
-			r.st.directBatches.Add(1)
-		}
-	}
+	err := r.retireDirect()
 	r.asyncErr = err
 	r.mu.Unlock()
 	if err != nil {
 		r.wakeRing()
 	}
 	return true
+}
+
+// retireDirect is retire for the waiter and Complete, counted in
+// DirectBatches.
+//
+// Preconditions: mu is held.
+func (r *Ring) retireDirect() error {
+	b := r.st.batches.Load()
+	err := r.retire()
+	if r.st.batches.Load() != b {
+		r.st.directBatches.Add(1)
+	}
+	return err
 }
 
 // setDirect turns the waiter's and Complete's shortcuts on or off.
@@ -407,24 +652,86 @@ func (r *Ring) setDirect(on bool) {
 	r.mu.Unlock()
 }
 
-// pollAndFlush takes new entries, if h is not nil, and writes the
-// completions handed over so far, under mu; it also returns the error of
-// a flush made by Complete.
-func (r *Ring) pollAndFlush(h Handler) error {
+// pollAndFlush takes new entries, if parse, and writes the completions
+// handed over so far, under mu; it also returns the error of a flush
+// made by Complete.
+func (r *Ring) pollAndFlush(parse bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if h != nil {
-		if err := r.poll(h); err != nil {
+	if parse {
+		if err := r.parse(); err != nil {
 			return err
 		}
 	}
-	if err := r.flush(); err != nil {
+	if err := r.retire(); err != nil {
 		return err
 	}
 	err := r.asyncErr
 	r.asyncErr = nil
 	return err
 }
+
+// poll parses the new entries for h. The Run goroutines use parse; tests
+// drive a Ring by hand with poll and flush.
+//
+// Preconditions: mu is held, or the Ring does not run.
+func (r *Ring) poll(h Handler) error {
+	r.h = h
+	return r.parse()
+}
+
+// flush writes the completions handed over so far.
+//
+// Preconditions: mu is held, or the Ring does not run.
+func (r *Ring) flush() error { return r.retire() }
+
+// parse runs the codec's parse with r as its sink.
+//
+// Preconditions: mu is held.
+func (r *Ring) parse() error { return r.codec.parse() }
+
+// retire hands the completions pushed so far to the codec, which writes
+// them.
+//
+// Preconditions: mu is held.
+func (r *Ring) retire() error {
+	// The stack holds the newest completion first; reverse it so that
+	// responses go out in completion order.
+	var list *Cmd
+	for c := r.done.Swap(nil); c != nil; {
+		next := c.next
+		c.next = list
+		list = c
+		c = next
+	}
+	return r.codec.flush(list)
+}
+
+// maxInlinePerPoll bounds the commands one poll of the waiter runs
+// inline: the others of the poll go to the workers, which run them in
+// parallel (a run that ran whole polls inline, BENCHMARKS.md, measured
+// 4 KiB random writes at QD32 at 0.54x on 2 vCPUs).
+const maxInlinePerPoll = 1
+
+// takeCmd is the codec's sink for a parsed command: it marks c in flight
+// and gives it to the Handler, or keeps it for the waiter to run inline.
+//
+// Preconditions: mu is held.
+func (r *Ring) takeCmd(c *Cmd) {
+	c.ring = r
+	c.state.Store(cmdInFlight)
+	r.busy.Add(1)
+	if r.inl != nil && len(r.batch) < maxInlinePerPoll && r.inl.Inline(c) {
+		r.batch = append(r.batch, c)
+		return
+	}
+	r.h.Handle(c)
+}
+
+// takeTMR is the codec's sink for a TMR entry.
+//
+// Preconditions: mu is held.
+func (r *Ring) takeTMR(kind TMRType, aborted []*Cmd) { r.h.TMR(kind, aborted) }
 
 // inFlight is the number of commands handed to the Handler and not yet
 // retired.
@@ -434,33 +741,12 @@ func (r *Ring) inFlight() int {
 	return len(r.inflight)
 }
 
-// waitLoop turns Notifier.Wait returns into tokens on kicks until ctx is
-// done; any other Wait error goes to errc and ends the loop.
-func (r *Ring) waitLoop(ctx context.Context, h Handler, kicks chan<- struct{}, errc chan<- error) {
-	for {
-		if err := r.n.Wait(ctx); err != nil {
-			if ctx.Err() == nil {
-				errc <- fmt.Errorf("tcmu: wait for the kernel: %w", err)
-			}
-			return
-		}
-		r.st.wakeups.Add(1)
-		if r.tryPoll(h) {
-			continue
-		}
-		select {
-		case kicks <- struct{}{}:
-		default:
-		}
-	}
-}
-
 // serve is the ring goroutine's main loop; it returns nil when ctx is done.
-func (r *Ring) serve(ctx context.Context, h Handler, kicks <-chan struct{}, waitErr <-chan error) error {
+func (r *Ring) serve(ctx context.Context, kicks <-chan struct{}, waitErr <-chan error) error {
 	if ctx.Err() != nil {
 		return nil
 	}
-	if err := r.pollAndFlush(h); err != nil {
+	if err := r.pollAndFlush(true); err != nil {
 		return err
 	}
 	for {
@@ -473,11 +759,11 @@ func (r *Ring) serve(ctx context.Context, h Handler, kicks <-chan struct{}, wait
 			if ctx.Err() != nil {
 				return nil // select picks at random among ready cases
 			}
-			if err := r.pollAndFlush(h); err != nil {
+			if err := r.pollAndFlush(true); err != nil {
 				return err
 			}
 		case <-r.wake:
-			if err := r.pollAndFlush(nil); err != nil {
+			if err := r.pollAndFlush(false); err != nil {
 				return err
 			}
 		}
@@ -489,7 +775,7 @@ func (r *Ring) serve(ctx context.Context, h Handler, kicks <-chan struct{}, wait
 // that workers are done with the mapping when Run returns.
 func (r *Ring) drain() error {
 	var errs []error
-	if err := r.pollAndFlush(nil); err != nil {
+	if err := r.pollAndFlush(false); err != nil {
 		errs = append(errs, err)
 	}
 	if n := r.inFlight(); n > 0 && r.drainTO < 0 {
@@ -502,7 +788,7 @@ func (r *Ring) drain() error {
 		select {
 		case <-r.wake:
 			// After a first error flush only recycles: keep waiting.
-			if err := r.pollAndFlush(nil); err != nil {
+			if err := r.pollAndFlush(false); err != nil {
 				errs = append(errs, err)
 			}
 		case <-t.C:
@@ -514,14 +800,113 @@ func (r *Ring) drain() error {
 	return errors.Join(errs...)
 }
 
+// codec speaks the TCMU ring ABI over the shared mapping: it parses
+// entries up to cmd_head, copying each into a Cmd for its sink, writes
+// responses into the slots at the tail, stores cmd_tail and kicks. It is
+// single-threaded code: no goroutines, no scheduling, no locks, and not
+// safe for concurrent use; Ring runs it under Ring.mu.
+type codec struct {
+	mem     []byte
+	ring    []byte // mem[cmdr_off : cmdr_off+cmdr_size]
+	cmdrOff uint64
+	size    uint32 // cmdr_size
+	dataOff uint64 // start of the data area: cmdr_off + cmdr_size
+	flags   uint16
+	caps    Caps
+	ooo     bool
+	n       Notifier
+	log     *slog.Logger
+	st      *ringCounters
+	sink    sink
+
+	pos      uint32 // next entry to parse, relative to the ring start
+	tail     uint32 // our cmd_tail
+	slots    slotQueue
+	inflight map[uint16]*Cmd
+	free     []*Cmd
+	pending  []*Cmd // completions taken in this flush
+	tmrCmds  []*Cmd
+	// noWrites is set when the shared state can no longer be trusted (a
+	// ring reset, an impossible cmd_head) or the kernel can no longer be
+	// told (a failed kick): completions are then recycled unwritten.
+	noWrites bool
+}
+
+// slot is a consumed ring entry that cmd_tail has not passed yet. Its
+// offset and length are our own copy: the shared bytes are never trusted
+// twice.
+type slot struct {
+	off, len uint32
+	isCmd    bool
+	cmd      *Cmd // the entry's own command; in-order mode only
+}
+
+// sink receives what codec.parse takes from the ring.
+type sink interface {
+	// takeCmd gets a new command, already counted in flight.
+	takeCmd(c *Cmd)
+	// takeTMR gets a TMR entry; aborted is valid during the call.
+	takeTMR(kind TMRType, aborted []*Cmd)
+}
+
+// init validates the mailbox at the start of mem and prepares the codec
+// to start at cmd_tail.
+func (r *codec) init(mem []byte, n Notifier, log *slog.Logger, st *ringCounters, s sink) error {
+	if !aligned(mem) {
+		return fmt.Errorf("tcmu: %w: mapping of %d bytes is shorter than the %d-byte mailbox or not 4-byte aligned",
+			ErrCorruptRing, len(mem), mbSize)
+	}
+	mb := mailbox(mem[:mbSize])
+	if v := mb.version(); v != mailboxVersion {
+		return fmt.Errorf("tcmu: %w: mailbox version %d, want %d", ErrVersion, v, mailboxVersion)
+	}
+	off, size := mb.cmdrOff(), mb.cmdrSize()
+	switch {
+	case off < mbSize || off%opAlign != 0:
+		return fmt.Errorf("tcmu: %w: cmdr_off %d overlaps the mailbox or is not %d-byte aligned",
+			ErrCorruptRing, off, opAlign)
+	case size == 0 || size%opAlign != 0:
+		return fmt.Errorf("tcmu: %w: cmdr_size %d is not a positive multiple of %d", ErrCorruptRing, size, opAlign)
+	case uint64(off)+uint64(size) > uint64(len(mem)):
+		return fmt.Errorf("tcmu: %w: command ring [%d, %d) beyond the %d-byte mapping",
+			ErrCorruptRing, off, uint64(off)+uint64(size), len(mem))
+	}
+	tail := loadCmdTail(mem)
+	if tail >= size || tail%opAlign != 0 {
+		return fmt.Errorf("tcmu: %w: cmd_tail %d outside the %d-byte ring or misaligned", ErrCorruptRing, tail, size)
+	}
+	*r = codec{
+		mem:      mem,
+		ring:     mem[off : off+size],
+		cmdrOff:  uint64(off),
+		size:     size,
+		dataOff:  uint64(off) + uint64(size),
+		flags:    mb.flags(),
+		caps:     Caps(mb.flags()),
+		n:        n,
+		log:      log,
+		st:       st,
+		sink:     s,
+		pos:      tail,
+		tail:     tail,
+		inflight: make(map[uint16]*Cmd),
+	}
+	r.ooo = r.caps.Has(CapOOOC)
+	if unknown := r.caps &^ (CapOOOC | CapReadLen | CapTMR | CapKeepBuf); unknown != 0 {
+		log.Debug("tcmu: unknown mailbox flags ignored", "flags", r.caps.String())
+	}
+	return nil
+}
+
 // corrupt builds an error wrapping ErrCorruptRing.
 func corrupt(format string, args ...any) error {
 	return fmt.Errorf("tcmu: %w: "+format, append([]any{ErrCorruptRing}, args...)...)
 }
 
-// poll parses every entry from our position up to cmd_head, as the kernel
-// placed them in queue_cmd_ring and queue_tmr_ring.
-func (r *Ring) poll(h Handler) error {
+// parse parses every entry from our position up to cmd_head, as the kernel
+// placed them in queue_cmd_ring and queue_tmr_ring, and gives each to the
+// sink.
+func (r *codec) parse() error {
 	head, err := r.checkShared()
 	if err != nil {
 		return err
@@ -545,11 +930,11 @@ func (r *Ring) poll(h Handler) error {
 			r.slots.push(slot{off: off, len: n})
 			r.st.pads.Add(1)
 		case opCmd:
-			if err := r.takeCmd(e, off, h); err != nil {
+			if err := r.parseCmd(e, off); err != nil {
 				return err
 			}
 		case opTMR:
-			if err := r.takeTMR(e, off, h); err != nil {
+			if err := r.parseTMR(e, off); err != nil {
 				return err
 			}
 		default:
@@ -574,7 +959,7 @@ func dist(from, to, size uint32) uint32 {
 // position. Nobody but us writes cmd_tail, except tcmu_reset_ring, which
 // sets both to 0: a changed cmd_tail, or a head behind our position with
 // cmd_tail at 0, means the ring was reset.
-func (r *Ring) checkShared() (head uint32, err error) {
+func (r *codec) checkShared() (head uint32, err error) {
 	if t := loadCmdTail(r.mem); t != r.tail {
 		r.noWrites = true
 		return 0, fmt.Errorf("tcmu: %w: cmd_tail is %d, we left it at %d", ErrRingReset, t, r.tail)
@@ -598,8 +983,9 @@ func (r *Ring) checkShared() (head uint32, err error) {
 	return head, nil
 }
 
-// takeCmd validates a CMD entry, copies it into a Cmd and hands it to h.
-func (r *Ring) takeCmd(e entry, off uint32, h Handler) error {
+// parseCmd validates a CMD entry, copies it into a Cmd and hands it to
+// the sink.
+func (r *codec) parseCmd(e entry, off uint32) error {
 	if len(e) < entSize {
 		return corrupt("CMD entry at %d: %d bytes, smaller than tcmu_cmd_entry (%d)", off, len(e), entSize)
 	}
@@ -640,8 +1026,6 @@ func (r *Ring) takeCmd(e entry, off uint32, h Handler) error {
 	if nDIF > 0 {
 		c.DIF = c.iovs[nData+nBidi : nIov : nIov]
 	}
-	c.ring = r
-	c.state.Store(cmdInFlight)
 	r.inflight[id] = c
 	s := slot{off: off, len: uint32(len(e)), isCmd: true}
 	if !r.ooo {
@@ -650,14 +1034,13 @@ func (r *Ring) takeCmd(e entry, off uint32, h Handler) error {
 	r.slots.push(s)
 	r.st.commands.Add(1)
 	r.st.inflight.Add(1)
-	r.busy.Add(1)
-	h.Handle(c)
+	r.sink.takeCmd(c)
 	return nil
 }
 
 // cdb returns the CDB at mapping offset o, which must lie in the command
 // ring, with the length the kernel copied (scsi_command_size).
-func (r *Ring) cdb(o uint64) ([]byte, error) {
+func (r *codec) cdb(o uint64) ([]byte, error) {
 	end := r.cmdrOff + uint64(r.size)
 	if o < r.cmdrOff || o >= end {
 		return nil, corrupt("cdb_off %#x outside the command ring [%#x, %#x)", o, r.cmdrOff, end)
@@ -675,8 +1058,9 @@ func (r *Ring) cdb(o uint64) ([]byte, error) {
 	return r.mem[o : o+n], nil
 }
 
-// takeTMR marks the commands a TMR entry names as aborted and tells h.
-func (r *Ring) takeTMR(e entry, off uint32, h Handler) error {
+// parseTMR marks the commands a TMR entry names as aborted and tells the
+// sink.
+func (r *codec) parseTMR(e entry, off uint32) error {
 	if len(e) < tmrEntSize {
 		return corrupt("TMR entry at %d: %d bytes, smaller than tcmu_tmr_entry (%d)", off, len(e), tmrEntSize)
 	}
@@ -698,13 +1082,13 @@ func (r *Ring) takeTMR(e entry, off uint32, h Handler) error {
 	if r.log.Enabled(context.Background(), slog.LevelDebug) {
 		r.log.Debug("tcmu: TMR", "op", kind.String(), "cmd_ids", n, "aborted", len(r.tmrCmds))
 	}
-	h.TMR(kind, r.tmrCmds)
+	r.sink.takeTMR(kind, r.tmrCmds)
 	clear(r.tmrCmds)
 	return nil
 }
 
 // newCmd takes a Cmd from the free list or allocates one.
-func (r *Ring) newCmd() *Cmd {
+func (r *codec) newCmd() *Cmd {
 	if n := len(r.free); n > 0 {
 		c := r.free[n-1]
 		r.free[n-1] = nil
@@ -714,19 +1098,11 @@ func (r *Ring) newCmd() *Cmd {
 	return &Cmd{}
 }
 
-// flush takes every completion handed over so far, writes responses into
-// the slots at the tail, retires PAD, TMR and unknown entries there, and
-// then publishes cmd_tail and kicks the kernel once.
-func (r *Ring) flush() error {
-	// The stack holds the newest completion first; reverse it so that
-	// responses go out in completion order.
-	var list *Cmd
-	for c := r.done.Swap(nil); c != nil; {
-		next := c.next
-		c.next = list
-		list = c
-		c = next
-	}
+// flush takes the completions in list (linked through Cmd.next, in
+// completion order), writes responses into the slots at the tail, retires
+// PAD, TMR and unknown entries there, and then publishes cmd_tail and
+// kicks the kernel once.
+func (r *codec) flush(list *Cmd) error {
 	for c := list; c != nil; {
 		next := c.next
 		c.next = nil
@@ -795,7 +1171,7 @@ func (r *Ring) flush() error {
 // ring reset the kernel no longer knows them. r.pending holds the batch
 // just taken; in-order mode may also hold ready commands waiting in their
 // slots for an older one.
-func (r *Ring) discard() {
+func (r *codec) discard() {
 	for r.slots.len() > 0 {
 		if c := r.slots.front().cmd; c != nil && c.ready && c.state.Load() == cmdCompleted {
 			r.release(c)
@@ -812,7 +1188,7 @@ func (r *Ring) discard() {
 // writeResponse writes the response of c into the CMD slot at off (which
 // may have carried another command: out-of-order completion), as
 // tcmu_handle_completion reads it.
-func (r *Ring) writeResponse(off uint32, c *Cmd) {
+func (r *codec) writeResponse(off uint32, c *Cmd) {
 	e := entry(r.ring[off : off+entSize])
 	e.setCmdID(c.ID)
 	var uflags uint8
@@ -831,7 +1207,7 @@ func (r *Ring) writeResponse(off uint32, c *Cmd) {
 }
 
 // release retires a completed command and recycles it.
-func (r *Ring) release(c *Cmd) {
+func (r *codec) release(c *Cmd) {
 	delete(r.inflight, c.ID)
 	r.st.inflight.Add(^uint64(0))
 	c.reset()

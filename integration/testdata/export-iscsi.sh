@@ -1,4 +1,5 @@
 echo -n "$SECRET" > /tmp/chap
+chmod 600 /tmp/chap # lunbridge refuses a secret file others can read
 lb_start /tmp/lb export --fabric iscsi --iqn $IQN --initiator $QEMU_IQN \
 	--chap-user $CHAP_USER --chap-password-file /tmp/chap --size 8M \
 	--name lun0 --name lun1 /tmp/lun0.img /tmp/lun1.img

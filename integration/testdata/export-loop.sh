@@ -2,6 +2,13 @@ lb_start /tmp/lb --log-level debug export --size 64M --name disk0 /tmp/disk0.img
 DEV=$(lb_dev /tmp/lb disk0)
 [ -b "$DEV" ] || die "no block device in lunbridge's output"
 cat /sys/block/${DEV#/dev/}/queue/max_sectors_kb /sys/block/${DEV#/dev/}/size
+# The 1 MiB default as the kernel sees it: the initiator's request size,
+# the backstore's limit, and a data area that holds a queue of them.
+A=$(ls -d /sys/kernel/config/target/core/user_*/*/attrib | head -n 1)
+echo "max_sectors_kb $(cat /sys/block/${DEV#/dev/}/queue/max_sectors_kb)
+hw_max_sectors $(cat $A/hw_max_sectors)
+hw_queue_depth $(cat $A/hw_queue_depth)
+max_data_area_mb $(cat $A/max_data_area_mb)" | tee /mnt/host/limits
 cat /run/lunbridge/disk0/info
 dd if=/dev/urandom of=/tmp/pattern bs=1M count=64 2>/dev/null
 cp /run/lunbridge/disk0/stats /mnt/host/stats.before

@@ -35,6 +35,12 @@ var Modules = []string{
 	"scsi_mod", "sd_mod", "sg", "uio", "fuse",
 	"virtio_pci", "virtio_net", "virtio_blk", "9p", "9pnet_virtio",
 	"crc32c_generic",
+	// The Linux initiator stack for open-iscsi in the guest; ext4 and
+	// XFS on lunbridge LUNs.
+	"iscsi_tcp", "ext4", "xfs",
+	// brd (and xfs above): GlusterFS bricks need user.* xattrs, which
+	// tmpfs lacks on 6.1; the Gluster harness puts XFS on a RAM disk.
+	"brd",
 }
 
 // ErrMissingAsset reports that something the VM needs (a host tool, the

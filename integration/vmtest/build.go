@@ -3,6 +3,7 @@ package vmtest
 import (
 	"context"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,7 +98,10 @@ func goBuild(ctx context.Context, name string, goArgs []string) (string, error) 
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("vmtest: go %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
-	dst := filepath.Join(dir, name)
+	// The cache may be shared by several checkouts (LUNBRIDGE_CACHE): a
+	// name per module root keeps another checkout's build from replacing
+	// this one while its test waits for a VM slot.
+	dst := filepath.Join(dir, fmt.Sprintf("%s-%08x", name, crc32.ChecksumIEEE([]byte(root))))
 	if err := os.Rename(filepath.Join(tmp, name), dst); err != nil {
 		return "", fmt.Errorf("vmtest: build: %w", err)
 	}

@@ -108,6 +108,10 @@ type Options struct {
 	// NoLog turns off the completion log (Completions) and, for Submit,
 	// the gathering of data-in bytes: for benchmarks.
 	NoLog bool
+	// Mem, when not nil, is the shared memory to use instead of a Go
+	// slice (an mmap, to test what happens when it goes away); its length
+	// must be 128 (the mailbox)+CmdrSize+DataSize.
+	Mem []byte
 }
 
 // Response is a command's completion as the kernel saw it.
@@ -205,8 +209,13 @@ func NewKernel(o Options) (*Kernel, error) {
 	if o.BlockSize <= 0 || o.DataSize < 0 || o.DataSize%o.BlockSize != 0 {
 		return nil, fmt.Errorf("fakering: DataSize %d is not a multiple of BlockSize %d", o.DataSize, o.BlockSize)
 	}
+	if o.Mem == nil {
+		o.Mem = make([]byte, mbSize+o.CmdrSize+o.DataSize)
+	} else if len(o.Mem) != mbSize+o.CmdrSize+o.DataSize {
+		return nil, fmt.Errorf("fakering: Mem is %d bytes, want %d", len(o.Mem), mbSize+o.CmdrSize+o.DataSize)
+	}
 	k := &Kernel{
-		mem:       make([]byte, mbSize+o.CmdrSize+o.DataSize),
+		mem:       o.Mem,
 		cmdrOff:   mbSize,
 		cmdrSize:  uint32(o.CmdrSize),
 		dataOff:   mbSize + o.CmdrSize,

@@ -3,10 +3,15 @@
 // put lunbridge's backing files on it, as users do with sshfs or a
 // distributed file system's FUSE client.
 //
-//	loopfs DIR MOUNTPOINT
+//	loopfs [-no-fallocate] DIR MOUNTPOINT
+//
+// -no-fallocate refuses every fallocate (EOPNOTSUPP), as MooseFS and other
+// FUSE file systems without it do.
 package main
 
 import (
+	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -16,17 +21,35 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
+// noAllocNode is a loopback node whose file system has no fallocate.
+type noAllocNode struct{ fs.LoopbackNode }
+
+var _ = (fs.NodeAllocater)((*noAllocNode)(nil))
+
+func (n *noAllocNode) Allocate(ctx context.Context, f fs.FileHandle, off, size uint64, mode uint32) syscall.Errno {
+	return syscall.EOPNOTSUPP
+}
+
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: loopfs DIR MOUNTPOINT")
+	noFallocate := flag.Bool("no-fallocate", false, "refuse every fallocate with EOPNOTSUPP")
+	flag.Parse()
+	if flag.NArg() != 2 {
+		fmt.Fprintln(os.Stderr, "usage: loopfs [-no-fallocate] DIR MOUNTPOINT")
 		os.Exit(2)
 	}
-	root, err := fs.NewLoopbackRoot(os.Args[1])
+	dir, mnt := flag.Arg(0), flag.Arg(1)
+	root, err := fs.NewLoopbackRoot(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loopfs:", err)
 		os.Exit(1)
 	}
-	srv, err := fs.Mount(os.Args[2], root, &fs.Options{
+	if *noFallocate {
+		lr := root.(*fs.LoopbackNode)
+		lr.RootData.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, _ *syscall.Stat_t) fs.InodeEmbedder {
+			return &noAllocNode{fs.LoopbackNode{RootData: r}}
+		}
+	}
+	srv, err := fs.Mount(mnt, root, &fs.Options{
 		MountOptions: fuse.MountOptions{DirectMount: true, FsName: "loopfs", Name: "loopfs"},
 	})
 	if err != nil {
@@ -35,7 +58,7 @@ func main() {
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	fmt.Println("loopfs: mounted", os.Args[1], "at", os.Args[2])
+	fmt.Println("loopfs: mounted", dir, "at", mnt)
 	<-sig
 	if err := srv.Unmount(); err != nil {
 		fmt.Fprintln(os.Stderr, "loopfs:", err)

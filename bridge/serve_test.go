@@ -1,0 +1,127 @@
+package bridge
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/lunbridge/lunbridge/tcmu"
+)
+
+// gateBackend is nullBackend whose reads each wait for a token on release,
+// after announcing themselves on entered.
+type gateBackend struct {
+	nullBackend
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g gateBackend) ReadAt(bufs [][]byte, off int64) (int, error) {
+	g.entered <- struct{}{}
+	<-g.release
+	return g.nullBackend.ReadAt(bufs, off)
+}
+
+// TestServeInlineBlocked runs READ inline (inlineAll) on a backend that
+// blocks: once the ring hands the UIO waiter's role over, commands the
+// disk answers from memory and TMRs still flow, and everything completes
+// when the read returns.
+func TestServeInlineBlocked(t *testing.T) {
+	g := gateBackend{entered: make(chan struct{}, 16), release: make(chan struct{}, 16)}
+	l := newBackendLUN(t, 2, g)
+	l.inline = inlineAll
+	s := serveFakeOpts(t, l, 8, tcmu.RingOptions{InlineBound: 20 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// The ring goroutine may take the READ (then a worker runs it):
+	// release it and try again until one blocks inline.
+	for i := 0; ; i++ {
+		if i == 100 {
+			t.Fatal("no READ ran inline in 100 tries")
+		}
+		if _, err := s.k.Submit(ctx, read10(0, 8), nil, 4096); err != nil {
+			t.Fatal(err)
+		}
+		<-g.entered
+		if s.ring.Stats().Inline > 0 {
+			break
+		}
+		g.release <- struct{}{}
+		if err := s.k.WaitIdle(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	for s.ring.Stats().Handovers == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no handover a minute after the inline READ blocked")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, stuck := l.srv.stalled(time.Now().Add(time.Hour)); !stuck {
+		t.Error("the stall detector does not see the blocked inline command")
+	}
+	for _, cdb := range [][]byte{make([]byte, 6), {0x12, 0, 0, 0, 36, 0}} {
+		resp, _, err := s.k.Do(ctx, cdb, nil, 36*int(cdb[4]/36))
+		if err != nil || resp.Status != statusGood {
+			t.Fatalf("%#x while an inline READ is blocked: %+v, %v", cdb[0], resp, err)
+		}
+	}
+	if err := s.k.SubmitTMR(ctx, uint8(tcmu.TMRAbortTask), []uint16{0}); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(time.Minute)
+	for s.ring.Stats().TMRs == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("TMR not taken while an inline READ is blocked")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	g.release <- struct{}{}
+	if err := s.k.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.stop(t)
+	if st := l.Stats(); st.InFlight != 0 {
+		t.Errorf("%d commands in flight after stop", st.InFlight)
+	}
+}
+
+// TestServeHandleNeverBlocks queues more commands than the work channel
+// holds while the only worker is stuck: Handle must not block with the
+// ring locked, so a later TMR is still taken, and every command completes
+// once the worker is released.
+func TestServeHandleNeverBlocks(t *testing.T) {
+	g := gateBackend{entered: make(chan struct{}, 2*workQueueLen), release: make(chan struct{}, 2*workQueueLen)}
+	l := newBackendLUN(t, 1, g)
+	l.inline = inlineOff
+	s := serveFake(t, l, 8)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const n = workQueueLen + 100
+	for i := range n {
+		if _, err := s.k.Submit(ctx, read10(uint32(i), 1), nil, 512); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.k.SubmitTMR(ctx, uint8(tcmu.TMRAbortTask), []uint16{0}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for s.ring.Stats().TMRs == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("TMR not taken with %d commands queued on one stuck worker", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for range n {
+		g.release <- struct{}{}
+	}
+	if err := s.k.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.stop(t)
+	if got := s.k.Completed(); got != n {
+		t.Errorf("kernel completed %d commands, want %d", got, n)
+	}
+}

@@ -1,0 +1,486 @@
+package lease
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lunbridge/lunbridge/scsi"
+)
+
+// Defaults of Config (docs/scale-out.md).
+const (
+	DefaultValidity = 5 * time.Second
+	DefaultPoll     = 500 * time.Millisecond
+	DefaultHoldDown = 10 * time.Second
+)
+
+// Member is one gateway of a LUN: its target port group and the relative
+// target port identifier of its one target port.
+type Member struct {
+	Group        uint16
+	RelativePort uint16
+}
+
+// Config describes this gateway's place in a LUN's gateway group.
+type Config struct {
+	// Path is the sidecar file, conventionally the backing file's path
+	// plus ".lease", on the same shared file system. It is created if
+	// missing.
+	Path string
+	// Self is this gateway; Peers are the others. Group ids and relative
+	// port ids must be unique across all of them; port 0 is reserved.
+	Self  Member
+	Peers []Member
+	// Validity is how long a successful read of the sidecar lets the
+	// owner acknowledge writes, and how long a new owner waits before its
+	// first write (default DefaultValidity).
+	Validity time.Duration
+	// Poll is the interval of sidecar reads and lock attempts (default
+	// DefaultPoll); it must be well below Validity.
+	Poll time.Duration
+	// HoldDown is the least time an owner keeps the LUN before it hands
+	// it over on a request, and the time a gateway that handed over
+	// waits before it competes again (default DefaultHoldDown).
+	HoldDown time.Duration
+	// Drain, if set, is called before the owner gives the LUN up
+	// (handover, shutdown): it returns when no write is in flight and the
+	// backing file is synced.
+	Drain func(ctx context.Context) error
+	// OnChange, if set, is called by Run after the local state changed
+	// (raise the unit attention; drop the page cache when becoming
+	// active). It must not call back into the Lease's Run.
+	OnChange func(scsi.AccessState)
+	// Logger receives transitions (Info) and sidecar errors (Warn, once
+	// per streak); nil discards.
+	Logger *slog.Logger
+}
+
+// Status is a snapshot of a gateway's view, for the FUSE view and
+// metrics.
+type Status struct {
+	// State is the local target port group's state.
+	State scsi.AccessState
+	// Owner says this gateway owns the LUN and may acknowledge writes.
+	Owner bool
+	// Epoch is this gateway's epoch while it owns the LUN, else the
+	// last epoch it read.
+	Epoch uint64
+	// OwnerGroup is the owner's group according to the last read of the
+	// sidecar; OwnerKnown is false if there is no owner.
+	OwnerGroup uint16
+	OwnerKnown bool
+	// Acquired, Fenced and Released count this gateway's takeovers,
+	// fencings and voluntary releases since Open.
+	Acquired, Fenced, Released uint64
+}
+
+// Lease is one gateway's side of the ownership protocol of one LUN.
+type Lease struct {
+	cfg   Config
+	log   *slog.Logger
+	f     *os.File // the sidecar: this gateway's open file description
+	nonce [16]byte
+	base  time.Time // origin of the monotonic times below
+
+	phase      atomic.Uint32 // scsi.AccessState, as set by Run
+	epoch      atomic.Uint64
+	validUntil atomic.Int64 // time.Duration since base
+	refused    atomic.Bool
+	acquired   atomic.Uint64
+	fenced     atomic.Uint64
+	released   atomic.Uint64
+
+	viewMu sync.Mutex
+	// owner is the owner record read last; ownerOK says it was valid
+	// and held. Protected by viewMu.
+	owner   record
+	ownerOK bool
+
+	// Fields used by Run's goroutine only.
+	held           bool
+	acquiredAt     time.Duration
+	lastReq        uint64
+	pendingReq     bool
+	noAcquireUntil time.Duration
+	ioFailing      bool
+
+	// abandon, closed by tests, makes Run return at once without
+	// releasing anything: a killed process.
+	abandon chan struct{}
+	// failReads, set by tests, makes every sidecar read fail: a gateway
+	// cut off from the file system.
+	failReads atomic.Bool
+}
+
+var _ scsi.ALUA = (*Lease)(nil)
+
+// Open validates cfg, opens (or creates) the sidecar and returns a Lease
+// in standby. Run does the rest.
+func Open(cfg Config) (*Lease, error) {
+	if cfg.Validity == 0 {
+		cfg.Validity = DefaultValidity
+	}
+	if cfg.Poll == 0 {
+		cfg.Poll = DefaultPoll
+	}
+	if cfg.HoldDown == 0 {
+		cfg.HoldDown = DefaultHoldDown
+	}
+	if cfg.Poll <= 0 || cfg.Validity < 2*cfg.Poll || cfg.HoldDown < 0 {
+		return nil, fmt.Errorf("lease: validity %v must be at least twice the poll interval %v", cfg.Validity, cfg.Poll)
+	}
+	groups := map[uint16]bool{}
+	ports := map[uint16]bool{0: true}
+	for _, m := range append([]Member{cfg.Self}, cfg.Peers...) {
+		if groups[m.Group] || ports[m.RelativePort] {
+			return nil, fmt.Errorf("lease: member %d/%d: group and relative port ids must be unique, and port 0 is reserved", m.Group, m.RelativePort)
+		}
+		groups[m.Group], ports[m.RelativePort] = true, true
+	}
+	f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lease: open sidecar: %w", err)
+	}
+	if fi, err := f.Stat(); err != nil || fi.Size() < sidecarLen {
+		if err == nil {
+			err = f.Truncate(sidecarLen)
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lease: sidecar %s: %w", cfg.Path, err)
+		}
+	}
+	l := &Lease{cfg: cfg, log: cfg.Logger, f: f, base: time.Now(), abandon: make(chan struct{})}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	l.log = l.log.With("path", cfg.Path)
+	if _, err := rand.Read(l.nonce[:]); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lease: nonce: %w", err)
+	}
+	l.phase.Store(uint32(scsi.StateStandby))
+	return l, nil
+}
+
+// Close closes the sidecar of a Lease whose Run was never called (Run
+// closes it itself).
+func (l *Lease) Close() error { return l.f.Close() }
+
+// Bind sets Config.Drain and Config.OnChange, for a LUN built after the
+// Lease (it implements bridge.Gateway's Bind). Call it before Run.
+func (l *Lease) Bind(drain func(context.Context) error, changed func(scsi.AccessState)) {
+	l.cfg.Drain, l.cfg.OnChange = drain, changed
+}
+
+// now is the monotonic time since Open.
+func (l *Lease) now() time.Duration { return time.Since(l.base) }
+
+// Local implements scsi.ALUA. The implicit transition time is what a
+// takeover takes after the lock is free: a poll and the takeover delay.
+func (l *Lease) Local() scsi.LocalPort {
+	secs := (l.cfg.Validity + l.cfg.Poll + time.Second - 1) / time.Second
+	return scsi.LocalPort{Group: l.cfg.Self.Group, RelativePort: l.cfg.Self.RelativePort, TransitionSecs: uint8(min(secs, 255))}
+}
+
+// State implements scsi.ALUA: Run's state, except that an owner whose
+// validity has run out is transitioning until its next successful read.
+func (l *Lease) State() scsi.AccessState {
+	s := scsi.AccessState(l.phase.Load())
+	if s == scsi.StateActiveOptimized && !l.valid() {
+		return scsi.StateTransitioning
+	}
+	return s
+}
+
+func (l *Lease) valid() bool { return l.now() < time.Duration(l.validUntil.Load()) }
+
+// Refused implements scsi.ALUA: an initiator sent I/O to this standby
+// gateway. Run writes a request record on its next poll.
+func (l *Lease) Refused() { l.refused.Store(true) }
+
+// CheckWrite reports whether this gateway may acknowledge a write now:
+// nil if it owns the LUN and its validity has not run out, else the
+// sense to complete the write with (02/04/0A or 02/04/0B).
+func (l *Lease) CheckWrite() error {
+	switch l.State() {
+	case scsi.StateActiveOptimized:
+		return nil
+	case scsi.StateStandby:
+		return scsi.ErrALUAStandby
+	}
+	return scsi.ErrALUATransitioning
+}
+
+// PortGroups implements scsi.ALUA: every member's group in id order. The
+// local group has the local state; the owner's group, per the last read
+// of the sidecar, is active/optimized and preferred; the others are
+// standby while there is an owner and unavailable while there is none.
+func (l *Lease) PortGroups() []scsi.PortGroup {
+	l.viewMu.Lock()
+	owner, ok := l.owner, l.ownerOK
+	l.viewMu.Unlock()
+	local := l.State()
+	members := append([]Member{l.cfg.Self}, l.cfg.Peers...)
+	slices.SortFunc(members, func(a, b Member) int { return int(a.Group) - int(b.Group) })
+	gs := make([]scsi.PortGroup, 0, len(members))
+	for _, m := range members {
+		g := scsi.PortGroup{ID: m.Group, Implicit: true, Ports: []uint16{m.RelativePort}}
+		switch {
+		case m == l.cfg.Self:
+			g.State = local
+			g.Preferred = local == scsi.StateActiveOptimized
+		case ok && owner.group == m.Group:
+			g.State, g.Preferred = scsi.StateActiveOptimized, true
+		case ok || local == scsi.StateActiveOptimized:
+			g.State = scsi.StateStandby
+		default:
+			g.State = scsi.StateUnavailable
+		}
+		gs = append(gs, g)
+	}
+	return gs
+}
+
+// Status returns a snapshot of the gateway's view.
+func (l *Lease) Status() Status {
+	l.viewMu.Lock()
+	owner, ok := l.owner, l.ownerOK
+	l.viewMu.Unlock()
+	s := l.State()
+	return Status{
+		State:      s,
+		Owner:      s == scsi.StateActiveOptimized,
+		Epoch:      l.epoch.Load(),
+		OwnerGroup: owner.group,
+		OwnerKnown: ok,
+		Acquired:   l.acquired.Load(),
+		Fenced:     l.fenced.Load(),
+		Released:   l.released.Load(),
+	}
+}
+
+// Run plays the protocol until ctx is done, then gives the LUN up if it
+// owns it and closes the sidecar. It returns the errors of that release.
+func (l *Lease) Run(ctx context.Context) error {
+	t := time.NewTicker(l.cfg.Poll)
+	defer t.Stop()
+	for {
+		l.tick(ctx)
+		select {
+		case <-ctx.Done():
+			var err error
+			if l.held {
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.Validity)
+				err = l.release(dctx)
+				cancel()
+			}
+			return errors.Join(err, l.f.Close())
+		case <-l.abandon:
+			return l.f.Close()
+		case <-t.C:
+		}
+	}
+}
+
+// tick is one poll: renew or check ownership, or try to take it.
+func (l *Lease) tick(ctx context.Context) {
+	if l.held {
+		l.renew(ctx)
+		return
+	}
+	if l.now() >= l.noAcquireUntil && l.tryLock() {
+		l.acquire()
+		return
+	}
+	_, req, err := l.read()
+	if err != nil {
+		return
+	}
+	if !l.refused.Swap(false) || l.now() < l.noAcquireUntil {
+		return
+	}
+	r := record{seq: req.seq + 1, group: l.cfg.Self.Group, nonce: l.nonce}
+	if err := l.write(requestOff, r.encode(requestMagic)); err != nil {
+		l.ioError("write request", err)
+		return
+	}
+	l.log.Info("lease: asked the owner to hand over", "group", l.cfg.Self.Group)
+}
+
+// acquire runs with the lock just taken: bump the epoch and start the
+// takeover delay.
+func (l *Lease) acquire() {
+	t0 := l.now()
+	owner, req, err := l.read()
+	if err != nil && !errors.Is(err, errNoRecord) {
+		l.unlock()
+		return
+	}
+	epoch := max(owner.seq, l.epoch.Load()) + 1
+	r := record{seq: epoch, group: l.cfg.Self.Group, held: true, nonce: l.nonce}
+	if err := l.write(ownerOff, r.encode(ownerMagic)); err != nil {
+		l.ioError("write owner record", err)
+		l.unlock()
+		return
+	}
+	// The takeover delay counts from when the new epoch is durable: a
+	// previous owner's last confirming read was served before that, so
+	// its validity ends less than Validity after it.
+	bumped := l.now()
+	l.epoch.Store(epoch)
+	l.held, l.acquiredAt, l.lastReq, l.pendingReq = true, bumped, req.seq, false
+	l.validUntil.Store(int64(t0 + l.cfg.Validity))
+	l.setView(r, true)
+	l.acquired.Add(1)
+	l.log.Info("lease: acquired; waiting out the takeover delay", "epoch", epoch, "previous_group", owner.group)
+	l.setPhase(scsi.StateTransitioning)
+}
+
+// renew runs while the lock is held: confirm the epoch (or find out we
+// were fenced), end the takeover delay, and act on requests.
+func (l *Lease) renew(ctx context.Context) {
+	t0 := l.now()
+	owner, req, err := l.read()
+	if err != nil && !errors.Is(err, errNoRecord) {
+		return // validity runs out by itself
+	}
+	if err != nil || owner.seq != l.epoch.Load() || owner.nonce != l.nonce || !owner.held {
+		// Another gateway took the lock and bumped the epoch (or the
+		// record is torn, which only a writer that crashed can do):
+		// we were fenced.
+		l.held = false
+		l.unlock()
+		l.fenced.Add(1)
+		l.log.Warn("lease: fenced: the sidecar has another owner", "epoch", l.epoch.Load(), "sidecar_epoch", owner.seq, "owner_group", owner.group)
+		l.setPhase(scsi.StateStandby)
+		return
+	}
+	l.validUntil.Store(int64(t0 + l.cfg.Validity))
+	if scsi.AccessState(l.phase.Load()) == scsi.StateTransitioning && t0-l.acquiredAt >= l.cfg.Validity {
+		l.log.Info("lease: owner", "epoch", owner.seq)
+		l.setPhase(scsi.StateActiveOptimized)
+	}
+	if req.seq != l.lastReq {
+		l.lastReq = req.seq
+		if req.nonce != l.nonce {
+			l.pendingReq = true
+		}
+	}
+	if l.pendingReq && t0-l.acquiredAt >= l.cfg.HoldDown {
+		l.log.Info("lease: handing over on request", "to_group", req.group)
+		if err := l.release(ctx); err != nil {
+			l.log.Warn("lease: handover", "err", err)
+		}
+		l.noAcquireUntil = l.now() + l.cfg.HoldDown
+	}
+}
+
+// release gives the LUN up: transitioning, drain, "released", unlock,
+// standby.
+func (l *Lease) release(ctx context.Context) error {
+	l.setPhase(scsi.StateTransitioning)
+	var errs []error
+	if l.cfg.Drain != nil {
+		if err := l.cfg.Drain(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("lease: drain: %w", err))
+		}
+	}
+	r := record{seq: l.epoch.Load(), group: l.cfg.Self.Group, nonce: l.nonce}
+	if err := l.write(ownerOff, r.encode(ownerMagic)); err != nil {
+		errs = append(errs, err)
+	}
+	l.held = false
+	l.validUntil.Store(0)
+	l.unlock()
+	l.setView(r, false)
+	l.released.Add(1)
+	l.setPhase(scsi.StateStandby)
+	return errors.Join(errs...)
+}
+
+// setPhase changes Run's state and tells OnChange.
+func (l *Lease) setPhase(s scsi.AccessState) {
+	if scsi.AccessState(l.phase.Swap(uint32(s))) != s && l.cfg.OnChange != nil {
+		l.cfg.OnChange(s)
+	}
+}
+
+func (l *Lease) setView(owner record, ok bool) {
+	l.viewMu.Lock()
+	l.owner, l.ownerOK = owner, ok
+	l.viewMu.Unlock()
+}
+
+// read reads both records, past any page cache of the sidecar. A missing
+// or torn owner record gives errNoRecord (with the request record still
+// valid); I/O errors are logged once per streak.
+func (l *Lease) read() (owner, req record, err error) {
+	// Drop clean cached pages first, so that the read asks the file
+	// system (a FUSE client keeps pages otherwise).
+	_ = unix.Fadvise(int(l.f.Fd()), 0, 0, unix.FADV_DONTNEED)
+	b := make([]byte, sidecarLen)
+	if l.failReads.Load() {
+		err := errors.New("injected failure")
+		l.ioError("read", err)
+		return record{}, record{}, err
+	}
+	if _, err := l.f.ReadAt(b, 0); err != nil {
+		l.ioError("read", err)
+		return record{}, record{}, fmt.Errorf("lease: read sidecar: %w", err)
+	}
+	l.ioFailing = false
+	req, _ = decode(b[requestOff:], requestMagic)
+	owner, err = decode(b[ownerOff:], ownerMagic)
+	l.setView(owner, err == nil && owner.held)
+	if err == nil && !l.held {
+		l.epoch.Store(owner.seq)
+	}
+	return owner, req, err
+}
+
+// write writes one record and makes it durable.
+func (l *Lease) write(off int64, b []byte) error {
+	if _, err := l.f.WriteAt(b, off); err != nil {
+		return fmt.Errorf("lease: write sidecar: %w", err)
+	}
+	if err := unix.Fdatasync(int(l.f.Fd())); err != nil {
+		return fmt.Errorf("lease: sync sidecar: %w", err)
+	}
+	return nil
+}
+
+func (l *Lease) ioError(what string, err error) {
+	if !l.ioFailing {
+		l.log.Warn("lease: sidecar "+what, "err", err)
+	}
+	l.ioFailing = true
+}
+
+// tryLock takes the OFD write lock on the sidecar's lock byte without
+// waiting.
+func (l *Lease) tryLock() bool {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: lockOffset, Len: 1}
+	err := unix.FcntlFlock(l.f.Fd(), unix.F_OFD_SETLK, &lk)
+	if err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) {
+		l.ioError("lock", err)
+	}
+	return err == nil
+}
+
+func (l *Lease) unlock() {
+	lk := unix.Flock_t{Type: unix.F_UNLCK, Whence: 0, Start: lockOffset, Len: 1}
+	if err := unix.FcntlFlock(l.f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
+		l.ioError("unlock", err)
+	}
+}
