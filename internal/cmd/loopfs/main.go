@@ -21,10 +21,18 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// noAllocNode is a loopback node whose file system has no fallocate.
-type noAllocNode struct{ fs.LoopbackNode }
+// noAllocNode is a loopback node whose file system has no fallocate. It
+// wraps every child in its kind too (go-fuse's NodeWrapChilder).
+type noAllocNode struct{ *fs.LoopbackNode }
 
-var _ = (fs.NodeAllocater)((*noAllocNode)(nil))
+var (
+	_ = (fs.NodeAllocater)((*noAllocNode)(nil))
+	_ = (fs.NodeWrapChilder)((*noAllocNode)(nil))
+)
+
+func (n *noAllocNode) WrapChild(ctx context.Context, ops fs.InodeEmbedder) fs.InodeEmbedder {
+	return &noAllocNode{ops.(*fs.LoopbackNode)}
+}
 
 func (n *noAllocNode) Allocate(ctx context.Context, f fs.FileHandle, off, size uint64, mode uint32) syscall.Errno {
 	return syscall.EOPNOTSUPP
@@ -44,10 +52,7 @@ func main() {
 		os.Exit(1)
 	}
 	if *noFallocate {
-		lr := root.(*fs.LoopbackNode)
-		lr.RootData.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, _ *syscall.Stat_t) fs.InodeEmbedder {
-			return &noAllocNode{fs.LoopbackNode{RootData: r}}
-		}
+		root = &noAllocNode{root.(*fs.LoopbackNode)}
 	}
 	srv, err := fs.Mount(mnt, root, &fs.Options{
 		MountOptions: fuse.MountOptions{DirectMount: true, FsName: "loopfs", Name: "loopfs"},
