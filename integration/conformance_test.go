@@ -80,14 +80,13 @@ var conformanceAllow = map[string]struct {
 	"Reserve6.ITNexusLoss": {expectEither, "kernel: SPC-2 reservations and session teardown timing are LIO's"},
 	"Reserve6.LUNReset":    {expectEither, "kernel: SPC-2 reservations and unit attention timing are LIO's"},
 	// The suite ignores MAXIMUM TRANSFER LENGTH (lunbridge advertises its
-	// --max-transfer, 512 KiB by default): it writes 2048 blocks before
-	// EXTENDED COPY and 65536 blocks before WRITE SAME(16) with UNMAP.
-	// SBC-4 (Block Limits VPD page): a longer command shall be terminated
-	// with ILLEGAL REQUEST, INVALID FIELD IN CDB, which lunbridge does.
-	// (Fileio, with other limits, passes WriteSame16.Unmap and fails
-	// ExtendedCopy.Simple.)
-	"ExtendedCopy.Simple": {expectFail, "suite: ignores MAXIMUM TRANSFER LENGTH, which SBC-4 says to enforce"},
-	"WriteSame16.Unmap":   {expectFail, "suite: ignores MAXIMUM TRANSFER LENGTH, which SBC-4 says to enforce"},
+	// --max-transfer, 1 MiB = 2048 blocks by default): it writes 65536
+	// blocks in one WRITE(16) before WRITE SAME(16) with UNMAP. SBC-4
+	// (Block Limits VPD page): a longer command shall be terminated with
+	// ILLEGAL REQUEST, INVALID FIELD IN CDB, which lunbridge does. (Fileio,
+	// with other limits, passes it. ExtendedCopy.Simple writes 2048 blocks
+	// and failed the same way while the default was 512 KiB.)
+	"WriteSame16.Unmap": {expectFail, "suite: ignores MAXIMUM TRANSFER LENGTH, which SBC-4 says to enforce"},
 	// libiscsi 1.19 runs COMPARE AND WRITE for 1 to 256 blocks: 256 does
 	// not fit the 8-bit NUMBER OF LOGICAL BLOCKS and goes out as 0, which
 	// SBC-4 says is not an error (upstream now stops at 255). With the

@@ -17,7 +17,11 @@ wait_log() {
 }
 
 gateway() { # gateway OUT GROUP PEER IQN MOUNT DIR
+	# The host's initiators: iscsi-inq, and qemu-io/qemu-img (QEMU's
+	# libiscsi driver). An iSCSI export admits only listed initiators.
 	lb_start "$1" export --fabric iscsi --iqn "$4" --name "gw$2" --alua-identity shared \
+		--initiator iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-inq \
+		--initiator iqn.2008-11.org.linux-kvm \
 		--alua-group "$2" --alua-peer "$3" --size 8M --mount "$5" --cmd-timeout 5s "$6/lun.img"
 }
 
