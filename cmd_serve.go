@@ -35,6 +35,10 @@ func runServe(c *cli.Context) error {
 		return cli.Exit(err.Error(), exitUsage)
 	}
 	dc.Targetcli = true
+	if dc.Gateways, err = openConfigGateways(dc.LUNs); err != nil {
+		return cli.Exit(fmt.Sprintf("config %s: %v", path, err), exitUsage)
+	}
+	started := dc.LUNs
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -42,7 +46,16 @@ func runServe(c *cli.Context) error {
 		Out:      c.App.Writer,
 		Configfs: c.String("configfs"),
 		Reload:   hup,
-		Load:     func() (daemonConfig, error) { return loadConfig(path, host) },
+		Load: func() (daemonConfig, error) {
+			next, err := loadConfig(path, host)
+			if err != nil {
+				return next, err
+			}
+			if err := checkGatewayReload(started, next.LUNs); err != nil {
+				return next, fmt.Errorf("config %s: %w", path, err)
+			}
+			return next, nil
+		},
 	})
 }
 

@@ -51,6 +51,12 @@ type lunFileConfig struct {
 	WriteThrough bool   `toml:"write_through"`
 	Preallocate  bool   `toml:"preallocate"`
 	DirectIO     bool   `toml:"direct_io"`
+	// The alua_* keys make the LUN one gateway of a group, like export's
+	// --alua-* flags (config_gateway.go, docs/scale-out.md).
+	ALUAGroup    int      `toml:"alua_group"`
+	ALUAPort     int      `toml:"alua_port"`
+	ALUAPeers    []string `toml:"alua_peers"`
+	ALUAIdentity string   `toml:"alua_identity"`
 }
 
 // duration reads "30s" style durations from TOML.
@@ -66,6 +72,8 @@ func (d *duration) UnmarshalText(b []byte) error {
 type lunConfig struct {
 	bridge.Options
 	Spec bridge.ExportSpec
+	// Group is the LUN's gateway group (alua_* keys); nil: not a gateway.
+	Group *gatewayConfig
 }
 
 // same reports whether two LUN configurations are equal, field by field:
@@ -175,8 +183,14 @@ func (fc fileConfig) resolve(host string, readSecret func(string) (string, error
 			if bs := l.BlockSize; bs != 0 && bs != 512 && bs != 4096 {
 				return dc, fmt.Errorf("LUN %s: block_size %d: want 512 or 4096", l.Name, bs)
 			}
+			group, err := l.resolveGateway()
+			if err != nil {
+				return dc, err
+			}
 			dc.LUNs = append(dc.LUNs, lunConfig{
+				Group: group,
 				Options: bridge.Options{
+					Identity:     l.ALUAIdentity,
 					Name:         l.Name,
 					Path:         l.Path,
 					Size:         size,
@@ -191,6 +205,9 @@ func (fc fileConfig) resolve(host string, readSecret func(string) (string, error
 				Spec: spec,
 			})
 		}
+	}
+	if err := checkIdentities(dc.LUNs); err != nil {
+		return dc, err
 	}
 	return dc, nil
 }

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/lunbridge/lunbridge/bridge"
+	"github.com/lunbridge/lunbridge/lease"
+)
+
+// gatewayConfig is a LUN's place in a gateway group, from the config
+// file's alua_* keys (the config form of export's --alua-* flags,
+// cmd_gateway.go; docs/scale-out.md).
+type gatewayConfig struct {
+	Self  lease.Member
+	Peers []lease.Member
+}
+
+// equal reports whether two LUNs' gateway settings are the same; nil is
+// "not a gateway".
+func (a *gatewayConfig) equal(b *gatewayConfig) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Self == b.Self && slices.Equal(a.Peers, b.Peers)
+}
+
+// resolveGateway checks a LUN's alua_* keys and returns its gateway
+// settings, nil when it has none. The rules are export's: alua_port,
+// alua_peers and alua_identity need alua_group; the port defaults to the
+// group; ids are 1 to 65535. lease.Open checks that the ids are unique.
+func (l lunFileConfig) resolveGateway() (*gatewayConfig, error) {
+	if l.ALUAGroup == 0 {
+		if l.ALUAPort != 0 || len(l.ALUAPeers) > 0 || l.ALUAIdentity != "" {
+			return nil, fmt.Errorf("LUN %s: alua_port, alua_peers and alua_identity need alua_group", l.Name)
+		}
+		return nil, nil
+	}
+	if l.ALUAGroup < 1 || l.ALUAGroup > 65535 {
+		return nil, fmt.Errorf("LUN %s: alua_group %d: want 1 to 65535", l.Name, l.ALUAGroup)
+	}
+	port := l.ALUAPort
+	if port == 0 {
+		port = l.ALUAGroup
+	}
+	if port < 1 || port > 65535 {
+		return nil, fmt.Errorf("LUN %s: alua_port %d: want 1 to 65535", l.Name, l.ALUAPort)
+	}
+	if l.ALUAIdentity != "" {
+		if err := bridge.ValidName(l.ALUAIdentity); err != nil {
+			return nil, fmt.Errorf("LUN %s: alua_identity: %w", l.Name, err)
+		}
+	}
+	g := &gatewayConfig{Self: lease.Member{Group: uint16(l.ALUAGroup), RelativePort: uint16(port)}}
+	ids := map[uint16]bool{g.Self.Group: true}
+	ports := map[uint16]bool{g.Self.RelativePort: true}
+	for _, s := range l.ALUAPeers {
+		m, err := parseMember(s)
+		if err != nil {
+			return nil, fmt.Errorf("LUN %s: alua_peers %q: %w", l.Name, s, err)
+		}
+		if ids[m.Group] || ports[m.RelativePort] {
+			return nil, fmt.Errorf("LUN %s: alua_peers %q: group and port ids must be unique across the gateways", l.Name, s)
+		}
+		ids[m.Group], ports[m.RelativePort] = true, true
+		g.Peers = append(g.Peers, m)
+	}
+	return g, nil
+}
+
+// openConfigGateways opens one lease per LUN that has gateway settings,
+// in LUN.Path + ".lease", and sets the LUN's Gateway, as export's
+// openGateways does for its flags. The caller runs the leases with
+// runGateways, or closes them if it never does.
+func openConfigGateways(luns []lunConfig) ([]*lease.Lease, error) {
+	var ls []*lease.Lease
+	for i := range luns {
+		g := luns[i].Group
+		if g == nil {
+			continue
+		}
+		l, err := lease.Open(lease.Config{
+			Path:   luns[i].Path + ".lease",
+			Self:   g.Self,
+			Peers:  g.Peers,
+			Logger: slog.Default().With("lun", luns[i].Name),
+		})
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("LUN %s: %w", luns[i].Name, err), closeGateways(ls))
+		}
+		ls = append(ls, l)
+		luns[i].Gateway = gateway{l}
+	}
+	return ls, nil
+}
+
+// checkGatewayReload refuses a reload that would touch a gateway LUN:
+// its lease runs from start to shutdown and holds the LUN (drain, fence),
+// so a gateway LUN can be neither added, removed nor changed (group
+// settings or any other key) by SIGHUP, only by a restart. started is
+// the config serve started with; as every reload that touches a gateway
+// LUN is refused, its gateway LUNs are still the ones served.
+func checkGatewayReload(started, next []lunConfig) error {
+	cur := map[string]lunConfig{}
+	for _, l := range started {
+		cur[l.Name] = l
+	}
+	want := map[string]lunConfig{}
+	for _, l := range next {
+		want[l.Name] = l
+	}
+	for _, o := range started {
+		n, ok := want[o.Name]
+		switch {
+		case o.Group == nil && (!ok || n.Group == nil):
+		case !ok:
+			return fmt.Errorf("LUN %s is a gateway: removing it needs a restart", o.Name)
+		case !o.Group.equal(n.Group):
+			return fmt.Errorf("LUN %s: its gateway settings (alua_*) can change only with a restart", o.Name)
+		case !o.same(n) || o.Identity != n.Identity:
+			return fmt.Errorf("LUN %s is a gateway: changing it needs a restart", o.Name)
+		}
+	}
+	for _, n := range next {
+		if _, had := cur[n.Name]; !had && n.Group != nil {
+			return fmt.Errorf("LUN %s: adding a gateway LUN needs a restart", n.Name)
+		}
+	}
+	return nil
+}
+
+// checkIdentities refuses two LUNs that would show the initiator one
+// disk: the NAA designator and serial derive from alua_identity or,
+// without it, from the LUN name (bridge.Options.Identity).
+func checkIdentities(luns []lunConfig) error {
+	seen := map[string]string{}
+	for _, l := range luns {
+		id := l.Name
+		if l.Identity != "" {
+			id = l.Identity
+		}
+		if other, ok := seen[id]; ok {
+			return fmt.Errorf("LUNs %s and %s would show one disk identity %q (alua_identity)", other, l.Name, id)
+		}
+		seen[id] = l.Name
+	}
+	return nil
+}
