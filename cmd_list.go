@@ -151,6 +151,10 @@ func readLUN(mnt, name string, stats bool) (lunView, error) {
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
 // humanSize shows a byte count with a binary suffix: "64M", "1.5G".
+// It uses bridge.ParseSize's one-letter suffixes, so list's column reads
+// like the sizes in configs and flags; go-humanize's IBytes writes "79 MiB"
+// (a space and an IEC suffix), and for 15 lines no dependency is worth it,
+// so it stays by hand (issue 15).
 func humanSize(s string) string {
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {

@@ -10,6 +10,13 @@ import (
 // ParseSize parses a byte count with an optional binary suffix: "4096",
 // "64M", "10G", "1T", "512K", "2GiB". Suffixes are powers of 1024. It
 // rejects negative, empty and overflowing values.
+//
+// Why by hand and not github.com/dustin/go-humanize's ParseBytes (issue
+// 15): go-humanize reads "10G" as 10*10^9 bytes (SI) and only "10GiB" as
+// 10*2^30, while lunbridge, like targetcli, qemu-img and truncate(1),
+// means 2^30 by "G"; taking go-humanize would change every size in every
+// existing config. It also accepts fractions ("1.5G") and spaces that a
+// block count has no use for. The parser is 30 lines.
 func ParseSize(s string) (int64, error) {
 	t := strings.TrimSpace(s)
 	t = strings.TrimSuffix(strings.TrimSuffix(t, "iB"), "B")

@@ -554,6 +554,16 @@ const nlTimeout = 5 * time.Second
 // genlJoin opens a NETLINK_GENERIC socket, resolves family's multicast
 // group through the nlctrl family (CTRL_CMD_GETFAMILY) and joins it. The
 // messages are never read: the socket only has to exist.
+//
+// Why this generic netlink client is hand-written and not
+// github.com/mdlayher/genetlink (issue 15): package tcmu may import only
+// the standard library and x/sys (STYLE.md section 1), and lunbridge needs
+// little of netlink: one CTRL_CMD_GETFAMILY request, one multicast join
+// and the decoding of three attributes of the TCM-USER events
+// (parseEvents). That is genlJoin, nlAttr, nlAttrs and genlGroupID here
+// plus parseEvents, about 125 lines with comments, all fuzzable on a
+// []byte; genetlink would add mdlayher/netlink and mdlayher/socket to the
+// one package that talks to the kernel's ring.
 func genlJoin(family, group string) (int, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_GENERIC)
 	if err != nil {
