@@ -1,17 +1,14 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/lunbridge/lunbridge/bridge"
-	"github.com/lunbridge/lunbridge/lease"
+	"github.com/lunbridge/lunbridge/lio"
 )
 
 // gatewayFlags join export's LUNs to a gateway group (docs/scale-out.md).
@@ -24,26 +21,10 @@ func gatewayFlags() []cli.Flag {
 	}
 }
 
-// parseMember parses GROUP[:PORT].
-func parseMember(s string) (lease.Member, error) {
-	g, p, found := strings.Cut(s, ":")
-	group, err := strconv.ParseUint(g, 10, 16)
-	if err != nil || group == 0 {
-		return lease.Member{}, fmt.Errorf("group %q: want 1 to 65535", g)
-	}
-	port := group
-	if found {
-		if port, err = strconv.ParseUint(p, 10, 16); err != nil || port == 0 {
-			return lease.Member{}, fmt.Errorf("port %q: want 1 to 65535", p)
-		}
-	}
-	return lease.Member{Group: uint16(group), RelativePort: uint16(port)}, nil
-}
-
 // openGateways opens one lease per LUN when --alua-group is given and
-// sets the LUNs' Gateway. The caller runs them with runGateways, or
-// closes them if it never does.
-func openGateways(c *cli.Context, luns []lunConfig) ([]*lease.Lease, error) {
+// sets the LUNs' Gateway; nil without --alua-group. The caller runs them
+// (lio.Gateways.Run), or closes them if it never does.
+func openGateways(c *cli.Context, luns []lunConfig) (*lio.Gateways, error) {
 	if !c.IsSet("alua-group") {
 		if c.IsSet("alua-port") || len(c.StringSlice("alua-peer")) > 0 || c.IsSet("alua-identity") {
 			return nil, usageErr("--alua-port, --alua-peer and --alua-identity need --alua-group")
@@ -63,76 +44,25 @@ func openGateways(c *cli.Context, luns []lunConfig) ([]*lease.Lease, error) {
 	if port == 0 {
 		port = c.Uint("alua-group")
 	}
-	self, err := parseMember(fmt.Sprintf("%d:%d", c.Uint("alua-group"), port))
+	self, err := lio.ParseMember(fmt.Sprintf("%d:%d", c.Uint("alua-group"), port))
 	if err != nil {
 		return nil, usageErr("--alua-group/--alua-port: %v", err)
 	}
-	var peers []lease.Member
+	var peers []lio.Member
 	for _, s := range c.StringSlice("alua-peer") {
-		m, err := parseMember(s)
+		m, err := lio.ParseMember(s)
 		if err != nil {
 			return nil, usageErr("--alua-peer %q: %v", s, err)
 		}
 		peers = append(peers, m)
 	}
-	var ls []*lease.Lease
+	gs := lio.NewGateways(lio.GatewayConfig{Self: self, Peers: peers, Logger: slog.Default()})
 	for i := range luns {
-		l, err := lease.Open(lease.Config{
-			Path:   luns[i].Path + ".lease",
-			Self:   self,
-			Peers:  peers,
-			Logger: slog.Default().With("lun", luns[i].Name),
-		})
+		gw, err := gs.Open(luns[i].Name, luns[i].Path)
 		if err != nil {
-			return nil, errors.Join(usageErr("%s: %v", luns[i].Name, err), closeGateways(ls))
+			return nil, errors.Join(usageErr("%s: %v", luns[i].Name, err), gs.Close())
 		}
-		ls = append(ls, l)
-		luns[i].Gateway = gateway{l}
+		luns[i].Gateway = gw
 	}
-	return ls, nil
-}
-
-// closeGateways closes leases that never ran.
-func closeGateways(ls []*lease.Lease) error {
-	var errs []error
-	for _, l := range ls {
-		errs = append(errs, l.Close())
-	}
-	return errors.Join(errs...)
-}
-
-// runGateways runs the leases until the returned stop is called; stop
-// gives up ownership (drain, sync, release) and returns Run's errors.
-func runGateways(ctx context.Context, ls []*lease.Lease) (stop func() error) {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan error, len(ls))
-	for _, l := range ls {
-		go func() { done <- l.Run(ctx) }()
-	}
-	return func() error {
-		cancel()
-		var errs []error
-		for range ls {
-			errs = append(errs, <-done)
-		}
-		return errors.Join(errs...)
-	}
-}
-
-// gateway adapts a lease to bridge.Gateway.
-type gateway struct{ *lease.Lease }
-
-var _ bridge.Gateway = gateway{}
-
-// Info reports the lease's status in bridge's terms.
-func (g gateway) Info() bridge.GatewayInfo {
-	s := g.Status()
-	return bridge.GatewayInfo{
-		Group:      g.Local().Group,
-		State:      s.State,
-		Owner:      s.Owner,
-		Epoch:      s.Epoch,
-		OwnerGroup: s.OwnerGroup,
-		OwnerKnown: s.OwnerKnown,
-	}
+	return gs, nil
 }

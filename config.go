@@ -9,7 +9,6 @@ import (
 
 	"github.com/lunbridge/lunbridge/bridge"
 	"github.com/lunbridge/lunbridge/fusefs"
-	"github.com/lunbridge/lunbridge/lease"
 	"github.com/lunbridge/lunbridge/lio"
 )
 
@@ -104,11 +103,12 @@ type daemonConfig struct {
 	// Metrics is the address of the Prometheus endpoint; empty: none.
 	Metrics string
 	// Targetcli offers user:lunbridge on D-Bus and serves the backstores
-	// targetcli creates (targetcli.go); serve sets it.
+	// targetcli creates (lio.Discovery); serve sets it.
 	Targetcli bool
 	// Gateways are the leases of LUNs that are gateways of a group
-	// (cmd_gateway.go): run once the LUNs are served, stopped first.
-	Gateways []*lease.Lease
+	// (cmd_gateway.go, lio.Gateways): run once the LUNs are served,
+	// stopped first; nil when not a gateway.
+	Gateways *lio.Gateways
 }
 
 // resolve checks fc and fills its defaults. host names default iSCSI

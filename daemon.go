@@ -13,7 +13,6 @@ import (
 
 	"github.com/lunbridge/lunbridge/bridge"
 	"github.com/lunbridge/lunbridge/fusefs"
-	"github.com/lunbridge/lunbridge/lease"
 	"github.com/lunbridge/lunbridge/lio"
 )
 
@@ -45,7 +44,7 @@ func hostname() string {
 func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 	log := slog.Default()
 	if os.Geteuid() != 0 {
-		return errors.Join(cli.Exit("lunbridge must run as root: it writes configfs and opens /dev/uio*", exitFailure), closeGateways(cfg.Gateways))
+		return errors.Join(cli.Exit("lunbridge must run as root: it writes configfs and opens /dev/uio*", exitFailure), cfg.Gateways.Close())
 	}
 	// Before any kernel object exists (see bridge.MarkIOFlusher).
 	if err := bridge.MarkIOFlusher(); err != nil {
@@ -59,12 +58,12 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 		Logger:       log,
 	})
 	if err != nil {
-		return errors.Join(cli.Exit(err.Error(), exitFailure), closeGateways(cfg.Gateways))
+		return errors.Join(cli.Exit(err.Error(), exitFailure), cfg.Gateways.Close())
 	}
 	var kern bridge.Kernel = k
-	var disc *discovery
+	var disc *lio.Discovery
 	if cfg.Targetcli {
-		disc = newDiscovery(k, dio.Configfs, cfg.MaxTransfer, cfg.Workers, log)
+		disc = lio.NewDiscovery(k, dio.Configfs, cfg.MaxTransfer, cfg.Workers, log)
 		kern = disc
 	}
 	var view *fusefs.View
@@ -81,7 +80,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 	})
 	stopMetrics, err := startMetrics(ctx, cfg.Metrics, d)
 	if err != nil {
-		return errors.Join(err, closeGateways(cfg.Gateways), d.Close(context.Background()))
+		return errors.Join(err, cfg.Gateways.Close(), d.Close(context.Background()))
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	// The view outlives ctx: it is unmounted first, by vcancel.
@@ -127,17 +126,17 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 // The gateway leases run once the LUNs are served and stop first, before
 // the LUNs go (giving up ownership drains and syncs the LUNs); leases
 // that never ran are closed.
-func manageLUNs(ctx context.Context, d *bridge.Daemon, disc *discovery, luns []lunConfig, gateways []*lease.Lease, dio daemonIO) (err error) {
-	stopGateways := func() error { return closeGateways(gateways) }
+func manageLUNs(ctx context.Context, d *bridge.Daemon, disc *lio.Discovery, luns []lunConfig, gateways *lio.Gateways, dio daemonIO) (err error) {
+	stopGateways := gateways.Close
 	defer func() { err = errors.Join(err, stopGateways()) }()
 	if err := addLUNs(ctx, d, luns, dio.Out); err != nil {
 		return err
 	}
-	if len(gateways) > 0 {
-		stopGateways = runGateways(ctx, gateways)
+	if gateways != nil {
+		stopGateways = gateways.Run(ctx)
 	}
 	if disc != nil {
-		stopTargetcli := startTargetcli(ctx, disc, d)
+		stopTargetcli := disc.Start(ctx, d)
 		defer func() {
 			if err := stopTargetcli(); err != nil {
 				slog.Error("targetcli interop", "err", err)

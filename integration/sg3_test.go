@@ -41,12 +41,20 @@ const (
 // VPD pages, READ CAPACITY, mode pages, supported operation codes), and
 // data commands (UNMAP, WRITE SAME, COMPARE AND WRITE) checked against the
 // backing file. Then the blocktest suite again on a LUN of 4096-byte
-// blocks. One boot: the guest half is this test binary run in the guest
-// through hostrun, so sg3-utils and sdparm come from the host.
+// blocks. One boot (testdata/sg3.sh): the guest half is this test binary
+// run in the guest through hostrun, so sg3-utils and sdparm come from the
+// host.
 func TestSG3(t *testing.T) {
 	if os.Getenv(guestHalfEnv) == t.Name() {
 		sg3Guest(t)
 		return
+	}
+	script := guestScript("sg3", "SIZE", fmt.Sprint(sg3Size), "MAX_TRANSFER", fmt.Sprint(sg3MaxTransfer), "TEST", t.Name())
+	// testdata/sg3.sh sets these variables by name for the guest half.
+	for _, env := range []string{guestHalfEnv, sg3DevEnv, sg3FileEnv, sg3InfoEnv} {
+		if !strings.Contains(script, env+"=") {
+			t.Fatalf("testdata/sg3.sh does not set %s", env)
+		}
 	}
 	vmtest.RequireTools(t, "sg_inq", "sg_vpd", "sg_readcap", "sg_modes", "sg_opcodes", "sg_unmap",
 		"sg_write_same", "sg_compare_and_write", "sg_verify", "sg_get_lba_status", "sg_sync",
@@ -56,27 +64,7 @@ func TestSG3(t *testing.T) {
 	res := vmtest.Run(t, vmtest.Options{
 		Timeout: 10 * time.Minute,
 		Files:   map[string]string{"lunbridge": lb, "integration.test": bin},
-		Script: lunbridgeLib + fmt.Sprintf(`
-lb_start /tmp/lb export --size %[1]d --max-transfer %[2]d --name disk0 /tmp/disk0.img
-DEV=$(lb_dev /tmp/lb disk0)
-[ -b "$DEV" ] || die "no block device in lunbridge's output"
-# The FUSE mount under /run does not propagate into hostrun's chroot.
-cp /run/lunbridge/disk0/info /tmp/disk0.info
-rc=0
-%[3]s=%[4]s %[5]s=$DEV %[6]s=/tmp/disk0.img %[7]s=/tmp/disk0.info \
-	hostrun /mnt/integration.test -test.run '^%[4]s$' -test.v -test.count=1 || rc=$?
-dmesg > /mnt/host/dmesg.txt
-lb_stop
-# The conformance suite again, on a disk of 4096-byte logical blocks.
-lb_start /tmp/lb4k export --size %[1]d --block-size 4096 --name disk4k /tmp/disk4k.img
-DEV=$(lb_dev /tmp/lb4k disk4k)
-[ -b "$DEV" ] || die "no block device in lunbridge's output"
-%[3]s=%[4]s %[5]s=$DEV \
-	hostrun /mnt/integration.test -test.run '^%[4]s$/^blocktest$' -test.v -test.count=1 || rc=$?
-lb_stop
-target_leftovers
-exit $rc
-`, sg3Size, sg3MaxTransfer, guestHalfEnv, t.Name(), sg3DevEnv, sg3FileEnv, sg3InfoEnv),
+		Script:  script,
 	})
 	checkSdLog(t, filepath.Join(res.ShareDir, "dmesg.txt"))
 }

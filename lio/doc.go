@@ -18,4 +18,11 @@
 // Settings for one iSCSI target come with every LUN (bridge.ExportSpec);
 // LUNs naming the same IQN must agree (SameTarget), or the second one is
 // refused: a target's ACL, portal and CHAP are never merged silently.
+//
+// Two more policies live here because they decide which LUNs exist and
+// who serves them. Discovery (serve only) serves the user:lunbridge
+// backstores that targetcli makes, offering the handler on D-Bus through
+// package tcmuservice. Gateways hold the ownership leases (package lease)
+// of the LUNs this lunbridge serves as one gateway of an ALUA group
+// (docs/scale-out.md).
 package lio

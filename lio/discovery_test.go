@@ -1,4 +1,4 @@
-package main
+package lio
 
 import (
 	"context"
@@ -91,7 +91,7 @@ func TestDiscoveryScan(t *testing.T) {
 	half := fakeBackstore(t, root, 3, "half", "lunbridge/"+files+"/half.img", 2<<20, false)
 
 	inner := &innerKernel{}
-	x := newDiscovery(inner, root, 512<<10, 4, slog.New(slog.DiscardHandler))
+	x := NewDiscovery(inner, root, 512<<10, 4, slog.New(slog.DiscardHandler))
 	var opened []string
 	fail := map[string]bool{}
 	x.attachFound = func(ctx context.Context, info tcmu.DeviceInfo) (bridge.Device, error) {

@@ -1,4 +1,4 @@
-package main
+package lio
 
 import (
 	"context"
@@ -34,10 +34,10 @@ const rescanEvery = 5 * time.Second
 // quickRescan spaces the rescans that follow a netlink event.
 const quickRescan = 250 * time.Millisecond
 
-// discovery finds and serves other creators' lunbridge backstores. As a
+// Discovery finds and serves other creators' lunbridge backstores. As a
 // bridge.Kernel it adopts those devices and passes every other LUN to the
 // production kernel.
-type discovery struct {
+type Discovery struct {
 	k           bridge.Kernel
 	configfs    string
 	maxTransfer int64
@@ -53,8 +53,13 @@ type discovery struct {
 	failed  map[string]bool            // protected by mu: paths that failed, logged once
 }
 
-func newDiscovery(k bridge.Kernel, configfs string, maxTransfer int64, workers int, log *slog.Logger) *discovery {
-	x := &discovery{
+var _ bridge.Kernel = (*Discovery)(nil)
+
+// NewDiscovery returns a Discovery over the backstores in configfs (the
+// configfs mount point) that passes every other LUN to k. Found LUNs get
+// workers and transfers up to maxTransfer bytes.
+func NewDiscovery(k bridge.Kernel, configfs string, maxTransfer int64, workers int, log *slog.Logger) *Discovery {
+	x := &Discovery{
 		k: k, configfs: configfs, maxTransfer: maxTransfer, workers: workers, log: log,
 		pending: map[string]tcmu.DeviceInfo{},
 		served:  map[string]string{},
@@ -73,7 +78,7 @@ func found(info tcmu.DeviceInfo) bool {
 // Attach adopts a found backstore, or passes the LUN to the kernel. A
 // LUN is the found one only if its file is the backstore's cfgstring too:
 // a LUN of the config with the same name, added at the same time, is not.
-func (x *discovery) Attach(ctx context.Context, l *bridge.LUN, spec bridge.ExportSpec) (bridge.Device, error) {
+func (x *Discovery) Attach(ctx context.Context, l *bridge.LUN, spec bridge.ExportSpec) (bridge.Device, error) {
 	x.mu.Lock()
 	info, ok := x.pending[l.Name()]
 	x.mu.Unlock()
@@ -84,7 +89,7 @@ func (x *discovery) Attach(ctx context.Context, l *bridge.LUN, spec bridge.Expor
 }
 
 // openFound adopts a found backstore and maps its ring.
-func (x *discovery) openFound(ctx context.Context, info tcmu.DeviceInfo) (bridge.Device, error) {
+func (x *Discovery) openFound(ctx context.Context, info tcmu.DeviceInfo) (bridge.Device, error) {
 	dev, err := tcmu.OpenDevice(ctx, tcmu.DeviceConfig{
 		Name:         info.Name,
 		HBA:          info.HBA,
@@ -129,7 +134,7 @@ func (f *foundDevice) Remove() error { return f.dev.Close() }
 
 // options are the LUN options of a found backstore: the cfgstring is the
 // file, dev_size its size, and transfers no larger than hw_max_sectors.
-func (x *discovery) options(info tcmu.DeviceInfo) bridge.Options {
+func (x *Discovery) options(info tcmu.DeviceInfo) bridge.Options {
 	mt := x.maxTransfer
 	if lim := int64(info.MaxSectors) * int64(info.BlockSize); lim > 0 && lim < mt {
 		mt = lim
@@ -146,7 +151,7 @@ func (x *discovery) options(info tcmu.DeviceInfo) bridge.Options {
 
 // scan adds the found backstores not yet served and removes the served
 // ones that are gone.
-func (x *discovery) scan(ctx context.Context, d *bridge.Daemon) {
+func (x *Discovery) scan(ctx context.Context, d *bridge.Daemon) {
 	devs, err := tcmu.ListDevices(x.configfs)
 	if err != nil {
 		x.log.Debug("targetcli: scan", "err", err) // partial lists still serve
@@ -193,7 +198,7 @@ func (x *discovery) scan(ctx context.Context, d *bridge.Daemon) {
 	}
 }
 
-func (x *discovery) add(ctx context.Context, d *bridge.Daemon, info tcmu.DeviceInfo) {
+func (x *Discovery) add(ctx context.Context, d *bridge.Daemon, info tcmu.DeviceInfo) {
 	x.mu.Lock()
 	if _, busy := x.pending[info.Name]; busy {
 		x.mu.Unlock()
@@ -217,11 +222,11 @@ func (x *discovery) add(ctx context.Context, d *bridge.Daemon, info tcmu.DeviceI
 	x.log.Info("targetcli: serving backstore", "lun", li.Name, "path", li.Path, "backstore", info.Path, "size", li.Size)
 }
 
-// startTargetcli offers lunbridge on D-Bus (when a system bus is
-// reachable), serves the found backstores and keeps watching for new and
+// Start offers lunbridge on D-Bus (when a system bus is reachable),
+// serves the found backstores in d and keeps watching for new and
 // removed ones. The returned function stops all of it; the daemon's
 // Close then closes the found devices.
-func startTargetcli(ctx context.Context, x *discovery, d *bridge.Daemon) func() error {
+func (x *Discovery) Start(ctx context.Context, d *bridge.Daemon) (stop func() error) {
 	svc, err := tcmuservice.Start(tcmuservice.Options{Logger: x.log})
 	switch {
 	case errors.Is(err, tcmuservice.ErrNoBus):
