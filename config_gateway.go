@@ -7,15 +7,15 @@ import (
 	"slices"
 
 	"github.com/lunbridge/lunbridge/bridge"
-	"github.com/lunbridge/lunbridge/lease"
+	"github.com/lunbridge/lunbridge/lio"
 )
 
 // gatewayConfig is a LUN's place in a gateway group, from the config
 // file's alua_* keys (the config form of export's --alua-* flags,
 // cmd_gateway.go; docs/scale-out.md).
 type gatewayConfig struct {
-	Self  lease.Member
-	Peers []lease.Member
+	Self  lio.Member
+	Peers []lio.Member
 }
 
 // equal reports whether two LUNs' gateway settings are the same; nil is
@@ -53,11 +53,11 @@ func (l lunFileConfig) resolveGateway() (*gatewayConfig, error) {
 			return nil, fmt.Errorf("LUN %s: alua_identity: %w", l.Name, err)
 		}
 	}
-	g := &gatewayConfig{Self: lease.Member{Group: uint16(l.ALUAGroup), RelativePort: uint16(port)}}
+	g := &gatewayConfig{Self: lio.Member{Group: uint16(l.ALUAGroup), RelativePort: uint16(port)}}
 	ids := map[uint16]bool{g.Self.Group: true}
 	ports := map[uint16]bool{g.Self.RelativePort: true}
 	for _, s := range l.ALUAPeers {
-		m, err := parseMember(s)
+		m, err := lio.ParseMember(s)
 		if err != nil {
 			return nil, fmt.Errorf("LUN %s: alua_peers %q: %w", l.Name, s, err)
 		}
@@ -72,28 +72,26 @@ func (l lunFileConfig) resolveGateway() (*gatewayConfig, error) {
 
 // openConfigGateways opens one lease per LUN that has gateway settings,
 // in LUN.Path + ".lease", and sets the LUN's Gateway, as export's
-// openGateways does for its flags. The caller runs the leases with
-// runGateways, or closes them if it never does.
-func openConfigGateways(luns []lunConfig) ([]*lease.Lease, error) {
-	var ls []*lease.Lease
+// openGateways does for its flags; nil when no LUN is a gateway. The
+// caller runs the leases (lio.Gateways.Run), or closes them if it never
+// does.
+func openConfigGateways(luns []lunConfig) (*lio.Gateways, error) {
+	var gs *lio.Gateways
 	for i := range luns {
 		g := luns[i].Group
 		if g == nil {
 			continue
 		}
-		l, err := lease.Open(lease.Config{
-			Path:   luns[i].Path + ".lease",
-			Self:   g.Self,
-			Peers:  g.Peers,
-			Logger: slog.Default().With("lun", luns[i].Name),
-		})
-		if err != nil {
-			return nil, errors.Join(fmt.Errorf("LUN %s: %w", luns[i].Name, err), closeGateways(ls))
+		if gs == nil {
+			gs = lio.NewGateways(lio.GatewayConfig{Logger: slog.Default()})
 		}
-		ls = append(ls, l)
-		luns[i].Gateway = gateway{l}
+		gw, err := gs.OpenAs(luns[i].Name, luns[i].Path, g.Self, g.Peers)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("LUN %s: %w", luns[i].Name, err), gs.Close())
+		}
+		luns[i].Gateway = gw
 	}
-	return ls, nil
+	return gs, nil
 }
 
 // checkGatewayReload refuses a reload that would touch a gateway LUN:

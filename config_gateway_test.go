@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/lunbridge/lunbridge/lease"
+	"github.com/lunbridge/lunbridge/lio"
 )
 
 // TestGatewayConfig: the alua_* keys of a LUN resolve to its gateway
@@ -25,10 +25,10 @@ func TestGatewayConfig(t *testing.T) {
 		wantErr    string
 	}{
 		{"none", lun(""), nil, "", ""},
-		{"group only", lun("alua_group=2\n"), &gatewayConfig{Self: lease.Member{Group: 2, RelativePort: 2}}, "", ""},
+		{"group only", lun("alua_group=2\n"), &gatewayConfig{Self: lio.Member{Group: 2, RelativePort: 2}}, "", ""},
 		{"full", lun("alua_group=1\nalua_port=11\nalua_peers=[\"2\", \"3:13\"]\nalua_identity=\"shared\"\n"),
-			&gatewayConfig{Self: lease.Member{Group: 1, RelativePort: 11},
-				Peers: []lease.Member{{Group: 2, RelativePort: 2}, {Group: 3, RelativePort: 13}}}, "shared", ""},
+			&gatewayConfig{Self: lio.Member{Group: 1, RelativePort: 11},
+				Peers: []lio.Member{{Group: 2, RelativePort: 2}, {Group: 3, RelativePort: 13}}}, "shared", ""},
 		{"port without group", lun("alua_port=3\n"), nil, "", "need alua_group"},
 		{"peers without group", lun("alua_peers=[\"2\"]\n"), nil, "", "need alua_group"},
 		{"identity without group", lun("alua_identity=\"x\"\n"), nil, "", "need alua_group"},
@@ -75,7 +75,7 @@ func TestExportGatewayIsConfig(t *testing.T) {
 	args := []string{"lunbridge", "export", "--mount", "", "--alua-group", "2", "--alua-port", "12",
 		"--alua-peer", "1", "--alua-peer", "3:13", "--alua-identity", "shared", file}
 	var flagLUNs []lunConfig
-	var flagLeases []*lease.Lease
+	var flagGateways *lio.Gateways
 	cmd := exportCommand()
 	cmd.Action = func(c *cli.Context) error {
 		fc, err := exportConfig(c, c.Args().Slice(), c.StringSlice("name"))
@@ -87,14 +87,14 @@ func TestExportGatewayIsConfig(t *testing.T) {
 			return err
 		}
 		flagLUNs = dc.LUNs
-		flagLeases, err = openGateways(c, flagLUNs)
+		flagGateways, err = openGateways(c, flagLUNs)
 		return err
 	}
 	app := &cli.App{Commands: []*cli.Command{cmd}, Writer: io.Discard, ErrWriter: io.Discard}
 	if err := app.Run(args); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { closeGateways(flagLeases) })
+	t.Cleanup(func() { flagGateways.Close() })
 
 	text := `mount = ""
 [[target]]
@@ -111,16 +111,16 @@ func TestExportGatewayIsConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfgLeases, err := openConfigGateways(dc.LUNs)
+	cfgGateways, err := openConfigGateways(dc.LUNs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { closeGateways(cfgLeases) })
+	t.Cleanup(func() { cfgGateways.Close() })
 
-	if len(flagLeases) != 1 || len(cfgLeases) != 1 {
-		t.Fatalf("leases: flags %d, config %d, want 1 each", len(flagLeases), len(cfgLeases))
+	f, c := flagLUNs[0].Gateway, dc.LUNs[0].Gateway
+	if f == nil || c == nil {
+		t.Fatalf("Gateway: flags %v, config %v, want both set", f, c)
 	}
-	f, c := flagLeases[0], cfgLeases[0]
 	if f.Local() != c.Local() {
 		t.Errorf("Local: flags %+v, config %+v", f.Local(), c.Local())
 	}
@@ -151,8 +151,8 @@ func TestExportGatewayIsConfig(t *testing.T) {
 func TestGatewayReload(t *testing.T) {
 	gw := func(group uint16, path string) lunConfig {
 		l := loopLUN("g", path)
-		l.Group = &gatewayConfig{Self: lease.Member{Group: group, RelativePort: group},
-			Peers: []lease.Member{{Group: 9, RelativePort: 9}}}
+		l.Group = &gatewayConfig{Self: lio.Member{Group: group, RelativePort: group},
+			Peers: []lio.Member{{Group: 9, RelativePort: 9}}}
 		return l
 	}
 	started := []lunConfig{gw(1, "/g"), loopLUN("a", "/a")}

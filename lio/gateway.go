@@ -58,13 +58,20 @@ func NewGateways(cfg GatewayConfig) *Gateways {
 	return &Gateways{cfg: cfg}
 }
 
-// Open opens the lease of the LUN name backed by file and returns the
-// gateway to set in its bridge.Options.
+// Open opens the lease of the LUN name backed by file, as the member and
+// with the peers of gs's GatewayConfig, and returns the gateway to set in
+// its bridge.Options.
 func (gs *Gateways) Open(name, file string) (bridge.Gateway, error) {
+	return gs.OpenAs(name, file, gs.cfg.Self, gs.cfg.Peers)
+}
+
+// OpenAs is Open for a LUN with its own place in a group (serve's config
+// gives each LUN its alua_* keys): self and peers instead of gs's.
+func (gs *Gateways) OpenAs(name, file string, self Member, peers []Member) (bridge.Gateway, error) {
 	l, err := lease.Open(lease.Config{
 		Path:   file + ".lease",
-		Self:   gs.cfg.Self,
-		Peers:  gs.cfg.Peers,
+		Self:   self,
+		Peers:  peers,
 		Logger: gs.cfg.Logger.With("lun", name),
 	})
 	if err != nil {
