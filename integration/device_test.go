@@ -364,7 +364,7 @@ func deviceLifecycleGuest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []tcmu.DeviceInfo{{Name: "lbdev0", HBA: 7, Path: d.Path(), Config: "lbdev0", Size: cfg.Size, BlockSize: 4096, Enabled: true}}
+	want := []tcmu.DeviceInfo{{Name: "lbdev0", HBA: 7, Path: d.Path(), Config: "lbdev0", Size: cfg.Size, BlockSize: 4096, MaxSectors: cfg.MaxSectors, Enabled: true}}
 	if !slices.Equal(list, want) {
 		t.Errorf("ListDevices = %+v, want %+v", list, want)
 	}
