@@ -67,6 +67,20 @@ func waitSelf(t *testing.T, vm *vmtest.VM) vmtest.Result {
 	return res
 }
 
+// waitScript waits for a guest script started with vmtest.Boot and fails
+// t if qemu failed or the script exited non-zero.
+func waitScript(t *testing.T, vm *vmtest.VM) vmtest.Result {
+	t.Helper()
+	res, err := vm.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitCode != 0 {
+		t.Fatalf("guest script exited with status %d", res.ExitCode)
+	}
+	return res
+}
+
 // guestResults reads the guest test binary's -test.v=test2json output
 // from the console with "go tool test2json" and reports each guest test
 // as a subtest of t: "guest" for t's own guest half, "guest/SUB" for its

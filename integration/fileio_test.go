@@ -118,13 +118,7 @@ target_leftovers
 	if err := vm.Signal("done"); err != nil {
 		t.Fatal(err)
 	}
-	res, err := vm.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.ExitCode != 0 {
-		t.Fatalf("guest script exited with status %d", res.ExitCode)
-	}
+	waitScript(t, vm)
 }
 
 // hostCmd runs a host program, fails the test if it fails, and returns its

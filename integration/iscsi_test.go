@@ -148,11 +148,5 @@ func TestExportISCSI(t *testing.T) {
 	if err := vm.Signal("open-checked"); err != nil {
 		t.Fatal(err)
 	}
-	res, err := vm.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.ExitCode != 0 {
-		t.Fatalf("guest script exited with status %d", res.ExitCode)
-	}
+	waitScript(t, vm)
 }

@@ -187,13 +187,7 @@ func runScaleOut(t *testing.T, gluster bool) {
 	if err := vm.Signal("finish"); err != nil {
 		t.Fatal(err)
 	}
-	res, err := vm.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.ExitCode != 0 {
-		t.Fatalf("guest script exited with status %d", res.ExitCode)
-	}
+	res := waitScript(t, vm)
 	checkChunks(t, "the shared file", filepath.Join(res.ShareDir, "lun.img"), want, chunk)
 }
 

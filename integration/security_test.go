@@ -128,13 +128,7 @@ func TestSecurity(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	res, err := vm.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.ExitCode != 0 {
-		t.Fatalf("guest script exited with status %d", res.ExitCode)
-	}
+	waitScript(t, vm)
 }
 
 // loginTry is one login attempt of TestSecurity: what it is, as which
