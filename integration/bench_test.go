@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,31 +17,43 @@ import (
 )
 
 // TestBenchFio compares lunbridge with LIO's in-kernel fileio backstore and
-// with the backing file itself, side by side in one boot of the harness VM:
-// every fio job runs against each target in turn before the next job, all
-// on the same tmpfs, so host noise hits the targets alike. It writes a
-// table (IOPS, MiB/s, p50/p99 completion latency, guest CPU per I/O,
-// lunbridge's own CPU per I/O and RSS, ratios) to bench-out/ and the test
-// log. It runs only with LUNBRIDGE_BENCH set (scripts/bench.sh) and asserts
-// only that fio ran without errors and measured something: the numbers are
-// reported, never judged.
+// with the backing file itself, on the setups users have, one boot of the
+// harness VM per setup (a subtest each; the guest side is
+// testdata/bench.sh, which says what each setup runs): tmpfs, ext4 on a
+// virtio disk (lunbridge with and without --direct-io), a replica-3
+// GlusterFS volume through its FUSE client, 8 LUNs at once against 8
+// fileio LUNs, and the idle RSS and threads of one daemon serving 64 LUNs.
+// In a setup every fio job runs against each target in turn before the
+// next job, so host noise hits the targets alike. It writes tables (IOPS,
+// MiB/s, p50/p99 completion latency, guest CPU per I/O, the daemon's own
+// CPU per I/O and RSS, ratios, and issue 14's targets) to bench-out/ and
+// the test log. It runs only with LUNBRIDGE_BENCH set (scripts/bench.sh)
+// and asserts only that fio ran without errors and measured something: the
+// numbers are reported, never judged.
 //
 // Knobs (environment):
 //
+//	LUNBRIDGE_BENCH_SETUPS   comma-separated setups (default all:
+//	                         tmpfs,ext4,gluster,scale,idle)
 //	LUNBRIDGE_BENCH_RUNTIME  seconds per job and target (default 10, at least 4)
 //	LUNBRIDGE_BENCH_RAMP     fio ramp_time seconds (default 2)
-//	LUNBRIDGE_BENCH_SIZE_MB  size of each target (default 256)
+//	LUNBRIDGE_BENCH_SIZE_MB  size of each target (default 256; Gluster
+//	                         uses at most 64, scale a quarter per LUN)
 //	LUNBRIDGE_BENCH_JOBS     comma-separated job names to run (default all)
 //	LUNBRIDGE_BENCH_TARGETS  comma-separated targets to run (default all)
 //	LUNBRIDGE_BENCH_FLAGS    extra "lunbridge export" flags, e.g. "--workers 8"
+//	LUNBRIDGE_BENCH_ENV      environment of lunbridge, NAME=VALUE words,
+//	                         e.g. "GOMAXPROCS=1"
 //	LUNBRIDGE_BENCH_BASELINE path of another lunbridge binary (e.g. built
 //	                         from the previous commit): adds the target
 //	                         "baseline", served by it with the same flags,
 //	                         so that an optimisation is measured side by
-//	                         side with what it replaces
-//	LUNBRIDGE_BENCH_BASELINE_FLAGS  the baseline's extra export flags
-//	                         (default: LUNBRIDGE_BENCH_FLAGS); with the
-//	                         same binary as baseline, compares flags
+//	                         side with what it replaces (tmpfs, ext4 and
+//	                         gluster setups)
+//	LUNBRIDGE_BENCH_BASELINE_FLAGS, LUNBRIDGE_BENCH_BASELINE_ENV  the
+//	                         baseline's extra export flags and environment
+//	                         (default: lunbridge's); with the same binary
+//	                         as baseline, compares flags or environments
 //	LUNBRIDGE_BENCH_PERF     if set, profile the whole guest (kernel and
 //	                         lunbridge) with the host's perf during the
 //	                         sampling window of the lunbridge and fileio
@@ -71,32 +84,6 @@ func TestBenchFio(t *testing.T) {
 	if cfg.baseline != "" {
 		files["lunbridge-base"] = cfg.baseline
 	}
-	perRun := time.Duration(cfg.runtime+cfg.ramp+15) * time.Second
-	var ftraceTime time.Duration
-	if cfg.ftrace {
-		// Formatting and summing a 2 s trace takes minutes in the
-		// emulated guest.
-		ftraceTime = time.Duration(len(cfg.jobs)*len(cfg.targets)) * 5 * time.Minute
-	}
-	res := vmtest.Run(t, vmtest.Options{
-		Files:      files,
-		Script:     lunbridgeLib + benchScript(cfg),
-		MemoryMB:   2048 + 4*cfg.sizeMB,
-		NoTrace:    true,
-		KernelArgs: cfg.kernelArgs,
-		Timeout:    5*time.Minute + time.Duration(len(cfg.jobs)*len(cfg.targets))*perRun + ftraceTime,
-	})
-	rep, err := readBench(filepath.Join(res.ShareDir, "bench"), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rep.Results {
-		if r.IOPS <= 0 || r.IOs <= 0 {
-			t.Errorf("%s on %s: fio measured %.0f IOPS over %d I/Os, want some", r.Job, r.Target, r.IOPS, r.IOs)
-		}
-	}
-	table := rep.markdown()
-	t.Logf("\n%s", table)
 	out := os.Getenv("LUNBRIDGE_BENCH_OUT")
 	if out == "" {
 		root, err := vmtest.RepoRoot()
@@ -105,9 +92,136 @@ func TestBenchFio(t *testing.T) {
 		}
 		out = filepath.Join(root, "bench-out")
 	}
-	if err := rep.save(out, filepath.Join(res.ShareDir, "bench")); err != nil {
+	var reps []*benchReport
+	raw := map[string]map[string][]byte{}
+	for _, setup := range cfg.setups {
+		t.Run(setup, func(t *testing.T) {
+			rep, files := benchSetup(t, cfg, setup, files)
+			reps = append(reps, rep)
+			raw[setup] = files
+		})
+	}
+	if len(reps) == 0 {
+		t.Fatal("no setup ran")
+	}
+	md := benchMarkdown(reps)
+	t.Logf("\n%s", md)
+	if err := saveBench(out, md, reps, raw); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// benchSetup runs one setup in one boot and returns its report and the
+// guest's raw results by file name (the share goes with the subtest).
+func benchSetup(t *testing.T, cfg benchConfig, setup string, files map[string]string) (*benchReport, map[string][]byte) {
+	t.Helper()
+	opts := vmtest.Options{
+		Files:      files,
+		MemoryMB:   2048 + 4*cfg.sizeMB,
+		NoTrace:    true,
+		KernelArgs: cfg.kernelArgs,
+	}
+	mb := cfg.sizeMB
+	jobs := cfg.jobs
+	lib := ""
+	switch setup {
+	case "ext4":
+		opts.DiskMB = 6*mb + 512
+	case "gluster":
+		lib = glusterLib(t)
+		// Three copies of each file on one RAM disk of the guest.
+		mb = min(mb, 64)
+		opts.MemoryMB = glusterMemoryMB + 1024 + 2*mb
+	case "scale":
+		jobs = nil
+		for _, j := range cfg.jobs {
+			if strings.Contains(j.name, "qd32") {
+				jobs = append(jobs, j)
+			}
+		}
+		if len(jobs) == 0 {
+			t.Skip("no QD32 job selected for the scale setup")
+		}
+	case "idle":
+		jobs = nil
+		opts.MemoryMB = 2048
+	}
+	var jobLines []string
+	for _, j := range jobs {
+		jobLines = append(jobLines, j.name+" "+j.args)
+	}
+	targets := slices.Clone(cfg.targets)
+	if cfg.baseline != "" {
+		targets = append(targets, "baseline")
+	}
+	baseline := ""
+	if cfg.baseline != "" {
+		baseline = "1"
+	}
+	perf := ""
+	if cfg.perf {
+		perf = "1"
+	}
+	ftrace := ""
+	if cfg.ftrace {
+		ftrace = strings.Join(benchFtraceFuncs, " ")
+	}
+	opts.Script = guestScript("bench",
+		"SETUP", setup,
+		"RT", strconv.Itoa(cfg.runtime), "RAMP", strconv.Itoa(cfg.ramp), "MB", strconv.Itoa(mb),
+		"JOBS", strings.Join(jobLines, "\n"),
+		"TARGETS", strings.Join(targets, " "),
+		"LB_FLAGS", cfg.lbFlags, "LB_ENV", cfg.lbEnv,
+		"BASELINE", baseline, "BASE_FLAGS", cfg.baseFlags, "BASE_ENV", cfg.baseEnv,
+		"PERF", perf, "FTRACE_FUNCS", ftrace,
+		"GV_RD_MB", "1024",
+	)
+	if lib != "" {
+		// gluster_up comes from the Gluster library, before the scenario.
+		opts.Script = lunbridgeLib + lib + strings.TrimPrefix(opts.Script, lunbridgeLib)
+	}
+	runs := len(jobs) * (len(benchTargetNames) + 1)
+	if setup == "scale" {
+		runs = len(jobs) * 4
+	}
+	perRun := time.Duration(cfg.runtime+cfg.ramp+15) * time.Second
+	opts.Timeout = 8*time.Minute + time.Duration(runs)*perRun
+	if cfg.ftrace {
+		// Formatting and summing a 2 s trace takes minutes in the
+		// emulated guest.
+		opts.Timeout += time.Duration(runs) * 5 * time.Minute
+	}
+	res := vmtest.Run(t, opts)
+	dir := filepath.Join(res.ShareDir, "bench")
+	rep, err := readBench(dir, cfg, setup, mb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		if r.IOPS <= 0 || r.IOs <= 0 {
+			t.Errorf("%s on %s: fio measured %.0f IOPS over %d I/Os, want some", r.Job, r.Target, r.IOPS, r.IOs)
+		}
+	}
+	if setup != "idle" && len(rep.Results) == 0 {
+		t.Error("no fio run was recorded")
+	}
+	if setup == "idle" && (rep.Idle == nil || rep.Idle.LUNs != 64) {
+		t.Errorf("idle setup: %+v, want 64 LUNs measured", rep.Idle)
+	}
+	t.Logf("\n%s", rep.markdown())
+	raw := map[string][]byte{}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw[e.Name()] = b
+	}
+	return rep, raw
 }
 
 // benchJob is one fio workload; args are added to the common fio flags.
@@ -126,16 +240,13 @@ var benchJobs = []benchJob{
 	{"rand-read-4k-qd1", "--rw=randread --bs=4k --iodepth=1"},
 }
 
-// benchTargets are what each job runs against, in this order. The shell
-// variables are set by benchScript: each target's fio --filename and
-// --direct value.
-var benchTargets = []benchTarget{
-	{"lunbridge", "$LB_DEV", "1"},
-	{"fileio", "$FIO_DEV", "1"},     // fd_buffered_io=0: O_DSYNC, WCE=0
-	{"fileio-wb", "$FIOB_DEV", "1"}, // fd_buffered_io=1: page cache, WCE=1
-	// The file itself: tmpfs has no O_DIRECT before Linux 6.6, so buffered;
-	// on tmpfs that is the same memory copy without a cache to bypass.
-	{"raw", "/tmp/raw.img", "0"},
+// benchSetups are the setups of testdata/bench.sh, in run order.
+var benchSetups = []string{"tmpfs", "ext4", "gluster", "scale", "idle"}
+
+// benchTargetNames are the targets testdata/bench.sh knows (each setup
+// runs those it has); "baseline" comes with LUNBRIDGE_BENCH_BASELINE.
+var benchTargetNames = []string{
+	"lunbridge", "lunbridge-dio", "lunbridge-x8", "fileio", "fileio-wb", "fileio-x8", "raw", "raw-dio",
 }
 
 // benchFtraceFuncs are the kernel functions LUNBRIDGE_BENCH_FTRACE times:
@@ -156,20 +267,36 @@ var benchFtraceFuncs = []string{
 	"uio_read", "uio_write", "uio_poll",
 }
 
-type benchTarget struct {
-	name, file, direct string
-}
-
 type benchConfig struct {
 	runtime, ramp, sizeMB int
+	setups                []string
 	jobs                  []benchJob
-	targets               []benchTarget
-	lbFlags               string
+	targets               []string
+	lbFlags, lbEnv        string
 	perf                  bool
 	ftrace                bool
 	kernelArgs            string
 	baseline              string // host path of the baseline binary, or ""
-	baseFlags             string
+	baseFlags, baseEnv    string
+}
+
+// benchList parses a comma-separated selection from the environment
+// variable key, each name one of known; unset means all of known.
+func benchList(t *testing.T, key string, known []string) []string {
+	t.Helper()
+	sel := os.Getenv(key)
+	if sel == "" {
+		return known
+	}
+	var out []string
+	for _, name := range strings.Split(sel, ",") {
+		name = strings.TrimSpace(name)
+		if !slices.Contains(known, name) {
+			t.Fatalf("%s: unknown name %q, want one of %s", key, name, strings.Join(known, ", "))
+		}
+		out = append(out, name)
+	}
+	return out
 }
 
 func benchConfigFromEnv(t *testing.T) benchConfig {
@@ -190,60 +317,44 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 		ramp:     num("LUNBRIDGE_BENCH_RAMP", 2, 0),
 		sizeMB:   num("LUNBRIDGE_BENCH_SIZE_MB", 256, 16),
 		lbFlags:  os.Getenv("LUNBRIDGE_BENCH_FLAGS"),
-		jobs:     benchJobs,
-		targets:  benchTargets,
+		lbEnv:    os.Getenv("LUNBRIDGE_BENCH_ENV"),
+		setups:   benchList(t, "LUNBRIDGE_BENCH_SETUPS", benchSetups),
+		targets:  benchList(t, "LUNBRIDGE_BENCH_TARGETS", benchTargetNames),
 		perf:     os.Getenv("LUNBRIDGE_BENCH_PERF") != "",
 		ftrace:   os.Getenv("LUNBRIDGE_BENCH_FTRACE") != "",
 		baseline: os.Getenv("LUNBRIDGE_BENCH_BASELINE"),
 	}
-	c.baseFlags = c.lbFlags
+	var names []string
+	for _, j := range benchJobs {
+		names = append(names, j.name)
+	}
+	for _, name := range benchList(t, "LUNBRIDGE_BENCH_JOBS", names) {
+		c.jobs = append(c.jobs, benchJobs[slices.Index(names, name)])
+	}
+	c.baseFlags, c.baseEnv = c.lbFlags, c.lbEnv
 	if f, ok := os.LookupEnv("LUNBRIDGE_BENCH_BASELINE_FLAGS"); ok {
 		c.baseFlags = f
 	}
-	for _, f := range []string{c.lbFlags, c.baseFlags} {
+	if f, ok := os.LookupEnv("LUNBRIDGE_BENCH_BASELINE_ENV"); ok {
+		c.baseEnv = f
+	}
+	for _, f := range []string{c.lbFlags, c.baseFlags, c.lbEnv, c.baseEnv} {
 		if strings.ContainsAny(f, "'\"`$;&|<>\\") {
-			t.Fatalf("lunbridge flags %q: plain flags only", f)
+			t.Fatalf("lunbridge flags or environment %q: plain words only", f)
 		}
 	}
-	if sel := os.Getenv("LUNBRIDGE_BENCH_JOBS"); sel != "" {
-		c.jobs = nil
-		for _, name := range strings.Split(sel, ",") {
-			found := false
-			for _, j := range benchJobs {
-				if j.name == strings.TrimSpace(name) {
-					c.jobs = append(c.jobs, j)
-					found = true
-				}
-			}
-			if !found {
-				t.Fatalf("LUNBRIDGE_BENCH_JOBS: unknown job %q", name)
-			}
-		}
-	}
-	if sel := os.Getenv("LUNBRIDGE_BENCH_TARGETS"); sel != "" {
-		c.targets = nil
-		for _, name := range strings.Split(sel, ",") {
-			found := false
-			for _, tg := range benchTargets {
-				if tg.name == strings.TrimSpace(name) {
-					c.targets = append(c.targets, tg)
-					found = true
-				}
-			}
-			if !found {
-				t.Fatalf("LUNBRIDGE_BENCH_TARGETS: unknown target %q", name)
-			}
+	for _, e := range strings.Fields(c.lbEnv + " " + c.baseEnv) {
+		if !strings.Contains(e, "=") {
+			t.Fatalf("lunbridge environment %q: want NAME=VALUE words", e)
 		}
 	}
 	if c.baseline != "" {
 		if _, err := os.Stat(c.baseline); err != nil {
 			t.Fatalf("LUNBRIDGE_BENCH_BASELINE: %v", err)
 		}
-		// Right after lunbridge, so that the two meet the same conditions.
-		if c.targets[0].name != "lunbridge" {
+		if !slices.Contains(c.targets, "lunbridge") {
 			t.Fatal("LUNBRIDGE_BENCH_BASELINE needs the lunbridge target")
 		}
-		c.targets = append([]benchTarget{c.targets[0], {"baseline", "$BASE_DEV", "1"}}, c.targets[1:]...)
 	}
 	if c.perf {
 		vmtest.RequireTools(t, "perf")
@@ -261,187 +372,6 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 	return c
 }
 
-// benchScript is the guest side. Each fio run is sampled by a background
-// subshell inside its steady state (from ramp+1 s to runtime+ramp-1 s after
-// the start): /proc/stat and /proc/uptime for the whole guest's busy time,
-// lunbridge's /proc/PID/stat and status for its own CPU time and RSS. The
-// results go to /tmp/res and are copied to the share at the end, so the 9p
-// share is quiet while fio runs.
-func benchScript(c benchConfig) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "RT=%d RAMP=%d MB=%d\n", c.runtime, c.ramp, c.sizeMB)
-	if c.perf {
-		b.WriteString("PERF=1\n")
-	}
-	if c.ftrace {
-		fmt.Fprintf(&b, "FTRACE_FUNCS='%s'\n", strings.Join(benchFtraceFuncs, " "))
-	}
-	b.WriteString(`
-# Run lunbridge from the guest's /tmp, which the hostrun chroot shares, so
-# that perf finds its symbols by the same path.
-cp /mnt/host/lunbridge /tmp/lunbridge
-LB=/tmp/lunbridge
-R=/tmp/res
-mkdir -p $R
-# tmpfs holds the four backing files.
-mount -o remount,size=$((MB * 5 + 256))m /tmp
-for f in lb base fileio fileiob raw; do
-	dd if=/dev/zero of=/tmp/$f.img bs=1M count=$MB 2>/dev/null
-done
-SZ=$((MB << 20))
-
-`)
-	fmt.Fprintf(&b, "lb_start /tmp/lb --log-level warn export --mount= %s --name bench /tmp/lb.img\n", c.lbFlags)
-	b.WriteString(`LB_DEV=$(lb_dev /tmp/lb bench)
-[ -b "$LB_DEV" ] || die "no block device in lunbridge's output"
-BASE_PID=$LB_PID
-`)
-	if c.baseline != "" {
-		// lb_start again: LB_PID and LB_OUT become the baseline's, then
-		// are put back. lunbridge's own tcm_loop target has one fixed
-		// name per machine, so the baseline serves its TCMU device with
-		// no fabric and the script exports it on another target.
-		fmt.Fprintf(&b, `cp /mnt/host/lunbridge-base /tmp/lunbridge-base
-_pid=$LB_PID
-LB=/tmp/lunbridge-base
-lb_start /tmp/base --log-level warn export --mount= --fabric none %s --name base /tmp/base.img
-LB=/tmp/lunbridge
-BASE_PID=$LB_PID
-BASE_DEV=$(loop_export 5001405000000b30 "$(ls -d $CFG/core/user_*/base)")
-[ -b "$BASE_DEV" ] || die "no block device for the baseline"
-LB_PID=$_pid LB_OUT=/tmp/lb
-`, c.baseFlags)
-	}
-	b.WriteString(`D1=$(fileio_create bfileio /tmp/fileio.img $SZ)
-FIO_DEV=$(loop_export 5001405000000b10 "$D1")
-D2=$(fileio_create bfileiowb /tmp/fileiob.img $SZ fd_buffered_io=1)
-FIOB_DEV=$(loop_export 5001405000000b20 "$D2")
-
-# What the kernel made of each device.
-{
-	echo "kernel $(uname -r)"
-	echo "nproc $(nproc)"
-	echo "clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
-	echo "lunbridge_flags $(tr '\000' ' ' < /proc/$LB_PID/cmdline)"
-	echo "baseline_flags $(tr '\000' ' ' < /proc/$BASE_PID/cmdline)"
-	for d in $LB_DEV ${BASE_DEV:-} $FIO_DEV $FIOB_DEV; do
-		q=/sys/block/${d#/dev/}/queue
-		echo "$d max_sectors_kb=$(cat $q/max_sectors_kb) max_hw_sectors_kb=$(cat $q/max_hw_sectors_kb) nr_requests=$(cat $q/nr_requests) scheduler=$(cat $q/scheduler | tr ' ' ,) queue_depth=$(cat /sys/block/${d#/dev/}/device/queue_depth)"
-	done
-	for a in /sys/kernel/config/target/core/user_*/*/attrib /sys/kernel/config/target/core/fileio_0/*/attrib; do
-		echo "$a hw_max_sectors=$(cat $a/hw_max_sectors) hw_queue_depth=$(cat $a/hw_queue_depth) emulate_write_cache=$(cat $a/emulate_write_cache)"
-	done
-} > $R/env
-cat $R/env
-
-# sample FILE: the guest's CPU counters and lunbridge's CPU time and RSS.
-sample() {
-	{
-		head -1 /proc/stat
-		echo "uptime $(cut -d' ' -f1 /proc/uptime)"
-		echo "lbstat $(cat /proc/$LB_PID/stat)"
-		grep -E '^Vm(RSS|HWM):' /proc/$LB_PID/status
-		echo "basestat $(cat /proc/$BASE_PID/stat)"
-		grep -E '^VmRSS:' /proc/$BASE_PID/status | sed 's/^/base/' 
-	} > "$1"
-}
-sample $R/idle
-
-# ftrace_window SECONDS: trace FTRACE_FUNCS with function_graph for that
-# long and print, per function, the calls, the total and the mean time in
-# microseconds (nested traced functions count in their callers' time too).
-ftrace_window() {
-	_tr=/sys/kernel/tracing
-	[ -e $_tr/trace ] || mount -t tracefs nodev $_tr
-	echo 0 > $_tr/tracing_on
-	echo nop > $_tr/current_tracer
-	: > $_tr/set_ftrace_filter
-	for _fn in $FTRACE_FUNCS; do
-		echo $_fn >> $_tr/set_ftrace_filter 2>/dev/null || echo "# not traceable: $_fn"
-	done
-	echo 32768 > $_tr/buffer_size_kb
-	echo function_graph > $_tr/current_tracer
-	echo funcgraph-tail > $_tr/trace_options
-	echo nofuncgraph-irqs > $_tr/trace_options
-	echo nosleep-time > $_tr/trace_options
-	: > $_tr/trace
-	echo 1 > $_tr/tracing_on
-	sleep $1
-	echo 0 > $_tr/tracing_on
-	echo "# window $1 s; lost events: $(grep -h overrun $_tr/per_cpu/cpu*/stats | awk '{s += $2} END {print s}')"
-	echo "# function calls total_us mean_us"
-	# A line ends a call when it carries a duration: "fn();" (a leaf) or
-	# "} /* fn */" (funcgraph-tail).
-	awk -F'|' 'NF >= 2 && $1 ~ /us/ {
-		d = $1; gsub(/[^0-9.]/, " ", d); n = split(d, a, " "); us = a[n] + 0
-		f = $2; gsub(/[ ;{}()*\/]/, "", f)
-		if (f == "") next
-		c[f]++; t[f] += us
-	} END { for (f in c) printf "%s %d %.0f %.1f\n", f, c[f], t[f], t[f] / c[f] }' $_tr/trace | sort -k3 -n -r
-	echo nop > $_tr/current_tracer
-	: > $_tr/set_ftrace_filter
-	echo 1408 > $_tr/buffer_size_kb
-}
-
-# run TARGET JOB FILE DIRECT FIO_ARGS...
-run() {
-	_t=$1 _j=$2 _f=$3 _d=$4
-	shift 4
-	(
-		sleep $((RAMP + 1))
-		sample $R/$_t.$_j.pre
-		case "$PERF,${FTRACE_FUNCS:+1},$_t" in
-		1,*,lunbridge|1,*,fileio)
-			hostrun perf record -q -a -g -F 499 -o /tmp/perf.$_t.$_j -- sleep $((RT - 2)) > /dev/null 2>&1 ;;
-		*,1,lunbridge|*,1,fileio|*,1,baseline)
-			ftrace_window 2 > $R/ftrace.$_t.$_j.txt
-			sed "s/^/ftrace $_t $_j: /" $R/ftrace.$_t.$_j.txt | head -24
-			sleep $((RT - 4)) ;;
-		*)
-			sleep $((RT - 2)) ;;
-		esac
-		sample $R/$_t.$_j.post
-	) &
-	_s=$!
-	hostrun fio --eta=never --name=$_j --filename=$_f --direct=$_d --ioengine=libaio \
-		--size=${MB}M --time_based --runtime=$RT --ramp_time=$RAMP \
-		--randrepeat=1 --randseed=20261125 --norandommap --group_reporting \
-		--output-format=json --output=$R/$_t.$_j.json "$@" ||
-		die "fio $_j on $_t ($_f) failed"
-	wait $_s
-	echo "bench: $_j on $_t done"
-}
-
-`)
-	for _, j := range c.jobs {
-		for _, tg := range c.targets {
-			fmt.Fprintf(&b, "run %s %s %s %s %s\n", tg.name, j.name, tg.file, tg.direct, j.args)
-		}
-	}
-	b.WriteString(`
-sample $R/end
-for p in /tmp/perf.*; do
-	[ -e "$p" ] || continue
-	hostrun perf report -i $p --stdio --no-children --sort comm,dso,symbol --percent-limit 0.7 -g none > $R/${p#/tmp/}.txt 2>&1 || true
-	hostrun perf report -i $p --stdio --no-children --sort comm --percent-limit 0.5 -g none > $R/${p#/tmp/}.comm.txt 2>&1 || true
-	hostrun perf report -i $p --stdio --no-children --sort symbol --percent-limit 4 -g caller,2,callee,function,percent > $R/${p#/tmp/}.calls.txt 2>&1 || true
-done
-if [ $BASE_PID != $LB_PID ]; then
-	loop_unexport 5001405000000b30
-	kill -TERM $BASE_PID
-	wait $BASE_PID || die "baseline lunbridge exited with $?"
-fi
-lb_stop
-loop_unexport 5001405000000b10
-loop_unexport 5001405000000b20
-fileio_remove bfileio
-fileio_remove bfileiowb
-target_leftovers
-cp -r $R /mnt/host/bench
-`)
-	return b.String()
-}
-
 // benchResult is one job on one target.
 type benchResult struct {
 	Job, Target string
@@ -452,18 +382,28 @@ type benchResult struct {
 	IOs         int64   // I/Os fio counted (ramp excluded)
 	Sampled     bool    // the CPU and RSS fields below were measured
 	CPUusPerIO  float64 // guest busy CPU time per I/O, µs
-	LBusPerIO   float64 // lunbridge's own CPU time per I/O, µs (lunbridge only)
-	LBRSSKiB    int64   // lunbridge's VmRSS at the end of the window (lunbridge only)
+	LBusPerIO   float64 // the serving daemon's own CPU time per I/O, µs (lunbridge targets)
+	LBRSSKiB    int64   // its VmRSS at the end of the window (lunbridge targets)
 }
 
-// benchReport is a whole run.
+// benchIdle is the idle setup's measurement of one daemon serving many LUNs.
+type benchIdle struct {
+	LUNs                      int
+	ReadyRSSKiB, ReadyThreads int64 // 10 s after it said ready
+	TouchRSSKiB, TouchThreads int64 // 10 s after one read of every LUN
+	PeakRSSKiB                int64 // VmHWM at the end
+}
+
+// benchReport is one setup's run.
 type benchReport struct {
+	Setup      string
 	Date       string
 	Env        string
 	Config     map[string]any
-	IdleRSSKiB int64
-	PeakRSSKiB int64 // VmHWM at the end
+	IdleRSSKiB int64 // the main lunbridge's VmRSS before the first run
+	PeakRSSKiB int64 // its VmHWM at the end
 	Results    []benchResult
+	Idle       *benchIdle `json:",omitempty"`
 }
 
 // fioJSON is the part of fio's --output-format=json we read.
@@ -484,25 +424,35 @@ type fioDir struct {
 	} `json:"clat_ns"`
 }
 
+// procSample is one daemon in a sample file.
+type procSample struct {
+	ticks                float64 // utime+stime, clock ticks
+	rssKiB, hwmKiB, thrs int64
+}
+
 // sampleData is one sample file written by the guest's sample function.
 type sampleData struct {
 	busy, total float64 // jiffies summed over CPUs
 	uptime      float64 // seconds
-	lbTicks     float64 // lunbridge utime+stime, clock ticks
-	baseTicks   float64 // the same for the baseline lunbridge
-	baseRSSKiB  int64
-	rssKiB      int64
-	hwmKiB      int64
+	procs       map[string]*procSample
 }
 
 // userHZ is USER_HZ, the unit of /proc/stat and /proc/PID/stat times.
 const userHZ = 100
 
 func readSample(path string) (sampleData, error) {
-	var s sampleData
+	s := sampleData{procs: map[string]*procSample{}}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return s, err
+	}
+	proc := func(name string) *procSample {
+		p := s.procs[name]
+		if p == nil {
+			p = new(procSample)
+			s.procs[name] = p
+		}
+		return p
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
@@ -524,24 +474,29 @@ func readSample(path string) (sampleData, error) {
 			}
 		case "uptime":
 			s.uptime, _ = strconv.ParseFloat(f[1], 64)
-		case "lbstat", "basestat":
-			// f[1:] is /proc/PID/stat; utime and stime are its fields 14
-			// and 15 (proc(5)), comm "(lunbridge)" has no spaces.
-			if len(f) > 16 {
-				u, _ := strconv.ParseFloat(f[14], 64)
-				st, _ := strconv.ParseFloat(f[15], 64)
-				if f[0] == "lbstat" {
-					s.lbTicks = u + st
-				} else {
-					s.baseTicks = u + st
-				}
+		case "proc":
+			// proc NAME, then /proc/PID/stat: utime and stime are its
+			// fields 14 and 15 (proc(5)); comm "(lunbridge)" has no
+			// spaces.
+			if len(f) > 17 {
+				u, _ := strconv.ParseFloat(f[15], 64)
+				st, _ := strconv.ParseFloat(f[16], 64)
+				proc(f[1]).ticks = u + st
 			}
-		case "baseVmRSS:":
-			s.baseRSSKiB, _ = strconv.ParseInt(f[1], 10, 64)
-		case "VmRSS:":
-			s.rssKiB, _ = strconv.ParseInt(f[1], 10, 64)
-		case "VmHWM:":
-			s.hwmKiB, _ = strconv.ParseInt(f[1], 10, 64)
+		case "VmRSS", "VmHWM", "Threads":
+			if len(f) < 3 {
+				continue
+			}
+			n, _ := strconv.ParseInt(f[2], 10, 64)
+			p := proc(f[1])
+			switch f[0] {
+			case "VmRSS":
+				p.rssKiB = n
+			case "VmHWM":
+				p.hwmKiB = n
+			default:
+				p.thrs = n
+			}
 		}
 	}
 	if s.total == 0 {
@@ -550,21 +505,31 @@ func readSample(path string) (sampleData, error) {
 	return s, nil
 }
 
-func readBench(dir string, c benchConfig) (*benchReport, error) {
+// get returns the sample of daemon name, or a zero one.
+func (s sampleData) get(name string) procSample {
+	if p := s.procs[name]; p != nil {
+		return *p
+	}
+	return procSample{}
+}
+
+func readBench(dir string, c benchConfig, setup string, mb int) (*benchReport, error) {
 	env, err := os.ReadFile(filepath.Join(dir, "env"))
 	if err != nil {
 		return nil, fmt.Errorf("bench results: %w", err)
 	}
 	rep := &benchReport{
-		Date: time.Now().UTC().Format(time.RFC3339),
-		Env:  strings.TrimSpace(string(env)),
+		Setup: setup,
+		Date:  time.Now().UTC().Format(time.RFC3339),
+		Env:   strings.TrimSpace(string(env)),
 		Config: map[string]any{
-			"runtime_s": c.runtime, "ramp_s": c.ramp, "size_mb": c.sizeMB,
-			"lunbridge_flags": c.lbFlags,
+			"runtime_s": c.runtime, "ramp_s": c.ramp, "size_mb": mb,
+			"lunbridge_flags": c.lbFlags, "lunbridge_env": c.lbEnv,
 		},
 	}
 	if c.baseline != "" {
 		rep.Config["baseline_flags"] = c.baseFlags
+		rep.Config["baseline_env"] = c.baseEnv
 	}
 	idle, err := readSample(filepath.Join(dir, "idle"))
 	if err != nil {
@@ -574,20 +539,52 @@ func readBench(dir string, c benchConfig) (*benchReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep.IdleRSSKiB, rep.PeakRSSKiB = idle.rssKiB, end.hwmKiB
-	for _, j := range c.jobs {
-		for _, tg := range c.targets {
-			r, err := readOne(dir, tg.name, j.name)
-			if err != nil {
-				return nil, err
-			}
-			rep.Results = append(rep.Results, r)
+	rep.IdleRSSKiB, rep.PeakRSSKiB = idle.get("lunbridge").rssKiB, end.get("lunbridge").hwmKiB
+	if setup == "idle" {
+		ready, err := readSample(filepath.Join(dir, "idle.ready"))
+		if err != nil {
+			return nil, err
 		}
+		touched, err := readSample(filepath.Join(dir, "idle.touched"))
+		if err != nil {
+			return nil, err
+		}
+		r, tc := ready.get("lunbridge"), touched.get("lunbridge")
+		rep.Idle = &benchIdle{
+			ReadyRSSKiB: r.rssKiB, ReadyThreads: r.thrs,
+			TouchRSSKiB: tc.rssKiB, TouchThreads: tc.thrs,
+			PeakRSSKiB: end.get("lunbridge").hwmKiB,
+		}
+		for _, line := range strings.Split(rep.Env, "\n") {
+			if n, ok := strings.CutPrefix(line, "luns "); ok {
+				rep.Idle.LUNs, _ = strconv.Atoi(n)
+			}
+		}
+	}
+	runs, err := os.ReadFile(filepath.Join(dir, "runs"))
+	if err != nil {
+		return nil, fmt.Errorf("bench results: %w", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(runs)), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) != 3 {
+			return nil, fmt.Errorf("bench results: runs: bad line %q", line)
+		}
+		r, err := readOne(dir, f[0], f[1], f[2])
+		if err != nil {
+			return nil, err
+		}
+		rep.Results = append(rep.Results, r)
 	}
 	return rep, nil
 }
 
-func readOne(dir, target, job string) (benchResult, error) {
+// readOne reads the fio run of job on target; daemon names the daemon
+// serving target in the samples ("-": none).
+func readOne(dir, target, job, daemon string) (benchResult, error) {
 	r := benchResult{Job: job, Target: target}
 	base := filepath.Join(dir, target+"."+job)
 	b, err := os.ReadFile(base + ".json")
@@ -623,13 +620,9 @@ func readOne(dir, target, job string) (benchResult, error) {
 		ios := r.IOPS * (post.uptime - pre.uptime)
 		r.Sampled = true
 		r.CPUusPerIO = (post.busy - pre.busy) / userHZ * 1e6 / ios
-		switch target {
-		case "lunbridge":
-			r.LBusPerIO = (post.lbTicks - pre.lbTicks) / userHZ * 1e6 / ios
-			r.LBRSSKiB = post.rssKiB
-		case "baseline":
-			r.LBusPerIO = (post.baseTicks - pre.baseTicks) / userHZ * 1e6 / ios
-			r.LBRSSKiB = post.baseRSSKiB
+		if daemon != "-" {
+			r.LBusPerIO = (post.get(daemon).ticks - pre.get(daemon).ticks) / userHZ * 1e6 / ios
+			r.LBRSSKiB = post.get(daemon).rssKiB
 		}
 	}
 	return r, nil
@@ -645,76 +638,175 @@ func (rep *benchReport) find(job, target string) *benchResult {
 	return nil
 }
 
+// ratio is a's IOPS over b's on job ("-" if either did not run); with lat,
+// a's p99 over b's.
+func (rep *benchReport) ratio(job, a, b string, lat bool) (float64, bool) {
+	x, y := rep.find(job, a), rep.find(job, b)
+	if x == nil || y == nil {
+		return math.NaN(), false
+	}
+	if lat {
+		return x.P99us / y.P99us, y.P99us > 0
+	}
+	return x.IOPS / y.IOPS, y.IOPS > 0
+}
+
 func fmtNum(v float64, prec int) string {
-	if math.IsNaN(v) {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return "-"
 	}
 	return strconv.FormatFloat(v, 'f', prec, 64)
 }
 
-// markdown renders the report as the tables BENCHMARKS.md uses.
+// benchRatios are the ratio columns of a setup's second table: name, then
+// numerator and denominator targets (a "p99" name compares p99 latency).
+var benchRatios = [][3]string{
+	{"lunbridge/fileio", "lunbridge", "fileio"},
+	{"lunbridge/fileio-wb", "lunbridge", "fileio-wb"},
+	{"lunbridge/raw", "lunbridge", "raw"},
+	{"p99 lunbridge/fileio", "lunbridge", "fileio"},
+	{"dio/fileio", "lunbridge-dio", "fileio"},
+	{"dio/raw-dio", "lunbridge-dio", "raw-dio"},
+	{"lunbridge/baseline", "lunbridge", "baseline"},
+	{"lunbridge x8/x1", "lunbridge-x8", "lunbridge"},
+	{"fileio x8/x1", "fileio-x8", "fileio"},
+}
+
+// markdown renders one setup's report as the tables BENCHMARKS.md uses.
 func (rep *benchReport) markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "lunbridge fio benchmark, %s\n\n", rep.Date)
-	fmt.Fprintf(&b, "config: %v\n\n", rep.Config)
-	b.WriteString("| job | target | IOPS | MiB/s | p50 µs | p99 µs | guest CPU µs/IO | daemon CPU µs/IO | daemon RSS MiB |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, r := range rep.Results {
-		cpu, lbCPU, rss := math.NaN(), math.NaN(), math.NaN()
-		if r.Sampled {
-			cpu = r.CPUusPerIO
-			if r.Target == "lunbridge" || r.Target == "baseline" {
-				lbCPU, rss = r.LBusPerIO, float64(r.LBRSSKiB)/1024
-			}
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Job, r.Target,
-			fmtNum(r.IOPS, 0), fmtNum(r.MiBps, 1), fmtNum(r.P50us, 0), fmtNum(r.P99us, 0),
-			fmtNum(cpu, 0), fmtNum(lbCPU, 0), fmtNum(rss, 1))
-	}
-	b.WriteString("\n| job | lunbridge/fileio IOPS | lunbridge/fileio-wb IOPS | lunbridge/raw IOPS | p99 lunbridge/fileio | lunbridge/baseline IOPS |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
-	seen := map[string]bool{}
-	for _, r := range rep.Results {
-		if seen[r.Job] {
-			continue
-		}
-		seen[r.Job] = true
-		lb := rep.find(r.Job, "lunbridge")
-		ratio := func(target string, lat bool) string {
-			o := rep.find(r.Job, target)
-			if lb == nil || o == nil {
-				return "-"
-			}
-			if lat {
-				if o.P99us == 0 {
-					return "-"
+	fmt.Fprintf(&b, "### %s\n\nconfig: %v\n\n", rep.Setup, rep.Config)
+	if len(rep.Results) > 0 {
+		b.WriteString("| job | target | IOPS | MiB/s | p50 µs | p99 µs | guest CPU µs/IO | daemon CPU µs/IO | daemon RSS MiB |\n")
+		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, r := range rep.Results {
+			cpu, lbCPU, rss := math.NaN(), math.NaN(), math.NaN()
+			if r.Sampled {
+				cpu = r.CPUusPerIO
+				if r.LBRSSKiB > 0 {
+					lbCPU, rss = r.LBusPerIO, float64(r.LBRSSKiB)/1024
 				}
-				return fmtNum(lb.P99us/o.P99us, 2)
 			}
-			if o.IOPS == 0 {
-				return "-"
-			}
-			return fmtNum(lb.IOPS/o.IOPS, 2)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Job, r.Target,
+				fmtNum(r.IOPS, 0), fmtNum(r.MiBps, 1), fmtNum(r.P50us, 0), fmtNum(r.P99us, 0),
+				fmtNum(cpu, 1), fmtNum(lbCPU, 1), fmtNum(rss, 1))
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", r.Job,
-			ratio("fileio", false), ratio("fileio-wb", false), ratio("raw", false), ratio("fileio", true), ratio("baseline", false))
+		// Only the ratio columns this setup has.
+		var cols [][3]string
+		for _, c := range benchRatios {
+			for _, r := range rep.Results {
+				if _, ok := rep.ratio(r.Job, c[1], c[2], false); ok {
+					cols = append(cols, c)
+					break
+				}
+			}
+		}
+		b.WriteString("\n| job |")
+		for _, c := range cols {
+			fmt.Fprintf(&b, " %s |", c[0])
+		}
+		b.WriteString("\n|---|" + strings.Repeat("---:|", len(cols)) + "\n")
+		seen := map[string]bool{}
+		for _, r := range rep.Results {
+			if seen[r.Job] {
+				continue
+			}
+			seen[r.Job] = true
+			fmt.Fprintf(&b, "| %s |", r.Job)
+			for _, c := range cols {
+				v, _ := rep.ratio(r.Job, c[1], c[2], strings.HasPrefix(c[0], "p99"))
+				fmt.Fprintf(&b, " %s |", fmtNum(v, 2))
+			}
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "\nlunbridge RSS: before the runs %.1f MiB, peak (VmHWM) %.1f MiB\n",
+			float64(rep.IdleRSSKiB)/1024, float64(rep.PeakRSSKiB)/1024)
 	}
-	fmt.Fprintf(&b, "\nlunbridge RSS: idle %.1f MiB, peak (VmHWM) %.1f MiB\n",
-		float64(rep.IdleRSSKiB)/1024, float64(rep.PeakRSSKiB)/1024)
+	if i := rep.Idle; i != nil {
+		fmt.Fprintf(&b, "one daemon serving %d LUNs: RSS %.1f MiB and %d threads once ready; "+
+			"%.1f MiB and %d threads after one read of every LUN; peak (VmHWM) %.1f MiB\n",
+			i.LUNs, float64(i.ReadyRSSKiB)/1024, i.ReadyThreads,
+			float64(i.TouchRSSKiB)/1024, i.TouchThreads, float64(i.PeakRSSKiB)/1024)
+	}
 	fmt.Fprintf(&b, "\nguest:\n\n```\n%s\n```\n", rep.Env)
 	return b.String()
 }
 
-// save writes the report (markdown and JSON) and fio's raw output to
-// out/<timestamp>/ and the markdown to out/latest.md.
-func (rep *benchReport) save(out, rawDir string) error {
-	stamp := time.Now().UTC().Format("20060102-150405")
-	dir := filepath.Join(out, stamp)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("bench out: %w", err)
+// benchTarget is one of issue 14's targets: a measured value against its
+// goal.
+type benchTarget struct {
+	what, setup string
+	value, goal float64
+	below       bool // met when value < goal (else value >= goal)
+	ok          bool // both sides were measured
+}
+
+// benchTargets computes issue 14's targets from the setups' reports.
+func benchTargets(reps []*benchReport) []benchTarget {
+	by := map[string]*benchReport{}
+	for _, r := range reps {
+		by[r.Setup] = r
 	}
-	md := rep.markdown()
-	js, err := json.MarshalIndent(rep, "", "  ")
+	var out []benchTarget
+	add := func(what, setup, job, a, b string, goal float64) {
+		tg := benchTarget{what: what, setup: setup, goal: goal, value: math.NaN()}
+		if rep := by[setup]; rep != nil {
+			tg.value, tg.ok = rep.ratio(job, a, b, false)
+		}
+		out = append(out, tg)
+	}
+	add("4k QD1 read, lunbridge/fileio", "tmpfs", "rand-read-4k-qd1", "lunbridge", "fileio", 0.3)
+	add("4k QD32 read, lunbridge/fileio", "tmpfs", "rand-read-4k-qd32", "lunbridge", "fileio", 0.6)
+	add("4k QD32 write, lunbridge/fileio", "tmpfs", "rand-write-4k-qd32", "lunbridge", "fileio", 0.6)
+	add("sequential 1 MiB read, lunbridge/raw", "tmpfs", "seq-read-1M-qd8", "lunbridge", "raw", 0.9)
+	add("sequential 1 MiB write, lunbridge/raw", "tmpfs", "seq-write-1M-qd8", "lunbridge", "raw", 0.9)
+	add("ext4 --direct-io sequential read, dio/fileio", "ext4", "seq-read-1M-qd8", "lunbridge-dio", "fileio", 0.8)
+	add("ext4 --direct-io sequential write, dio/fileio", "ext4", "seq-write-1M-qd8", "lunbridge-dio", "fileio", 0.8)
+	for _, job := range []string{"rand-read-4k-qd32", "rand-write-4k-qd32"} {
+		tg := benchTarget{what: "8 LUNs scale (x8/x1), lunbridge over fileio, " + job, setup: "scale", goal: 1, value: math.NaN()}
+		if rep := by["scale"]; rep != nil {
+			l, ok1 := rep.ratio(job, "lunbridge-x8", "lunbridge", false)
+			f, ok2 := rep.ratio(job, "fileio-x8", "fileio", false)
+			tg.value, tg.ok = l/f, ok1 && ok2 && f > 0
+		}
+		out = append(out, tg)
+	}
+	tg := benchTarget{what: "64 idle LUNs, RSS MiB", setup: "idle", goal: 128, below: true, value: math.NaN()}
+	if rep := by["idle"]; rep != nil && rep.Idle != nil {
+		tg.value, tg.ok = float64(max(rep.Idle.ReadyRSSKiB, rep.Idle.TouchRSSKiB))/1024, true
+	}
+	return append(out, tg)
+}
+
+// benchMarkdown renders the targets and every setup's tables.
+func benchMarkdown(reps []*benchReport) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "lunbridge fio benchmark, %s\n\n", time.Now().UTC().Format(time.RFC3339))
+	b.WriteString("| target (issue 14) | setup | measured | goal | met |\n|---|---|---:|---:|---|\n")
+	for _, tg := range benchTargets(reps) {
+		met, op := "not run", "≥"
+		if tg.below {
+			op = "<"
+		}
+		if tg.ok {
+			met = "no"
+			if (tg.below && tg.value < tg.goal) || (!tg.below && tg.value >= tg.goal) {
+				met = "yes"
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s %s | %s |\n", tg.what, tg.setup, fmtNum(tg.value, 2), op, fmtNum(tg.goal, 1), met)
+	}
+	for _, r := range reps {
+		b.WriteString("\n" + r.markdown())
+	}
+	return b.String()
+}
+
+// saveBench writes the reports (markdown and JSON) and each setup's raw
+// guest output to out/<timestamp>/ and the markdown to out/latest.md.
+func saveBench(out, md string, reps []*benchReport, raw map[string]map[string][]byte) error {
+	dir := filepath.Join(out, time.Now().UTC().Format("20060102-150405"))
+	js, err := json.MarshalIndent(reps, "", "  ")
 	if err != nil {
 		return fmt.Errorf("bench out: %w", err)
 	}
@@ -723,16 +815,10 @@ func (rep *benchReport) save(out, rawDir string) error {
 		filepath.Join(dir, "report.json"): js,
 		filepath.Join(out, "latest.md"):   []byte(md),
 	}
-	entries, err := os.ReadDir(rawDir)
-	if err != nil {
-		return fmt.Errorf("bench out: %w", err)
-	}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(rawDir, e.Name()))
-		if err != nil {
-			return fmt.Errorf("bench out: %w", err)
+	for setup, fs := range raw {
+		for name, b := range fs {
+			files[filepath.Join(dir, setup, name)] = b
 		}
-		files[filepath.Join(dir, "raw", e.Name())] = b
 	}
 	for p, b := range files {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {

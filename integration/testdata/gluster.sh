@@ -25,11 +25,11 @@ gluster_up() {
 	_t0=$(cut -d' ' -f1 /proc/uptime)
 	ip link set lo up
 	ip addr add $GV_HOST/32 dev lo 2>/dev/null || true
-	# One 512 MiB RAM disk (mkfs.xfs refuses less than 300 MiB); brd
-	# allocates pages only as they are written.
+	# One RAM disk of GV_RD_MB MiB (default 512; mkfs.xfs refuses less
+	# than 300 MiB); brd allocates pages only as they are written.
 	_brd=$(grep '/brd\.ko$' /lib/modules/vmtest.order) || die "brd not in the guest's modules"
 	rmmod brd
-	insmod /lib/modules/$_brd rd_nr=1 rd_size=524288
+	insmod /lib/modules/$_brd rd_nr=1 rd_size=$((${GV_RD_MB:-512} * 1024))
 	hostrun mkfs.xfs -q -f /dev/ram0 >/dev/null
 	# Bricks cannot be tmpfs: the posix translator needs user.* xattrs.
 	# Mounts made under /hostroot are seen inside the chroot; /tmp there is

@@ -1,0 +1,349 @@
+# The guest side of TestBenchFio (integration/bench_test.go): one setup of
+# the fio benchmark in one boot, every fio job run against each target of
+# the setup in turn before the next job, so host noise hits them alike.
+#
+# Set by the Go test (guestScript):
+#   SETUP    tmpfs | ext4 | gluster | scale | idle
+#   RT RAMP  fio runtime and ramp_time, seconds
+#   MB       size of each target, MiB
+#   JOBS     one fio job a line: NAME ARGS...
+#   TARGETS  the targets to run, space-separated (empty: all of the setup)
+#   LB_FLAGS extra "lunbridge export" flags; LB_ENV environment for it
+#            (NAME=VALUE words, e.g. GOMAXPROCS=1)
+#   BASELINE 1: also run target "baseline", /mnt/host/lunbridge-base with
+#            BASE_FLAGS and BASE_ENV, right after "lunbridge"
+#   PERF     1: perf profiles of the guest during the lunbridge and fileio
+#            runs
+#   FTRACE_FUNCS  kernel functions to time with ftrace during those runs
+#
+# Targets by setup (each file filled before the runs, so nothing reads
+# holes):
+#   tmpfs    lunbridge, [baseline], fileio (O_DSYNC, WCE=0), fileio-wb
+#            (page cache, WCE=1), raw (fio on the file, buffered: tmpfs
+#            has no O_DIRECT on 6.1; on tmpfs that is the same one memory
+#            copy without a cache to bypass)
+#   ext4     the same on ext4 on a virtio disk (/dev/vda, DiskMB), plus
+#            lunbridge-dio (--direct-io) and raw-dio (fio with O_DIRECT)
+#   gluster  on a replica-3 GlusterFS volume through its FUSE client:
+#            lunbridge, lunbridge-dio, fileio, raw, raw-dio
+#   scale    8 LUNs of MB/4 MiB on tmpfs served by one daemon, and 8
+#            fileio LUNs: each job on LUN 0 alone (lunbridge, fileio) and
+#            on all 8 at once (lunbridge-x8, fileio-x8: one fio job per
+#            LUN, JOBS' iodepth each, reported as one group)
+#   idle     no fio: one daemon serving 64 LUNs; its RSS and threads once
+#            ready, and after one read of every LUN
+#
+# Every run is sampled by a background subshell inside its steady state
+# (from ramp+1 s to runtime+ramp-1 s after the start): /proc/stat and
+# /proc/uptime for the whole guest's busy time, each daemon's
+# /proc/PID/stat and status for its own CPU time and RSS. Results go to
+# /tmp/res, copied to the share at the end (the 9p share is quiet while
+# fio runs); $R/runs lists "TARGET JOB DAEMON" for each run made.
+
+R=/tmp/res
+mkdir -p $R
+# Run lunbridge from the guest's /tmp, which the hostrun chroot shares, so
+# that perf finds its symbols by the same path.
+cp /mnt/host/lunbridge /tmp/lunbridge
+LB=/tmp/lunbridge
+[ "$BASELINE" != 1 ] || cp /mnt/host/lunbridge-base /tmp/lunbridge-base
+: > $R/runs
+# DAEMONS: NAME=PID words, the daemons sample records.
+DAEMONS=
+
+# want TARGET: whether TARGET is selected.
+want() {
+	[ -z "$TARGETS" ] && return 0
+	case " $TARGETS " in *" $1 "*) return 0 ;; esac
+	return 1
+}
+
+# fill FILE MIB: write FILE with zeros, so that reads find real blocks.
+fill() { dd if=/dev/zero of="$1" bs=1M count="$2" conv=fsync 2>/dev/null; }
+
+# lb_main OUT NAME FLAGS FILE...: start the main lunbridge on FILEs (LUNs
+# named NAME, NAME1, ... in order) with LB_ENV, LB_FLAGS and FLAGS,
+# tcm_loop fabric.
+lb_main() {
+	_o=$1 _n=$2 _fl=$3; shift 3
+	_names= _i=0
+	for _f in "$@"; do
+		if [ $_i = 0 ]; then _names="--name $_n"; else _names="$_names --name $_n$_i"; fi
+		_i=$((_i + 1))
+	done
+	_lb=$LB
+	LB="env $LB_ENV $_lb"
+	# shellcheck disable=SC2086
+	lb_start $_o --log-level warn export --mount= $LB_FLAGS $_fl $_names "$@"
+	LB=$_lb
+	DAEMONS="$DAEMONS lunbridge=$LB_PID"
+}
+
+# lb_other NAME BIN WWN ENV FLAGS FILE: start another lunbridge on FILE with
+# no fabric and export its TCMU backstore through tcm_loop target naa.WWN
+# (lunbridge's own tcm_loop target has one fixed name per machine). Sets
+# OTHER_PID and OTHER_DEV; LB_PID and LB_OUT stay the main daemon's.
+lb_other() {
+	_pid=$LB_PID _out=$LB_OUT _lb=$LB
+	LB="env $4 $2"
+	# shellcheck disable=SC2086
+	lb_start /tmp/$1 --log-level warn export --mount= --fabric none $5 --name $1 "$6"
+	OTHER_PID=$LB_PID
+	LB_PID=$_pid LB_OUT=$_out LB=$_lb
+	OTHER_DEV=$(loop_export $3 "$(ls -d $CFG/core/user_*/$1)")
+	[ -b "$OTHER_DEV" ] || die "no block device for $1"
+	DAEMONS="$DAEMONS $1=$OTHER_PID"
+	OTHERS="$OTHERS $3:$OTHER_PID"
+}
+OTHERS=
+
+# The setup: DIR is where the backing files are as the guest sees it, IDIR
+# the same directory inside the hostrun chroot (where fio runs).
+case $SETUP in
+tmpfs | scale | idle)
+	mount -o remount,size=$((MB * 6 + 256))m /tmp
+	DIR=/tmp/bf IDIR=/tmp/bf
+	;;
+ext4)
+	hostrun mkfs.ext4 -q -F /dev/vda
+	mkdir -p /tmp/ext4
+	mount -t ext4 /dev/vda /hostroot/tmp/ext4
+	DIR=/hostroot/tmp/ext4 IDIR=/tmp/ext4
+	;;
+gluster)
+	gluster_up
+	DIR=$GV IDIR=$GV_INNER
+	;;
+*) die "unknown setup $SETUP" ;;
+esac
+mkdir -p $DIR
+SZ=$((MB << 20))
+# FSZ: fio's --size, the size of each target.
+FSZ=${MB}M
+
+# Targets: T_<name>=device or file, set only for the targets that run.
+case $SETUP in
+tmpfs | ext4 | gluster)
+	fill $DIR/lb.img $MB
+	lb_main /tmp/lb bench "" $DIR/lb.img
+	T_lunbridge=$(lb_dev /tmp/lb bench)
+	[ -b "$T_lunbridge" ] || die "no block device in lunbridge's output"
+	if [ "$BASELINE" = 1 ]; then
+		fill $DIR/base.img $MB
+		lb_other base /tmp/lunbridge-base 5001405000000b30 "$BASE_ENV" "$BASE_FLAGS" $DIR/base.img
+		T_baseline=$OTHER_DEV
+	fi
+	if [ $SETUP != tmpfs ] && want lunbridge-dio; then
+		fill $DIR/dio.img $MB
+		lb_other dio $LB 5001405000000b40 "$LB_ENV" "$LB_FLAGS --direct-io" $DIR/dio.img
+		T_lunbridge_dio=$OTHER_DEV
+	fi
+	if want fileio; then
+		fill $DIR/fileio.img $MB
+		T_fileio=$(loop_export 5001405000000b10 "$(fileio_create bfileio $DIR/fileio.img $SZ)")
+	fi
+	if [ $SETUP != gluster ] && want fileio-wb; then
+		fill $DIR/fileiob.img $MB
+		T_fileio_wb=$(loop_export 5001405000000b20 "$(fileio_create bfileiowb $DIR/fileiob.img $SZ fd_buffered_io=1)")
+	fi
+	if want raw || want raw-dio; then
+		fill $DIR/raw.img $MB
+		want raw && T_raw=$IDIR/raw.img
+		[ $SETUP = tmpfs ] || ! want raw-dio || T_raw_dio=$IDIR/raw.img
+	fi
+	;;
+scale)
+	SMB=$((MB / 4))
+	[ $SMB -ge 16 ] || SMB=16
+	FSZ=${SMB}M
+	_files=
+	for i in 0 1 2 3 4 5 6 7; do
+		fill $DIR/l$i.img $SMB
+		fill $DIR/f$i.img $SMB
+		_files="$_files $DIR/l$i.img"
+	done
+	# shellcheck disable=SC2086
+	lb_main /tmp/lb s "" $_files
+	T_lunbridge=$(lb_dev /tmp/lb s)
+	T_lunbridge_x8=$T_lunbridge
+	for i in 1 2 3 4 5 6 7; do T_lunbridge_x8="$T_lunbridge_x8 $(lb_dev /tmp/lb s$i)"; done
+	T_fileio_x8=
+	for i in 0 1 2 3 4 5 6 7; do
+		_d=$(loop_export 5001405000000b10 "$(fileio_create sf$i $DIR/f$i.img $((SMB << 20)))" $i)
+		T_fileio_x8="$T_fileio_x8 $_d"
+	done
+	T_fileio_x8=${T_fileio_x8# }
+	T_fileio=${T_fileio_x8%% *}
+	;;
+idle)
+	_files=
+	for i in $(seq 0 63); do _files="$_files $DIR/i$i.img"; done
+	# Sparse 64 MiB files (export --size creates them).
+	# shellcheck disable=SC2086
+	lb_main /tmp/lb i "--size 64M" $_files
+	;;
+esac
+
+# What the kernel made of each device.
+{
+	echo "setup $SETUP"
+	echo "kernel $(uname -r)"
+	echo "nproc $(nproc)"
+	echo "clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+	echo "memory_kb $(sed -n 's/^MemTotal: *//p' /proc/meminfo)"
+	for p in $DAEMONS; do
+		echo "daemon ${p%%=*}: $(tr '\000' ' ' < /proc/${p#*=}/cmdline)"
+	done
+	grep -E " ($DIR|${DIR#/hostroot}) " /proc/mounts | sed 's/^/mount /' || true
+	for d in $(for v in $(set | sed -n 's/^\(T_[a-z0-9_]*\)=.*/\1/p'); do eval echo \$$v; done | tr ' ' '\n' | sort -u); do
+		[ -b "$d" ] || continue
+		q=/sys/block/${d#/dev/}/queue
+		echo "$d max_sectors_kb=$(cat $q/max_sectors_kb) max_hw_sectors_kb=$(cat $q/max_hw_sectors_kb) nr_requests=$(cat $q/nr_requests) scheduler=$(tr ' ' , < $q/scheduler) queue_depth=$(cat /sys/block/${d#/dev/}/device/queue_depth)"
+	done
+	for a in /sys/kernel/config/target/core/user_*/*/attrib /sys/kernel/config/target/core/fileio_0/*/attrib; do
+		[ -d "$a" ] || continue
+		echo "$a hw_max_sectors=$(cat $a/hw_max_sectors) hw_queue_depth=$(cat $a/hw_queue_depth) emulate_write_cache=$(cat $a/emulate_write_cache)"
+	done
+} > $R/env
+cat $R/env
+
+# sample FILE: the guest's CPU counters and each daemon's CPU time, RSS,
+# peak RSS and threads.
+sample() {
+	{
+		head -1 /proc/stat
+		echo "uptime $(cut -d' ' -f1 /proc/uptime)"
+		for _p in $DAEMONS; do
+			echo "proc ${_p%%=*} $(cat /proc/${_p#*=}/stat)"
+			grep -E '^(VmRSS|VmHWM|Threads):' /proc/${_p#*=}/status | sed "s/: */ ${_p%%=*} /"
+		done
+	} > "$1"
+}
+sample $R/idle
+
+# ftrace_window SECONDS: trace FTRACE_FUNCS with function_graph for that
+# long and print, per function, the calls, the total and the mean time in
+# microseconds (nested traced functions count in their callers' time too).
+ftrace_window() {
+	_tr=/sys/kernel/tracing
+	[ -e $_tr/trace ] || mount -t tracefs nodev $_tr
+	echo 0 > $_tr/tracing_on
+	echo nop > $_tr/current_tracer
+	: > $_tr/set_ftrace_filter
+	for _fn in $FTRACE_FUNCS; do
+		echo $_fn >> $_tr/set_ftrace_filter 2>/dev/null || echo "# not traceable: $_fn"
+	done
+	echo 32768 > $_tr/buffer_size_kb
+	echo function_graph > $_tr/current_tracer
+	echo funcgraph-tail > $_tr/trace_options
+	echo nofuncgraph-irqs > $_tr/trace_options
+	echo nosleep-time > $_tr/trace_options
+	: > $_tr/trace
+	echo 1 > $_tr/tracing_on
+	sleep $1
+	echo 0 > $_tr/tracing_on
+	echo "# window $1 s; lost events: $(grep -h overrun $_tr/per_cpu/cpu*/stats | awk '{s += $2} END {print s}')"
+	echo "# function calls total_us mean_us"
+	# A line ends a call when it carries a duration: "fn();" (a leaf) or
+	# "} /* fn */" (funcgraph-tail).
+	awk -F'|' 'NF >= 2 && $1 ~ /us/ {
+		d = $1; gsub(/[^0-9.]/, " ", d); n = split(d, a, " "); us = a[n] + 0
+		f = $2; gsub(/[ ;{}()*\/]/, "", f)
+		if (f == "") next
+		c[f]++; t[f] += us
+	} END { for (f in c) printf "%s %d %.0f %.1f\n", f, c[f], t[f], t[f] / c[f] }' $_tr/trace | sort -k3 -n -r
+	echo nop > $_tr/current_tracer
+	: > $_tr/set_ftrace_filter
+	echo 1408 > $_tr/buffer_size_kb
+}
+
+# run TARGET DAEMON JOB DIRECT FILES FIO_ARGS...: one fio run of JOB on
+# TARGET, one fio job per file in FILES (space-separated), reported as one
+# group; DAEMON is the daemon serving it, or "-".
+run() {
+	_t=$1 _dm=$2 _j=$3 _d=$4 _fs=$5
+	shift 5
+	(
+		sleep $((RAMP + 1))
+		sample $R/$_t.$_j.pre
+		case "$PERF,${FTRACE_FUNCS:+1},$_t" in
+		1,*,lunbridge | 1,*,fileio)
+			hostrun perf record -q -a -g -F 499 -o /tmp/perf.$_t.$_j -- sleep $((RT - 2)) > /dev/null 2>&1 ;;
+		*,1,lunbridge | *,1,fileio | *,1,baseline)
+			ftrace_window 2 > $R/ftrace.$_t.$_j.txt
+			sed "s/^/ftrace $_t $_j: /" $R/ftrace.$_t.$_j.txt | head -24
+			sleep $((RT - 4)) ;;
+		*)
+			sleep $((RT - 2)) ;;
+		esac
+		sample $R/$_t.$_j.post
+	) &
+	_s=$!
+	_per=
+	for _f in $_fs; do _per="$_per --name=$_j --filename=$_f"; done
+	# shellcheck disable=SC2086
+	hostrun fio --eta=never --direct=$_d --ioengine=libaio \
+		--size=$FSZ --time_based --runtime=$RT --ramp_time=$RAMP \
+		--randrepeat=1 --randseed=20261125 --norandommap --group_reporting \
+		--output-format=json --output=$R/$_t.$_j.json "$@" $_per ||
+		die "fio $_j on $_t ($_fs) failed"
+	wait $_s
+	echo "$_t $_j $_dm" >> $R/runs
+	echo "bench: $_j on $_t done"
+}
+
+if [ $SETUP = idle ]; then
+	sleep 10
+	sample $R/idle.ready
+	for d in $(sed -n 's|^i[0-9]*: loop \(/dev/sd[a-z]*\) .*|\1|p' /tmp/lb.out); do
+		dd if=$d of=/dev/null bs=1M count=1 iflag=direct 2>/dev/null || die "read $d"
+	done
+	sleep 10
+	sample $R/idle.touched
+	echo "luns $(grep -c '^i[0-9]*: loop /dev/sd' /tmp/lb.out)" >> $R/env
+	cat $R/idle.ready $R/idle.touched | grep -E '^(VmRSS|VmHWM|Threads)'
+fi
+
+# The target order of every job: lunbridge first, the baseline right after
+# it (the two meet the same conditions).
+ORDER="lunbridge baseline lunbridge-dio lunbridge-x8 fileio fileio-wb fileio-x8 raw raw-dio"
+echo "$JOBS" | while read -r job args; do
+	[ -n "$job" ] || continue
+	for t in $ORDER; do
+		want $t || continue
+		eval "_fs=\${T_$(echo $t | tr - _):-}"
+		[ -n "$_fs" ] || continue
+		case $t in
+		raw) _dm=- _d=0 ;;
+		raw-dio) _dm=- _d=1 ;;
+		fileio*) _dm=- _d=1 ;;
+		lunbridge-dio) _dm=dio _d=1 ;;
+		baseline) _dm=base _d=1 ;;
+		*) _dm=lunbridge _d=1 ;;
+		esac
+		# shellcheck disable=SC2086
+		run $t $_dm $job $_d "$_fs" $args
+	done
+done
+
+sample $R/end
+for p in /tmp/perf.*; do
+	[ -e "$p" ] || continue
+	hostrun perf report -i $p --stdio --no-children --sort comm,dso,symbol --percent-limit 0.7 -g none > $R/${p#/tmp/}.txt 2>&1 || true
+	hostrun perf report -i $p --stdio --no-children --sort comm --percent-limit 0.5 -g none > $R/${p#/tmp/}.comm.txt 2>&1 || true
+	hostrun perf report -i $p --stdio --no-children --sort symbol --percent-limit 4 -g caller,2,callee,function,percent > $R/${p#/tmp/}.calls.txt 2>&1 || true
+done
+for o in $OTHERS; do
+	loop_unexport ${o%%:*}
+	kill -TERM ${o#*:}
+	wait ${o#*:} || die "lunbridge ${o#*:} exited with $?"
+done
+lb_stop
+if [ -d $CFG/loopback/naa.5001405000000b10 ]; then loop_unexport 5001405000000b10; fi
+if [ -d $CFG/loopback/naa.5001405000000b20 ]; then loop_unexport 5001405000000b20; fi
+for f in $CFG/core/fileio_0/*/; do
+	[ -d "$f" ] || continue
+	fileio_remove "$(basename "$f")"
+done
+target_leftovers
+cp -r $R /mnt/host/bench
