@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # bench.sh: the lunbridge benchmark in one command (issue 8, BENCHMARKS.md).
 #
-# Boots the harness VM once and runs fio against lunbridge, LIO's in-kernel
-# fileio backstore (O_DSYNC and write-back) and the backing file itself,
-# side by side; prints the table and writes it to bench-out/ (latest.md and
-# a timestamped directory with fio's raw JSON). Then runs the Go benchmarks
+# Boots the harness VM once per setup (tmpfs, ext4 on a virtio disk,
+# GlusterFS, 8 LUNs, 64 idle LUNs) and runs fio against lunbridge, LIO's
+# in-kernel fileio backstore (O_DSYNC and write-back) and the backing file
+# itself, side by side; prints issue 14's targets and the tables and writes
+# them to bench-out/ (latest.md and a timestamped directory with fio's raw
+# JSON). Then runs the Go benchmarks
 # of the ring + SCSI path (go test -bench) unless BENCH_GO=0.
 #
-# Knobs (environment): LUNBRIDGE_BENCH_RUNTIME (s per run, default 10),
+# Knobs (environment): LUNBRIDGE_BENCH_SETUPS (comma list, default all),
+# LUNBRIDGE_BENCH_RUNTIME (s per run, default 10),
 # LUNBRIDGE_BENCH_RAMP (s, default 2), LUNBRIDGE_BENCH_SIZE_MB (default 256),
 # LUNBRIDGE_BENCH_JOBS, LUNBRIDGE_BENCH_TARGETS (comma lists),
 # LUNBRIDGE_BENCH_FLAGS (extra "lunbridge export" flags),
+# LUNBRIDGE_BENCH_ENV (its environment, e.g. GOMAXPROCS=1),
 # LUNBRIDGE_BENCH_BASELINE=/path/to/other/lunbridge (side-by-side target
-# "baseline") and LUNBRIDGE_BENCH_BASELINE_FLAGS,
+# "baseline"), LUNBRIDGE_BENCH_BASELINE_FLAGS and _ENV,
 # LUNBRIDGE_BENCH_PERF=1 (perf profiles of the guest; skews the numbers),
 # LUNBRIDGE_BENCH_FTRACE=1 (time the kernel's data-path functions with
 # ftrace; skews the numbers), LUNBRIDGE_BENCH_CLOCK=tsc|default (the
@@ -28,7 +32,7 @@ fi
 out=${LUNBRIDGE_BENCH_OUT:-bench-out}
 mkdir -p "$out"
 LUNBRIDGE_INTEGRATION="${LUNBRIDGE_INTEGRATION:-1}" LUNBRIDGE_BENCH=1 \
-	go test -count=1 -run '^TestBenchFio$' -v -timeout 60m ./integration/ 2>&1 |
+	go test -count=1 -run '^TestBenchFio$' -v -timeout 90m ./integration/ 2>&1 |
 	grep -v 'gate.go:[0-9]*: +' | tee "$out/fio.log"
 # go test -v prints the table indented inside the log; show it plainly.
 echo
