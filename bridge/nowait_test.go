@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -293,5 +294,39 @@ func TestInlinePolicy(t *testing.T) {
 				t.Errorf("inlinePolicy() = %v, %v; want %v, %v", on, io, tc.on, tc.want)
 			}
 		})
+	}
+}
+
+// TestServeNowaitAllocs extends TestServeSteadyStateAllocs to READs
+// served inline from the page cache: one at a time (so that the UIO
+// waiter takes them), they allocate nothing once warm.
+func TestServeNowaitAllocs(t *testing.T) {
+	l := newCachedFileLUN(t, 4)
+	l.inline = inlineNowait
+	s := serveFake(t, l, 64)
+	defer s.stop(t)
+	cdbs := benchCmds[1].cdbs()
+	ctx := context.Background()
+	i := 0
+	run := func() {
+		for range 32 {
+			if _, err := s.k.Submit(ctx, cdbs[i%len(cdbs)], nil, 4096); err != nil {
+				t.Fatal(err)
+			}
+			i++
+			for s.k.InFlight() > 0 {
+				runtime.Gosched()
+			}
+		}
+	}
+	for range 20 {
+		run()
+	}
+	perCmd := testing.AllocsPerRun(50, run) / 32
+	if perCmd >= 0.1 {
+		t.Errorf("%.3f allocations per inline nowait READ in steady state, want 0", perCmd)
+	}
+	if st := l.Stats(); st.NowaitReads == 0 {
+		t.Errorf("no READ served inline (NowaitReads 0, NowaitFallbacks %d)", st.NowaitFallbacks)
 	}
 }
