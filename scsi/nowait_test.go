@@ -174,3 +174,45 @@ func TestTryReadNoAlloc(t *testing.T) {
 		}
 	}
 }
+
+// FuzzTryRead runs a random CDB with random buffers through TryRead and,
+// on a twin disk, Execute: TryRead either would block, without touching
+// the backend or the unit attention, or gives Execute's result, error and
+// data.
+func FuzzTryRead(f *testing.F) {
+	for _, c := range seedCDBs() {
+		f.Add(c, uint16(0), uint16(0), false)
+		f.Add(c, uint16(512), uint16(3584), true)
+	}
+	f.Add(cdb10(OpRead10, 1, 8), uint16(1024), uint16(3072), false)
+	f.Add(cdb6(OpRead6, 2, 1), uint16(512), uint16(0), true)
+	f.Fuzz(func(t *testing.T, cdb []byte, a, b uint16, ua bool) {
+		var ds [2]*Disk
+		var ms [2]*nowaitMem
+		for i := range ds {
+			ds[i], ms[i], _ = newNowaitDisk(t, false)
+			if ua {
+				ds[i].raise(ErrCapacityChanged)
+			}
+		}
+		bufs := func() [][]byte { return [][]byte{make([]byte, a%8192), make([]byte, b%8192)} }
+		got, want := bufs(), bufs()
+		res, err := ds[0].TryRead(cdb, got)
+		if errors.Is(err, ErrWouldBlock) {
+			if res != (Result{}) || ms[0].calls.Load() > 1 || ua && ds[0].ua.Load() == 0 {
+				t.Fatalf("TryRead(% x) would block with %+v, %d backend calls, unit attention taken: %v",
+					cdb, res, ms[0].calls.Load(), ua && ds[0].ua.Load() == 0)
+			}
+			return
+		}
+		wres, werr := ds[1].Execute(cdb, want)
+		if res != wres || (err == nil) != (werr == nil) || err != nil && err.Error() != werr.Error() {
+			t.Fatalf("TryRead(% x) = %+v, %v; Execute = %+v, %v", cdb, res, err, wres, werr)
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("TryRead(% x): buffer %d differs from Execute's", cdb, i)
+			}
+		}
+	})
+}
