@@ -112,20 +112,12 @@ func newFileLUN(tb testing.TB, workers int) *LUN {
 }
 
 // newCachedFileLUN opens a LUN on a file in the test's temporary
-// directory, which must be on a page-cache file system (pageCacheBacked:
-// /tmp on ext4, say), read once so that it is all in the page cache.
+// directory, which must be on a page-cache file system (fsPageCache: /tmp
+// on ext4, say), read once so that it is all in the page cache.
 func newCachedFileLUN(tb testing.TB, workers int) *LUN {
 	tb.Helper()
 	dir := tb.TempDir()
-	d, err := os.Open(dir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pc := pageCacheBacked(int(d.Fd()))
-	d.Close()
-	if !pc {
-		tb.Skipf("%s is not on a page-cache file system (ext4, XFS, Btrfs)", dir)
-	}
+	pageCacheFS(tb, dir)
 	path := filepath.Join(dir, "bench.img")
 	if err := os.WriteFile(path, make([]byte, benchLUNSize), 0o600); err != nil {
 		tb.Fatal(err)

@@ -19,8 +19,9 @@
 //     page-cache hit completes inline; a miss (EAGAIN, a short count)
 //     goes to a worker, which reads it again with preadv. WRITE goes to
 //     the workers (dirty-page throttling, journal waits);
-//   - with --direct-io, on FUSE, on network file systems and on anything
-//     else, only the first kind.
+//   - with --direct-io, on a block device (its node is on devtmpfs, which
+//     fstatfs calls tmpfs), on FUSE, on network file systems and on
+//     anything else, only the first kind.
 //
 // READ and WRITE run inline only when the whole process is marked
 // PR_SET_IO_FLUSHER (MarkIOFlusher); otherwise only the workers' own

@@ -34,18 +34,15 @@ func openNowaitLUN(t *testing.T, dir string, o Options) (*LUN, []byte) {
 }
 
 // pageCacheFS skips the test unless dir is on a page-cache file system
-// (pageCacheBacked), naming the one it is on.
-func pageCacheFS(t *testing.T, dir string) {
-	t.Helper()
-	f, err := os.Open(dir)
-	if err != nil {
-		t.Fatal(err)
+// (fsPageCache), naming the one it is on.
+func pageCacheFS(tb testing.TB, dir string) {
+	tb.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		tb.Fatal(err)
 	}
-	defer f.Close()
-	if !pageCacheBacked(int(f.Fd())) {
-		var st unix.Statfs_t
-		unix.Fstatfs(int(f.Fd()), &st)
-		t.Skipf("%s is on file system type %#x, not a page-cache one", dir, st.Type)
+	if fsKindOf(st.Type) != fsPageCache {
+		tb.Skipf("%s is on file system type %#x, not a page-cache one (ext4, XFS, Btrfs)", dir, st.Type)
 	}
 }
 
@@ -328,5 +325,63 @@ func TestServeNowaitAllocs(t *testing.T) {
 	}
 	if st := l.Stats(); st.NowaitReads == 0 {
 		t.Errorf("no READ served inline (NowaitReads 0, NowaitFallbacks %d)", st.NowaitFallbacks)
+	}
+}
+
+// TestFSKind classifies file system magics: only the listed local
+// page-cache file systems get nowait reads, network and FUSE ones never.
+func TestFSKind(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		typ  int64
+		want fsKind
+	}{
+		{"tmpfs", unix.TMPFS_MAGIC, fsMemory},
+		{"ramfs", unix.RAMFS_MAGIC, fsMemory},
+		{"ext4", unix.EXT4_SUPER_MAGIC, fsPageCache},
+		{"xfs", unix.XFS_SUPER_MAGIC, fsPageCache},
+		{"btrfs", unix.BTRFS_SUPER_MAGIC, fsPageCache},
+		{"fuse", unix.FUSE_SUPER_MAGIC, fsOther},
+		{"nfs", unix.NFS_SUPER_MAGIC, fsOther},
+		{"cifs", unix.CIFS_SUPER_MAGIC, fsOther},
+		{"smb2", unix.SMB2_SUPER_MAGIC, fsOther},
+		{"smb", unix.SMB_SUPER_MAGIC, fsOther},
+		{"ceph", unix.CEPH_SUPER_MAGIC, fsOther},
+		{"9p", unix.V9FS_MAGIC, fsOther},
+		{"afs", unix.AFS_SUPER_MAGIC, fsOther},
+		{"overlay", unix.OVERLAYFS_SUPER_MAGIC, fsOther},
+		{"f2fs", unix.F2FS_SUPER_MAGIC, fsOther},
+		{"unknown", 0x12345678, fsOther},
+		// statfs's f_type is signed on some architectures: a magic with
+		// the top bit set may come sign-extended.
+		{"cifs sign-extended", signExtended(unix.CIFS_SUPER_MAGIC), fsOther},
+		{"btrfs sign-extended", signExtended(unix.BTRFS_SUPER_MAGIC), fsPageCache},
+	} {
+		if got := fsKindOf(tc.typ); got != tc.want {
+			t.Errorf("fsKindOf(%s %#x) = %d, want %d", tc.name, tc.typ, got, tc.want)
+		}
+	}
+}
+
+// signExtended is magic as a signed 32-bit f_type gives it.
+func signExtended(magic uint32) int64 { return int64(int32(magic)) }
+
+// TestBackingFSNotRegular: a device node lives on devtmpfs, which
+// statfs calls tmpfs; it is not a memory-backed file.
+func TestBackingFSNotRegular(t *testing.T) {
+	f, err := os.Open("/dev/null")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer f.Close()
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	if fsKindOf(st.Type) != fsMemory {
+		t.Skipf("/dev is on file system type %#x here, not tmpfs: nothing to test", st.Type)
+	}
+	if got := backingFS(int(f.Fd())); got != fsOther {
+		t.Errorf("backingFS(/dev/null) = %d, want fsOther", got)
 	}
 }

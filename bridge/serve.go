@@ -236,47 +236,63 @@ func (l *LUN) inlinePolicy() (on bool, io inlineIO) {
 	case inlineNowait:
 		return true, ioNowaitReads
 	}
-	switch {
-	case l.be == nil || l.be.direct != nil:
+	if l.be == nil || l.be.direct != nil {
 		return true, ioWorkers
-	case memoryBacked(l.be.fd):
+	}
+	switch backingFS(l.be.fd) {
+	case fsMemory:
 		return true, ioAll
-	case pageCacheBacked(l.be.fd):
+	case fsPageCache:
 		return true, ioNowaitReads
 	}
 	return true, ioWorkers
 }
 
-// memoryBacked reports whether fd is a file on a file system that keeps
-// it in memory (tmpfs, ramfs): its reads and writes never wait on a
-// device. RWF_NOWAIT cannot tell, as tmpfs refuses it (EOPNOTSUPP on
-// Debian's 6.1, see REAL-KERNEL.md). FUSE is never inline: it waits on
-// its server.
-func memoryBacked(fd int) bool {
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(fd, &st); err != nil {
-		return false
+// fsKind classifies the file system of a backing file for inlinePolicy.
+type fsKind uint8
+
+const (
+	// fsOther: anything that may wait where we cannot tell (FUSE, a
+	// network file system, an unknown one), and anything but a regular
+	// file: a block device's node lives on devtmpfs, which fstatfs
+	// reports as tmpfs whatever the device.
+	fsOther fsKind = iota
+	// fsMemory: a file system that keeps its files in memory (tmpfs,
+	// ramfs): reads and writes never wait on a device. RWF_NOWAIT
+	// cannot tell, as tmpfs refuses it (EOPNOTSUPP on Debian's 6.1, see
+	// REAL-KERNEL.md, and on 6.18).
+	fsMemory
+	// fsPageCache: a local file system whose buffered reads honour
+	// RWF_NOWAIT, a page-cache hit served at once and a miss EAGAIN.
+	fsPageCache
+)
+
+// backingFS classifies the regular file fd by the type fstatfs gives.
+func backingFS(fd int) fsKind {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fsOther
 	}
-	return st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		return fsOther
+	}
+	return fsKindOf(sfs.Type)
 }
 
-// pageCacheBacked reports whether fd is a file on a local file system
-// whose buffered reads honour RWF_NOWAIT: a page-cache hit is served at
-// once, a miss is EAGAIN. It is a list of the file systems known to do
-// so, not a guess: on any other (FUSE, which waits on its server whatever
-// the flag; NFS, CIFS/SMB, Ceph, 9p, GlusterFS through FUSE; overlayfs;
-// anything unknown) reads go to the workers. Memory-backed ones are
-// memoryBacked's. ext2 and ext3 share ext4's magic and its driver.
-func pageCacheBacked(fd int) bool {
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(fd, &st); err != nil {
-		return false
-	}
-	switch uint32(st.Type) {
+// fsKindOf classifies a file system by its magic number (statfs f_type).
+// Page-cache file systems are a list of those known to honour RWF_NOWAIT
+// for buffered reads, not a guess: FUSE (which waits on its server
+// whatever the flag), NFS, CIFS/SMB, Ceph, 9p, overlayfs and anything
+// unknown are fsOther. ext2 and ext3 share ext4's magic and driver.
+func fsKindOf(typ int64) fsKind {
+	switch uint32(typ) {
+	case unix.TMPFS_MAGIC, unix.RAMFS_MAGIC:
+		return fsMemory
 	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC:
-		return true
+		return fsPageCache
 	}
-	return false
+	return fsOther
 }
 
 // Inline reports whether c may run on the ring's UIO waiter: commands the
