@@ -320,6 +320,9 @@ func (s *server) Inline(c *tcmu.Cmd) bool {
 
 // isRead reports whether cdb is a READ(6/10/12/16).
 func isRead(cdb []byte) bool {
+	if len(cdb) == 0 {
+		return false
+	}
 	switch scsi.Opcode(cdb[0]) {
 	case scsi.OpRead6, scsi.OpRead10, scsi.OpRead12, scsi.OpRead16:
 		return true
