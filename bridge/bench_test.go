@@ -111,6 +111,28 @@ func newFileLUN(tb testing.TB, workers int) *LUN {
 	return l
 }
 
+// newCachedFileLUN opens a LUN on a file in the test's temporary
+// directory, which must be on a page-cache file system (fsPageCache: /tmp
+// on ext4, say), read once so that it is all in the page cache.
+func newCachedFileLUN(tb testing.TB, workers int) *LUN {
+	tb.Helper()
+	dir := tb.TempDir()
+	pageCacheFS(tb, dir)
+	path := filepath.Join(dir, "bench.img")
+	if err := os.WriteFile(path, make([]byte, benchLUNSize), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := os.ReadFile(path); err != nil {
+		tb.Fatal(err)
+	}
+	l, err := Open(Options{Name: "bench", Path: path, Workers: workers})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { l.Close() })
+	return l
+}
+
 // servedLUN is a LUN served on a fake kernel's ring.
 type servedLUN struct {
 	k      *fakering.Kernel
@@ -240,6 +262,33 @@ func BenchmarkServeQD(b *testing.B) {
 					benchServeQD(b, l, c, qd)
 				})
 			}
+		}
+	}
+}
+
+// BenchmarkServeNowait is BenchmarkServeQD's 4 KiB reads on a cached file
+// of a page-cache file system (the test's temporary directory): nowait=on
+// tries each READ inline with RWF_NOWAIT (ioNowaitReads), nowait=off
+// sends it to a worker, as before.
+func BenchmarkServeNowait(b *testing.B) {
+	modes := []struct {
+		name string
+		mode inlineMode
+	}{{"on", inlineNowait}, {"off", inlineOff}}
+	for _, qd := range []int{1, 8} {
+		for _, m := range modes {
+			b.Run("qd="+strconv.Itoa(qd)+"/nowait="+m.name, func(b *testing.B) {
+				l := newCachedFileLUN(b, 0)
+				l.inline = m.mode
+				benchServeQD(b, l, benchCmds[1], qd)
+				st := l.Stats()
+				if m.mode == inlineNowait && st.NowaitReads == 0 {
+					b.Fatal("no READ was served inline from the page cache")
+				}
+				if n := st.NowaitReads + st.NowaitFallbacks; n > 0 {
+					b.ReportMetric(float64(st.NowaitFallbacks)/float64(n), "fallbacks/try")
+				}
+			})
 		}
 	}
 }

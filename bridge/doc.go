@@ -4,10 +4,30 @@
 // Each LUN owns one tcmu ring. Commands run through a scsi.Disk whose
 // Backend is the file (preadv/pwritev straight into the ring's data area,
 // fdatasync, hole punching) and complete out of order. What cannot block
-// runs inline on the ring's UIO waiter (tcmu.Inliner): commands answered
-// from memory, and READ and WRITE on a memory-backed file (tmpfs, ramfs);
-// the rest goes to a bounded pool of workers through a queue that never
-// blocks the ring. Counters are
+// runs inline on the ring's UIO waiter (tcmu.Inliner); the rest goes to a
+// bounded pool of workers through a queue that never blocks the ring.
+// Which commands run inline depends on the file system of the backing
+// file (inlinePolicy), fstatfs's answer at Serve:
+//
+//   - everywhere, the commands answered from memory (TEST UNIT READY,
+//     INQUIRY, READ CAPACITY, MODE SENSE, REQUEST SENSE);
+//   - on a memory-backed file (tmpfs, ramfs), READ and WRITE too: they
+//     never wait on a device, and RWF_NOWAIT cannot tell, as tmpfs
+//     refuses it (EOPNOTSUPP);
+//   - on a local page-cache file system (ext4, XFS, Btrfs: an allow-list),
+//     READ is tried with preadv2(RWF_NOWAIT) through scsi.Disk.TryRead: a
+//     page-cache hit completes inline; a miss (EAGAIN, a short count)
+//     goes to a worker, which reads it again with preadv. WRITE goes to
+//     the workers (dirty-page throttling, journal waits);
+//   - with --direct-io, on a block device (its node is on devtmpfs, which
+//     fstatfs calls tmpfs), on FUSE, on network file systems and on
+//     anything else, only the first kind.
+//
+// READ and WRITE run inline only when the whole process is marked
+// PR_SET_IO_FLUSHER (MarkIOFlusher); otherwise only the workers' own
+// threads are, not the waiter's. Stats count
+// the inline page-cache READs (NowaitReads) and the misses handed to a
+// worker (NowaitFallbacks); each command counts once. Counters are
 // lock-free; LUN.Stats and LUN.Info return value snapshots, which is all
 // the FUSE view and the CLI ever see.
 //

@@ -30,6 +30,9 @@ type fileBackend struct {
 	// noPunch is set once the file system said it cannot punch holes
 	// after all; unmapping then writes zeros, which keeps LBPRZ=1 honest.
 	noPunch atomic.Bool
+	// noNowait is set once the file system refused RWF_NOWAIT
+	// (ReadAtNowait): it is not asked again.
+	noNowait atomic.Bool
 	// sizeBytes is the LUN's size: a block device's st_size is 0, and a
 	// file may be longer than the LUN.
 	sizeBytes atomic.Int64
@@ -39,7 +42,7 @@ type fileBackend struct {
 // that ends before the buffers are full (the file shrank under us) is an
 // io.ErrUnexpectedEOF.
 func (b *fileBackend) ReadAt(bufs [][]byte, off int64) (int, error) {
-	n, err := vectored(b.fdFor(bufs, off), bufs, off, false)
+	n, err := vectored(b.fdFor(bufs, off), bufs, off, false, 0)
 	if err != nil {
 		return n, fmt.Errorf("preadv %s at %d: %w", b.f.Name(), off+int64(n), err)
 	}
@@ -48,12 +51,35 @@ func (b *fileBackend) ReadAt(bufs [][]byte, off int64) (int, error) {
 
 // WriteAt writes bufs at off with pwritev, retrying short transfers.
 func (b *fileBackend) WriteAt(bufs [][]byte, off int64) (int, error) {
-	n, err := vectored(b.fdFor(bufs, off), bufs, off, true)
+	n, err := vectored(b.fdFor(bufs, off), bufs, off, true, 0)
 	if err != nil {
 		return n, fmt.Errorf("pwritev %s at %d: %w", b.f.Name(), off+int64(n), err)
 	}
 	return n, nil
 }
+
+// ReadAtNowait fills bufs from off with preadv2(RWF_NOWAIT): from the page
+// cache, or not at all (scsi.NowaitReader). A page not cached (EAGAIN),
+// a short count, or any error is scsi.ErrWouldBlock: the command goes to a
+// worker, whose ReadAt gives the answer of record. A file system that
+// refuses the flag (EOPNOTSUPP: tmpfs on Linux 6.1, most FUSE ones;
+// EINVAL, ENOSYS: kernels without it) turns it off for this backend for
+// good. With direct I/O every read waits on the device: never.
+func (b *fileBackend) ReadAtNowait(bufs [][]byte, off int64) (int, error) {
+	if b.direct != nil || b.noNowait.Load() {
+		return 0, scsi.ErrWouldBlock
+	}
+	n, err := vectored(b.fd, bufs, off, false, unix.RWF_NOWAIT)
+	if err == nil {
+		return n, nil
+	}
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+		b.noNowait.Store(true)
+	}
+	return n, scsi.ErrWouldBlock
+}
+
+var _ scsi.NowaitReader = (*fileBackend)(nil)
 
 // directAlign is the alignment of direct I/O: a page, which every Linux
 // file system's O_DIRECT accepts. The ring's data area hands out whole

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"io"
+	"math/bits"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -16,7 +17,11 @@ const stackIovecs = 64
 // pwritev/preadv, retrying after short transfers and EINTR, until every
 // buffer is done. It builds its own iovec array (on the stack for up to
 // stackIovecs buffers) because x/sys's Preadv allocates one per call.
-func vectored(fd int, bufs [][]byte, off int64, write bool) (int, error) {
+//
+// flags, when not 0, are RWF_* flags: the calls are then pwritev2/preadv2.
+// With RWF_NOWAIT a short transfer is not retried (the rest would wait):
+// vectored returns what it moved and EAGAIN.
+func vectored(fd int, bufs [][]byte, off int64, write bool, flags int) (int, error) {
 	var stack [stackIovecs]unix.Iovec
 	iov := stack[:0]
 	if len(bufs) > stackIovecs {
@@ -27,14 +32,26 @@ func vectored(fd int, bufs [][]byte, off int64, write bool) (int, error) {
 			iov = append(iov, unix.Iovec{Base: &b[0], Len: uint64(len(b))})
 		}
 	}
-	trap := uintptr(unix.SYS_PREADV)
-	if write {
+	var trap uintptr
+	switch {
+	case flags != 0 && write:
+		trap = unix.SYS_PWRITEV2
+	case flags != 0:
+		trap = unix.SYS_PREADV2
+	case write:
 		trap = unix.SYS_PWRITEV
+	default:
+		trap = unix.SYS_PREADV
 	}
+	nowait := flags&unix.RWF_NOWAIT != 0
 	total := 0
 	for len(iov) > 0 {
 		cnt := min(len(iov), 1024) // IOV_MAX
-		r, _, e := unix.Syscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(cnt), uintptr(off), 0, 0)
+		// The kernel takes the offset as two longs, low and high
+		// (pos_from_hilo): on 64-bit the high one is 0. Shifting in
+		// two steps keeps the shift below the width on 64-bit.
+		lo, hi := uintptr(off), uintptr(uint64(off)>>(bits.UintSize-1)>>1)
+		r, _, e := unix.Syscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(cnt), lo, hi, uintptr(flags))
 		if e != 0 {
 			if e == unix.EINTR {
 				continue
@@ -42,6 +59,15 @@ func vectored(fd int, bufs [][]byte, off int64, write bool) (int, error) {
 			return total, e
 		}
 		n := int(r)
+		if nowait {
+			var want uint64
+			for _, v := range iov[:cnt] {
+				want += v.Len
+			}
+			if uint64(n) < want {
+				return total + n, unix.EAGAIN
+			}
+		}
 		if n == 0 {
 			if write {
 				return total, io.ErrShortWrite

@@ -47,15 +47,35 @@ const workQueueLen = 1024
 type inlineMode uint8
 
 const (
-	// inlineAuto: the commands that never touch the file, and READ and
-	// WRITE when the file lives in memory (tmpfs, ramfs) without direct
-	// I/O. The default.
+	// inlineAuto: the commands that never touch the file; READ and
+	// WRITE when the file lives in memory (tmpfs, ramfs); READ from the
+	// page cache (RWF_NOWAIT) when it is on a local page-cache file
+	// system (ext4, XFS, Btrfs); none of them with direct I/O. The
+	// default.
 	inlineAuto inlineMode = iota
 	// inlineOff: every command goes to a worker.
 	inlineOff
 	// inlineAll: READ and WRITE inline whatever the file system
 	// (benchmarks on a null backend).
 	inlineAll
+	// inlineNowait: READ inline with RWF_NOWAIT whatever the file
+	// system (tests and benchmarks).
+	inlineNowait
+)
+
+// inlineIO is what READ and WRITE do on the UIO waiter (Inline), resolved
+// from the inlineMode for the backing file by inlinePolicy.
+type inlineIO uint8
+
+const (
+	// ioWorkers: READ and WRITE go to the workers.
+	ioWorkers inlineIO = iota
+	// ioNowaitReads: READ is tried inline with scsi.Disk.TryRead (the
+	// page cache, RWF_NOWAIT) and goes to the workers if it would block;
+	// WRITE goes to the workers.
+	ioNowaitReads
+	// ioAll: READ and WRITE run inline (memory-backed files).
+	ioAll
 )
 
 // server connects one LUN to one ring: it is the ring's Handler and
@@ -77,8 +97,9 @@ type server struct {
 	// in work.
 	overflowMu sync.Mutex
 	overflow   []work
-	// inlineRW: READ and WRITE run inline (see inlineMode).
-	inlineRW bool
+	// io is what READ and WRITE do inline; inlineOn: whether anything
+	// runs inline (see inlineMode).
+	io       inlineIO
 	inlineOn bool
 	// epoch is when Serve started; clock counts from it.
 	epoch time.Time
@@ -111,7 +132,7 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 		work:      make(chan work, workQueueLen),
 		busySince: make([]atomic.Int64, l.workers+1),
 	}
-	s.inlineOn, s.inlineRW = l.inlinePolicy()
+	s.inlineOn, s.io = l.inlinePolicy()
 	l.infoMu.Lock()
 	l.srv = s
 	l.infoMu.Unlock()
@@ -123,8 +144,9 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 	lockThreads := !ioFlusherMarked.Load()
 	if lockThreads && l.inline == inlineAuto {
 		// Only the workers' threads are marked: READ and WRITE stay
-		// off the UIO waiter, whose thread is not.
-		s.inlineRW = false
+		// off the UIO waiter, whose thread is not. (A nowait read
+		// that misses still allocates pages for readahead.)
+		s.io = ioWorkers
 	}
 	var wg sync.WaitGroup
 	for i := range l.workers {
@@ -164,7 +186,14 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 // locked.
 func (s *server) Handle(c *tcmu.Cmd) {
 	s.l.stats.begin()
-	w := work{cmd: c, start: s.clock()}
+	s.queue(work{cmd: c, start: s.clock()})
+}
+
+// queue hands w, already counted in the stats (begin), to a worker without
+// blocking: through the work channel, or the overflow list when it is
+// full. It needs no lock: Handle calls it with the ring locked, RunInline
+// without.
+func (s *server) queue(w work) {
 	select {
 	case s.work <- w:
 		return
@@ -197,32 +226,78 @@ func (s *server) takeOverflow() (work, bool) {
 }
 
 // inlinePolicy resolves the LUN's inlineMode for this file: whether
-// commands run inline at all, and READ and WRITE too.
-func (l *LUN) inlinePolicy() (on, rw bool) {
+// commands run inline at all, and what READ and WRITE do.
+func (l *LUN) inlinePolicy() (on bool, io inlineIO) {
 	switch l.inline {
 	case inlineOff:
-		return false, false
+		return false, ioWorkers
 	case inlineAll:
-		return true, true
+		return true, ioAll
+	case inlineNowait:
+		return true, ioNowaitReads
 	}
-	return true, l.be != nil && l.be.direct == nil && memoryBacked(l.be.fd)
+	if l.be == nil || l.be.direct != nil {
+		return true, ioWorkers
+	}
+	switch backingFS(l.be.fd) {
+	case fsMemory:
+		return true, ioAll
+	case fsPageCache:
+		return true, ioNowaitReads
+	}
+	return true, ioWorkers
 }
 
-// memoryBacked reports whether fd is a file on a file system that keeps
-// it in memory (tmpfs, ramfs): its reads and writes never wait on a
-// device. RWF_NOWAIT cannot tell, as tmpfs refuses it (EOPNOTSUPP on
-// Debian's 6.1, see REAL-KERNEL.md). FUSE is never inline: it waits on
-// its server.
-func memoryBacked(fd int) bool {
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(fd, &st); err != nil {
-		return false
+// fsKind classifies the file system of a backing file for inlinePolicy.
+type fsKind uint8
+
+const (
+	// fsOther: anything that may wait where we cannot tell (FUSE, a
+	// network file system, an unknown one), and anything but a regular
+	// file: a block device's node lives on devtmpfs, which fstatfs
+	// reports as tmpfs whatever the device.
+	fsOther fsKind = iota
+	// fsMemory: a file system that keeps its files in memory (tmpfs,
+	// ramfs): reads and writes never wait on a device. RWF_NOWAIT
+	// cannot tell, as tmpfs refuses it (EOPNOTSUPP on Debian's 6.1, see
+	// REAL-KERNEL.md, and on 6.18).
+	fsMemory
+	// fsPageCache: a local file system whose buffered reads honour
+	// RWF_NOWAIT, a page-cache hit served at once and a miss EAGAIN.
+	fsPageCache
+)
+
+// backingFS classifies the regular file fd by the type fstatfs gives.
+func backingFS(fd int) fsKind {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fsOther
 	}
-	return st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		return fsOther
+	}
+	return fsKindOf(sfs.Type)
+}
+
+// fsKindOf classifies a file system by its magic number (statfs f_type).
+// Page-cache file systems are a list of those known to honour RWF_NOWAIT
+// for buffered reads, not a guess: FUSE (which waits on its server
+// whatever the flag), NFS, CIFS/SMB, Ceph, 9p, overlayfs and anything
+// unknown are fsOther. ext2 and ext3 share ext4's magic and driver.
+func fsKindOf(typ int64) fsKind {
+	switch uint32(typ) {
+	case unix.TMPFS_MAGIC, unix.RAMFS_MAGIC:
+		return fsMemory
+	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC:
+		return fsPageCache
+	}
+	return fsOther
 }
 
 // Inline reports whether c may run on the ring's UIO waiter: commands the
-// disk answers from memory, and READ and WRITE on a memory-backed file.
+// disk answers from memory, READ and WRITE on a memory-backed file, and
+// READ on a page-cache file system (RunInline tries it without blocking).
 // It runs with the ring locked and must stay cheap.
 func (s *server) Inline(c *tcmu.Cmd) bool {
 	if !s.inlineOn || len(c.CDB) == 0 {
@@ -235,14 +310,30 @@ func (s *server) Inline(c *tcmu.Cmd) bool {
 	case scsi.OpServiceActionIn16:
 		// READ CAPACITY(16) only: GET LBA STATUS seeks in the file.
 		return len(c.CDB) > 1 && c.CDB[1]&0x1f == 0x10
-	case scsi.OpRead6, scsi.OpRead10, scsi.OpRead12, scsi.OpRead16,
-		scsi.OpWrite6, scsi.OpWrite10, scsi.OpWrite12, scsi.OpWrite16:
-		return s.inlineRW
+	case scsi.OpRead6, scsi.OpRead10, scsi.OpRead12, scsi.OpRead16:
+		return s.io != ioWorkers
+	case scsi.OpWrite6, scsi.OpWrite10, scsi.OpWrite12, scsi.OpWrite16:
+		return s.io == ioAll
 	}
 	return false
 }
 
-// RunInline executes c on the ring's UIO waiter and completes it.
+// isRead reports whether cdb is a READ(6/10/12/16).
+func isRead(cdb []byte) bool {
+	if len(cdb) == 0 {
+		return false
+	}
+	switch scsi.Opcode(cdb[0]) {
+	case scsi.OpRead6, scsi.OpRead10, scsi.OpRead12, scsi.OpRead16:
+		return true
+	}
+	return false
+}
+
+// RunInline executes c on the ring's UIO waiter and completes it; or,
+// for a READ tried without blocking (ioNowaitReads) that would block,
+// hands it to a worker, which completes it: the stats count it once,
+// from here.
 func (s *server) RunInline(c *tcmu.Cmd) {
 	s.l.stats.begin()
 	w := work{cmd: c, start: s.clock()}
@@ -251,7 +342,20 @@ func (s *server) RunInline(c *tcmu.Cmd) {
 	slot := &s.busySince[len(s.busySince)-1]
 	mine := slot.CompareAndSwap(0, w.start)
 	var sense [96]byte
-	s.exec(w, sense[:0])
+	if s.io == ioNowaitReads && isRead(c.CDB) && !c.Aborted() {
+		// TryRead left the disk as it was if it would block; the
+		// worker's Execute reads into the buffers again.
+		res, err := s.l.disk.TryRead(c.CDB, c.Data)
+		if errors.Is(err, scsi.ErrWouldBlock) {
+			s.l.stats.nowaitMisses.Add(1)
+			s.queue(w)
+		} else {
+			s.l.stats.nowaitHits.Add(1)
+			s.complete(w, res, err, sense[:0])
+		}
+	} else {
+		s.exec(w, sense[:0])
+	}
 	if mine {
 		slot.Store(0)
 	}
@@ -344,6 +448,12 @@ func (s *server) exec(w work, sense []byte) {
 		return
 	}
 	res, err := s.l.disk.Execute(c.CDB, c.Data)
+	s.complete(w, res, err, sense)
+}
+
+// complete completes w's command with the outcome of its execution.
+func (s *server) complete(w work, res scsi.Result, err error, sense []byte) {
+	c := w.cmd
 	kind := kindOf(res.Kind)
 	var resp tcmu.Response
 	var key uint8

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lunbridge/lunbridge/scsi"
 	"github.com/lunbridge/lunbridge/tcmu"
 )
 
@@ -22,14 +23,31 @@ func (g gateBackend) ReadAt(bufs [][]byte, off int64) (int, error) {
 	return g.nullBackend.ReadAt(bufs, off)
 }
 
-// TestServeInlineBlocked runs READ inline (inlineAll) on a backend that
-// blocks: once the ring hands the UIO waiter's role over, commands the
-// disk answers from memory and TMRs still flow, and everything completes
-// when the read returns.
+// gateNowaitBackend is gateBackend whose nowait reads block too: a file
+// system that says it would not wait, and does.
+type gateNowaitBackend struct{ gateBackend }
+
+func (g gateNowaitBackend) ReadAtNowait(bufs [][]byte, off int64) (int, error) {
+	return g.ReadAt(bufs, off)
+}
+
+// TestServeInlineBlocked runs READ inline on a backend that blocks, with
+// Execute (inlineAll) and with TryRead (inlineNowait): once the ring hands
+// the UIO waiter's role over, commands the disk answers from memory and
+// TMRs still flow, and everything completes when the read returns.
 func TestServeInlineBlocked(t *testing.T) {
+	t.Run("all", func(t *testing.T) { testServeInlineBlocked(t, inlineAll) })
+	t.Run("nowait", func(t *testing.T) { testServeInlineBlocked(t, inlineNowait) })
+}
+
+func testServeInlineBlocked(t *testing.T, mode inlineMode) {
 	g := gateBackend{entered: make(chan struct{}, 16), release: make(chan struct{}, 16)}
-	l := newBackendLUN(t, 2, g)
-	l.inline = inlineAll
+	var be scsi.Backend = g
+	if mode == inlineNowait {
+		be = gateNowaitBackend{g}
+	}
+	l := newBackendLUN(t, 2, be)
+	l.inline = mode
 	s := serveFakeOpts(t, l, 8, tcmu.RingOptions{InlineBound: 20 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -82,8 +100,12 @@ func TestServeInlineBlocked(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.stop(t)
-	if st := l.Stats(); st.InFlight != 0 {
+	st := l.Stats()
+	if st.InFlight != 0 {
 		t.Errorf("%d commands in flight after stop", st.InFlight)
+	}
+	if mode == inlineNowait && st.NowaitReads == 0 {
+		t.Error("the blocked READ did not run through TryRead")
 	}
 }
 

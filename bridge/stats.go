@@ -128,7 +128,11 @@ type Stats struct {
 	SenseKeyErrors [16]uint64
 	InFlight       uint64 // commands received and not yet completed
 	InFlightMax    uint64 // high-water mark of InFlight since the last reset
-	Uptime         time.Duration
+	// NowaitReads are the READs served inline from the page cache
+	// (RWF_NOWAIT) on a page-cache file system; NowaitFallbacks those
+	// tried so that would have blocked, and went to a worker.
+	NowaitReads, NowaitFallbacks uint64
+	Uptime                       time.Duration
 }
 
 // Total returns the sum of the operation counts of all kinds.
@@ -151,6 +155,8 @@ type counters struct {
 	senseKeys   [16]atomic.Uint64
 	inFlight    atomic.Int64
 	inFlightMax atomic.Uint64
+	// nowaitHits and nowaitMisses back NowaitReads and NowaitFallbacks.
+	nowaitHits, nowaitMisses atomic.Uint64
 }
 
 // begin records a command entering the LUN.
@@ -198,6 +204,8 @@ func (c *counters) snapshot(s *Stats) {
 		s.InFlight = uint64(n)
 	}
 	s.InFlightMax = c.inFlightMax.Load()
+	s.NowaitReads = c.nowaitHits.Load()
+	s.NowaitFallbacks = c.nowaitMisses.Load()
 }
 
 // reset zeroes every counter except InFlight, and sets the high-water mark
@@ -216,6 +224,8 @@ func (c *counters) reset() {
 	for i := range c.senseKeys {
 		c.senseKeys[i].Store(0)
 	}
+	c.nowaitHits.Store(0)
+	c.nowaitMisses.Store(0)
 	n := c.inFlight.Load()
 	if n < 0 {
 		n = 0

@@ -184,7 +184,8 @@ func NAAFromName(name string) [16]byte {
 // methods are safe for concurrent use.
 type Disk struct {
 	be     Backend
-	zeroer Zeroer // be, if it implements Zeroer
+	zeroer Zeroer       // be, if it implements Zeroer
+	nowait NowaitReader // be, if it implements NowaitReader
 
 	cfg Config // immutable after NewDisk, but for Blocks and ReadOnly
 	bs  int64  // logical block size
@@ -279,6 +280,7 @@ func NewDisk(cfg Config, be Backend) (*Disk, error) {
 	}
 	d := &Disk{be: be, cfg: cfg, bs: int64(cfg.BlockSize)}
 	d.zeroer, _ = be.(Zeroer)
+	d.nowait, _ = be.(NowaitReader)
 	for r := ratio; r > 1; r >>= 1 {
 		d.physExp++
 	}
@@ -395,27 +397,11 @@ func (d *Disk) Execute(cdb []byte, data [][]byte) (Result, error) {
 			}
 		}
 	}
-	c, err := ParseCDB(cdb)
+	c, kind, err := d.admit(cdb)
 	if err != nil {
-		return Result{}, err
+		return Result{Kind: kind}, err
 	}
 	cmd := c.cmd
-	if !d.supports(cmd) || cmd.exec == nil {
-		return Result{}, ErrInvalidOpcode
-	}
-	if d.cfg.ALUA != nil {
-		if err := d.aluaCheck(cmd); err != nil {
-			return Result{Kind: cmd.kind}, err
-		}
-	}
-	if cmd.flags&fMedium != 0 {
-		if d.offline.Load() {
-			return Result{Kind: cmd.kind}, ErrNotReadyManual
-		}
-		if d.stopped.Load() {
-			return Result{Kind: cmd.kind}, ErrNotReadyStopped
-		}
-	}
 	// The commands of steady-state I/O call their handlers directly so
 	// that c stays on the stack: a call through the table's function
 	// value makes it escape, one allocation per command. Each case must
@@ -438,6 +424,36 @@ func (d *Disk) Execute(cdb []byte, data [][]byte) (Result, error) {
 	}
 	c2 := c
 	return cmd.exec(d, &c2, data)
+}
+
+// admit is the prologue of every command after the unit attention
+// check, shared by Execute and TryRead: it decodes cdb and checks that the
+// disk runs the command and that the port's ALUA state and the medium's
+// state (online, started) allow it. kind is the command's, for the Result
+// of a check that failed after decoding (KindOther before).
+func (d *Disk) admit(cdb []byte) (c CDB, kind Kind, err error) {
+	c, err = ParseCDB(cdb)
+	if err != nil {
+		return CDB{}, KindOther, err
+	}
+	cmd := c.cmd
+	if !d.supports(cmd) || cmd.exec == nil {
+		return CDB{}, KindOther, ErrInvalidOpcode
+	}
+	if d.cfg.ALUA != nil {
+		if err := d.aluaCheck(cmd); err != nil {
+			return c, cmd.kind, err
+		}
+	}
+	if cmd.flags&fMedium != 0 {
+		if d.offline.Load() {
+			return c, cmd.kind, ErrNotReadyManual
+		}
+		if d.stopped.Load() {
+			return c, cmd.kind, ErrNotReadyStopped
+		}
+	}
+	return c, cmd.kind, nil
 }
 
 // supports reports whether the disk runs (or, for fKernel, lists) cmd.

@@ -35,6 +35,13 @@
 // an offset: the Backend is only ever asked for whole blocks inside the
 // disk.
 //
+// Disk.TryRead is Execute for a READ that must not block, for a caller
+// that runs commands on a thread which must not wait on a device (the
+// ring's UIO waiter): through the same prologue, it reads with a
+// Backend's NowaitReader (RWF_NOWAIT, a page-cache hit) or returns
+// ErrWouldBlock having changed nothing, and the caller then runs the
+// command with Execute elsewhere.
+//
 // # Commands
 //
 // SPC-5: TEST UNIT READY, REQUEST SENSE, INQUIRY (standard data and VPD

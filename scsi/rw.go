@@ -2,6 +2,7 @@ package scsi
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 )
 
@@ -44,7 +45,12 @@ func (d *Disk) writeData(c *CDB, data [][]byte) (bufs [][]byte, n int64, err err
 
 // read runs READ(6/10/12/16) (SBC-4-5.17). DPO is accepted and
 // ignored; FUA needs nothing: every read goes to the backing store.
-func (d *Disk) read(c *CDB, data [][]byte) (Result, error) {
+func (d *Disk) read(c *CDB, data [][]byte) (Result, error) { return d.readFrom(c, data, nil) }
+
+// readFrom is read, from nr without blocking when nr is not nil (TryRead):
+// then buffers that are not exactly the transfer, or nr's ErrWouldBlock,
+// end it with ErrWouldBlock.
+func (d *Disk) readFrom(c *CDB, data [][]byte, nr NowaitReader) (Result, error) {
 	res := Result{Kind: KindRead, LBA: c.LBA, Blocks: c.Blocks}
 	if err := d.checkAccess(c); err != nil {
 		return res, err
@@ -57,15 +63,27 @@ func (d *Disk) read(c *CDB, data [][]byte) (Result, error) {
 	}
 	n := int64(c.Blocks) * d.bs
 	have := int64(bufLen(data))
-	if have == n {
-		got, err := d.be.ReadAt(data, int64(c.LBA)*d.bs)
-		res.Bytes, res.DataIn = got, got
-		if err != nil {
-			return res, fmt.Errorf("scsi: read LBA %d: %w", c.LBA, err)
+	if have != n {
+		if nr != nil {
+			return Result{}, ErrWouldBlock
 		}
-		return res, nil
+		return d.readMismatch(c, data, res, n, have)
 	}
-	return d.readMismatch(c, data, res, n, have)
+	var got int
+	var err error
+	if nr != nil {
+		got, err = nr.ReadAtNowait(data, int64(c.LBA)*d.bs)
+		if errors.Is(err, ErrWouldBlock) {
+			return Result{}, ErrWouldBlock
+		}
+	} else {
+		got, err = d.be.ReadAt(data, int64(c.LBA)*d.bs)
+	}
+	res.Bytes, res.DataIn = got, got
+	if err != nil {
+		return res, fmt.Errorf("scsi: read LBA %d: %w", c.LBA, err)
+	}
+	return res, nil
 }
 
 // readMismatch runs a READ whose data-in buffers (have bytes: the iSCSI

@@ -39,7 +39,11 @@
 // goroutine, which batches (Ring lists them). A Handler gets each Cmd and
 // must not block; an Inliner may also have the waiter execute a command
 // itself, unlocked, under a watchdog that hands the waiter's role to a
-// fresh goroutine if the command runs long.
+// fresh goroutine if the command runs long. Which commands are inline is
+// the Inliner's policy (package bridge: what is answered from memory, I/O
+// on a memory-backed file, reads that hit the page cache); RunInline may
+// still find that one would block and hand it to its workers, which
+// complete it later like any Handled command.
 // Cmd.Data are slices of the data area, so a handler can preadv/pwritev
 // straight into them. The byte layout lives in abi.go, one offset constant
 // per field of <linux/target_core_user.h>, and is checked against the

@@ -73,6 +73,9 @@ type Handler interface {
 // waiter then unlocks the ring and calls RunInline, which executes the
 // command and completes it; when nothing else is being served, its
 // completion goes out at once, with one cmd_tail store and one kick.
+// RunInline may instead hand the command on (to its workers, when it
+// finds it would block): the command stays in flight until its Complete,
+// from any goroutine, as after Handle.
 //
 // RunInline should not block, but may: if it runs longer than
 // RingOptions.InlineBound (checked every bound by a watchdog goroutine
