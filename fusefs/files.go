@@ -214,7 +214,7 @@ type stat struct {
 // statList flattens s into the counters of the stats files, always the same
 // keys in the same order, so scripts can rely on them.
 func statList(s *bridge.Stats) []stat {
-	out := make([]stat, 0, 3*bridge.NumKinds+3+16+3)
+	out := make([]stat, 0, 3*bridge.NumKinds+3+16+5)
 	for k := range bridge.NumKinds {
 		ks := &s.Kinds[k]
 		name := bridge.Kind(k).String()
@@ -231,7 +231,9 @@ func statList(s *bridge.Stats) []stat {
 	return append(out,
 		stat{"in_flight", s.InFlight},
 		stat{"in_flight_max", s.InFlightMax},
-		stat{"uptime_seconds", uint64(s.Uptime / time.Second)})
+		stat{"uptime_seconds", uint64(s.Uptime / time.Second)},
+		stat{"inline_page_cache_reads", s.NowaitReads},
+		stat{"inline_page_cache_misses", s.NowaitFallbacks})
 }
 
 func renderStats(_ *View, _ []bridge.LUNInfo, l *bridge.LUNInfo) []byte {

@@ -33,6 +33,10 @@
 //	                                                   the others
 //	lunbridge_alua_owner{lun}                 gauge    gateways only: 0 or 1
 //	lunbridge_alua_epoch{lun}                 gauge    gateways only: epoch
+//	lunbridge_inline_page_cache_reads_total{lun}
+//	                                          counter  inline_page_cache_reads
+//	lunbridge_inline_page_cache_misses_total{lun}
+//	                                          counter  inline_page_cache_misses
 //
 // kind is read, write, sync, unmap, write_same, compare_and_write or other;
 // sense_key is the snake_case SPC-4 name (medium_error, not_ready, ...), as

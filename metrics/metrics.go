@@ -52,6 +52,7 @@ type Collector struct {
 	inFlight, inFlightMax, size, readOnly *prometheus.Desc
 	state, info, uptime, buildInfo        *prometheus.Desc
 	aluaState, aluaOwner, aluaEpoch       *prometheus.Desc // gateway.go
+	nowaitReads, nowaitMiss               *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*Collector)(nil)
@@ -80,6 +81,8 @@ func NewCollector(luns LUNs, version string) *Collector {
 		aluaState:   d("alua_state", "For a gateway of a group: 1 for its current ALUA state, 0 for the others.", "lun", "state"),
 		aluaOwner:   d("alua_owner", "For a gateway of a group: 1 while it owns the shared file, else 0.", "lun"),
 		aluaEpoch:   d("alua_epoch", "For a gateway of a group: the ownership epoch (its own while it owns the file).", "lun"),
+		nowaitReads: d("inline_page_cache_reads_total", "READs served from the page cache on the ring's waiter (RWF_NOWAIT), on ext4, XFS or Btrfs.", "lun"),
+		nowaitMiss:  d("inline_page_cache_misses_total", "READs tried from the page cache that would have blocked and went to a worker.", "lun"),
 	}
 }
 
@@ -88,7 +91,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.commands, c.bytes, c.errors, c.duration, c.inFlight, c.inFlightMax,
 		c.size, c.readOnly, c.state, c.info, c.uptime, c.buildInfo,
-		c.aluaState, c.aluaOwner, c.aluaEpoch,
+		c.aluaState, c.aluaOwner, c.aluaEpoch, c.nowaitReads, c.nowaitMiss,
 	} {
 		ch <- d
 	}
@@ -123,6 +126,8 @@ func (c *Collector) collectLUN(ch chan<- prometheus.Metric, l *bridge.LUNInfo) {
 	}
 	gauge(c.inFlight, float64(s.InFlight), l.Name)
 	gauge(c.inFlightMax, float64(s.InFlightMax), l.Name)
+	counter(c.nowaitReads, s.NowaitReads, l.Name)
+	counter(c.nowaitMiss, s.NowaitFallbacks, l.Name)
 	gauge(c.size, float64(l.Size), l.Name)
 	gauge(c.readOnly, boolValue(l.ReadOnly), l.Name)
 	for _, st := range states {

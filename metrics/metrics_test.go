@@ -43,6 +43,7 @@ func testLUN() bridge.LUNInfo {
 	l.Stats.SenseKeyErrors[5] = 7 // illegal_request
 	l.Stats.InFlight = 3
 	l.Stats.InFlightMax = 9
+	l.Stats.NowaitReads, l.Stats.NowaitFallbacks = 40, 2
 	l.Stats.Uptime = 90 * time.Second
 	return l
 }
@@ -95,11 +96,18 @@ lunbridge_lun_uptime_seconds{lun="disk0"} 90
 # HELP lunbridge_build_info lunbridge version; always 1.
 # TYPE lunbridge_build_info gauge
 lunbridge_build_info{version="1.2.3"} 1
+# HELP lunbridge_inline_page_cache_reads_total READs served from the page cache on the ring's waiter (RWF_NOWAIT), on ext4, XFS or Btrfs.
+# TYPE lunbridge_inline_page_cache_reads_total counter
+lunbridge_inline_page_cache_reads_total{lun="disk0"} 40
+# HELP lunbridge_inline_page_cache_misses_total READs tried from the page cache that would have blocked and went to a worker.
+# TYPE lunbridge_inline_page_cache_misses_total counter
+lunbridge_inline_page_cache_misses_total{lun="disk0"} 2
 `
 	names := []string{
 		"lunbridge_commands_total", "lunbridge_bytes_total", "lunbridge_in_flight_commands",
 		"lunbridge_in_flight_commands_max", "lunbridge_size_bytes", "lunbridge_read_only",
 		"lunbridge_state", "lunbridge_lun_info", "lunbridge_lun_uptime_seconds", "lunbridge_build_info",
+		"lunbridge_inline_page_cache_reads_total", "lunbridge_inline_page_cache_misses_total",
 	}
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), names...); err != nil {
 		t.Error(err)
