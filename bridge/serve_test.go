@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -26,11 +27,26 @@ func (g gateBackend) ReadAt(bufs [][]byte, off int64) (int, error) {
 // blocks: once the ring hands the UIO waiter's role over, commands the
 // disk answers from memory and TMRs still flow, and everything completes
 // when the read returns.
+// It runs with each UIO waiter variant (with the fake kernel, the blocking
+// waiter locks its thread and parks in a channel receive).
 func TestServeInlineBlocked(t *testing.T) {
+	for _, opts := range []tcmu.RingOptions{
+		{},
+		{Waiter: tcmu.WaiterBlocking},
+		{Waiter: tcmu.WaiterBlocking, Spin: 100 * time.Microsecond},
+	} {
+		t.Run(fmt.Sprintf("%v/spin=%v", opts.Waiter, opts.Spin), func(t *testing.T) {
+			testServeInlineBlocked(t, opts)
+		})
+	}
+}
+
+func testServeInlineBlocked(t *testing.T, opts tcmu.RingOptions) {
 	g := gateBackend{entered: make(chan struct{}, 16), release: make(chan struct{}, 16)}
 	l := newBackendLUN(t, 2, g)
 	l.inline = inlineAll
-	s := serveFakeOpts(t, l, 8, tcmu.RingOptions{InlineBound: 20 * time.Millisecond})
+	opts.InlineBound = 20 * time.Millisecond
+	s := serveFakeOpts(t, l, 8, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// The ring goroutine may take the READ (then a worker runs it):
