@@ -285,7 +285,8 @@ func (n *uioNotifier) pollRaw(fd uintptr) {
 
 // watchThread prepares waitThread: the RawConn and the eventfd on first
 // use, and an AfterFunc that writes the eventfd when ctx ends, unless the
-// context watched already has the same Done channel.
+// context watched already has the same Done channel. It fails with
+// os.ErrClosed once interrupt was called.
 func (n *uioNotifier) watchThread(ctx context.Context) error {
 	tw := &n.thread
 	if tw.raw == nil {
@@ -296,10 +297,6 @@ func (n *uioNotifier) watchThread(ctx context.Context) error {
 		tw.raw, tw.poll = raw, n.pollRaw
 	}
 	tw.mu.Lock()
-	if tw.closed {
-		tw.mu.Unlock()
-		return fmt.Errorf("tcmu: wait on %s: %w", n.f.Name(), os.ErrClosed)
-	}
 	if !tw.efdOK {
 		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 		if err != nil {
@@ -311,20 +308,24 @@ func (n *uioNotifier) watchThread(ctx context.Context) error {
 	}
 	efd := tw.efd
 	tw.mu.Unlock()
-	done := ctx.Done()
-	if done == tw.watched && tw.stop != nil {
-		return nil
+	if done := ctx.Done(); done != tw.watched || tw.stop == nil {
+		n.unwatchThread()
+		if done != nil { // else it never ends
+			fired := make(chan struct{})
+			tw.watched, tw.fired = done, fired
+			tw.stop = context.AfterFunc(ctx, func() {
+				defer close(fired)
+				unix.Write(efd, eventfdOne[:])
+			})
+		}
 	}
-	n.unwatchThread()
-	if done == nil {
-		return nil // never ends
+	// After unwatchThread, which may have read back an interrupt's
+	// write: an interrupt from here on leaves the eventfd readable.
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	if tw.closed {
+		return fmt.Errorf("tcmu: wait on %s: %w", n.f.Name(), os.ErrClosed)
 	}
-	fired := make(chan struct{})
-	tw.watched, tw.fired = done, fired
-	tw.stop = context.AfterFunc(ctx, func() {
-		defer close(fired)
-		unix.Write(efd, eventfdOne[:])
-	})
 	return nil
 }
 
