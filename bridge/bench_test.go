@@ -317,6 +317,10 @@ func benchServeQD(b *testing.B, l *LUN, c benchCmd, qd int) {
 	b.StopTimer()
 	st := s.ring.Stats()
 	b.ReportMetric(float64(b.N)/el.Seconds(), "cmds/s")
+	// UIO waiter wake-ups per command, and the commands a spin on
+	// cmd_head found instead (-ring.spin).
+	b.ReportMetric(float64(st.Wakeups-st0.Wakeups)/float64(b.N), "wakeups/op")
+	b.ReportMetric(float64(st.SpinHits-st0.SpinHits)/float64(b.N), "spinhits/op")
 	if n := st.Batches - st0.Batches; n > 0 {
 		b.ReportMetric(float64(st.Completions-st0.Completions)/float64(n), "cmds/batch")
 	}
