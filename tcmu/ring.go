@@ -540,9 +540,10 @@ func (r *Ring) waitLoop(w *waiters) bool {
 			}
 			// Spin only after a poll that took entries: the kernel
 			// is active. Nothing is lost by spinning: every entry the
-			// kernel queues is followed by a UIO signal, so one that
-			// arrives after the spin gave up, or that the spin saw
-			// and the poll above took, still makes the next wait
+			// kernel queues is followed by a UIO signal (queue_cmd_ring,
+			// or tcmu_unplug_device after a plugged batch), so one
+			// that arrives after the spin gave up, or that the spin
+			// saw and the poll above took, still makes the next wait
 			// return (at worst to find nothing new).
 			if !took || r.spin <= 0 || !spinOnHead(r.mem, pos, r.spin, r.waiter != WaiterBlocking) {
 				break
