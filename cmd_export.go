@@ -33,7 +33,7 @@ func exportCommand() *cli.Command {
 			&cli.StringFlag{Name: "chap-password-file", Usage: "file holding the CHAP secret, mode 0600 (never given on the command line)"},
 			&cli.StringFlag{Name: "chap-mutual-user", Usage: "mutual CHAP: the user name the target answers with"},
 			&cli.StringFlag{Name: "chap-mutual-password-file", Usage: "mutual CHAP: file holding the target's secret, mode 0600"},
-		}, append(gatewayFlags(), daemonFlags()...)...),
+		}, append(append(gatewayFlags(), daemonFlags()...), experimentalFlags()...)...),
 		Action: runExport,
 	}
 }
@@ -72,6 +72,9 @@ func runExport(c *cli.Context) error {
 	dc, err := fc.resolve(hostname(), readSecretFile)
 	if err != nil {
 		return usageErr("export: %v", err)
+	}
+	if dc.Tuning, err = tuningFlags(c); err != nil {
+		return err
 	}
 	if dc.Gateways, err = openGateways(c, dc.LUNs); err != nil {
 		return err

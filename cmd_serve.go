@@ -19,10 +19,10 @@ func serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
 		Usage: "serve the targets and LUNs of a config file; SIGHUP reloads it",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "config", Required: true, Usage: "TOML config file (see examples/lunbridge.toml)"},
 			&cli.StringFlag{Name: "configfs", Value: lio.DefaultConfigfs, Hidden: true},
-		},
+		}, experimentalFlags()...),
 		Action: runServe,
 	}
 }
@@ -33,6 +33,10 @@ func runServe(c *cli.Context) error {
 	dc, err := loadConfig(path, host)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
+	}
+	// Read once: the rings of LUNs a reload adds get them too (lio.New).
+	if dc.Tuning, err = tuningFlags(c); err != nil {
+		return err
 	}
 	dc.Targetcli = true
 	if dc.Gateways, err = openConfigGateways(dc.LUNs); err != nil {

@@ -109,6 +109,9 @@ type daemonConfig struct {
 	// (cmd_gateway.go, lio.Gateways): run once the LUNs are served,
 	// stopped first; nil when not a gateway.
 	Gateways *lio.Gateways
+	// Tuning are the experimental hidden flags of export and serve
+	// (tuning.go); the zero value is the default behaviour.
+	Tuning tuning
 }
 
 // resolve checks fc and fills its defaults. host names default iSCSI

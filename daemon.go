@@ -47,6 +47,11 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 		return errors.Join(cli.Exit("lunbridge must run as root: it writes configfs and opens /dev/uio*", exitFailure), cfg.Gateways.Close())
 	}
 	// Before any kernel object exists (see bridge.MarkIOFlusher).
+	if cfg.Tuning.TimerSlack > 0 {
+		if err := setTimerSlack(cfg.Tuning.TimerSlack); err != nil {
+			return errors.Join(cli.Exit(err.Error(), exitFailure), cfg.Gateways.Close())
+		}
+	}
 	if err := bridge.MarkIOFlusher(); err != nil {
 		log.Debug("PR_SET_IO_FLUSHER not set on every thread; each worker marks its own", "err", err)
 	}
@@ -56,6 +61,8 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 		MaxTransfer:  cfg.MaxTransfer,
 		Hostname:     hostname(),
 		Logger:       log,
+		RingWaiter:   cfg.Tuning.Waiter,
+		RingSpin:     cfg.Tuning.Spin,
 	})
 	if err != nil {
 		return errors.Join(cli.Exit(err.Error(), exitFailure), cfg.Gateways.Close())

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"flag"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -141,11 +142,35 @@ type servedLUN struct {
 	errc   chan error
 }
 
+// The UIO waiter variant the benchmarks and serveFake's tests run with
+// (tcmu.RingOptions.Waiter and Spin), to compare them with benchstat:
+//
+//	go test -run '^$' -bench BenchmarkServe -count 6 ./bridge/ >netpoll.txt
+//	go test -run '^$' -bench BenchmarkServe -count 6 ./bridge/ -ring.waiter=blocking >blocking.txt
+//
+// With the fake kernel, "blocking" locks the waiter's thread but waits in
+// a channel receive, not poll(2): only the real kernel measures it fully.
+var (
+	ringWaiter = flag.String("ring.waiter", "netpoll", "UIO waiter: netpoll or blocking")
+	ringSpin   = flag.Duration("ring.spin", 0, "UIO waiter spin on cmd_head before it waits (0: off)")
+)
+
+// flagRingOptions returns the ring options of -ring.waiter and -ring.spin.
+func flagRingOptions(tb testing.TB) tcmu.RingOptions {
+	tb.Helper()
+	m, err := tcmu.ParseWaiterMode(*ringWaiter)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tcmu.RingOptions{Waiter: m, Spin: *ringSpin}
+}
+
 // serveFake starts l.Serve on a ring over a new fake kernel with a data area
-// of dataMB MiB. Stop it with stop.
+// of dataMB MiB, with the ring options of the -ring flags. Stop it with
+// stop.
 func serveFake(tb testing.TB, l *LUN, dataMB int) *servedLUN {
 	tb.Helper()
-	return serveFakeOpts(tb, l, dataMB, tcmu.RingOptions{})
+	return serveFakeOpts(tb, l, dataMB, flagRingOptions(tb))
 }
 
 // serveFakeOpts is serveFake with ring options.
@@ -341,6 +366,10 @@ func benchServeQD(b *testing.B, l *LUN, c benchCmd, qd int) {
 	b.StopTimer()
 	st := s.ring.Stats()
 	b.ReportMetric(float64(b.N)/el.Seconds(), "cmds/s")
+	// UIO waiter wake-ups per command, and the commands a spin on
+	// cmd_head found instead (-ring.spin).
+	b.ReportMetric(float64(st.Wakeups-st0.Wakeups)/float64(b.N), "wakeups/op")
+	b.ReportMetric(float64(st.SpinHits-st0.SpinHits)/float64(b.N), "spinhits/op")
 	if n := st.Batches - st0.Batches; n > 0 {
 		b.ReportMetric(float64(st.Completions-st0.Completions)/float64(n), "cmds/batch")
 	}

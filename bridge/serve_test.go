@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -35,12 +36,22 @@ func (g gateNowaitBackend) ReadAtNowait(bufs [][]byte, off int64) (int, error) {
 // Execute (inlineAll) and with TryRead (inlineNowait): once the ring hands
 // the UIO waiter's role over, commands the disk answers from memory and
 // TMRs still flow, and everything completes when the read returns.
+// It runs with each UIO waiter variant (with the fake kernel, the blocking
+// waiter locks its thread and parks in a channel receive).
 func TestServeInlineBlocked(t *testing.T) {
-	t.Run("all", func(t *testing.T) { testServeInlineBlocked(t, inlineAll) })
-	t.Run("nowait", func(t *testing.T) { testServeInlineBlocked(t, inlineNowait) })
+	for _, mode := range []inlineMode{inlineAll, inlineNowait} {
+		for _, opts := range []tcmu.RingOptions{
+			{},
+			{Waiter: tcmu.WaiterBlocking},
+			{Waiter: tcmu.WaiterBlocking, Spin: 100 * time.Microsecond},
+		} {
+			name := fmt.Sprintf("%s/%v/spin=%v", map[inlineMode]string{inlineAll: "all", inlineNowait: "nowait"}[mode], opts.Waiter, opts.Spin)
+			t.Run(name, func(t *testing.T) { testServeInlineBlocked(t, mode, opts) })
+		}
+	}
 }
 
-func testServeInlineBlocked(t *testing.T, mode inlineMode) {
+func testServeInlineBlocked(t *testing.T, mode inlineMode, opts tcmu.RingOptions) {
 	g := gateBackend{entered: make(chan struct{}, 16), release: make(chan struct{}, 16)}
 	var be scsi.Backend = g
 	if mode == inlineNowait {
@@ -48,7 +59,8 @@ func testServeInlineBlocked(t *testing.T, mode inlineMode) {
 	}
 	l := newBackendLUN(t, 2, be)
 	l.inline = mode
-	s := serveFakeOpts(t, l, 8, tcmu.RingOptions{InlineBound: 20 * time.Millisecond})
+	opts.InlineBound = 20 * time.Millisecond
+	s := serveFakeOpts(t, l, 8, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// The ring goroutine may take the READ (then a worker runs it):

@@ -104,7 +104,12 @@ func (x *Discovery) openFound(ctx context.Context, info tcmu.DeviceInfo) (bridge
 	if err := dev.Recover(); err != nil {
 		return nil, errors.Join(fmt.Errorf("recover %s: %w", dev.Path(), err), dev.Close())
 	}
-	ring, err := tcmu.NewRing(dev.Mem(), dev.Notifier(), tcmu.RingOptions{Logger: x.log.With("lun", info.Name)})
+	var opts tcmu.RingOptions
+	if k, ok := x.k.(*Kernel); ok {
+		opts = k.ring // the experimental waiter settings
+	}
+	opts.Logger = x.log.With("lun", info.Name)
+	ring, err := tcmu.NewRing(dev.Mem(), dev.Notifier(), opts)
 	if err != nil {
 		return nil, errors.Join(err, dev.Close())
 	}

@@ -38,6 +38,12 @@ type Config struct {
 	// Hostname names default iSCSI targets (DefaultIQN).
 	Hostname string
 	Logger   *slog.Logger
+	// RingWaiter and RingSpin are the experimental UIO waiter settings of
+	// every LUN's ring (tcmu.RingOptions.Waiter and Spin): RingWaiter
+	// "" or "netpoll" (the default), or "blocking"; RingSpin 0 (off) to
+	// MaxRingSpin. See CheckRingOptions.
+	RingWaiter string
+	RingSpin   time.Duration
 	// LoadModules loads kernel modules; nil: fabric.LoadModules with
 	// ConfigfsRoot.
 	LoadModules func(ctx context.Context, modules ...string) error
@@ -48,8 +54,9 @@ type Config struct {
 // share one loopback target; iSCSI LUNs share one target per IQN. LUNs
 // are numbered from 0 in each target, the lowest free number first.
 type Kernel struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger
+	ring tcmu.RingOptions // every ring's options but the Logger
 
 	mu     sync.Mutex
 	loaded map[string]bool          // protected by mu: kernel modules checked
@@ -89,8 +96,46 @@ func (t *target) remove() error {
 	return t.iscsi.Remove()
 }
 
+// MaxRingSpin bounds Config.RingSpin: a spin burns a CPU for that long
+// after each poll that took entries.
+const MaxRingSpin = time.Millisecond
+
+// CheckRingOptions checks the experimental ring settings of a Config
+// (RingWaiter, RingSpin).
+func CheckRingOptions(waiter string, spin time.Duration) error {
+	_, err := ringOptions(waiter, spin)
+	return err
+}
+
+func ringOptions(waiter string, spin time.Duration) (tcmu.RingOptions, error) {
+	var o tcmu.RingOptions
+	if waiter != "" {
+		m, err := tcmu.ParseWaiterMode(waiter)
+		if err != nil {
+			return o, fmt.Errorf("lio: %w", err)
+		}
+		o.Waiter = m
+	}
+	if spin < 0 || spin > MaxRingSpin {
+		return o, fmt.Errorf("lio: spin %v: want 0 (off) to %v", spin, MaxRingSpin)
+	}
+	o.Spin = spin
+	return o, nil
+}
+
+// ringOptions returns the options of the ring of LUN lun.
+func (k *Kernel) ringOptions(lun string) tcmu.RingOptions {
+	o := k.ring
+	o.Logger = k.log.With("lun", lun)
+	return o
+}
+
 // New checks (and loads) the kernel modules every LUN needs.
 func New(ctx context.Context, cfg Config) (*Kernel, error) {
+	ring, err := ringOptions(cfg.RingWaiter, cfg.RingSpin)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.ConfigfsRoot == "" {
 		cfg.ConfigfsRoot = configfs.DefaultRoot
 	}
@@ -106,6 +151,7 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	k := &Kernel{
 		cfg:    cfg,
 		log:    cfg.Logger,
+		ring:   ring,
 		loaded: map[string]bool{},
 		iscsi:  map[string]*target{},
 		luns:   map[*target]map[int]bool{},
@@ -174,7 +220,7 @@ func (k *Kernel) Attach(ctx context.Context, l *bridge.LUN, spec bridge.ExportSp
 			return nil, errors.Join(fmt.Errorf("recover %s: %w", dev.Path(), err), dev.Close())
 		}
 	}
-	ring, err := tcmu.NewRing(dev.Mem(), dev.Notifier(), tcmu.RingOptions{Logger: k.log.With("lun", l.Name())})
+	ring, err := tcmu.NewRing(dev.Mem(), dev.Notifier(), k.ringOptions(l.Name()))
 	if err != nil {
 		return nil, errors.Join(err, dev.Remove())
 	}

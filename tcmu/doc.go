@@ -49,6 +49,23 @@
 // per field of <linux/target_core_user.h>, and is checked against the
 // kernel header by TestOffsetsMatchKernelHeader.
 //
+// How the waiter waits is experimental (RingOptions; lunbridge's hidden
+// --x-waiter and --x-spin flags), to be settled by measurement. By
+// default (WaiterNetpoll) it parks in Go's netpoller on the non-blocking
+// UIO descriptor. WaiterBlocking locks it to an OS thread that blocks in
+// poll(2) on the descriptor and an eventfd (which the end of the context,
+// or Device.Close, writes to interrupt it), so that the kernel wakes the
+// serving thread itself; a relieved waiter unlocks as it exits and its
+// successor locks a thread of its own. RingOptions.Spin makes the waiter,
+// after a poll that took entries, watch cmd_head for a while without
+// system calls before it waits again (a netpoll waiter yields its P to
+// other goroutines meanwhile; a locked one keeps it). No signal is lost
+// to the spin: the kernel signals UIO after the entries it queues (after
+// each, or once when it unplugs a batch: tcmu_unplug_device, Linux 5.12+)
+// and the spin consumes no signal, so one that arrives meanwhile makes
+// the next wait return at once (finding the entries already served, or
+// new ones).
+//
 // # Restart
 //
 // A restarted daemon cannot trust what a killed one left in the ring: some

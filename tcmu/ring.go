@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,6 +102,64 @@ type RingOptions struct {
 	// run before a fresh goroutine takes over the UIO waiter's role: 0
 	// means DefaultInlineBound.
 	InlineBound time.Duration
+	// Waiter is how the UIO waiter waits for the kernel (experimental,
+	// see WaiterMode); the zero value is WaiterNetpoll.
+	Waiter WaiterMode
+	// Spin is how long the UIO waiter, after a poll that took entries,
+	// watches cmd_head in a loop without system calls before it waits
+	// again (experimental): entries the kernel queues meanwhile are
+	// served without a sleep and wake-up. It burns a CPU for up to that
+	// long after each such poll; 0 turns it off, negative is an error.
+	Spin time.Duration
+}
+
+// WaiterMode says how the UIO waiter waits for the kernel's signal. It is
+// experimental: which one serves best is measured (BENCHMARKS.md), and
+// the default stays WaiterNetpoll until a measurement says otherwise.
+type WaiterMode uint8
+
+const (
+	// WaiterNetpoll parks the waiter goroutine in Go's netpoller: it
+	// reads the non-blocking UIO descriptor, and the runtime's poller
+	// thread wakes it (then a thread must be found to run it).
+	WaiterNetpoll WaiterMode = iota
+	// WaiterBlocking locks the waiter goroutine to its OS thread
+	// (runtime.LockOSThread) and blocks that thread in poll(2) on the
+	// UIO descriptor and an eventfd that interrupts it, so the kernel
+	// wakes the thread that serves the ring directly. A Notifier that
+	// cannot block in the kernel (a fake) waits as usual, on the locked
+	// thread.
+	WaiterBlocking
+)
+
+var waiterNames = [...]string{WaiterNetpoll: "netpoll", WaiterBlocking: "blocking"}
+
+// String returns the name ParseWaiterMode takes.
+func (m WaiterMode) String() string {
+	if int(m) < len(waiterNames) {
+		return waiterNames[m]
+	}
+	return fmt.Sprintf("WaiterMode(%d)", uint8(m))
+}
+
+// ParseWaiterMode returns the WaiterMode named s: "netpoll" or "blocking".
+func ParseWaiterMode(s string) (WaiterMode, error) {
+	for m, name := range waiterNames {
+		if s == name {
+			return WaiterMode(m), nil
+		}
+	}
+	return 0, fmt.Errorf("tcmu: waiter %q: want netpoll or blocking", s)
+}
+
+// threadWaiter is implemented by a Notifier that can wait with the calling
+// OS thread blocked in the kernel (WaiterBlocking): uioNotifier.
+type threadWaiter interface {
+	// waitThread is Wait, blocking the calling thread in the kernel.
+	waitThread(ctx context.Context) error
+	// releaseWait frees what waitThread set up; Run calls it once no
+	// goroutine waits any more.
+	releaseWait()
 }
 
 // DefaultInlineBound is used when RingOptions.InlineBound is zero: far
@@ -127,9 +186,13 @@ type RingStats struct {
 	// Handovers are the times an inline batch ran past InlineBound and a
 	// fresh goroutine took over the UIO waiter's role.
 	Handovers uint64
-	Kicks     uint64 // successful Notifier.Kick calls
-	Wakeups   uint64 // kernel notifications received (Notifier.Wait returns)
-	InFlight  uint64 // commands handed out and not yet written back
+	// SpinHits are the times the UIO waiter, spinning on cmd_head
+	// (RingOptions.Spin), saw new entries and served them without
+	// waiting.
+	SpinHits uint64
+	Kicks    uint64 // successful Notifier.Kick calls
+	Wakeups  uint64 // kernel notifications received (Notifier.Wait returns)
+	InFlight uint64 // commands handed out and not yet written back
 }
 
 // ringCounters back RingStats; the codec and the scheduler update them.
@@ -137,7 +200,7 @@ type ringCounters struct {
 	commands, pads, tmrs, unknown, completions atomic.Uint64
 	batches, kicks, wakeups, inflight          atomic.Uint64
 	directBatches, directPolls                 atomic.Uint64
-	inline, handovers                          atomic.Uint64
+	inline, handovers, spinHits                atomic.Uint64
 }
 
 // Ring serves the command ring of one TCMU device. It has two layers.
@@ -190,6 +253,8 @@ type Ring struct {
 	log         *slog.Logger
 	drainTO     time.Duration
 	inlineBound time.Duration
+	waiter      WaiterMode
+	spin        time.Duration
 
 	running atomic.Bool
 
@@ -250,11 +315,19 @@ func NewRing(mem []byte, n Notifier, opts RingOptions) (*Ring, error) {
 	if ib <= 0 {
 		ib = DefaultInlineBound
 	}
+	if opts.Waiter >= WaiterMode(len(waiterNames)) {
+		return nil, fmt.Errorf("tcmu: NewRing: unknown %v", opts.Waiter)
+	}
+	if opts.Spin < 0 {
+		return nil, fmt.Errorf("tcmu: NewRing: negative spin %v", opts.Spin)
+	}
 	r := &Ring{
 		n:           n,
 		log:         log,
 		drainTO:     d,
 		inlineBound: ib,
+		waiter:      opts.Waiter,
+		spin:        opts.Spin,
 		wake:        make(chan struct{}, 1),
 	}
 	if err := r.codec.init(mem, n, log, &r.st, r); err != nil {
@@ -282,6 +355,7 @@ func (r *Ring) Stats() RingStats {
 		DirectPolls:   r.st.directPolls.Load(),
 		Inline:        r.st.inline.Load(),
 		Handovers:     r.st.handovers.Load(),
+		SpinHits:      r.st.spinHits.Load(),
 		Kicks:         r.st.kicks.Load(),
 		Wakeups:       r.st.wakeups.Load(),
 		InFlight:      r.st.inflight.Load(),
@@ -366,6 +440,11 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 		wdWake: make(chan struct{}, 1),
 	}
 	w.inl, _ = h.(Inliner)
+	if tw, ok := r.n.(threadWaiter); ok && r.waiter == WaiterBlocking {
+		// After every waiter's role ended (the deferred w.wg.Wait): a
+		// relieved waiter never waits again.
+		defer tw.releaseWait()
+	}
 	w.start(r, nil)
 	// Deferred, so that the waiter is joined even if a Handler panics.
 	defer w.wg.Wait()
@@ -424,32 +503,92 @@ func (w *waiters) start(r *Ring, rest *inlineBatch) {
 // context is done; any other Wait error goes to errc and ends the loop. It
 // reports false if it ran an inline batch past the bound and a fresh
 // waiter took over.
+//
+// With WaiterBlocking the goroutine is locked to its thread for its whole
+// role; a relieved waiter unlocks when it returns, so its thread goes back
+// to the runtime, and its successor (a new goroutine) locks its own.
 func (r *Ring) waitLoop(w *waiters) bool {
+	wait := r.n.Wait
+	if r.waiter == WaiterBlocking {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if tw, ok := r.n.(threadWaiter); ok {
+			wait = tw.waitThread
+		}
+	}
 	b := new(inlineBatch)
 	w.cur.Store(b)
 	for {
-		if err := r.n.Wait(w.ctx); err != nil {
+		if err := wait(w.ctx); err != nil {
 			if w.ctx.Err() == nil {
 				w.errc <- fmt.Errorf("tcmu: wait for the kernel: %w", err)
 			}
 			return true
 		}
 		r.st.wakeups.Add(1)
-		if !r.tryPoll(w.inl, &b.cmds) {
-			select {
-			case w.kicks <- struct{}{}:
-			default:
+		for spun := false; ; spun = true {
+			pos, took, ran := r.tryPoll(w.inl, &b.cmds)
+			if !ran {
+				select {
+				case w.kicks <- struct{}{}:
+				default:
+				}
+				break
 			}
-			continue
-		}
-		if len(b.cmds) == 0 {
-			continue
-		}
-		if !b.run(r, w) {
-			return false
+			if !spun {
+				r.st.directPolls.Add(1)
+			}
+			if len(b.cmds) > 0 && !b.run(r, w) {
+				return false
+			}
+			// Spin only after a poll that took entries: the kernel
+			// is active. Nothing is lost by spinning: every entry the
+			// kernel queues is followed by a UIO signal (queue_cmd_ring,
+			// or tcmu_unplug_device after a plugged batch), so one
+			// that arrives after the spin gave up, or that the spin
+			// saw and the poll above took, still makes the next wait
+			// return (at worst to find nothing new).
+			if !took || r.spin <= 0 || !spinOnHead(r.mem, pos, r.spin, r.waiter != WaiterBlocking) {
+				break
+			}
+			r.st.spinHits.Add(1)
 		}
 	}
 }
+
+// spinOnHead watches cmd_head in mem for up to d and reports whether it
+// moved away from pos. It makes no system call but a clock read every
+// spinCheckEvery loads (vDSO with a tsc clocksource).
+//
+// With yield it calls runtime.Gosched at each clock read: a goroutine that
+// spins keeps its P, and a goroutine waiting in the global run queue (one
+// that yielded; nothing wakes an idle P for it) would wait out the spin.
+// BenchmarkServeQD's submitter is one: without the yield, a 50us spin
+// took its QD1 4 KiB reads from 5us to 120us per command on the fake
+// kernel (every command waited for the spin to end). A locked goroutine
+// (WaiterBlocking) does not yield: for it Gosched is a hand-off of its P
+// to another thread and back, two futex wake-ups, even when nothing else
+// is runnable.
+func spinOnHead(mem []byte, pos uint32, d time.Duration, yield bool) bool {
+	start := time.Now()
+	for {
+		for range spinCheckEvery {
+			if loadCmdHead(mem) != pos {
+				return true
+			}
+		}
+		if time.Since(start) >= d {
+			return loadCmdHead(mem) != pos
+		}
+		if yield {
+			runtime.Gosched()
+		}
+	}
+}
+
+// spinCheckEvery is how many loads of cmd_head spinOnHead makes between
+// two clock reads.
+const spinCheckEvery = 32
 
 // inlineBatch is the commands one poll of the UIO waiter accepted to run
 // inline, and the watchdog state of their execution.
@@ -585,33 +724,35 @@ func (r *Ring) requeue(b *inlineBatch) {
 // served), free and served, it takes the new entries and writes the
 // completions itself, sparing the ring goroutine a wake-up. The commands
 // inl accepts are appended to batch, for the caller to run unlocked. It
-// reports whether it ran; if not, the caller hands the kernel's
-// notification to the ring goroutine. An error is kept for the ring
-// goroutine, which is woken to return it.
-func (r *Ring) tryPoll(inl Inliner, batch *[]*Cmd) bool {
+// reports whether it ran and, if so, whether it took any entry and the
+// parse position after them (for spinOnHead); if it did not run, the
+// caller hands the kernel's notification to the ring goroutine.
+// An error is kept for the ring goroutine, which is woken to return it.
+func (r *Ring) tryPoll(inl Inliner, batch *[]*Cmd) (pos uint32, took, ran bool) {
 	// Only when no command is being served: under load the ring
 	// goroutine parses and batches, and the waiter taking the lock as
 	// well only adds contention for it.
 	if r.busy.Load() != 0 || !r.mu.TryLock() {
-		return false
+		return 0, false, false
 	}
 	if !r.direct || r.asyncErr != nil {
 		r.mu.Unlock()
-		return false
+		return 0, false, false
 	}
 	r.inl, r.batch = inl, (*batch)[:0]
+	from := r.pos
 	err := r.parse()
 	*batch, r.inl, r.batch = r.batch, nil, nil
 	if err == nil {
 		err = r.retireDirect()
 	}
 	r.asyncErr = err
+	pos, took = r.pos, err == nil && r.pos != from
 	r.mu.Unlock()
 	if err != nil {
 		r.wakeRing()
 	}
-	r.st.directPolls.Add(1)
-	return true
+	return pos, took, true
 }
 
 // shortcut is Complete's way into the ring: if it can take the lock

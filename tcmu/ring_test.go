@@ -33,9 +33,22 @@ func newKernel(t *testing.T, o fakering.Options) *fakering.Kernel {
 
 // runRing starts Run in a goroutine; stop cancels it and returns Run's
 // error. Cleanup stops it if the test did not.
+//
+// With opts.Waiter WaiterBlocking the ring waits in poll(2) on a FIFO that
+// the fake kernel's signals are forwarded to (pollNotifier).
 func runRing(t *testing.T, k *fakering.Kernel, opts RingOptions, h Handler) (r *Ring, stop func() error) {
 	t.Helper()
-	r, err := NewRing(k.Mem(), k.Notifier(), opts)
+	var n Notifier = k.Notifier()
+	if opts.Waiter == WaiterBlocking {
+		n = newPollNotifier(t, k)
+	}
+	return runRingOn(t, k, n, opts, h)
+}
+
+// runRingOn is runRing on the Notifier n.
+func runRingOn(t *testing.T, k *fakering.Kernel, n Notifier, opts RingOptions, h Handler) (r *Ring, stop func() error) {
+	t.Helper()
+	r, err := NewRing(k.Mem(), n, opts)
 	if err != nil {
 		t.Fatalf("NewRing: %v", err)
 	}
@@ -1032,76 +1045,80 @@ func TestRingIovSplit(t *testing.T) {
 func TestRingStress(t *testing.T) {
 	for _, flags := range []uint16{fakering.AllCaps, fakering.CapReadLen | fakering.CapTMR} {
 		t.Run(fmt.Sprintf("flags=%#x", flags), func(t *testing.T) {
-			k := newKernel(t, fakering.Options{CmdrSize: 1504, DataSize: 16 * 4096, Flags: flags, ExactFlags: true})
-			h := &stressHandler{work: make(chan *Cmd, 4096)}
-			r, stop := runRing(t, k, RingOptions{}, h)
-			var workers sync.WaitGroup
-			for seed := range 4 {
-				workers.Go(func() { h.worker(r, uint64(seed)) })
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			var wg sync.WaitGroup
-			errs := make(chan error, 1000)
-			var dos atomic.Uint64
-			for g := range 8 {
-				wg.Go(func() {
-					rng := rand.New(rand.NewPCG(uint64(g), 7))
-					for i := range 60 {
-						lba := uint32(g*1000 + i)
-						switch rng.IntN(4) {
-						case 0: // write, checked by the handler
-							dos.Add(1)
-							out := lbaPattern(lba, 1+rng.IntN(9000))
-							resp, _, err := k.Do(ctx, write10(lba, 1), out, 0)
-							if err != nil || resp.Status != 0 {
-								errs <- fmt.Errorf("write %d: %+v %v", lba, resp, err)
-							}
-						case 1: // TMR naming whatever ids might be in flight
-							ids := []uint16{uint16(1 + rng.IntN(40)), uint16(1 + rng.IntN(40))}
-							if err := k.SubmitTMR(ctx, uint8(TMRAbortTask), ids); err != nil {
-								errs <- err
-							}
-						default: // read, maybe short
-							dos.Add(1)
-							n := 1 + rng.IntN(12000)
-							resp, in, err := k.Do(ctx, read10(lba, 1), nil, n)
-							want := lbaPattern(lba, n)
-							if resp.ReadLenSet {
-								want = want[:resp.ReadLen]
-							}
-							if err != nil || resp.Status != 0 || !bytes.Equal(in, want) {
-								errs <- fmt.Errorf("read %d: %+v (%d bytes) %v", lba, resp, len(in), err)
-							}
-						}
-					}
-				})
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
-			waitIdle(t, k)
-			if err := stop(); err != nil {
-				t.Errorf("Run = %v", err)
-			}
-			close(h.work)
-			workers.Wait()
-			if h.err != nil {
-				t.Error(h.err)
-			}
-			st := r.Stats()
-			n := dos.Load()
-			if st.InFlight != 0 || st.Commands != n || st.Completions != n || st.Pads == 0 || st.TMRs == 0 {
-				t.Errorf("Stats = %+v, want %d commands and completions, PADs and TMRs", st, n)
-			}
-			if got := uint64(len(k.Completions())); got != n {
-				t.Errorf("kernel saw %d completions, want %d", got, n)
-			}
-			t.Logf("%d commands, %d TMRs marked %d commands aborted", n, st.TMRs, h.aborted.Load())
+			forWaiters(t, func(t *testing.T, opts RingOptions) { testRingStress(t, flags, opts) })
 		})
 	}
+}
+
+func testRingStress(t *testing.T, flags uint16, opts RingOptions) {
+	k := newKernel(t, fakering.Options{CmdrSize: 1504, DataSize: 16 * 4096, Flags: flags, ExactFlags: true})
+	h := &stressHandler{work: make(chan *Cmd, 4096)}
+	r, stop := runRing(t, k, opts, h)
+	var workers sync.WaitGroup
+	for seed := range 4 {
+		workers.Go(func() { h.worker(r, uint64(seed)) })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 1000)
+	var dos atomic.Uint64
+	for g := range 8 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 7))
+			for i := range 60 {
+				lba := uint32(g*1000 + i)
+				switch rng.IntN(4) {
+				case 0: // write, checked by the handler
+					dos.Add(1)
+					out := lbaPattern(lba, 1+rng.IntN(9000))
+					resp, _, err := k.Do(ctx, write10(lba, 1), out, 0)
+					if err != nil || resp.Status != 0 {
+						errs <- fmt.Errorf("write %d: %+v %v", lba, resp, err)
+					}
+				case 1: // TMR naming whatever ids might be in flight
+					ids := []uint16{uint16(1 + rng.IntN(40)), uint16(1 + rng.IntN(40))}
+					if err := k.SubmitTMR(ctx, uint8(TMRAbortTask), ids); err != nil {
+						errs <- err
+					}
+				default: // read, maybe short
+					dos.Add(1)
+					n := 1 + rng.IntN(12000)
+					resp, in, err := k.Do(ctx, read10(lba, 1), nil, n)
+					want := lbaPattern(lba, n)
+					if resp.ReadLenSet {
+						want = want[:resp.ReadLen]
+					}
+					if err != nil || resp.Status != 0 || !bytes.Equal(in, want) {
+						errs <- fmt.Errorf("read %d: %+v (%d bytes) %v", lba, resp, len(in), err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	waitIdle(t, k)
+	if err := stop(); err != nil {
+		t.Errorf("Run = %v", err)
+	}
+	close(h.work)
+	workers.Wait()
+	if h.err != nil {
+		t.Error(h.err)
+	}
+	st := r.Stats()
+	n := dos.Load()
+	if st.InFlight != 0 || st.Commands != n || st.Completions != n || st.Pads == 0 || st.TMRs == 0 {
+		t.Errorf("Stats = %+v, want %d commands and completions, PADs and TMRs", st, n)
+	}
+	if got := uint64(len(k.Completions())); got != n {
+		t.Errorf("kernel saw %d completions, want %d", got, n)
+	}
+	t.Logf("%d commands, %d TMRs marked %d commands aborted", n, st.TMRs, h.aborted.Load())
 }
 
 // stressHandler completes commands from workers after random delays:
@@ -1179,9 +1196,13 @@ func TestRingRunCancelled(t *testing.T) {
 // itself; what finds the ring busy goes through the ring goroutine as
 // before (the other tests).
 func TestCompleteWritesDirectly(t *testing.T) {
+	forWaiters(t, testCompleteWritesDirectly)
+}
+
+func testCompleteWritesDirectly(t *testing.T, opts RingOptions) {
 	k := newKernel(t, fakering.Options{})
 	h := newHoldHandler()
-	r, stop := runRing(t, k, RingOptions{}, h)
+	r, stop := runRing(t, k, opts, h)
 	direct := 0
 	for i := range 20 {
 		submit(t, k, testUnitReady, nil, 0)
@@ -1261,10 +1282,12 @@ func (h *inlineHandler) RunInline(c *Cmd) {
 	h.r.Complete(c, statusFor(c.ID))
 }
 
-func TestRingInline(t *testing.T) {
+func TestRingInline(t *testing.T) { forWaiters(t, testRingInline) }
+
+func testRingInline(t *testing.T, opts RingOptions) {
 	k := newKernel(t, fakering.Options{})
 	h := &inlineHandler{holdHandler: newHoldHandler()}
-	r, stop := runRing(t, k, RingOptions{}, h)
+	r, stop := runRing(t, k, opts, h)
 	h.r = r
 	const n = 50
 	for i := range n {
@@ -1312,18 +1335,21 @@ func TestRingInlineBlocked(t *testing.T) {
 		// and the blocking batch must wake it.
 		{"watchdog parked", 2 * watchdogIdleTicks * 20 * time.Millisecond},
 	} {
-		t.Run(tt.name, func(t *testing.T) { testRingInlineBlocked(t, tt.idle) })
+		t.Run(tt.name, func(t *testing.T) {
+			forWaiters(t, func(t *testing.T, opts RingOptions) { testRingInlineBlocked(t, opts, tt.idle) })
+		})
 	}
 }
 
-func testRingInlineBlocked(t *testing.T, idle time.Duration) {
+func testRingInlineBlocked(t *testing.T, opts RingOptions, idle time.Duration) {
 	k := newKernel(t, fakering.Options{})
 	h := &inlineHandler{
 		holdHandler: newHoldHandler(),
 		block:       make(chan struct{}),
 		blocked:     make(chan *Cmd, 1),
 	}
-	r, stop := runRing(t, k, RingOptions{InlineBound: 20 * time.Millisecond}, h)
+	opts.InlineBound = 20 * time.Millisecond
+	r, stop := runRing(t, k, opts, h)
 	h.r = r
 	if idle > 0 {
 		// Some inline commands, then quiet.

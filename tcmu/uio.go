@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -107,6 +109,41 @@ type uioNotifier struct {
 	// detector's instrumentation of read and write makes stack buffers
 	// escape.
 	rbuf, wbuf [4]byte
+
+	// thread is the state of waitThread (WaiterBlocking).
+	thread threadWait
+}
+
+// threadWait is what uioNotifier.waitThread needs: the descriptor as a
+// syscall.RawConn, whose Control runs poll(2) and read(2) on the raw fd
+// while holding a reference on it (so a concurrent Close cannot hand the
+// number to another file mid-poll; Close then waits for the poll to
+// return, which is why Device.Close interrupts it first), and an eventfd
+// that interrupts the poll when the context ends or the device closes.
+// The descriptor stays non-blocking: the read after poll is the same
+// 4-byte read as Wait's and may answer EAGAIN, which polls again.
+type threadWait struct {
+	raw syscall.RawConn
+	// poll is the Control callback, made once: a closure per wait
+	// would allocate.
+	poll func(fd uintptr)
+	fds  [2]unix.PollFd
+	// Results of poll.
+	woke, interrupted bool
+	err               error
+
+	// Like uioNotifier.watched: the context whose end writes the
+	// eventfd. Only the waiting goroutine touches these.
+	watched <-chan struct{}
+	stop    func() bool
+	fired   chan struct{}
+
+	// mu guards efd and closed: the waiting goroutine creates the
+	// eventfd, Device.Close (interrupt) may write it at any time.
+	mu     sync.Mutex
+	efd    int // -1 or 0 before the first waitThread: see efdOK
+	efdOK  bool
+	closed bool
 }
 
 // longAgo is a deadline in the past: it wakes a parked Read at once.
@@ -165,6 +202,174 @@ func (n *uioNotifier) unwatch() {
 		n.f.SetReadDeadline(time.Time{})
 	}
 	n.watched, n.stop, n.fired = nil, nil, nil
+}
+
+// eventfdOne is the 8-byte counter increment written to the eventfd.
+var eventfdOne = [8]byte{1}
+
+// waitThread is Wait for WaiterBlocking: it blocks the calling OS thread
+// in poll(2) on the UIO descriptor and the eventfd, then reads the event
+// count from the descriptor, all in the kernel: no netpoller and no
+// goroutine hand-off. The caller should hold its thread
+// (runtime.LockOSThread). Like Wait, it returns ctx's error once ctx ends
+// (the eventfd interrupts a poll in progress), and only one goroutine may
+// call it at a time.
+func (n *uioNotifier) waitThread(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if n.f == nil {
+		return fmt.Errorf("tcmu: wait: %w", os.ErrClosed)
+	}
+	tw := &n.thread
+	if err := n.watchThread(ctx); err != nil {
+		return err
+	}
+	for {
+		tw.woke, tw.interrupted, tw.err = false, false, nil
+		if err := tw.raw.Control(tw.poll); err != nil {
+			return fmt.Errorf("tcmu: wait on %s: %w", n.f.Name(), err)
+		}
+		switch {
+		case tw.interrupted:
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return fmt.Errorf("tcmu: wait on %s: %w", n.f.Name(), os.ErrClosed)
+		case tw.err != nil:
+			return fmt.Errorf("tcmu: wait on %s: %w", n.f.Name(), tw.err)
+		case tw.woke:
+			return nil
+		}
+		// EAGAIN after a readable poll: another reader took the
+		// event; poll again.
+	}
+}
+
+// pollRaw is threadWait.poll: one poll of the raw UIO descriptor fd and
+// the eventfd, then, if fd is readable, the 4-byte read.
+func (n *uioNotifier) pollRaw(fd uintptr) {
+	tw := &n.thread
+	tw.fds[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	tw.fds[1].Revents = 0
+	for {
+		_, err := unix.Poll(tw.fds[:], -1)
+		if errors.Is(err, unix.EINTR) {
+			continue // a signal to this thread (the runtime preempts with SIGURG)
+		}
+		if err != nil {
+			tw.err = fmt.Errorf("poll: %w", err)
+			return
+		}
+		break
+	}
+	if tw.fds[1].Revents != 0 {
+		tw.interrupted = true
+		return
+	}
+	if re := tw.fds[0].Revents; re&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 && re&unix.POLLIN == 0 {
+		tw.err = fmt.Errorf("poll: revents %#x", re)
+		return
+	}
+	c, err := unix.Read(int(fd), n.rbuf[:])
+	switch {
+	case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
+	case err != nil:
+		tw.err = fmt.Errorf("read: %w", err)
+	case c != len(n.rbuf):
+		tw.err = fmt.Errorf("read %d bytes, want 4", c)
+	default:
+		tw.woke = true
+	}
+}
+
+// watchThread prepares waitThread: the RawConn and the eventfd on first
+// use, and an AfterFunc that writes the eventfd when ctx ends, unless the
+// context watched already has the same Done channel. It fails with
+// os.ErrClosed once interrupt was called.
+func (n *uioNotifier) watchThread(ctx context.Context) error {
+	tw := &n.thread
+	if tw.raw == nil {
+		raw, err := n.f.SyscallConn()
+		if err != nil {
+			return fmt.Errorf("tcmu: wait on %s: %w", n.f.Name(), err)
+		}
+		tw.raw, tw.poll = raw, n.pollRaw
+	}
+	tw.mu.Lock()
+	if !tw.efdOK {
+		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			tw.mu.Unlock()
+			return fmt.Errorf("tcmu: wait on %s: eventfd: %w", n.f.Name(), err)
+		}
+		tw.efd, tw.efdOK = efd, true
+		tw.fds[1] = unix.PollFd{Fd: int32(efd), Events: unix.POLLIN}
+	}
+	efd := tw.efd
+	tw.mu.Unlock()
+	if done := ctx.Done(); done != tw.watched || tw.stop == nil {
+		n.unwatchThread()
+		if done != nil { // else it never ends
+			fired := make(chan struct{})
+			tw.watched, tw.fired = done, fired
+			tw.stop = context.AfterFunc(ctx, func() {
+				defer close(fired)
+				unix.Write(efd, eventfdOne[:])
+			})
+		}
+	}
+	// After unwatchThread, which may have read back an interrupt's
+	// write: an interrupt from here on leaves the eventfd readable.
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	if tw.closed {
+		return fmt.Errorf("tcmu: wait on %s: %w", n.f.Name(), os.ErrClosed)
+	}
+	return nil
+}
+
+// unwatchThread drops the registration of watchThread. If it already
+// fired, the eventfd is read back to zero once the callback is done, so
+// that it cannot interrupt a later wait on another context (a Close's
+// write is read back too; closed makes later waits fail).
+func (n *uioNotifier) unwatchThread() {
+	tw := &n.thread
+	if tw.stop == nil {
+		return
+	}
+	if !tw.stop() {
+		<-tw.fired
+		var b [8]byte
+		unix.Read(tw.efd, b[:])
+	}
+	tw.watched, tw.stop, tw.fired = nil, nil, nil
+}
+
+// releaseWait implements threadWaiter: it drops the context registration
+// and closes the eventfd. A later waitThread makes a new one.
+func (n *uioNotifier) releaseWait() {
+	n.unwatchThread()
+	tw := &n.thread
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	if tw.efdOK {
+		unix.Close(tw.efd)
+		tw.efd, tw.efdOK = -1, false
+	}
+}
+
+// interrupt ends a waitThread in progress and makes later ones fail with
+// os.ErrClosed: Device.Close calls it before closing the descriptor,
+// whose close would otherwise wait for the poll to return.
+func (n *uioNotifier) interrupt() {
+	tw := &n.thread
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	tw.closed = true
+	if tw.efdOK {
+		unix.Write(tw.efd, eventfdOne[:])
+	}
 }
 
 // Kick tells the kernel that completions were posted.
