@@ -54,6 +54,20 @@ import (
 //	                         baseline's extra export flags and environment
 //	                         (default: lunbridge's); with the same binary
 //	                         as baseline, compares flags or environments
+//	LUNBRIDGE_BENCH_PEER     a tcmu-runner build directory (benchPeerFiles):
+//	                         adds the target "tcmu-runner", the peer TCMU
+//	                         handler's file handler on a file like the
+//	                         others, run right after lunbridge and baseline
+//	                         in the tmpfs and ext4 setups, with the ratios
+//	                         lunbridge/tcmu-runner. Never built in CI: built
+//	                         by hand, outside the repository, from
+//	                         tcmu-runner v1.6.2 (commit 7b9e500) with cmake
+//	                         -DCMAKE_BUILD_TYPE=RelWithDebInfo
+//	                         -Dwith-glfs=false -Dwith-qcow=false
+//	                         -Dwith-rbd=false -Dwith-zbc=false
+//	                         -Dwith-fbo=false -Dwith-tcmalloc=false
+//	                         -DSUPPORT_SYSTEMD=OFF and make tcmu-runner
+//	                         handler_file (BENCHMARKS.md has the packages)
 //	LUNBRIDGE_BENCH_PERF     if set, profile the whole guest (kernel and
 //	                         lunbridge) with the host's perf during the
 //	                         sampling window of the lunbridge and fileio
@@ -83,6 +97,11 @@ func TestBenchFio(t *testing.T) {
 	files := map[string]string{"lunbridge": vmtest.BuildLunbridge(t)}
 	if cfg.baseline != "" {
 		files["lunbridge-base"] = cfg.baseline
+	}
+	if cfg.peer != "" {
+		for _, f := range benchPeerFiles {
+			files["peer/"+f] = filepath.Join(cfg.peer, f)
+		}
 	}
 	out := os.Getenv("LUNBRIDGE_BENCH_OUT")
 	if out == "" {
@@ -127,11 +146,18 @@ func benchSetup(t *testing.T, cfg benchConfig, setup string, files map[string]st
 	switch setup {
 	case "ext4":
 		opts.DiskMB = 6*mb + 512
+		if cfg.peer != "" {
+			opts.DiskMB += mb // tcmu-runner's file
+		}
 	case "gluster":
 		lib = glusterLib(t)
 		// Three copies of each file on one RAM disk of the guest.
 		mb = min(mb, 64)
 		opts.MemoryMB = glusterMemoryMB + 1024 + 2*mb
+	case "tmpfs":
+		if cfg.peer != "" {
+			opts.MemoryMB += mb // tcmu-runner's file
+		}
 	case "scale":
 		jobs = nil
 		for _, j := range cfg.jobs {
@@ -158,6 +184,11 @@ func benchSetup(t *testing.T, cfg benchConfig, setup string, files map[string]st
 	if cfg.baseline != "" {
 		baseline = "1"
 	}
+	peer := ""
+	if cfg.peer != "" {
+		targets = append(targets, "tcmu-runner")
+		peer = "1"
+	}
 	perf := ""
 	if cfg.perf {
 		perf = "1"
@@ -173,6 +204,7 @@ func benchSetup(t *testing.T, cfg benchConfig, setup string, files map[string]st
 		"TARGETS", strings.Join(targets, " "),
 		"LB_FLAGS", cfg.lbFlags, "LB_ENV", cfg.lbEnv,
 		"BASELINE", baseline, "BASE_FLAGS", cfg.baseFlags, "BASE_ENV", cfg.baseEnv,
+		"PEER", peer,
 		"PERF", perf, "FTRACE_FUNCS", ftrace,
 		"GV_RD_MB", "1024",
 	)
@@ -180,7 +212,7 @@ func benchSetup(t *testing.T, cfg benchConfig, setup string, files map[string]st
 		// gluster_up comes from the Gluster library, before the scenario.
 		opts.Script = lunbridgeLib + lib + strings.TrimPrefix(opts.Script, lunbridgeLib)
 	}
-	runs := len(jobs) * (len(benchTargetNames) + 1)
+	runs := len(jobs) * (len(benchTargetNames) + 2) // and baseline, tcmu-runner
 	if setup == "scale" {
 		runs = len(jobs) * 4
 	}
@@ -249,6 +281,11 @@ var benchTargetNames = []string{
 	"lunbridge", "lunbridge-dio", "lunbridge-x8", "fileio", "fileio-wb", "fileio-x8", "raw", "raw-dio",
 }
 
+// benchPeerFiles are what LUNBRIDGE_BENCH_PEER's directory must hold, as a
+// tcmu-runner build directory does: the daemon, its file handler and the
+// library it links.
+var benchPeerFiles = []string{"tcmu-runner", "handler_file.so", "libtcmu.so.2"}
+
 // benchFtraceFuncs are the kernel functions LUNBRIDGE_BENCH_FTRACE times:
 // TCMU's submission and completion (with their copies between the command's
 // scatterlist and the data area), the data-area page fault, fileio's I/O,
@@ -277,6 +314,7 @@ type benchConfig struct {
 	ftrace                bool
 	kernelArgs            string
 	baseline              string // host path of the baseline binary, or ""
+	peer                  string // host directory of tcmu-runner, or ""
 	baseFlags, baseEnv    string
 }
 
@@ -323,6 +361,7 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 		perf:     os.Getenv("LUNBRIDGE_BENCH_PERF") != "",
 		ftrace:   os.Getenv("LUNBRIDGE_BENCH_FTRACE") != "",
 		baseline: os.Getenv("LUNBRIDGE_BENCH_BASELINE"),
+		peer:     os.Getenv("LUNBRIDGE_BENCH_PEER"),
 	}
 	var names []string
 	for _, j := range benchJobs {
@@ -354,6 +393,18 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 		}
 		if !slices.Contains(c.targets, "lunbridge") {
 			t.Fatal("LUNBRIDGE_BENCH_BASELINE needs the lunbridge target")
+		}
+	}
+	if c.peer != "" {
+		for _, f := range benchPeerFiles {
+			st, err := os.Stat(filepath.Join(c.peer, f))
+			if err == nil && !st.Mode().IsRegular() {
+				err = fmt.Errorf("%s is not a file", st.Name())
+			}
+			if err != nil {
+				t.Fatalf("LUNBRIDGE_BENCH_PEER: %v (want a tcmu-runner build directory holding %s)",
+					err, strings.Join(benchPeerFiles, ", "))
+			}
 		}
 	}
 	if c.perf {
@@ -668,6 +719,8 @@ var benchRatios = [][3]string{
 	{"dio/fileio", "lunbridge-dio", "fileio"},
 	{"dio/raw-dio", "lunbridge-dio", "raw-dio"},
 	{"lunbridge/baseline", "lunbridge", "baseline"},
+	{"lunbridge/tcmu-runner", "lunbridge", "tcmu-runner"},
+	{"p99 lunbridge/tcmu-runner", "lunbridge", "tcmu-runner"},
 	{"lunbridge x8/x1", "lunbridge-x8", "lunbridge"},
 	{"fileio x8/x1", "fileio-x8", "fileio"},
 }

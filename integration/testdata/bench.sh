@@ -12,16 +12,19 @@
 #            (NAME=VALUE words, e.g. GOMAXPROCS=1)
 #   BASELINE 1: also run target "baseline", /mnt/host/lunbridge-base with
 #            BASE_FLAGS and BASE_ENV, right after "lunbridge"
+#   PEER     1: also run target "tcmu-runner" (tmpfs and ext4): tcmu-runner's
+#            file handler from /mnt/host/peer (tcmu-runner, handler_file.so,
+#            libtcmu.so.2), right after "baseline"
 #   PERF     1: perf profiles of the guest during the lunbridge and fileio
 #            runs
 #   FTRACE_FUNCS  kernel functions to time with ftrace during those runs
 #
 # Targets by setup (each file filled before the runs, so nothing reads
 # holes):
-#   tmpfs    lunbridge, [baseline], fileio (O_DSYNC, WCE=0), fileio-wb
-#            (page cache, WCE=1), raw (fio on the file, buffered: tmpfs
-#            has no O_DIRECT on 6.1; on tmpfs that is the same one memory
-#            copy without a cache to bypass)
+#   tmpfs    lunbridge, [baseline], [tcmu-runner], fileio (O_DSYNC,
+#            WCE=0), fileio-wb (page cache, WCE=1), raw (fio on the file,
+#            buffered: tmpfs has no O_DIRECT on 6.1; on tmpfs that is the
+#            same one memory copy without a cache to bypass)
 #   ext4     the same on ext4 on a virtio disk (/dev/vda, DiskMB), plus
 #            lunbridge-dio (--direct-io) and raw-dio (fio with O_DIRECT)
 #   gluster  on a replica-3 GlusterFS volume through its FUSE client:
@@ -97,6 +100,64 @@ lb_other() {
 }
 OTHERS=
 
+# peer_start WWN FILE MIB: serve FILE (its path in the hostrun chroot) with
+# tcmu-runner's file handler as backstore core/user_9/runner, MIB MiB,
+# hw_max_sectors 1024, and export it through tcm_loop target naa.WWN. Sets
+# PEER_PID and PEER_DEV. The backstore is enabled first, so tcmu-runner
+# finds it in its scan of /dev/uio* at start (no race with its netlink
+# events); it is ready when it holds the device's /dev/uioN open.
+PEER_HBA=$CFG/core/user_9 PEER_PID= PEER_VERSION=
+peer_start() {
+	cp -r /mnt/host/peer /tmp/peer
+	PEER_VERSION=$(hostrun LD_LIBRARY_PATH=/tmp/peer /tmp/peer/tcmu-runner -V 2>&1 || true)
+	# tcmu-runner reads /etc/tcmu/tcmu.conf, and asks kmod for
+	# target_core_user, which the host's /lib/modules cannot resolve for
+	# the guest's kernel: a modprobe.d alias names the module, which kmod
+	# then finds live in /sys/module. Both go in a copy of the few files
+	# it needs from the host's /etc, bound over the chroot's read-only
+	# /etc in a mount namespace of its own (fio keeps the host's /etc).
+	mkdir -p /run/peer-etc/tcmu /run/peer-etc/modprobe.d
+	for _f in ld.so.cache passwd group nsswitch.conf localtime; do
+		cp -a /hostroot/etc/$_f /run/peer-etc/
+	done
+	echo "log_level = 3" > /run/peer-etc/tcmu/tcmu.conf
+	echo "alias target_core_user target_core_user" > /run/peer-etc/modprobe.d/tcmu-runner.conf
+	mkdir -p $PEER_HBA/runner
+	echo -n "dev_config=file/$2,dev_size=$(($3 << 20)),hw_max_sectors=1024" > $PEER_HBA/runner/control
+	echo 1 > $PEER_HBA/runner/enable
+	_u=$(grep -l "^tcm-user/9/runner/" /sys/class/uio/uio*/name | cut -d/ -f5)
+	[ -n "$_u" ] || die "no UIO device for core/user_9/runner"
+	# hostrun's /sys lacks the configfs mounted on the guest's: bind that
+	# too. No D-Bus in the guest: tcmu-runner only fails to own its name.
+	unshare -m sh -c 'mount --bind /run/peer-etc /hostroot/etc &&
+		mount --bind /sys/kernel/config /hostroot/sys/kernel/config &&
+		exec hostrun LD_LIBRARY_PATH=/tmp/peer /tmp/peer/tcmu-runner --handler-path /tmp/peer --tcmu-log-dir /tmp/peer' \
+		> /tmp/peer/out 2>&1 &
+	PEER_PID=$!
+	_n=0
+	until ls -l /proc/$PEER_PID/fd 2>/dev/null | grep -q "/dev/$_u\$"; do
+		_n=$((_n + 1))
+		if [ $_n -gt 300 ] || ! kill -0 $PEER_PID 2>/dev/null; then
+			cat /tmp/peer/out /tmp/peer/tcmu-runner.log
+			die "tcmu-runner did not open /dev/$_u"
+		fi
+		sleep 0.1
+	done
+	PEER_DEV=$(loop_export $1 $PEER_HBA/runner)
+	[ -b "$PEER_DEV" ] || die "no block device for tcmu-runner"
+	echo "tcmu-runner: $PEER_VERSION on /dev/$_u, $PEER_DEV, hw_max_sectors=$(cat $PEER_HBA/runner/attrib/hw_max_sectors) max_sectors_kb=$(cat /sys/block/${PEER_DEV#/dev/}/queue/max_sectors_kb)"
+	DAEMONS="$DAEMONS tcmu-runner=$PEER_PID"
+}
+
+# peer_stop WWN: unlink tcmu-runner's LUN (before it goes, so that no
+# command is left in its ring), stop it and remove its backstore.
+peer_stop() {
+	loop_unexport $1
+	kill -TERM $PEER_PID
+	wait $PEER_PID || { _rc=$?; cat /tmp/peer/tcmu-runner.log; die "tcmu-runner exited with $_rc"; }
+	rmdir $PEER_HBA/runner $PEER_HBA
+}
+
 # The setup: DIR is where the backing files are as the guest sees it, IDIR
 # the same directory inside the hostrun chroot (where fio runs).
 case $SETUP in
@@ -137,6 +198,11 @@ tmpfs | ext4 | gluster)
 		fill $DIR/dio.img $MB
 		lb_other dio $LB 5001405000000b40 "$LB_ENV" "$LB_FLAGS --direct-io" $DIR/dio.img
 		T_lunbridge_dio=$OTHER_DEV
+	fi
+	if [ "$PEER" = 1 ] && [ $SETUP != gluster ] && want tcmu-runner; then
+		fill $DIR/runner.img $MB
+		peer_start 5001405000000b50 $IDIR/runner.img $MB
+		T_tcmu_runner=$PEER_DEV
 	fi
 	if want fileio; then
 		fill $DIR/fileio.img $MB
@@ -189,6 +255,7 @@ esac
 	echo "setup $SETUP"
 	echo "kernel $(uname -r)"
 	echo "nproc $(nproc)"
+	[ -z "$PEER_VERSION" ] || echo "peer $PEER_VERSION"
 	echo "clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 	echo "memory_kb $(sed -n 's/^MemTotal: *//p' /proc/meminfo)"
 	for p in $DAEMONS; do
@@ -305,8 +372,8 @@ if [ $SETUP = idle ]; then
 fi
 
 # The target order of every job: lunbridge first, the baseline right after
-# it (the two meet the same conditions).
-ORDER="lunbridge baseline lunbridge-dio lunbridge-x8 fileio fileio-wb fileio-x8 raw raw-dio"
+# it (the two meet the same conditions), then the peer.
+ORDER="lunbridge baseline tcmu-runner lunbridge-dio lunbridge-x8 fileio fileio-wb fileio-x8 raw raw-dio"
 echo "$JOBS" | while read -r job args; do
 	[ -n "$job" ] || continue
 	for t in $ORDER; do
@@ -319,6 +386,7 @@ echo "$JOBS" | while read -r job args; do
 		fileio*) _dm=- _d=1 ;;
 		lunbridge-dio) _dm=dio _d=1 ;;
 		baseline) _dm=base _d=1 ;;
+		tcmu-runner) _dm=tcmu-runner _d=1 ;;
 		*) _dm=lunbridge _d=1 ;;
 		esac
 		# shellcheck disable=SC2086
@@ -333,6 +401,7 @@ for p in /tmp/perf.*; do
 	hostrun perf report -i $p --stdio --no-children --sort comm --percent-limit 0.5 -g none > $R/${p#/tmp/}.comm.txt 2>&1 || true
 	hostrun perf report -i $p --stdio --no-children --sort symbol --percent-limit 4 -g caller,2,callee,function,percent > $R/${p#/tmp/}.calls.txt 2>&1 || true
 done
+[ -z "$PEER_PID" ] || peer_stop 5001405000000b50
 for o in $OTHERS; do
 	loop_unexport ${o%%:*}
 	kill -TERM ${o#*:}
