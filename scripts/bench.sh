@@ -17,6 +17,7 @@
 # LUNBRIDGE_BENCH_ENV (its environment, e.g. GOMAXPROCS=1),
 # LUNBRIDGE_BENCH_BASELINE=/path/to/other/lunbridge (side-by-side target
 # "baseline"), LUNBRIDGE_BENCH_BASELINE_FLAGS and _ENV,
+# LUNBRIDGE_BENCH_PEER=/dir (tcmu-runner built locally: target "tcmu-runner"),
 # LUNBRIDGE_BENCH_PERF=1 (perf profiles of the guest; skews the numbers),
 # LUNBRIDGE_BENCH_FTRACE=1 (time the kernel's data-path functions with
 # ftrace; skews the numbers), LUNBRIDGE_BENCH_CLOCK=tsc|default (the
