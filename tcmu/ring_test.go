@@ -1254,6 +1254,25 @@ type inlineHandler struct {
 	ranTUR  atomic.Int32 // TURs run inline
 }
 
+// blockInline submits INQUIRYs until the waiter runs one inline, where it
+// blocks (h.block), and returns it. The ring goroutine may take an
+// INQUIRY instead (then Handle completes it): hence the retries.
+func (h *inlineHandler) blockInline(t *testing.T, k *fakering.Kernel) *Cmd {
+	t.Helper()
+	var stuck *Cmd
+	for i := 0; stuck == nil; i++ {
+		if i == 100 {
+			t.Fatal("no INQUIRY ran inline in 100 tries")
+		}
+		submit(t, k, inquiry, nil, 36)
+		select {
+		case stuck = <-h.blocked:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return stuck
+}
+
 // Handle completes a TUR or INQUIRY the ring goroutine took (Inliner
 // applies only to the waiter's polls) and holds the others.
 func (h *inlineHandler) Handle(c *Cmd) {
@@ -1360,19 +1379,7 @@ func testRingInlineBlocked(t *testing.T, opts RingOptions, idle time.Duration) {
 		}
 		time.Sleep(idle)
 	}
-	// The ring goroutine may take an INQUIRY (then Handle completes it);
-	// submit until the waiter runs one inline.
-	var stuck *Cmd
-	for i := 0; stuck == nil; i++ {
-		if i == 100 {
-			t.Fatal("no INQUIRY ran inline in 100 tries")
-		}
-		submit(t, k, inquiry, nil, 36)
-		select {
-		case stuck = <-h.blocked:
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	stuck := h.blockInline(t, k)
 	stuckID := stuck.ID
 	before := k.Completed()
 	deadline := time.Now().Add(time.Minute)

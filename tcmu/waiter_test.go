@@ -233,17 +233,7 @@ func TestRingBlockingWaiterOwnsThread(t *testing.T) {
 	}
 	first := oneThread("first waiter")
 
-	var stuck *Cmd
-	for i := 0; stuck == nil; i++ {
-		if i == 100 {
-			t.Fatal("no INQUIRY ran inline in 100 tries")
-		}
-		submit(t, k, inquiry, nil, 36)
-		select {
-		case stuck = <-h.blocked:
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	h.blockInline(t, k)
 	if tids := h.take(); len(tids) != 1 || tids[0] != first {
 		t.Fatalf("the blocking INQUIRY ran on %v, want [%d]", tids, first)
 	}
