@@ -100,6 +100,13 @@ func newFileLUN(tb testing.TB, workers int) *LUN {
 			tb.Cleanup(func() { os.RemoveAll(d) })
 		}
 	}
+	return openBenchLUN(tb, dir, workers)
+}
+
+// openBenchLUN writes a zeroed benchLUNSize file in dir and opens a LUN
+// on it, closed when the test ends.
+func openBenchLUN(tb testing.TB, dir string, workers int) *LUN {
+	tb.Helper()
 	path := filepath.Join(dir, "bench.img")
 	if err := os.WriteFile(path, make([]byte, benchLUNSize), 0o600); err != nil {
 		tb.Fatal(err)
@@ -119,18 +126,10 @@ func newCachedFileLUN(tb testing.TB, workers int) *LUN {
 	tb.Helper()
 	dir := tb.TempDir()
 	pageCacheFS(tb, dir)
-	path := filepath.Join(dir, "bench.img")
-	if err := os.WriteFile(path, make([]byte, benchLUNSize), 0o600); err != nil {
+	l := openBenchLUN(tb, dir, workers)
+	if _, err := os.ReadFile(filepath.Join(dir, "bench.img")); err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := os.ReadFile(path); err != nil {
-		tb.Fatal(err)
-	}
-	l, err := Open(Options{Name: "bench", Path: path, Workers: workers})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { l.Close() })
 	return l
 }
 
