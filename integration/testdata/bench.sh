@@ -334,7 +334,7 @@ run() {
 		sleep $((RAMP + 1))
 		sample $R/$_t.$_j.pre
 		case "$PERF,${FTRACE_FUNCS:+1},$_t" in
-		1,*,lunbridge | 1,*,fileio)
+		1,*,lunbridge | 1,*,lunbridge-dio | 1,*,fileio)
 			hostrun perf record -q -a -g -F 499 -o /tmp/perf.$_t.$_j -- sleep $((RT - 2)) > /dev/null 2>&1 ;;
 		*,1,lunbridge | *,1,fileio | *,1,baseline)
 			ftrace_window 2 > $R/ftrace.$_t.$_j.txt
