@@ -70,7 +70,13 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 	var kern bridge.Kernel = k
 	var disc *lio.Discovery
 	if cfg.Targetcli {
-		disc = lio.NewDiscovery(k, dio.Configfs, cfg.MaxTransfer, cfg.Workers, log)
+		disc = lio.NewDiscovery(k, lio.DiscoveryConfig{
+			ConfigfsRoot: dio.Configfs,
+			MaxTransfer:  cfg.MaxTransfer,
+			Workers:      cfg.Workers,
+			Ring:         k.RingOptions(),
+			Logger:       log,
+		})
 		kern = disc
 	}
 	var view *fusefs.View

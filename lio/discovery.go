@@ -38,11 +38,9 @@ const quickRescan = 250 * time.Millisecond
 // bridge.Kernel it adopts those devices and passes every other LUN to the
 // production kernel.
 type Discovery struct {
-	k           bridge.Kernel
-	configfs    string
-	maxTransfer int64
-	workers     int
-	log         *slog.Logger
+	k   bridge.Kernel
+	cfg DiscoveryConfig
+	log *slog.Logger
 
 	// attachFound opens a found backstore (tests replace it).
 	attachFound func(ctx context.Context, info tcmu.DeviceInfo) (bridge.Device, error)
@@ -55,12 +53,26 @@ type Discovery struct {
 
 var _ bridge.Kernel = (*Discovery)(nil)
 
-// NewDiscovery returns a Discovery over the backstores in configfs (the
-// configfs mount point) that passes every other LUN to k. Found LUNs get
-// workers and transfers up to maxTransfer bytes.
-func NewDiscovery(k bridge.Kernel, configfs string, maxTransfer int64, workers int, log *slog.Logger) *Discovery {
+// DiscoveryConfig is what a Discovery gives the LUNs it finds.
+type DiscoveryConfig struct {
+	ConfigfsRoot string // the configfs mount point
+	MaxTransfer  int64  // bytes; a backstore's hw_max_sectors may lower it
+	Workers      int    // I/O workers per LUN; 0: bridge's default
+	// Ring is every found ring's options but the Logger: the daemon's
+	// (Kernel.RingOptions), so that found and own LUNs wait alike.
+	Ring   tcmu.RingOptions
+	Logger *slog.Logger // nil: discard
+}
+
+// NewDiscovery returns a Discovery over the backstores in cfg's configfs
+// that passes every other LUN to k.
+func NewDiscovery(k bridge.Kernel, cfg DiscoveryConfig) *Discovery {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	x := &Discovery{
-		k: k, configfs: configfs, maxTransfer: maxTransfer, workers: workers, log: log,
+		k: k, cfg: cfg, log: log,
 		pending: map[string]tcmu.DeviceInfo{},
 		served:  map[string]string{},
 		failed:  map[string]bool{},
@@ -94,7 +106,7 @@ func (x *Discovery) openFound(ctx context.Context, info tcmu.DeviceInfo) (bridge
 		Name:         info.Name,
 		HBA:          info.HBA,
 		Config:       info.Config,
-		ConfigfsRoot: x.configfs,
+		ConfigfsRoot: x.cfg.ConfigfsRoot,
 	})
 	if err != nil {
 		return nil, err
@@ -104,10 +116,7 @@ func (x *Discovery) openFound(ctx context.Context, info tcmu.DeviceInfo) (bridge
 	if err := dev.Recover(); err != nil {
 		return nil, errors.Join(fmt.Errorf("recover %s: %w", dev.Path(), err), dev.Close())
 	}
-	var opts tcmu.RingOptions
-	if k, ok := x.k.(*Kernel); ok {
-		opts = k.ring // the experimental waiter settings
-	}
+	opts := x.cfg.Ring
 	opts.Logger = x.log.With("lun", info.Name)
 	ring, err := tcmu.NewRing(dev.Mem(), dev.Notifier(), opts)
 	if err != nil {
@@ -140,7 +149,7 @@ func (f *foundDevice) Remove() error { return f.dev.Close() }
 // options are the LUN options of a found backstore: the cfgstring is the
 // file, dev_size its size, and transfers no larger than hw_max_sectors.
 func (x *Discovery) options(info tcmu.DeviceInfo) bridge.Options {
-	mt := x.maxTransfer
+	mt := x.cfg.MaxTransfer
 	if lim := int64(info.MaxSectors) * int64(info.BlockSize); lim > 0 && lim < mt {
 		mt = lim
 	}
@@ -149,7 +158,7 @@ func (x *Discovery) options(info tcmu.DeviceInfo) bridge.Options {
 		Path:        info.Config,
 		Size:        info.Size,
 		BlockSize:   info.BlockSize,
-		Workers:     x.workers,
+		Workers:     x.cfg.Workers,
 		MaxTransfer: mt - mt%int64(info.BlockSize),
 	}
 }
@@ -157,7 +166,7 @@ func (x *Discovery) options(info tcmu.DeviceInfo) bridge.Options {
 // scan adds the found backstores not yet served and removes the served
 // ones that are gone.
 func (x *Discovery) scan(ctx context.Context, d *bridge.Daemon) {
-	devs, err := tcmu.ListDevices(x.configfs)
+	devs, err := tcmu.ListDevices(x.cfg.ConfigfsRoot)
 	if err != nil {
 		x.log.Debug("targetcli: scan", "err", err) // partial lists still serve
 	}

@@ -123,6 +123,9 @@ func ringOptions(waiter string, spin time.Duration) (tcmu.RingOptions, error) {
 	return o, nil
 }
 
+// RingOptions returns the options every ring of k gets, but the Logger.
+func (k *Kernel) RingOptions() tcmu.RingOptions { return k.ring }
+
 // ringOptions returns the options of the ring of LUN lun.
 func (k *Kernel) ringOptions(lun string) tcmu.RingOptions {
 	o := k.ring

@@ -1254,6 +1254,9 @@ type inlineHandler struct {
 	ranTUR  atomic.Int32 // TURs run inline
 }
 
+// setRing lets runRing give h its ring before the ring runs.
+func (h *inlineHandler) setRing(r *Ring) { h.r = r }
+
 // blockInline submits INQUIRYs until the waiter runs one inline, where it
 // blocks (h.block), and returns it. The ring goroutine may take an
 // INQUIRY instead (then Handle completes it): hence the retries.
@@ -1307,7 +1310,6 @@ func testRingInline(t *testing.T, opts RingOptions) {
 	k := newKernel(t, fakering.Options{})
 	h := &inlineHandler{holdHandler: newHoldHandler()}
 	r, stop := runRing(t, k, opts, h)
-	h.r = r
 	const n = 50
 	for i := range n {
 		resp, _, err := k.Do(context.Background(), testUnitReady, nil, 0)
@@ -1369,7 +1371,6 @@ func testRingInlineBlocked(t *testing.T, opts RingOptions, idle time.Duration) {
 	}
 	opts.InlineBound = 20 * time.Millisecond
 	r, stop := runRing(t, k, opts, h)
-	h.r = r
 	if idle > 0 {
 		// Some inline commands, then quiet.
 		for range 5 {

@@ -191,7 +191,6 @@ func TestRingBlockingWaiterOwnsThread(t *testing.T) {
 		blocked:     make(chan *Cmd, 1),
 	}}
 	r, stop := runRingOn(t, k, k.Notifier(), RingOptions{Waiter: WaiterBlocking, InlineBound: 20 * time.Millisecond}, h)
-	h.r = r
 
 	// oneThread runs TURs while goroutines hop between threads, and
 	// returns the one thread the inline ones ran on.
@@ -295,7 +294,6 @@ func TestRingSpin(t *testing.T) {
 			k := newKernel(t, fakering.Options{})
 			h := &inlineHandler{holdHandler: newHoldHandler()}
 			r, stop := runRing(t, k, RingOptions{Waiter: mode, Spin: spin}, h)
-			h.r = r
 			do := func() {
 				t.Helper()
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -344,7 +342,6 @@ func TestRingSpinEdges(t *testing.T) {
 			k := newKernel(t, fakering.Options{})
 			h := &inlineHandler{holdHandler: newHoldHandler()}
 			r, stop := runRing(t, k, RingOptions{Waiter: mode, Spin: spin}, h)
-			h.r = r
 			rng := rand.New(rand.NewPCG(1, 2))
 			const n = 1000
 			for i := range n {
