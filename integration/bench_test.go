@@ -70,7 +70,8 @@ import (
 //	                         handler_file (BENCHMARKS.md has the packages)
 //	LUNBRIDGE_BENCH_PERF     if set, profile the whole guest (kernel and
 //	                         lunbridge) with the host's perf during the
-//	                         sampling window of the lunbridge and fileio
+//	                         sampling window of the lunbridge,
+//	                         lunbridge-dio, tcmu-runner and fileio
 //	                         runs; reports land next to the results. perf
 //	                         costs CPU: do not compare numbers of such runs.
 //	LUNBRIDGE_BENCH_FTRACE   if set, time the kernel functions of the data

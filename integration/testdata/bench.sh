@@ -15,8 +15,8 @@
 #   PEER     1: also run target "tcmu-runner" (tmpfs and ext4): tcmu-runner's
 #            file handler from /mnt/host/peer (tcmu-runner, handler_file.so,
 #            libtcmu.so.2), right after "baseline"
-#   PERF     1: perf profiles of the guest during the lunbridge and fileio
-#            runs
+#   PERF     1: perf profiles of the guest during the lunbridge,
+#            lunbridge-dio, tcmu-runner and fileio runs
 #   FTRACE_FUNCS  kernel functions to time with ftrace during those runs
 #
 # Targets by setup (each file filled before the runs, so nothing reads
@@ -334,7 +334,7 @@ run() {
 		sleep $((RAMP + 1))
 		sample $R/$_t.$_j.pre
 		case "$PERF,${FTRACE_FUNCS:+1},$_t" in
-		1,*,lunbridge | 1,*,lunbridge-dio | 1,*,fileio)
+		1,*,lunbridge | 1,*,lunbridge-dio | 1,*,tcmu-runner | 1,*,fileio)
 			hostrun perf record -q -a -g -F 499 -o /tmp/perf.$_t.$_j -- sleep $((RT - 2)) > /dev/null 2>&1 ;;
 		*,1,lunbridge | *,1,fileio | *,1,baseline)
 			ftrace_window 2 > $R/ftrace.$_t.$_j.txt
