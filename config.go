@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -179,8 +180,14 @@ func (fc fileConfig) resolve(host string, readSecret func(string) (string, error
 			}
 			var size int64
 			if l.Size != "" {
-				if size, err = bridge.ParseSize(l.Size); err != nil {
+				size, err = bridge.ParseSize(l.Size)
+				switch {
+				case errors.Is(err, bridge.ErrTooLarge):
+					return dc, fmt.Errorf("LUN %s: size %q is %w", l.Name, l.Size, bridge.ErrTooLarge)
+				case err != nil:
 					return dc, fmt.Errorf("LUN %s: size %q: want a byte count such as 64M, 10G or 1T", l.Name, l.Size)
+				case size == 0:
+					return dc, fmt.Errorf("LUN %s: size %q: a LUN needs at least one block; leave the size out to use the file's", l.Name, l.Size)
 				}
 			}
 			if bs := l.BlockSize; bs != 0 && bs != 512 && bs != 4096 {

@@ -20,7 +20,7 @@ import (
 // TestImportBoundaries enforces the package edges of STYLE.md §1 on every
 // package of the module, the root included: main -> {fusefs, bridge,
 // lio, metrics}, lio -> {fabric, tcmu, bridge, tcmuservice, lease},
-// fusefs -> bridge -> {tcmu, scsi}; tcmu and fabric reach configfs only
+// fusefs -> bridge -> {tcmu, scsi, lease}; tcmu and fabric reach configfs only
 // through internal/configfs; tcmu never imports scsi, scsi imports the standard library only, fusefs
 // never imports tcmu. A package with no rule fails the test, so a new
 // package must be placed in the table. It also checks that unsafe is
@@ -56,8 +56,12 @@ func TestImportBoundaries(t *testing.T) {
 		// scale-out group (gateway.go: lease decides ALUA ownership).
 		mod + "/lio": {mod + "/fabric", mod + "/tcmu", mod + "/bridge", configfs,
 			mod + "/tcmuservice", mod + "/lease"},
-		mod + "/fusefs":                {mod + "/bridge", fuseFS, fuse, unix},
-		mod + "/bridge":                {mod + "/tcmu", mod + "/scsi", unix},
+		mod + "/fusefs": {mod + "/bridge", fuseFS, fuse, unix},
+		// bridge opens the backing file and holds its ownership lock
+		// for the LUN's lifetime (lease.Claim, issue 27): the lock
+		// lives in lease so that plain exports and gateway leases use
+		// one mechanism and refuse each other.
+		mod + "/bridge":                {mod + "/tcmu", mod + "/scsi", mod + "/lease", unix},
 		mod + "/tcmu":                  {unix, configfs},
 		mod + "/scsi":                  {},
 		mod + "/fabric":                {unix, configfs},

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lunbridge/lunbridge/lease"
 	"github.com/lunbridge/lunbridge/scsi"
 	"github.com/lunbridge/lunbridge/tcmu"
 )
@@ -103,6 +104,7 @@ type LUN struct {
 	workers int
 	disk    *scsi.Disk
 	be      *fileBackend
+	hold    *lease.Hold // the ownership lock on the backing file
 	stats   counters
 	start   time.Time
 	state   atomic.Uint32 // State
@@ -140,9 +142,11 @@ type LUN struct {
 	resizeMu sync.Mutex
 }
 
-// Open opens or creates the backing file and builds the disk. It does not
-// touch the kernel.
-func Open(o Options) (*LUN, error) {
+// Open opens or creates the backing file, claims it (lease.Claim: a
+// second exporter of the same file, here or on another client of a shared
+// file system, is refused) and builds the disk. It does not touch the
+// kernel. On any error everything it acquired is released again.
+func Open(o Options) (_ *LUN, err error) {
 	if err := ValidName(o.Name); err != nil {
 		return nil, err
 	}
@@ -168,9 +172,41 @@ func Open(o Options) (*LUN, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f, size, err := openBacking(o)
+	// Every resource acquired below is pushed on undo, which releases
+	// them, newest first, unless Open succeeds.
+	var undo cleanups
+	defer func() {
+		if err != nil {
+			undo.run()
+		}
+	}()
+	f, created, err := openBacking(o)
 	if err != nil {
 		return nil, err
+	}
+	undo.push(func() { f.Close() })
+	hold, err := claim(f, o)
+	if err != nil {
+		if created && !errors.Is(err, lease.ErrHeld) {
+			// Nobody else has the file we just created: take it back.
+			// (A holder may be using it: then it stays.)
+			removeIfSame(f, o.Path)
+		}
+		return nil, fmt.Errorf("LUN %s: %w", o.Name, err)
+	}
+	undo.push(func() { hold.Close() })
+	if hold.RecordErr != nil {
+		log.Debug("no owner record; the ownership lock holds all the same", "lun", o.Name, "path", o.Path, "err", hold.RecordErr)
+	}
+	if created {
+		undo.push(func() { removeIfSame(f, o.Path) })
+	}
+	size, err := settleSize(f, o, created)
+	if err != nil {
+		return nil, err
+	}
+	if !o.Preallocate {
+		warnSpace(log, f, o, size)
 	}
 	be := &fileBackend{f: f, fd: int(f.Fd()), falloc: o.fallocate}
 	if be.falloc == nil {
@@ -187,20 +223,25 @@ func Open(o Options) (*LUN, error) {
 		if err != nil {
 			log.Warn("zeroing probe failed; zeroing writes zeros", "lun", o.Name, "path", o.Path, "err", err)
 		}
-		log.Info("zeroing", "lun", o.Name, "path", o.Path, "method", be.zero.String())
+		// How UNMAP and WRITE SAME will zero, not a zeroing of the file.
+		log.Info("zeroing method", "lun", o.Name, "path", o.Path, "method", be.zero.String())
 	}
 	if o.DirectIO {
 		// Not every file system takes O_DIRECT (tmpfs, some FUSE ones):
 		// then everything stays buffered, and the log says so.
 		mode, err := openFlags(f)
+		if err == nil {
+			err = failStep("flags")
+		}
 		if err != nil {
-			return nil, errors.Join(fmt.Errorf("LUN %s: %w", o.Name, err), f.Close())
+			return nil, fmt.Errorf("LUN %s: %w", o.Name, err)
 		}
 		d, err := reopen(f, mode|syscall.O_DIRECT)
 		if err != nil {
 			log.Warn("direct I/O unavailable; using the page cache", "lun", o.Name, "path", o.Path, "err", err)
 		} else {
 			be.direct = d
+			undo.push(func() { d.Close() })
 		}
 	}
 	id := o.Name
@@ -232,8 +273,10 @@ func Open(o Options) (*LUN, error) {
 		Peers:    o.Peers,
 		ALUA:     o.Gateway,
 	}, sbe)
+	if err == nil {
+		err = failStep("disk")
+	}
 	if err != nil {
-		f.Close()
 		return nil, fmt.Errorf("LUN %s: %w", o.Name, err)
 	}
 	l := &LUN{
@@ -243,6 +286,7 @@ func Open(o Options) (*LUN, error) {
 		workers: o.Workers,
 		disk:    disk,
 		be:      be,
+		hold:    hold,
 		start:   time.Now(),
 		gateway: o.Gateway,
 
@@ -255,6 +299,42 @@ func Open(o Options) (*LUN, error) {
 	return l, nil
 }
 
+// cleanups is a stack of releases: run calls them newest first.
+type cleanups []func()
+
+func (c *cleanups) push(f func()) { *c = append(*c, f) }
+
+func (c *cleanups) run() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+	*c = nil
+}
+
+// testFailStep, when not nil, makes Open fail at the named step (tests
+// check that every step's failure releases what came before).
+var testFailStep func(step string) error
+
+func failStep(step string) error {
+	if testFailStep == nil {
+		return nil
+	}
+	return testFailStep(step)
+}
+
+// claim takes the LUN's ownership lock on its backing file: exclusive,
+// or shared with the other gateways of its group.
+func claim(f *os.File, o Options) (*lease.Hold, error) {
+	if err := failStep("claim"); err != nil {
+		return nil, err
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host"
+	}
+	return lease.Claim(f, lease.Owner{PID: os.Getpid(), Host: host, LUN: o.Name, Gateway: o.Gateway != nil})
+}
+
 // identity derives the LUN's NAA designator and serial number from its
 // name, so that initiators see the same disk across restarts.
 func identity(name string) (naa [16]byte, serial string) {
@@ -264,39 +344,57 @@ func identity(name string) (naa [16]byte, serial string) {
 	return scsi.NAAFromName(name), fmt.Sprintf("lb%016x", sum)
 }
 
-// openBacking opens (or creates) the backing file and settles its size.
-func openBacking(o Options) (*os.File, int64, error) {
+// openBacking opens the backing file, or creates it empty (created);
+// settleSize gives it its size once the LUN owns it.
+func openBacking(o Options) (f *os.File, created bool, err error) {
+	if err := failStep("open"); err != nil {
+		return nil, false, err
+	}
 	flags := os.O_RDWR
-	f, err := os.OpenFile(o.Path, flags, 0)
+	f, err = os.OpenFile(o.Path, flags, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		if o.Size == 0 {
-			return nil, 0, fmt.Errorf("LUN %s: %s does not exist; give a size to create it: %w", o.Name, o.Path, ErrInvalid)
+			return nil, false, fmt.Errorf("LUN %s: %s does not exist; give a size to create it: %w", o.Name, o.Path, ErrInvalid)
 		}
 		// O_EXCL already refuses a symlink (even a dangling one) at
 		// o.Path; O_NOFOLLOW says so.
 		f, err = os.OpenFile(o.Path, flags|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 		if err == nil {
-			if err = f.Truncate(o.Size); err == nil && o.Preallocate {
-				err = preallocate(f, o.Size, o.Progress)
-			}
-			if err != nil {
-				removeIfSame(f, o.Path)
-				f.Close()
-				return nil, 0, fmt.Errorf("LUN %s: create %s: %w", o.Name, o.Path, err)
-			}
-			return f, o.Size, nil
+			return f, true, nil
 		}
 	}
 	if err != nil && o.ReadOnly && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) {
 		f, err = os.OpenFile(o.Path, os.O_RDONLY, 0)
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("LUN %s: open backing file: %w", o.Name, err)
+		return nil, false, fmt.Errorf("LUN %s: open backing file: %w", o.Name, err)
+	}
+	return f, false, nil
+}
+
+// settleSize gives the backing file the LUN's size (a created file is
+// sized and, with Preallocate, allocated) and returns that size. The
+// caller closes f on error.
+func settleSize(f *os.File, o Options, created bool) (int64, error) {
+	if err := failStep("size"); err != nil {
+		return 0, err
+	}
+	if created {
+		err := f.Truncate(o.Size)
+		if err != nil {
+			return 0, growError(o, err)
+		}
+		if o.Preallocate {
+			err = preallocate(f, o.Size, o.Progress)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("LUN %s: create %s: %w", o.Name, o.Path, err)
+		}
+		return o.Size, nil
 	}
 	st, err := f.Stat()
 	if err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("LUN %s: %w", o.Name, err)
+		return 0, fmt.Errorf("LUN %s: %w", o.Name, err)
 	}
 	var cur int64
 	switch {
@@ -305,42 +403,80 @@ func openBacking(o Options) (*os.File, int64, error) {
 	case st.Mode()&fs.ModeDevice != 0:
 		cur, err = f.Seek(0, 2)
 		if err != nil {
-			f.Close()
-			return nil, 0, fmt.Errorf("LUN %s: size of %s: %w", o.Name, o.Path, err)
+			return 0, fmt.Errorf("LUN %s: size of %s: %w", o.Name, o.Path, err)
 		}
 	default:
-		f.Close()
-		return nil, 0, fmt.Errorf("LUN %s: %s is not a regular file or block device: %w", o.Name, o.Path, ErrInvalid)
+		return 0, fmt.Errorf("LUN %s: %s is not a regular file or block device: %w", o.Name, o.Path, ErrInvalid)
 	}
 	size := cur
 	switch {
 	case o.Size == 0:
 	case o.Size > cur && st.Mode().IsRegular():
 		if err := f.Truncate(o.Size); err != nil {
-			f.Close()
-			return nil, 0, fmt.Errorf("LUN %s: grow %s to %d: %w", o.Name, o.Path, o.Size, err)
+			return 0, growError(o, err)
 		}
 		size = o.Size
 	case o.Size < cur && !o.Shrink:
-		f.Close()
-		return nil, 0, fmt.Errorf("LUN %s: %s holds %d bytes; refusing to shrink it to %d: %w", o.Name, o.Path, cur, o.Size, ErrInvalid)
+		return 0, fmt.Errorf("LUN %s: %s holds %d bytes; refusing to shrink it to %d: %w", o.Name, o.Path, cur, o.Size, ErrInvalid)
 	case o.Size > cur:
-		f.Close()
-		return nil, 0, fmt.Errorf("LUN %s: block device %s holds only %d bytes: %w", o.Name, o.Path, cur, ErrInvalid)
+		return 0, fmt.Errorf("LUN %s: block device %s holds only %d bytes: %w", o.Name, o.Path, cur, ErrInvalid)
 	default:
 		size = o.Size // a LUN smaller than its file or device: the tail is unused
 	}
-	if bs := int64(o.BlockSize); size%bs != 0 || size == 0 {
-		f.Close()
-		return nil, 0, fmt.Errorf("LUN %s: size %d of %s is not a positive multiple of the block size %d: %w", o.Name, size, o.Path, bs, ErrInvalid)
+	if size == 0 {
+		return 0, fmt.Errorf("LUN %s: %s is empty; give a size to grow it (--size, size): %w", o.Name, o.Path, ErrInvalid)
+	}
+	if bs := int64(o.BlockSize); size%bs != 0 {
+		return 0, fmt.Errorf("LUN %s: size %d of %s is not a multiple of the block size %d: %w", o.Name, size, o.Path, bs, ErrInvalid)
 	}
 	if o.Preallocate && st.Mode().IsRegular() {
 		if err := preallocate(f, size, o.Progress); err != nil {
-			f.Close()
-			return nil, 0, fmt.Errorf("LUN %s: preallocate %s: %w", o.Name, o.Path, err)
+			return 0, fmt.Errorf("LUN %s: preallocate %s: %w", o.Name, o.Path, err)
 		}
 	}
-	return f, size, nil
+	return size, nil
+}
+
+// growError explains a failed truncate to the LUN's size: EFBIG means
+// the file system cannot hold a file that large (ext4 with 4K blocks:
+// 16 TiB).
+func growError(o Options, err error) error {
+	if errors.Is(err, syscall.EFBIG) {
+		return fmt.Errorf("LUN %s: size %d: the file system of %s cannot hold a file that large (%w); give a smaller size", o.Name, o.Size, o.Path, err)
+	}
+	return fmt.Errorf("LUN %s: grow %s to %d: %w", o.Name, o.Path, o.Size, err)
+}
+
+// testStatfs replaces statfs(2) in warnSpace's tests.
+var testStatfs func(fd int, st *unix.Statfs_t) error
+
+// warnSpace warns when a sparse backing file could grow past the free
+// space of its file system: thin provisioning is legitimate, so this is
+// no refusal, but writes will fail (a SCSI space allocation error) once
+// the file system is full, and the operator should know now.
+func warnSpace(log *slog.Logger, f *os.File, o Options, size int64) {
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return
+	}
+	var fsst unix.Statfs_t
+	statfs := unix.Fstatfs
+	if testStatfs != nil {
+		statfs = testStatfs
+	}
+	if statfs(int(f.Fd()), &fsst) != nil {
+		return
+	}
+	allocated := sys.Blocks * 512
+	free := int64(fsst.Bavail) * int64(fsst.Bsize)
+	if need := size - allocated; need > free {
+		log.Warn("sparse LUN larger than the free space of its file system: writes past the free space will fail; preallocate, or free space",
+			"lun", o.Name, "path", o.Path, "size", size, "allocated", allocated, "unallocated", need, "free", free)
+	}
 }
 
 // testHookOpened, when not nil, runs between the open of the backing file
@@ -564,13 +700,15 @@ func (l *LUN) Close() error {
 	return errors.Join(err, cerr)
 }
 
-// closeFiles closes the backing file's descriptors.
+// closeFiles closes the backing file's descriptors, and last releases
+// its ownership lock: no other exporter may open it while a descriptor
+// of this LUN could still write.
 func (l *LUN) closeFiles() error {
 	var err error
 	if l.be.direct != nil {
 		err = l.be.direct.Close()
 	}
-	return errors.Join(err, l.be.f.Close())
+	return errors.Join(err, l.be.f.Close(), l.hold.Close())
 }
 
 // openFlags returns the access mode f was opened with.

@@ -1,11 +1,17 @@
 package bridge
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
 )
+
+// ErrTooLarge is a size beyond 2^63-1 bytes, the largest file offset
+// Linux addresses: no LUN can be larger (SCSI's 64-bit LBAs would allow
+// more, with either block size).
+var ErrTooLarge = errors.New("more than the largest LUN, 2^63 bytes less one block (8192P, the largest file Linux can address)")
 
 // ParseSize parses a byte count with an optional binary suffix: "4096",
 // "64M", "10G", "1T", "512K", "2GiB". Suffixes are powers of 1024. It
@@ -42,7 +48,10 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q: %w", s, ErrInvalid)
 	}
 	n, err := strconv.ParseUint(t, 10, 63)
-	if err != nil || n > math.MaxInt64>>shift {
+	if errors.Is(err, strconv.ErrRange) || err == nil && n > math.MaxInt64>>shift {
+		return 0, fmt.Errorf("size %q: %w: %w", s, ErrTooLarge, ErrInvalid)
+	}
+	if err != nil {
 		return 0, fmt.Errorf("size %q: %w", s, ErrInvalid)
 	}
 	return int64(n) << shift, nil
