@@ -57,6 +57,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 	}
 	k, err := lio.New(ctx, lio.Config{
 		ConfigfsRoot: dio.Configfs,
+		NameLockDir:  lio.DefaultNameLockDir,
 		CmdTimeout:   cfg.CmdTimeout,
 		MaxTransfer:  cfg.MaxTransfer,
 		Hostname:     hostname(),
@@ -99,11 +100,19 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 	// The view outlives ctx: it is unmounted first, by vcancel.
 	vctx, vcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer vcancel()
+	// The view is mounted once the LUNs are up: a start that fails on a
+	// LUN (a file another daemon holds, a bad size) never mounts it.
+	lunsUp := make(chan struct{})
 	var ready <-chan struct{}
 	if cfg.Mount != "" {
 		view = fusefs.New(d, fusefs.Options{Mountpoint: cfg.Mount, AllowOther: cfg.AllowOther, Version: version, Logger: log})
 		ready = view.Ready()
 		g.Go(func() error {
+			select {
+			case <-lunsUp:
+			case <-gctx.Done():
+				return nil
+			}
 			err := view.Run(vctx)
 			if vctx.Err() == nil {
 				return fmt.Errorf("FUSE view at %s stopped: %w", cfg.Mount, err)
@@ -116,12 +125,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 		ready = none
 	}
 	g.Go(func() error {
-		select {
-		case <-ready:
-		case <-gctx.Done():
-			return nil
-		}
-		return manageLUNs(gctx, d, disc, cfg.LUNs, cfg.Gateways, dio)
+		return manageLUNs(gctx, d, disc, cfg.LUNs, cfg.Gateways, dio, lunsUp, ready)
 	})
 	<-gctx.Done()
 	if ctx.Err() != nil {
@@ -133,17 +137,24 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 	return errors.Join(err, stopMetrics(), d.Close(context.Background()))
 }
 
-// manageLUNs adds the LUNs, starts serving the backstores targetcli makes
-// (disc, when not nil), then applies reloads until ctx is done.
+// manageLUNs adds the LUNs, closes lunsUp and waits for the view to be
+// ready, starts serving the backstores targetcli makes (disc, when not
+// nil), then applies reloads until ctx is done.
 //
 // The gateway leases run once the LUNs are served and stop first, before
 // the LUNs go (giving up ownership drains and syncs the LUNs); leases
 // that never ran are closed.
-func manageLUNs(ctx context.Context, d *bridge.Daemon, disc *lio.Discovery, luns []lunConfig, gateways *lio.Gateways, dio daemonIO) (err error) {
+func manageLUNs(ctx context.Context, d *bridge.Daemon, disc *lio.Discovery, luns []lunConfig, gateways *lio.Gateways, dio daemonIO, lunsUp chan<- struct{}, viewReady <-chan struct{}) (err error) {
 	stopGateways := gateways.Close
 	defer func() { err = errors.Join(err, stopGateways()) }()
 	if err := addLUNs(ctx, d, luns, dio.Out); err != nil {
 		return err
+	}
+	close(lunsUp)
+	select {
+	case <-viewReady:
+	case <-ctx.Done():
+		return nil
 	}
 	if gateways != nil {
 		stopGateways = gateways.Run(ctx)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,6 +55,8 @@ type Owner struct {
 	// file with the other gateways of its group.
 	Gateway bool
 	Since   time.Time
+	// Path is the backing file, in a LUN name's lock file only.
+	Path string
 }
 
 // String describes the owner for a message: "pid 12 on host-a, LUN d0,
@@ -76,13 +79,22 @@ func (o Owner) role() string {
 // encode is the owner record: one line of key=value words, readable with
 // cat.
 func (o Owner) encode() []byte {
-	return fmt.Appendf(nil, "lunbridge-owner pid=%d host=%s lun=%s role=%s since=%s\n",
+	b := fmt.Appendf(nil, "lunbridge-owner pid=%d host=%s lun=%s role=%s since=%s\n",
 		o.PID, o.Host, o.LUN, o.role(), o.Since.UTC().Format(time.RFC3339))
+	if o.Path != "" {
+		// A line of its own: a path may hold spaces.
+		b = fmt.Appendf(b, "path %s\n", o.Path)
+	}
+	return b
 }
 
 // parseOwner reads an owner record; ok is false for anything else.
 func parseOwner(b []byte) (o Owner, ok bool) {
-	line, _, _ := bytes.Cut(b, []byte("\n"))
+	line, rest, _ := bytes.Cut(b, []byte("\n"))
+	if p, ok := bytes.CutPrefix(rest, []byte("path ")); ok {
+		p, _, _ = bytes.Cut(p, []byte("\n"))
+		o.Path = string(p)
+	}
 	words := strings.Fields(string(line))
 	if len(words) == 0 || words[0] != "lunbridge-owner" {
 		return Owner{}, false
@@ -301,4 +313,71 @@ func alive(o Owner) bool {
 		return true // another host's processes cannot be checked
 	}
 	return !errors.Is(unix.Kill(o.PID, 0), unix.ESRCH)
+}
+
+// NameHeldError is the refusal of ClaimName: another daemon on this
+// machine serves a LUN of that name.
+type NameHeldError struct {
+	Name string
+	// Owner is the holder according to its lock file; nil if unknown.
+	Owner *Owner
+}
+
+func (e *NameHeldError) Error() string {
+	who := "holder unknown"
+	if o := e.Owner; o != nil {
+		who = fmt.Sprintf("pid %d", o.PID)
+		if o.Path != "" {
+			who += ", file " + o.Path
+		}
+	}
+	return fmt.Sprintf("LUN name %s is in use by another lunbridge on this machine (%s); choose another name (--name, or name in the config)", e.Name, who)
+}
+
+func (e *NameHeldError) Unwrap() error { return ErrHeld }
+
+// ClaimName reserves a LUN name on this machine for the LUN's lifetime:
+// an OFD write lock on dir/NAME.lock, whose content names the holder and
+// its backing file. The kernel has one namespace of TCMU backstores, so a
+// second daemon using the name would otherwise adopt the first one's
+// backstore and only fail at its UIO device. Taken before anything in
+// configfs is touched; released by Close, or by the holder's death.
+func ClaimName(dir, name, path string) (*Hold, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lease: LUN name lock directory: %w", err)
+	}
+	lockPath := filepath.Join(dir, name+".lock")
+	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lease: LUN name lock: %w", err)
+	}
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 1}
+	for {
+		err = unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+		herr := &NameHeldError{Name: name}
+		b := make([]byte, maxOwnerRecord)
+		n, _ := f.ReadAt(b, 0)
+		if o, ok := parseOwner(b[:n]); ok {
+			herr.Owner = &o
+		}
+		f.Close()
+		return nil, herr
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lease: LUN name lock %s: %w", lockPath, err)
+	}
+	host, _ := os.Hostname()
+	self := Owner{PID: os.Getpid(), Host: host, LUN: name, Path: path, Since: time.Now().Truncate(time.Second)}
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt(self.encode(), 0)
+	}
+	// shared: Close leaves the file (removing it would let a newcomer
+	// lock a new inode while a waiter still holds the old one).
+	return &Hold{f: f, path: lockPath, self: self, shared: true}, nil
 }

@@ -14,8 +14,12 @@ import (
 	"github.com/lunbridge/lunbridge/bridge"
 	"github.com/lunbridge/lunbridge/fabric"
 	"github.com/lunbridge/lunbridge/internal/configfs"
+	"github.com/lunbridge/lunbridge/lease"
 	"github.com/lunbridge/lunbridge/tcmu"
 )
+
+// DefaultNameLockDir is where the daemon keeps its LUN name locks.
+const DefaultNameLockDir = "/run/lock/lunbridge"
 
 // userHBA is N of target/core/user_N for lunbridge's backstores.
 const userHBA = 0
@@ -44,6 +48,11 @@ type Config struct {
 	// MaxRingSpin. See CheckRingOptions.
 	RingWaiter string
 	RingSpin   time.Duration
+	// NameLockDir holds one lock file per LUN name served on this
+	// machine (lease.ClaimName): a name in use by another daemon is
+	// refused before configfs is touched. Empty: no name locks (tests
+	// with a fake configfs); the daemon sets DefaultNameLockDir.
+	NameLockDir string
 	// LoadModules loads kernel modules; nil: fabric.LoadModules with
 	// ConfigfsRoot.
 	LoadModules func(ctx context.Context, modules ...string) error
@@ -196,6 +205,23 @@ func (k *Kernel) Attach(ctx context.Context, l *bridge.LUN, spec bridge.ExportSp
 		return nil, fmt.Errorf("LUN %s: %w: %w", l.Name(), err, bridge.ErrInvalid)
 	}
 	info := l.Info()
+	// The name first: a backstore of this name may be another daemon's,
+	// which OpenDevice would try to adopt.
+	var name *lease.Hold
+	if k.cfg.NameLockDir != "" {
+		if name, err = lease.ClaimName(k.cfg.NameLockDir, l.Name(), info.Path); err != nil {
+			return nil, err // it names the LUN
+		}
+	}
+	d, err := k.attach(ctx, l, spec, info)
+	if err != nil {
+		return nil, errors.Join(err, name.Close())
+	}
+	d.nameLock = name
+	return d, nil
+}
+
+func (k *Kernel) attach(ctx context.Context, l *bridge.LUN, spec bridge.ExportSpec, info bridge.LUNInfo) (*device, error) {
 	dev, err := tcmu.OpenDevice(ctx, tcmu.DeviceConfig{
 		Name:         l.Name(),
 		HBA:          userHBA,
@@ -237,8 +263,11 @@ type device struct {
 	ring *tcmu.Ring
 	spec bridge.ExportSpec
 	name string
-	t    *target // nil when not exported
-	lun  int
+	// nameLock reserves name on this machine until Remove; nil without
+	// Config.NameLockDir.
+	nameLock *lease.Hold
+	t        *target // nil when not exported
+	lun      int
 
 	resizeMu sync.Mutex // serializes Resize
 }
@@ -408,5 +437,5 @@ func (d *device) Resize(size int64) error {
 	return err
 }
 
-// Remove deletes the TCMU device.
-func (d *device) Remove() error { return d.dev.Remove() }
+// Remove deletes the TCMU device, then gives up the LUN's name.
+func (d *device) Remove() error { return errors.Join(d.dev.Remove(), d.nameLock.Close()) }
