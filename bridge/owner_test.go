@@ -245,3 +245,18 @@ func TestSparseSpaceWarning(t *testing.T) {
 		t.Errorf("warning %v with 1 GiB free", r)
 	}
 }
+
+// TestOpenTooLargeForFileSystem: a size the file system cannot hold
+// (ext4 with 4K blocks: 16 TiB) says so, instead of a bare EFBIG.
+func TestOpenTooLargeForFileSystem(t *testing.T) {
+	path := sizedFile(t, 1<<20)
+	const size = 32 << 40
+	if err := os.Truncate(path, size); err == nil {
+		os.Truncate(path, 1<<20)
+		t.Skip("the temp file system holds 32 TiB files: no EFBIG to see")
+	}
+	_, err := Open(Options{Name: "big", Path: path, Size: size})
+	if err == nil || !strings.Contains(err.Error(), "cannot hold a file that large") || !strings.Contains(err.Error(), "give a smaller size") {
+		t.Fatalf("Open(32 TiB) = %v, want the file system's limit explained", err)
+	}
+}
