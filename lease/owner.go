@@ -122,7 +122,7 @@ func parseOwner(b []byte) (o Owner, ok bool) {
 // HeldError is the refusal of Claim: path is held by another exporter.
 type HeldError struct {
 	Path string
-	// Record is the owner record's path.
+	// Record is the owner record's path; empty for a block device.
 	Record string
 	// Self says whether the refused claim was a gateway's.
 	Self bool
@@ -136,7 +136,10 @@ type HeldError struct {
 }
 
 func (e *HeldError) Error() string {
-	who := "holder unknown: no current owner record in " + e.Record
+	who := "holder unknown"
+	if e.Record != "" {
+		who += ": no current owner record in " + e.Record
+	}
 	if e.Owner != nil {
 		who = e.Owner.String()
 	}
@@ -185,6 +188,9 @@ func Claim(f *os.File, self Owner) (*Hold, error) {
 	if real, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd())); err == nil && strings.HasPrefix(real, "/") && !strings.HasSuffix(real, " (deleted)") {
 		rec = real + OwnerRecordSuffix
 	}
+	if st, err := lf.Stat(); err != nil || !st.Mode().IsRegular() {
+		rec = "" // a block device: no record beside it in /dev
+	}
 	shared = shared || self.Gateway
 	typ := int16(unix.F_WRLCK)
 	if shared {
@@ -205,7 +211,7 @@ func Claim(f *os.File, self Owner) (*Hold, error) {
 		if unix.FcntlFlock(lf.Fd(), unix.F_OFD_GETLK, &probe) == nil {
 			herr.Gateways = probe.Type == unix.F_RDLCK
 		}
-		if o, ok := readOwner(rec); ok && o.Gateway == herr.Gateways && alive(o) {
+		if o, ok := readOwner(rec); rec != "" && ok && o.Gateway == herr.Gateways && alive(o) {
 			herr.Owner = &o
 		}
 		lf.Close()
@@ -217,7 +223,11 @@ func Claim(f *os.File, self Owner) (*Hold, error) {
 	}
 	self.Since = time.Now().Truncate(time.Second)
 	h := &Hold{f: lf, path: path, rec: rec, self: self, shared: shared}
-	h.RecordErr = writeOwner(rec, self.encode())
+	if rec != "" {
+		h.RecordErr = writeOwner(rec, self.encode())
+	} else {
+		h.RecordErr = fmt.Errorf("lease: no owner record for %s: not a regular file", path)
+	}
 	return h, nil
 }
 
@@ -228,7 +238,7 @@ func (h *Hold) Close() error {
 	if h == nil || h.f == nil {
 		return nil
 	}
-	if !h.shared {
+	if !h.shared && h.rec != "" {
 		if b, err := os.ReadFile(h.rec); err == nil && bytes.Equal(b, h.self.encode()) {
 			os.Remove(h.rec)
 		}

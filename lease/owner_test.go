@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func backingFile(t *testing.T) string {
@@ -235,5 +237,25 @@ func TestClaimDiesWithHolder(t *testing.T) {
 	}
 	if b, err := os.ReadFile(path + OwnerRecordSuffix); err != nil || !strings.Contains(string(b), "pid="+strconv.Itoa(os.Getpid())) {
 		t.Errorf("owner record = %q, %v; want this process's", b, err)
+	}
+}
+
+// TestClaimDevice: a device node is locked like a file, but no owner
+// record is written beside it (that would be a file in /dev).
+func TestClaimDevice(t *testing.T) {
+	dir := t.TempDir()
+	node := filepath.Join(dir, "null")
+	if err := unix.Mknod(node, unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))); err != nil {
+		t.Skip("cannot make a device node:", err)
+	}
+	if _, err := claim(t, node, false); err != nil {
+		t.Fatal(err)
+	}
+	_, err := claim(t, node, false)
+	if !errors.Is(err, ErrHeld) || !strings.Contains(err.Error(), "holder unknown") {
+		t.Fatalf("second claim of the device = %v, want a refusal with the holder unknown", err)
+	}
+	if _, err := os.Lstat(node + OwnerRecordSuffix); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("owner record beside a device node: %v", err)
 	}
 }
