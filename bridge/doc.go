@@ -40,4 +40,11 @@
 // Workers blocked in a hung file system may outlive Serve; the ring
 // mapping and the descriptors they use are released only when they return
 // (lifetime.go).
+//
+// One file, one writer (docs/ownership.md): Open claims the backing file
+// with lease.Claim before it grows, preallocates or serves it, so a
+// second exporter of the file, in this daemon, another one, or on another
+// client of a shared file system, is refused with the holder's name;
+// gateways of one group share the claim. The claim is released with the
+// last descriptor of the LUN.
 package bridge
