@@ -12,10 +12,20 @@
 # without becoming ready and without mounting its view.
 refused() {
 	_c=$1; _h=$2; shift 2
-	if $LB "$@" > /tmp/$_c.out 2> /tmp/$_c.err; then
-		cat /tmp/$_c.out /tmp/$_c.err; die "$_c: a second exporter ran"
+	$LB "$@" > /tmp/$_c.out 2> /tmp/$_c.err &
+	_p=$!
+	_n=0
+	while kill -0 $_p 2>/dev/null; do
+		_n=$((_n + 1))
+		if [ $_n -gt 600 ] || grep -q 'lunbridge: ready' /tmp/$_c.out; then
+			kill -9 $_p; wait $_p || true
+			cat /tmp/$_c.out /tmp/$_c.err; die "$_c: the second exporter became ready or kept running"
+		fi
+		sleep 0.1
+	done
+	if wait $_p; then
+		cat /tmp/$_c.out /tmp/$_c.err; die "$_c: the second exporter exited 0"
 	fi
-	grep -q 'lunbridge: ready' /tmp/$_c.out && die "$_c: the second exporter became ready"
 	grep -q 'fusefs: mounted' /tmp/$_c.err && die "$_c: the refused daemon mounted its view first"
 	cp /tmp/$_c.err /mnt/host/$_c.refused
 	echo "$_h" > /mnt/host/$_c.holder
