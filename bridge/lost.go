@@ -72,11 +72,17 @@ func (l *LUN) Reason() string {
 // one is dead, opens the path again and puts the new file on the old
 // descriptor numbers with dup3: workers keep using the same numbers and
 // never see a closed one.
-func (l *LUN) reopenIfDead() error {
+func (l *LUN) reopenIfDead() (err error) {
 	files := []*os.File{l.be.f}
 	if l.be.direct != nil {
 		files = append(files, l.be.direct)
 	}
+	reopened := false
+	defer func() {
+		if reopened && err == nil {
+			err = l.reclaim()
+		}
+	}()
 	for _, f := range files {
 		var st unix.Stat_t
 		err := unix.Fstat(int(f.Fd()), &st)
@@ -99,8 +105,29 @@ func (l *LUN) reopenIfDead() error {
 		if derr != nil {
 			return fmt.Errorf("LUN %s: reopen %s: dup3: %w", l.name, l.path, derr)
 		}
+		reopened = true
 		l.log.Info("backing file reopened", "path", l.path, "err", err)
 	}
+	return nil
+}
+
+// reclaim claims the reopened backing file again: the ownership lock was
+// on a descriptor of the same lost file system and went with it, and
+// another exporter may have claimed the file meanwhile. Then the LUN
+// stays failed.
+func (l *LUN) reclaim() error {
+	l.infoMu.Lock()
+	old := l.hold
+	l.hold = nil
+	l.infoMu.Unlock()
+	old.Close() // dead, or ours: either way not in the new claim's way
+	h, err := claim(l.be.f, Options{Name: l.name, Gateway: l.gateway})
+	if err != nil {
+		return fmt.Errorf("LUN %s: claim the reopened file: %w", l.name, err)
+	}
+	l.infoMu.Lock()
+	l.hold = h
+	l.infoMu.Unlock()
 	return nil
 }
 

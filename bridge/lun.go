@@ -104,7 +104,6 @@ type LUN struct {
 	workers int
 	disk    *scsi.Disk
 	be      *fileBackend
-	hold    *lease.Hold // the ownership lock on the backing file
 	stats   counters
 	start   time.Time
 	state   atomic.Uint32 // State
@@ -118,6 +117,9 @@ type LUN struct {
 	fabricPath string  // protected by infoMu
 	srv        *server // protected by infoMu; the current Serve, if any
 	reason     string  // protected by infoMu; why the LUN failed (lost.go)
+	// hold is the ownership claim on the backing file (lease.Claim);
+	// reclaim (lost.go) renews it. Protected by infoMu.
+	hold *lease.Hold
 
 	// workerGrace and stalledAfter: see defaultWorkerGrace and
 	// defaultStalledAfter (tests shorten them).
@@ -708,7 +710,11 @@ func (l *LUN) closeFiles() error {
 	if l.be.direct != nil {
 		err = l.be.direct.Close()
 	}
-	return errors.Join(err, l.be.f.Close(), l.hold.Close())
+	l.infoMu.Lock()
+	hold := l.hold
+	l.hold = nil
+	l.infoMu.Unlock()
+	return errors.Join(err, l.be.f.Close(), hold.Close())
 }
 
 // openFlags returns the access mode f was opened with.

@@ -260,3 +260,33 @@ func TestOpenTooLargeForFileSystem(t *testing.T) {
 		t.Fatalf("Open(32 TiB) = %v, want the file system's limit explained", err)
 	}
 }
+
+// TestReclaimAfterLoss: a LUN whose backing file system went away lost
+// its lock with its descriptors; bringing it back claims the file again,
+// and is refused if another exporter took the file meanwhile.
+func TestReclaimAfterLoss(t *testing.T) {
+	path := sizedFile(t, 1<<20)
+	a, err := Open(Options{Name: "a", Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.reclaim(); err != nil {
+		t.Fatalf("reclaim of a file nobody else took = %v", err)
+	}
+	if _, err := Open(Options{Name: "b", Path: path}); !errors.Is(err, lease.ErrHeld) {
+		t.Fatalf("Open(b) after a's reclaim = %v, want lease.ErrHeld", err)
+	}
+	// The lock goes, as with a dead FUSE client, and b takes the file.
+	a.infoMu.Lock()
+	a.hold.Close()
+	a.infoMu.Unlock()
+	b, err := Open(Options{Name: "b", Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := a.reclaim(); !errors.Is(err, lease.ErrHeld) || !strings.Contains(err.Error(), "LUN b") {
+		t.Fatalf("reclaim after b took the file = %v, want a refusal naming LUN b", err)
+	}
+}
