@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -219,7 +220,25 @@ func (fc fileConfig) resolve(host string, readSecret func(string) (string, error
 	if err := checkIdentities(dc.LUNs); err != nil {
 		return dc, err
 	}
+	if err := checkPaths(dc.LUNs); err != nil {
+		return dc, err
+	}
 	return dc, nil
+}
+
+// checkPaths refuses two LUNs of one config on one file, said plainly
+// here rather than as the ownership lock's refusal at start (which also
+// catches the same file under two names: a link).
+func checkPaths(luns []lunConfig) error {
+	seen := map[string]string{}
+	for _, l := range luns {
+		p := filepath.Clean(l.Path)
+		if other, ok := seen[p]; ok {
+			return fmt.Errorf("LUNs %s and %s both export %s: one file can back one LUN", other, l.Name, l.Path)
+		}
+		seen[p] = l.Name
+	}
+	return nil
 }
 
 // spec resolves a target's fabric settings; a target without an IQN is

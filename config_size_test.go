@@ -33,3 +33,13 @@ func TestSizeMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestSamePathTwice: two LUNs of one config on one file are refused with
+// both names.
+func TestSamePathTwice(t *testing.T) {
+	text := "[[target]]\n[[target.lun]]\nname=\"a\"\npath=\"/srv/x.img\"\n[[target.lun]]\nname=\"b\"\npath=\"/srv/./x.img\"\n"
+	_, err := parseConfig([]byte(text), "host1", readSecretFile)
+	if err == nil || !strings.Contains(err.Error(), "LUNs a and b both export /srv/./x.img") {
+		t.Fatalf("parseConfig = %v, want both LUNs and the file named", err)
+	}
+}
