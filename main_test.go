@@ -56,18 +56,20 @@ func TestImportBoundaries(t *testing.T) {
 		// scale-out group (gateway.go: lease decides ALUA ownership).
 		mod + "/lio": {mod + "/fabric", mod + "/tcmu", mod + "/bridge", configfs,
 			mod + "/tcmuservice", mod + "/lease"},
-		mod + "/fusefs":                {mod + "/bridge", fuseFS, fuse, unix},
-		mod + "/bridge":                {mod + "/tcmu", mod + "/scsi", unix},
-		mod + "/tcmu":                  {unix, configfs},
-		mod + "/scsi":                  {},
-		mod + "/fabric":                {unix, configfs},
-		mod + "/internal/configfs":     {},
-		mod + "/internal/fakering":     {},
-		mod + "/internal/memdisk":      {},
-		mod + "/internal/cmd/loopfs":   {fuseFS, fuse},
-		mod + "/integration":           anything,
-		mod + "/integration/blocktest": anything,
-		mod + "/integration/vmtest":    anything,
+		mod + "/fusefs":              {mod + "/bridge", fuseFS, fuse, unix},
+		mod + "/bridge":              {mod + "/tcmu", mod + "/scsi", unix},
+		mod + "/tcmu":                {unix, configfs},
+		mod + "/scsi":                {},
+		mod + "/fabric":              {unix, configfs},
+		mod + "/internal/configfs":   {},
+		mod + "/internal/fakering":   {},
+		mod + "/internal/memdisk":    {},
+		mod + "/internal/cmd/loopfs": {fuseFS, fuse},
+		// The packaging tool (scripts/package.sh): std only.
+		mod + "/internal/cmd/debcopyright": {},
+		mod + "/integration":               anything,
+		mod + "/integration/blocktest":     anything,
+		mod + "/integration/vmtest":        anything,
 	}
 	dec := json.NewDecoder(strings.NewReader(string(out)))
 	seen := 0
