@@ -61,17 +61,19 @@ func TestImportBoundaries(t *testing.T) {
 		// for the LUN's lifetime (lease.Claim, issue 27): the lock
 		// lives in lease so that plain exports and gateway leases use
 		// one mechanism and refuse each other.
-		mod + "/bridge":                {mod + "/tcmu", mod + "/scsi", mod + "/lease", unix},
-		mod + "/tcmu":                  {unix, configfs},
-		mod + "/scsi":                  {},
-		mod + "/fabric":                {unix, configfs},
-		mod + "/internal/configfs":     {},
-		mod + "/internal/fakering":     {},
-		mod + "/internal/memdisk":      {},
-		mod + "/internal/cmd/loopfs":   {fuseFS, fuse},
-		mod + "/integration":           anything,
-		mod + "/integration/blocktest": anything,
-		mod + "/integration/vmtest":    anything,
+		mod + "/bridge":              {mod + "/tcmu", mod + "/scsi", mod + "/lease", unix},
+		mod + "/tcmu":                {unix, configfs},
+		mod + "/scsi":                {},
+		mod + "/fabric":              {unix, configfs},
+		mod + "/internal/configfs":   {},
+		mod + "/internal/fakering":   {},
+		mod + "/internal/memdisk":    {},
+		mod + "/internal/cmd/loopfs": {fuseFS, fuse},
+		// The packaging tool (scripts/package.sh): std only.
+		mod + "/internal/cmd/debcopyright": {},
+		mod + "/integration":               anything,
+		mod + "/integration/blocktest":     anything,
+		mod + "/integration/vmtest":        anything,
 	}
 	dec := json.NewDecoder(strings.NewReader(string(out)))
 	seen := 0

@@ -43,6 +43,10 @@
 #                                               daemon in the guest with the
 #                                               systemd unit's capability
 #                                               bounding set
+#   lintian                                     Debian's package checker:
+#                                               TestDebianPackage runs it on the
+#                                               .deb of scripts/package.sh (no
+#                                               error or warning may be left)
 #
 # The kernel package itself (linux-image-6.1.0-NN-amd64) is not installed:
 # integration/vmtest downloads it with `apt-get download` into its cache.
@@ -51,7 +55,7 @@ set -euo pipefail
 pkgs=(qemu-system-x86 busybox-static cpio kmod fio sg3-utils sdparm libiscsi-bin
 	qemu-utils qemu-block-extra prometheus curl open-iscsi xfsprogs
 	targetcli-fb python3-rtslib-fb python3-gi dbus fuse3
-	gcc libc6-dev linux-libc-dev libcap2-bin)
+	gcc libc6-dev linux-libc-dev libcap2-bin lintian)
 # The GlusterFS harness of integration/gluster_test.go (see above).
 pkgs+=(glusterfs-server glusterfs-client)
 

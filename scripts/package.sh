@@ -19,6 +19,14 @@
 #                                                 the D-Bus policy (root only owns
 #                                                 and calls the targetcli handler
 #                                                 name)
+#   /usr/share/doc/lunbridge/copyright            DEP-5: lunbridge's license and
+#                                                 that of every Go module in the
+#                                                 binary, generated from its
+#                                                 build info (internal/cmd/
+#                                                 debcopyright); fails on a module
+#                                                 with an unknown license
+#   /usr/share/doc/lunbridge/changelog.gz         one entry: VERSION and commit
+#   /usr/share/lintian/overrides/lunbridge        packaging/lintian-overrides
 # No maintainer scripts: the unit is not enabled or started on install (it
 # needs /etc/lunbridge/lunbridge.toml first). Timestamps come from the
 # commit (SOURCE_DATE_EPOCH), so two builds of one commit are identical.
@@ -59,7 +67,8 @@ fi
 
 install -d "$root/usr/share/man/man8" "$root/usr/share/bash-completion/completions" \
 	"$root/usr/share/fish/vendor_completions.d" "$root/lib/systemd/system" \
-	"$root/usr/share/doc/lunbridge/examples" "$root/usr/share/dbus-1/system.d" "$root/DEBIAN"
+	"$root/usr/share/doc/lunbridge/examples" "$root/usr/share/dbus-1/system.d" \
+	"$root/usr/share/lintian/overrides" "$root/DEBIAN"
 "$gen" man | gzip -9n > "$root/usr/share/man/man8/lunbridge.8.gz"
 "$gen" completion bash > "$root/usr/share/bash-completion/completions/lunbridge"
 "$gen" completion fish > "$root/usr/share/fish/vendor_completions.d/lunbridge.fish"
@@ -74,6 +83,33 @@ install -m 0644 examples/lunbridge.toml examples/prometheus.yml examples/alerts.
 	"$root/usr/share/doc/lunbridge/examples/"
 install -m 0644 packaging/dbus-org.kernel.TCMUService1.conf \
 	"$root/usr/share/dbus-1/system.d/org.kernel.TCMUService1.conf"
+install -m 0644 packaging/lintian-overrides "$root/usr/share/lintian/overrides/lunbridge"
+
+# The copyright file lists what the binary itself says it contains (its
+# build info, as "go version -m" prints it), so it cannot drift from
+# go.mod; the module cache holds every module's license file after the
+# build above.
+maintainer=$(sed -n 's/^Maintainer: //p' packaging/control)
+first=$(git log --max-parents=0 --format=%cd --date=format:%Y 2>/dev/null | sort | sed -n 1p || true)
+last=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y)
+years=${first:-$last}
+[ "$years" = "$last" ] || years=$years-$last
+go run ./internal/cmd/debcopyright -binary "$root/usr/sbin/lunbridge" -installed /usr/sbin/lunbridge \
+	-license LICENSE -modcache "$(go env GOMODCACHE)" -goroot "$(go env GOROOT)" \
+	-name lunbridge -contact "$maintainer" -source https://github.com/lunbridge/lunbridge \
+	-copyright "$years lunbridge developers" > "$tmp/copyright"
+install -m 0644 "$tmp/copyright" "$root/usr/share/doc/lunbridge/copyright"
+# A native package's changelog (Debian policy 12.7): one entry for this
+# build, dated by the commit so that two builds stay identical.
+{
+	echo "lunbridge ($version) unstable; urgency=medium"
+	echo
+	echo "  * Built by scripts/package.sh from commit $commit."
+	echo
+	echo " -- $maintainer  $(LC_ALL=C date -u -R -d "@$SOURCE_DATE_EPOCH")"
+} | gzip -9n > "$root/usr/share/doc/lunbridge/changelog.gz"
+chmod 0644 "$root/usr/share/doc/lunbridge/changelog.gz"
+
 chmod 0644 "$root"/usr/share/bash-completion/completions/lunbridge \
 	"$root"/usr/share/fish/vendor_completions.d/lunbridge.fish "$root"/lib/systemd/system/lunbridge.service
 
