@@ -203,7 +203,9 @@ type Device struct {
 // qfull_time_out, emulate_write_cache and tmr_notification; then
 // enable. The control parser ignores unknown tokens silently, so every
 // value is read back from attrib/ and a difference fails with
-// ErrMismatch. On failure the new backstore is removed again.
+// ErrMismatch. On failure what OpenDevice created (the backstore, the
+// HBA if it made it) is removed again and the UIO descriptor and mapping
+// are released; an adopted backstore is left as it was.
 //
 // Adoption: if the directory exists and its dev_config is
 // "lunbridge/<Config>", the device is reattached (Adopted reports true)
