@@ -235,7 +235,7 @@ func boolStr(b bool) string {
 // removed again. The target must not exist beforehand: an existing one is
 // an error wrapping fs.ErrExist (two owners would remove each other's
 // state).
-func (t *ISCSITarget) AddLUN(ctx context.Context, lun int, backstorePath string) (string, error) {
+func (t *ISCSITarget) AddLUN(ctx context.Context, lun int, backstorePath string) (_ string, err error) {
 	if err := t.Validate(); err != nil {
 		return "", err
 	}
@@ -254,23 +254,27 @@ func (t *ISCSITarget) AddLUN(ctx context.Context, lun int, backstorePath string)
 		return "", fmt.Errorf("fabric: iSCSI %s LUN %d: %w", t.IQN, lun, fs.ErrExist)
 	}
 	fsys := t.fs()
+	// What this call creates is journaled as it goes: t.base for the
+	// target (when this call creates it), lj for the LUN. On any error
+	// both are undone, newest first, so that a failed AddLUN leaves
+	// configfs as it found it.
+	var lj journal
 	created := false
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, lj.undo(fsys))
+			if created {
+				err = errors.Join(err, t.base.undo(fsys))
+				t.base = nil
+			}
+		}
+	}()
 	if len(t.base) == 0 {
+		created = true
 		if err := t.create(); err != nil {
-			err = errors.Join(err, t.base.undo(fsys))
-			t.base = nil
 			return "", err
 		}
-		created = true
 	}
-	fail := func(err error) (string, error) {
-		if created {
-			err = errors.Join(err, t.base.undo(fsys))
-			t.base = nil
-		}
-		return "", err
-	}
-	var lj journal
 	c := cfs{fsys: fsys, j: &lj}
 	tpg := t.tpg()
 	name := "lun_" + strconv.Itoa(lun)
@@ -299,7 +303,7 @@ func (t *ISCSITarget) AddLUN(ctx context.Context, lun int, backstorePath string)
 		return nil
 	}
 	if err := steps(); err != nil {
-		return fail(errors.Join(err, lj.undo(fsys)))
+		return "", err
 	}
 	if !t.enabled {
 		t.enabled = true

@@ -95,7 +95,7 @@ func (t *LoopTarget) tpg() string {
 // run) is adopted (and with Adopt, the tpg too, so Remove deletes it); a
 // LUN that links anything else is an error. On failure
 // everything AddLUN created is removed again.
-func (t *LoopTarget) AddLUN(ctx context.Context, lun int, backstorePath string) (string, error) {
+func (t *LoopTarget) AddLUN(ctx context.Context, lun int, backstorePath string) (_ string, err error) {
 	if err := ValidateNAA(t.WWN); err != nil {
 		return "", err
 	}
@@ -121,17 +121,22 @@ func (t *LoopTarget) AddLUN(ctx context.Context, lun int, backstorePath string) 
 	if err := fsys.Mkdir(loop); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", fmt.Errorf("fabric: mkdir %s: %w (is tcm_loop loaded?)", loop, err)
 	}
-	var base journal
+	// What this call creates is journaled as it goes: base for the
+	// target, lj for the LUN. On any error both are undone, newest first,
+	// so that a failed AddLUN leaves configfs as it found it.
+	var base, lj journal
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, lj.undo(fsys), base.undo(fsys))
+		}
+	}()
 	c := cfs{fsys: fsys, j: &base}
-	fail := func(err error) (string, error) {
-		return "", errors.Join(err, base.undo(fsys))
-	}
 	tpg := t.tpg()
 	if _, err := c.mkdir(filepath.Dir(tpg)); err != nil {
-		return fail(err)
+		return "", err
 	}
 	if _, err := c.mkdir(tpg); err != nil {
-		return fail(err)
+		return "", err
 	}
 	// tcm_loop_tpg_nexus_show fails with ENODEV (Linux 6.1) or prints
 	// nothing when the tpg has no nexus.
@@ -140,7 +145,7 @@ func (t *LoopTarget) AddLUN(ctx context.Context, lun int, backstorePath string) 
 		nexus, err = "", nil
 	}
 	if err != nil {
-		return fail(err)
+		return "", err
 	}
 	// adopted: with Adopt, a tpg with our nexus was left by a previous
 	// run of ours: it is ours to remove once its LUNs are gone.
@@ -148,31 +153,30 @@ func (t *LoopTarget) AddLUN(ctx context.Context, lun int, backstorePath string) 
 	switch nexus = strings.TrimSpace(nexus); nexus {
 	case "":
 		if err := c.write(filepath.Join(tpg, "nexus"), t.NexusWWN, ""); err != nil {
-			return fail(err)
+			return "", err
 		}
 	case t.NexusWWN:
 		adopted = t.Adopt && len(base) == 0 && len(t.base) == 0
 	default:
-		return fail(fmt.Errorf("fabric: %s has nexus %s, want %s", tpg, nexus, t.NexusWWN))
+		return "", fmt.Errorf("fabric: %s has nexus %s, want %s", tpg, nexus, t.NexusWWN)
 	}
 
-	var lj journal
 	lc := cfs{fsys: fsys, j: &lj}
 	dir := filepath.Join(tpg, "lun", "lun_"+strconv.Itoa(lun))
 	found, err := lc.mkdir(dir)
 	if err != nil {
-		return fail(err)
+		return "", err
 	}
 	if found {
 		if err := adoptLUN(fsys, dir, backstorePath, &lj); err != nil {
-			return fail(err)
+			return "", err
 		}
 	} else if err := lc.symlink(backstorePath, filepath.Join(dir, "lunbridge")); err != nil {
-		return fail(errors.Join(err, lj.undo(fsys)))
+		return "", err
 	}
 	dev, err := t.findDisk(ctx, lun)
 	if err != nil {
-		return fail(errors.Join(err, lj.undo(fsys)))
+		return "", err
 	}
 	if adopted {
 		base = journal{{kind: opRmdir, path: filepath.Dir(tpg)}, {kind: opRmdir, path: tpg}}

@@ -285,6 +285,77 @@ func TestCompareAndWrite(t *testing.T) {
 	}
 }
 
+// TestCompareAndWriteDataOutSize: SBC-4 (COMPARE AND WRITE) has the
+// Data-Out Buffer hold the verify instance data, NUMBER OF LOGICAL BLOCKS
+// logical blocks of it, followed by the write instance data, as many
+// again: exactly 2 x NUMBER OF LOGICAL BLOCKS x the logical block length,
+// and none at all for a NUMBER OF LOGICAL BLOCKS of zero, which specifies
+// that no logical blocks are transferred or compared. A buffer of any
+// other length does not describe the command: it is ILLEGAL REQUEST,
+// INVALID FIELD IN COMMAND INFORMATION UNIT (05/0E/03, what LIO answers
+// for a data-out length that differs from the one the CDB implies,
+// fileio included), found before anything is read or compared, so never
+// MISCOMPARE (0E/1D/00), and nothing is written. Each shape is tried with
+// verify data that matches the medium (a size check after the compare
+// would write) and with verify data that does not (it would miscompare),
+// in one buffer and split across iovecs as TCMU hands them over.
+func TestCompareAndWriteDataOutSize(t *testing.T) {
+	for _, bs := range []int{512, 4096} {
+		d, mem := newDisk(t, func(c *Config) { c.BlockSize = uint32(bs); c.Blocks = 64 })
+		const lba = 8
+		old := pattern(8*bs, 5)
+		mustOK(t, d, cdb10(OpWrite10, lba, 8), old)
+		for _, blocks := range []int{0, 1, 3} {
+			n := blocks * bs
+			for _, tc := range []struct {
+				name string
+				len  int
+			}{
+				{"empty", 0},
+				{"one byte", 1},
+				{"verify data only", n},
+				{"one byte short", 2*n - 1},
+				{"one block short", 2*n - bs},
+				{"odd: one byte long", 2*n + 1},
+				{"odd: half a block long", 2*n + bs/2},
+				{"one block long", 2*n + bs},
+				{"three times", 3 * n},
+				{"four times", 4 * n},
+			} {
+				if tc.len == 2*n || tc.len < 0 {
+					continue // the one right size, or no such shape
+				}
+				for _, match := range []bool{false, true} {
+					buf := pattern(tc.len, 9)
+					if match {
+						copy(buf, old[:min(n, tc.len)])
+					}
+					for _, split := range []bool{false, true} {
+						data := [][]byte{buf}
+						if split && tc.len > 1 {
+							data = [][]byte{buf[:tc.len/3], buf[tc.len/3:]}
+						}
+						_, err := d.Execute(cawCDB(lba, byte(blocks)), data)
+						if !errors.Is(err, ErrInvalidFieldInCmdIU) {
+							t.Errorf("block size %d, NUMBER OF LOGICAL BLOCKS %d, %s (%d bytes, verify data matches %v, split %v) = %v, want %v",
+								bs, blocks, tc.name, tc.len, match, split, err, ErrInvalidFieldInCmdIU)
+						}
+						if !bytes.Equal(mem.Bytes()[lba*bs:(lba+8)*bs], old) {
+							t.Fatalf("block size %d, NUMBER OF LOGICAL BLOCKS %d, %s: the medium changed", bs, blocks, tc.name)
+						}
+					}
+				}
+			}
+		}
+		// The right size still works: matching verify data, then write.
+		nw := pattern(bs, 7)
+		mustOK(t, d, cawCDB(lba, 1), append(bytes.Clone(old[:bs]), nw...))
+		if !bytes.Equal(mem.Bytes()[lba*bs:(lba+1)*bs], nw) {
+			t.Errorf("block size %d: a matching COMPARE AND WRITE did not write", bs)
+		}
+	}
+}
+
 // yieldBackend yields the processor inside every read, widening the
 // window between the compare and the write of a non-atomic CAW.
 type yieldBackend struct{ *memdisk.Disk }

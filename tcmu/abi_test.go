@@ -282,9 +282,9 @@ func TestCDBLength(t *testing.T) {
 		ne.PutUint16(mem[mbVersion:], 2)
 		ne.PutUint32(mem[mbCmdrOff:], 128)
 		ne.PutUint32(mem[mbCmdrSize:], 2048)
-		r := &codec{mem: mem, cmdrOff: 128, size: 2048}
+		d := &codec{mem: mem, cmdrOff: 128, size: 2048}
 		copy(mem[200:], tt.cdb)
-		got, err := r.cdb(200)
+		got, err := d.cdb(200)
 		if err != nil || len(got) != tt.want {
 			t.Errorf("CDB %#x: length %d (%v), want %d", tt.cdb[0], len(got), err, tt.want)
 		}

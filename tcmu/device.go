@@ -203,7 +203,9 @@ type Device struct {
 // qfull_time_out, emulate_write_cache and tmr_notification; then
 // enable. The control parser ignores unknown tokens silently, so every
 // value is read back from attrib/ and a difference fails with
-// ErrMismatch. On failure the new backstore is removed again.
+// ErrMismatch. On failure what OpenDevice created (the backstore, the
+// HBA if it made it) is removed again and the UIO descriptor and mapping
+// are released; an adopted backstore is left as it was.
 //
 // Adoption: if the directory exists and its dev_config is
 // "lunbridge/<Config>", the device is reattached (Adopted reports true)
@@ -220,7 +222,7 @@ func OpenDevice(ctx context.Context, cfg DeviceConfig) (*Device, error) {
 	return openDevice(ctx, configfs.Or(cfg.FS), cfg)
 }
 
-func openDevice(ctx context.Context, fsys fsys, cfg DeviceConfig) (*Device, error) {
+func openDevice(ctx context.Context, fsys fsys, cfg DeviceConfig) (_ *Device, err error) {
 	cfg = cfg.withDefaults()
 	if err := ValidateName(cfg.Name); err != nil {
 		return nil, err
@@ -235,14 +237,27 @@ func openDevice(ctx context.Context, fsys fsys, cfg DeviceConfig) (*Device, erro
 	if cfg.HBA < 0 {
 		return nil, fmt.Errorf("tcmu: HBA %d is negative", cfg.HBA)
 	}
+	// Each step that acquires something records its release; on any
+	// error they run newest first, so that a failed OpenDevice leaves
+	// configfs as it found it and holds no descriptor or mapping.
+	var undo undoStack
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, undo.run())
+		}
+	}()
 	hba := filepath.Join(core, "user_"+strconv.Itoa(cfg.HBA))
-	if err := fsys.Mkdir(hba); err != nil && !errors.Is(err, fs.ErrExist) {
+	switch err := fsys.Mkdir(hba); {
+	case err == nil:
+		undo.push(func() error { return rmdirHBA(fsys, hba) })
+	case !errors.Is(err, fs.ErrExist):
 		return nil, fmt.Errorf("tcmu: mkdir %s: %w (is target_core_user loaded?)", hba, err)
 	}
 	d := &Device{fsys: fsys, dir: filepath.Join(hba, cfg.Name)}
-	err := fsys.Mkdir(d.dir)
-	switch {
+	switch err := fsys.Mkdir(d.dir); {
 	case errors.Is(err, fs.ErrExist):
+		// Not ours to remove on failure: a previous run's, or
+		// another tool's (adopt tells).
 		d.adopted = true
 		if cfg, err = d.adopt(cfg); err != nil {
 			return nil, err
@@ -250,21 +265,37 @@ func openDevice(ctx context.Context, fsys fsys, cfg DeviceConfig) (*Device, erro
 	case err != nil:
 		return nil, fmt.Errorf("tcmu: mkdir %s: %w", d.dir, err)
 	default:
+		undo.push(d.rmdirBackstore)
 		if err := cfg.forCreate(); err != nil {
-			return nil, errors.Join(err, d.rmdir())
+			return nil, err
 		}
 		if err := d.configure(cfg); err != nil {
-			return nil, errors.Join(err, d.rmdir())
+			return nil, err
 		}
 	}
 	d.cfg = cfg
-	if err := d.attach(ctx); err != nil {
-		if !d.adopted {
-			err = errors.Join(err, d.rmdir())
-		}
+	if err := d.attach(ctx, &undo); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// undoStack is the cleanup of a multi-step constructor: each step that
+// acquires a resource pushes its release, and on failure run releases
+// them newest first. On success the stack is dropped and the object's
+// Close or Remove releases what it holds.
+type undoStack []func() error
+
+func (u *undoStack) push(release func() error) { *u = append(*u, release) }
+
+// run calls every release, newest first, and joins their errors.
+func (u *undoStack) run() error {
+	var errs []error
+	for i := len(*u) - 1; i >= 0; i-- {
+		errs = append(errs, (*u)[i]())
+	}
+	*u = nil
+	return errors.Join(errs...)
 }
 
 func (d *Device) attr(name string) string { return filepath.Join(d.dir, "attrib", name) }
@@ -406,8 +437,9 @@ func (d *Device) configure(cfg DeviceConfig) error {
 	return errors.Join(errs...)
 }
 
-// attach finds, opens and maps the UIO device.
-func (d *Device) attach(ctx context.Context) error {
+// attach finds, opens and maps the UIO device, and pushes the release of
+// the descriptor and the mapping on undo.
+func (d *Device) attach(ctx context.Context, undo *undoStack) error {
 	want := uioName(d.cfg.HBA, d.cfg.Name, configPrefix+d.cfg.Config)
 	n, err := findUIO(ctx, d.fsys, d.cfg.SysfsRoot, want, uioBound)
 	if err != nil {
@@ -426,8 +458,15 @@ func (d *Device) attach(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	undo.push(func() error {
+		err := unix.Munmap(mem)
+		if err != nil {
+			err = fmt.Errorf("tcmu: munmap %s: %w", d.uio, err)
+		}
+		return errors.Join(err, f.Close())
+	})
 	if err := checkMailbox(mem); err != nil {
-		return errors.Join(err, unix.Munmap(mem), f.Close())
+		return err
 	}
 	d.f, d.mem = f, mem
 	return nil
@@ -698,13 +737,27 @@ func (d *Device) Remove() error {
 }
 
 // rmdir removes the backstore directory and, when it was the last one,
-// the user_N HBA (rmdir of a non-empty HBA fails, which is ignored).
+// the user_N HBA.
 func (d *Device) rmdir() error {
+	if err := d.rmdirBackstore(); err != nil {
+		return err
+	}
+	return rmdirHBA(d.fsys, filepath.Dir(d.dir))
+}
+
+// rmdirBackstore removes the backstore directory; one already gone is
+// not an error.
+func (d *Device) rmdirBackstore() error {
 	if err := d.fsys.Rmdir(d.dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("tcmu: rmdir %s: %w", d.dir, err)
 	}
-	hba := filepath.Dir(d.dir)
-	err := d.fsys.Rmdir(hba)
+	return nil
+}
+
+// rmdirHBA removes a user_N HBA directory if it is empty: rmdir of one
+// that still holds a backstore fails, which is not an error here.
+func rmdirHBA(fsys fsys, hba string) error {
+	err := fsys.Rmdir(hba)
 	if err == nil || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTEMPTY) ||
 		errors.Is(err, syscall.EBUSY) {
 		return nil

@@ -29,17 +29,19 @@
 // out of order: the slot at the tail takes the response of whichever
 // command finished, with that command's id.
 //
-// Ring serves this protocol in two layers. Its codec parses entries into
-// Cmds (the ring is untrusted: every length and offset is checked against
-// the mapping, and a bad entry ends Run with ErrCorruptRing), writes
-// responses, stores cmd_tail and kicks: single-threaded code with no
-// goroutines, run by whoever holds the ring's lock. Its scheduler decides
-// who that is: the UIO waiter when the kernel signals an idle ring, the
-// goroutine completing the last command in flight, else the ring
-// goroutine, which batches (Ring lists them). A Handler gets each Cmd and
-// must not block; an Inliner may also have the waiter execute a command
-// itself, unlocked, under a watchdog that hands the waiter's role to a
-// fresh goroutine if the command runs long. Which commands are inline is
+// Ring serves this protocol in two layers, each in its own file. Its codec
+// (codec.go, the field Ring.codec) parses entries into Cmds (the ring is
+// untrusted: every length and offset is checked against the mapping, and
+// a bad entry ends Run with ErrCorruptRing), writes responses, stores
+// cmd_tail and kicks: single-threaded code with no goroutines, not safe
+// for concurrent use, run only by whoever holds the ring's lock. Its
+// scheduler (ring.go) decides who that is: the UIO waiter when the kernel
+// signals an idle ring, the goroutine completing the last command in
+// flight, else the ring goroutine, which batches (Ring lists them). A
+// Handler gets each Cmd and must not block; an Inliner may also have the
+// waiter execute a command itself, unlocked, under a watchdog that hands
+// the waiter's role to a fresh goroutine if the command runs long (the
+// waiter, its inline batches and the watchdog are in waiter.go). Which commands are inline is
 // the Inliner's policy (package bridge: what is answered from memory, I/O
 // on a memory-backed file, reads that hit the page cache); RunInline may
 // still find that one would block and hand it to its workers, which

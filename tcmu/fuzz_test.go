@@ -192,7 +192,7 @@ func FuzzRing(f *testing.F) {
 		if err != nil {
 			return
 		}
-		h := &fuzzHandler{t: t, mem: mem, dataOff: int(r.dataOff), inflight: map[uint16]bool{}}
+		h := &fuzzHandler{t: t, mem: mem, dataOff: int(r.codec.dataOff), inflight: map[uint16]bool{}}
 		perr := r.poll(h)
 		if err := r.flush(); err != nil {
 			t.Fatalf("flush: %v", err)
@@ -207,15 +207,15 @@ func FuzzRing(f *testing.F) {
 		if err := r.flush(); err != nil {
 			t.Fatalf("flush: %v", err)
 		}
-		if len(r.inflight) != 0 || r.slots.len() != 0 {
+		if len(r.codec.inflight) != 0 || r.codec.slots.len() != 0 {
 			t.Fatalf("after completing everything: %d in flight, %d slots left (poll: %v)",
-				len(r.inflight), r.slots.len(), perr)
+				len(r.codec.inflight), r.codec.slots.len(), perr)
 		}
-		if r.tail != r.pos {
-			t.Fatalf("cmd_tail %d, want our position %d after retiring everything", r.tail, r.pos)
+		if r.codec.tail != r.codec.pos {
+			t.Fatalf("cmd_tail %d, want our position %d after retiring everything", r.codec.tail, r.codec.pos)
 		}
-		if got := loadCmdTail(mem); got != r.tail {
-			t.Fatalf("shared cmd_tail %d, ours %d", got, r.tail)
+		if got := loadCmdTail(mem); got != r.codec.tail {
+			t.Fatalf("shared cmd_tail %d, ours %d", got, r.codec.tail)
 		}
 	})
 }

@@ -7,7 +7,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -388,5 +390,197 @@ func TestRingBlockingWaiterError(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run still running 10s after the device closed")
+	}
+}
+
+// inquiry is an INQUIRY CDB; inlineHandler blocks on it.
+var inquiry = []byte{0x12, 0, 0, 0, 36, 0}
+
+// inlineHandler runs TEST UNIT READY and INQUIRY inline (Inliner) and
+// holds every other command like holdHandler. With block set, the first
+// INQUIRY run inline is sent on blocked and waits for block to close.
+type inlineHandler struct {
+	*holdHandler
+	r       *Ring
+	block   chan struct{}
+	blocked chan *Cmd
+	stuck   atomic.Bool
+	handled atomic.Int32 // TURs and INQUIRYs given to Handle
+	ranTUR  atomic.Int32 // TURs run inline
+}
+
+// setRing lets runRing give h its ring before the ring runs.
+func (h *inlineHandler) setRing(r *Ring) { h.r = r }
+
+// blockInline submits INQUIRYs until the waiter runs one inline, where it
+// blocks (h.block), and returns it. The ring goroutine may take an
+// INQUIRY instead (then Handle completes it): hence the retries.
+func (h *inlineHandler) blockInline(t *testing.T, k *fakering.Kernel) *Cmd {
+	t.Helper()
+	var stuck *Cmd
+	for i := 0; stuck == nil; i++ {
+		if i == 100 {
+			t.Fatal("no INQUIRY ran inline in 100 tries")
+		}
+		submit(t, k, inquiry, nil, 36)
+		select {
+		case stuck = <-h.blocked:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return stuck
+}
+
+// Handle completes a TUR or INQUIRY the ring goroutine took (Inliner
+// applies only to the waiter's polls) and holds the others.
+func (h *inlineHandler) Handle(c *Cmd) {
+	if h.inline(c) {
+		h.handled.Add(1)
+		h.r.Complete(c, statusFor(c.ID))
+		return
+	}
+	h.holdHandler.Handle(c)
+}
+
+func (h *inlineHandler) inline(c *Cmd) bool {
+	return c.CDB[0] == testUnitReady[0] || c.CDB[0] == inquiry[0]
+}
+
+func (h *inlineHandler) Inline(c *Cmd) bool { return h.inline(c) }
+
+func (h *inlineHandler) RunInline(c *Cmd) {
+	if c.CDB[0] == testUnitReady[0] {
+		h.ranTUR.Add(1)
+	}
+	if c.CDB[0] == inquiry[0] && h.block != nil && h.stuck.CompareAndSwap(false, true) {
+		h.blocked <- c
+		<-h.block
+	}
+	h.r.Complete(c, statusFor(c.ID))
+}
+
+func TestRingInline(t *testing.T) { forWaiters(t, testRingInline) }
+
+func testRingInline(t *testing.T, opts RingOptions) {
+	k := newKernel(t, fakering.Options{})
+	h := &inlineHandler{holdHandler: newHoldHandler()}
+	r, stop := runRing(t, k, opts, h)
+	const n = 50
+	for i := range n {
+		resp, _, err := k.Do(context.Background(), testUnitReady, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := statusFor(resp.ID).Status; resp.Status != want {
+			t.Fatalf("TUR %d: status %#x, want %#x", i, resp.Status, want)
+		}
+	}
+	// A command the Inliner declines goes to Handle.
+	id := submit(t, k, read10(0, 1), nil, 512)
+	c := h.take(t, 1)[0]
+	if c.ID != id {
+		t.Fatalf("Handle got cmd %d, want %d", c.ID, id)
+	}
+	r.Complete(c, Response{})
+	waitIdle(t, k)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	st := r.Stats()
+	// The ring goroutine may take a TUR when the waiter found the ring
+	// busy; it never runs it inline, so Handle got it.
+	if got := int(st.Inline) + int(h.handled.Load()); got != n || st.Inline == 0 {
+		t.Errorf("Stats.Inline = %d, %d TURs went to Handle; want %d in all, some inline", st.Inline, h.handled.Load(), n)
+	}
+	t.Logf("stats %+v", st)
+	if st.Handovers != 0 || st.InFlight != 0 {
+		t.Errorf("Stats = %+v, want no handover and nothing in flight", st)
+	}
+}
+
+// TestRingInlineBlocked blocks an inline command past the bound: a new
+// waiter takes over, so a TMR naming the stuck command and new commands
+// still reach the Handler, and everything completes once it unblocks.
+func TestRingInlineBlocked(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		idle time.Duration // before the blocking command
+	}{
+		{"watchdog ticking", 0},
+		// More than watchdogIdleTicks bounds: the watchdog has parked
+		// and the blocking batch must wake it.
+		{"watchdog parked", 2 * watchdogIdleTicks * 20 * time.Millisecond},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			forWaiters(t, func(t *testing.T, opts RingOptions) { testRingInlineBlocked(t, opts, tt.idle) })
+		})
+	}
+}
+
+func testRingInlineBlocked(t *testing.T, opts RingOptions, idle time.Duration) {
+	k := newKernel(t, fakering.Options{})
+	h := &inlineHandler{
+		holdHandler: newHoldHandler(),
+		block:       make(chan struct{}),
+		blocked:     make(chan *Cmd, 1),
+	}
+	opts.InlineBound = 20 * time.Millisecond
+	r, stop := runRing(t, k, opts, h)
+	if idle > 0 {
+		// Some inline commands, then quiet.
+		for range 5 {
+			if _, _, err := k.Do(context.Background(), testUnitReady, nil, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(idle)
+	}
+	stuck := h.blockInline(t, k)
+	stuckID := stuck.ID
+	before := k.Completed()
+	deadline := time.Now().Add(time.Minute)
+	for r.Stats().Handovers == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no handover after a minute")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The ring still flows: a TMR and two commands, one of which the
+	// Inliner would take, all reach the Handler.
+	if err := k.SubmitTMR(context.Background(), uint8(TMRAbortTask), []uint16{stuckID}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-h.tmrs:
+		if !slices.Equal(ev.ids, []uint16{stuckID}) {
+			t.Errorf("TMR aborted %v, want [%d]", ev.ids, stuckID)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("no TMR callback while an inline command is blocked")
+	}
+	if !stuck.Aborted() {
+		t.Error("the blocked command is not marked aborted")
+	}
+	submit(t, k, read10(0, 1), nil, 512)
+	submit(t, k, testUnitReady, nil, 0)
+	r.Complete(h.take(t, 1)[0], Response{})
+	deadline = time.Now().Add(time.Minute)
+	for k.Completed() != before+2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("kernel completed %d commands, want %d while one is blocked", k.Completed(), before+2)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(h.block)
+	waitIdle(t, k)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	st := r.Stats()
+	// Before the stuck INQUIRY, only the ring goroutine took INQUIRYs
+	// (Handle); after it, the TUR went to Handle too.
+	if st.Handovers != 1 || st.InFlight != 0 || st.Inline-uint64(h.ranTUR.Load()) != 1 || st.Commands != before+3 {
+		t.Errorf("Stats = %+v with %d commands before the stuck one; want 1 handover, 1 inline, nothing in flight",
+			st, before)
 	}
 }

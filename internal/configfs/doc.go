@@ -20,4 +20,9 @@
 // loopback LUN is linked, refuses rmdir while user-made entries remain or
 // a symlink points at the directory, and logs every change relative to
 // its root so that tests compare the exact sequence of operations.
+//
+// Faulty wraps an FS (the Fake) and fails its Nth call, so that the tests
+// of a multi-step constructor (tcmu.OpenDevice, the fabric targets'
+// AddLUN) fail each step in turn and check that nothing acquired before
+// it is left behind.
 package configfs
