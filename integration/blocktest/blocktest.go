@@ -31,29 +31,30 @@ import (
 // All maps test names to tests of the disk at dev (a /dev/sdX). The
 // tests need root, sg3-utils, sdparm and GNU dd.
 var All = map[string]func(*testing.T, string){
-	"Inquiry":         Inquiry,
-	"VPDPages":        VPDPages,
-	"ReadCapacity":    ReadCapacity16,
-	"BlockLimits":     BlockLimits,
-	"Provisioning":    Provisioning,
-	"ReportOpcodes":   ReportOpcodes,
-	"ModePages":       ModePages,
-	"WriteCache":      WriteCache,
-	"UnitReady":       UnitReady,
-	"StartStop":       StartStop,
-	"SyncCache":       SyncCache,
-	"SelfTest":        SelfTest,
-	"ReadPastEnd":     ReadPastEnd,
-	"InvalidOpcode":   InvalidOpcode,
-	"ReservedBit":     ReservedBit,
-	"CompareAndWrite": CompareAndWrite,
-	"Verify":          Verify,
-	"WriteSame":       WriteSame,
-	"Unmap":           Unmap,
-	"CDBSizes":        CDBSizes,
-	"WriteAndVerify":  WriteAndVerify,
-	"PreFetch":        PreFetch,
-	"ExtendedCopy":    ExtendedCopy,
+	"Inquiry":                    Inquiry,
+	"VPDPages":                   VPDPages,
+	"ReadCapacity":               ReadCapacity16,
+	"BlockLimits":                BlockLimits,
+	"Provisioning":               Provisioning,
+	"ReportOpcodes":              ReportOpcodes,
+	"ModePages":                  ModePages,
+	"WriteCache":                 WriteCache,
+	"UnitReady":                  UnitReady,
+	"StartStop":                  StartStop,
+	"SyncCache":                  SyncCache,
+	"SelfTest":                   SelfTest,
+	"ReadPastEnd":                ReadPastEnd,
+	"InvalidOpcode":              InvalidOpcode,
+	"ReservedBit":                ReservedBit,
+	"CompareAndWrite":            CompareAndWrite,
+	"CompareAndWriteDataOutSize": CompareAndWriteDataOutSize,
+	"Verify":                     Verify,
+	"WriteSame":                  WriteSame,
+	"Unmap":                      Unmap,
+	"CDBSizes":                   CDBSizes,
+	"WriteAndVerify":             WriteAndVerify,
+	"PreFetch":                   PreFetch,
+	"ExtendedCopy":               ExtendedCopy,
 }
 
 // RunAll runs every test of All on dev, in name order, as subtests of t.
@@ -530,6 +531,33 @@ func which(got []byte, pats ...[]byte) string {
 		return "zeros"
 	}
 	return fmt.Sprintf("other data (% x ...)", got[:min(16, len(got))])
+}
+
+// CompareAndWriteDataOutSize checks that a COMPARE AND WRITE whose
+// data-out buffer is not twice NUMBER OF LOGICAL BLOCKS blocks (SBC-4:
+// the verify data, then as many blocks of write data) is refused with
+// ILLEGAL REQUEST, INVALID FIELD IN COMMAND INFORMATION UNIT, as LIO's
+// fileio refuses it, before anything is compared: never MISCOMPARE, and
+// the blocks are unchanged. The verify half of each buffer differs from
+// the medium, so that a compare would miscompare, and the write half
+// differs too, so that a write would show.
+func CompareAndWriteDataOutSize(t *testing.T, dev string) {
+	g := ReadCapacity(t, dev)
+	lba, bs := region(t, g, 9), g.BlockSize
+	a := Pattern(4, bs, 2)
+	WriteBlocks(t, dev, bs, lba, a)
+	cdb := make([]byte, 16)
+	cdb[0] = 0x89
+	binary.BigEndian.PutUint64(cdb[2:], lba)
+	cdb[13] = 1 // NUMBER OF LOGICAL BLOCKS: the right data-out is 2 x bs
+	for _, n := range []int{bs, 2*bs - 1, 2*bs + 1, 2*bs + bs/2, 3 * bs, 4 * bs} {
+		data := Pattern(5, bs, 4)[:n]
+		o := Run(t, "sg_raw", append([]string{"-s", strconv.Itoa(n), "-i", TempFile(t, data), dev}, hexArgs(cdb)...)...)
+		WantSense(t, o, "Illegal Request", "Invalid field in command information unit")
+		if got := ReadBlocks(t, dev, bs, lba, 2); !bytes.Equal(got, a) {
+			t.Errorf("%s: blocks changed by a COMPARE AND WRITE with %d bytes of data-out", o.Cmd, n)
+		}
+	}
 }
 
 // Verify checks VERIFY without a byte check, with matching data (BYTCHK=1)
