@@ -106,7 +106,7 @@ type daemonConfig struct {
 	// targetcli creates (lio.Discovery); serve sets it.
 	Targetcli bool
 	// Gateways are the leases of LUNs that are gateways of a group
-	// (cmd_gateway.go, lio.Gateways): run once the LUNs are served,
+	// (gateways.go, lio.Gateways): run once the LUNs are served,
 	// stopped first; nil when not a gateway.
 	Gateways *lio.Gateways
 	// Tuning are the experimental hidden flags of export and serve

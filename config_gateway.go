@@ -12,7 +12,7 @@ import (
 
 // gatewayConfig is a LUN's place in a gateway group, from the config
 // file's alua_* keys (the config form of export's --alua-* flags,
-// cmd_gateway.go; docs/scale-out.md).
+// gateways.go; docs/scale-out.md).
 type gatewayConfig struct {
 	Self  lio.Member
 	Peers []lio.Member
