@@ -170,7 +170,7 @@ func manageLUNs(ctx context.Context, d *bridge.Daemon, disc *lio.Discovery, luns
 				continue
 			}
 			var rerr error
-			served, rerr = applyReload(ctx, d, served, next.LUNs, dio.Out)
+			served, rerr = lio.ApplyReload(ctx, reloadSet{d, dio.Out}, served, next.LUNs)
 			if rerr != nil {
 				slog.Error("reload: some changes were not applied; those LUNs are as they were", "err", rerr)
 				continue

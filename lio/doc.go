@@ -19,6 +19,12 @@
 // LUNs naming the same IQN must agree (SameTarget), or the second one is
 // refused: a target's ACL, portal and CHAP are never merged silently.
 //
+// A reload is planned here too, as lio decides which kernel objects a
+// configuration becomes: ApplyReload compares two lists of LUNConfig and
+// swaps the LUNs that changed (every LUN of an iSCSI target whose
+// settings changed in one swap), each swap all or nothing;
+// CheckGatewayReload refuses a reload that would touch a gateway LUN.
+//
 // Two more policies live here because they decide which LUNs exist and
 // who serves them. Discovery (serve only) serves the user:lunbridge
 // backstores that targetcli makes, offering the handler on D-Bus through
