@@ -82,7 +82,7 @@ type daemonConfig struct {
 	// Metrics is the address of the Prometheus endpoint; empty: none.
 	Metrics string
 	// Targetcli offers user:lunbridge on D-Bus and serves the backstores
-	// targetcli creates (lio.Discovery); serve sets it.
+	// targetcli creates (targetcli.Discovery); serve sets it.
 	Targetcli bool
 	// Gateways are the leases of LUNs that are gateways of a group
 	// (gateways.go, lio.Gateways): run once the LUNs are served,

@@ -40,7 +40,7 @@ func TestImportBoundaries(t *testing.T) {
 	)
 	anything := []string{"*"}
 	allowed := map[string][]string{
-		mod: {mod + "/fusefs", mod + "/bridge", mod + "/lio", mod + "/metrics",
+		mod: {mod + "/fusefs", mod + "/bridge", mod + "/lio", mod + "/metrics", mod + "/targetcli",
 			"github.com/urfave/cli/v2", "github.com/BurntSushi/toml", "github.com/schollz/progressbar/v3",
 			"golang.org/x/term", "golang.org/x/sync/errgroup"},
 		mod + "/lease": {mod + "/scsi", unix},
@@ -49,13 +49,12 @@ func TestImportBoundaries(t *testing.T) {
 			"github.com/prometheus/client_golang/prometheus/promhttp"},
 		mod + "/tcmuservice": {"github.com/godbus/dbus/v5", "github.com/godbus/dbus/v5/introspect",
 			"github.com/godbus/dbus/v5/prop"},
-		// lio also owns the two policies that need more than fabric,
-		// tcmu and bridge: serving the user:lunbridge backstores that
-		// targetcli makes (discovery.go: tcmuservice answers
-		// targetcli's D-Bus questions) and the gateway leases of a
-		// scale-out group (gateway.go: lease decides ALUA ownership).
-		mod + "/lio": {mod + "/fabric", mod + "/tcmu", mod + "/bridge", configfs,
-			mod + "/tcmuservice", mod + "/lease"},
+		// lio also owns the gateway leases of a scale-out group
+		// (gateway.go: lease decides ALUA ownership).
+		mod + "/lio": {mod + "/fabric", mod + "/tcmu", mod + "/bridge", configfs, mod + "/lease"},
+		// targetcli serves the backstores targetcli makes; tcmuservice
+		// answers targetcli's D-Bus questions.
+		mod + "/targetcli":             {mod + "/bridge", mod + "/tcmu", mod + "/tcmuservice"},
 		mod + "/fusefs":                {mod + "/bridge", fuseFS, fuse, unix},
 		mod + "/bridge":                {mod + "/tcmu", mod + "/scsi", unix},
 		mod + "/tcmu":                  {unix, configfs},

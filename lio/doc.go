@@ -25,10 +25,8 @@
 // settings changed in one swap), each swap all or nothing;
 // CheckGatewayReload refuses a reload that would touch a gateway LUN.
 //
-// Two more policies live here because they decide which LUNs exist and
-// who serves them. Discovery (serve only) serves the user:lunbridge
-// backstores that targetcli makes, offering the handler on D-Bus through
-// package tcmuservice. Gateways hold the ownership leases (package lease)
-// of the LUNs this lunbridge serves as one gateway of an ALUA group
-// (docs/scale-out.md).
+// One more policy lives here because it decides who serves a LUN:
+// Gateways hold the ownership leases (package lease) of the LUNs this
+// lunbridge serves as one gateway of an ALUA group (docs/scale-out.md).
+// Serving the backstores that targetcli makes is package targetcli's.
 package lio
