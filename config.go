@@ -69,30 +69,9 @@ func (d *duration) UnmarshalText(b []byte) error {
 	return err
 }
 
-// lunConfig is one LUN to serve.
-type lunConfig struct {
-	bridge.Options
-	Spec bridge.ExportSpec
-	// Group is the LUN's gateway group (alua_* keys); nil: not a gateway.
-	Group *gatewayConfig
-}
-
-// same reports whether two LUN configurations are equal, field by field:
-// a field added to Options must be added here, so that a reload notices
-// a change in it (reflect.DeepEqual would also compare functions).
-func (a lunConfig) same(b lunConfig) bool {
-	x, y := a.Options, b.Options
-	return x.Name == y.Name && x.Path == y.Path && x.Size == y.Size && x.BlockSize == y.BlockSize &&
-		x.ReadOnly == y.ReadOnly && x.WriteThrough == y.WriteThrough && x.Workers == y.Workers &&
-		x.Preallocate == y.Preallocate && x.DirectIO == y.DirectIO && x.MaxTransfer == y.MaxTransfer &&
-		sameSpec(a.Spec, b.Spec)
-}
-
-// sameSpec compares resolved specs; lio.SameTarget compares the settings
-// of an iSCSI target (initiators as a set, CHAP, allow-any).
-func sameSpec(a, b bridge.ExportSpec) bool {
-	return a.Fabric == b.Fabric && a.IQN == b.IQN && a.Portal == b.Portal && lio.SameTarget(a, b) == nil
-}
+// lunConfig is one LUN to serve. The type is lio's, which compares two
+// configurations on a reload (lio.ApplyReload, lio.LUNConfig.Same).
+type lunConfig = lio.LUNConfig
 
 // daemonConfig is a resolved fileConfig: what runDaemon serves.
 type daemonConfig struct {
@@ -105,10 +84,10 @@ type daemonConfig struct {
 	// Metrics is the address of the Prometheus endpoint; empty: none.
 	Metrics string
 	// Targetcli offers user:lunbridge on D-Bus and serves the backstores
-	// targetcli creates (lio.Discovery); serve sets it.
+	// targetcli creates (targetcli.Discovery); serve sets it.
 	Targetcli bool
 	// Gateways are the leases of LUNs that are gateways of a group
-	// (cmd_gateway.go, lio.Gateways): run once the LUNs are served,
+	// (gateways.go, lio.Gateways): run once the LUNs are served,
 	// stopped first; nil when not a gateway.
 	Gateways *lio.Gateways
 	// Tuning are the experimental hidden flags of export and serve

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 
 	"github.com/lunbridge/lunbridge/bridge"
 	"github.com/lunbridge/lunbridge/lio"
@@ -12,20 +11,8 @@ import (
 
 // gatewayConfig is a LUN's place in a gateway group, from the config
 // file's alua_* keys (the config form of export's --alua-* flags,
-// cmd_gateway.go; docs/scale-out.md).
-type gatewayConfig struct {
-	Self  lio.Member
-	Peers []lio.Member
-}
-
-// equal reports whether two LUNs' gateway settings are the same; nil is
-// "not a gateway".
-func (a *gatewayConfig) equal(b *gatewayConfig) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a.Self == b.Self && slices.Equal(a.Peers, b.Peers)
-}
+// gateways.go; docs/scale-out.md).
+type gatewayConfig = lio.GatewaySettings
 
 // resolveGateway checks a LUN's alua_* keys and returns its gateway
 // settings, nil when it has none. The rules are export's: alua_port,
@@ -92,41 +79,6 @@ func openConfigGateways(luns []lunConfig) (*lio.Gateways, error) {
 		luns[i].Gateway = gw
 	}
 	return gs, nil
-}
-
-// checkGatewayReload refuses a reload that would touch a gateway LUN:
-// its lease runs from start to shutdown and holds the LUN (drain, fence),
-// so a gateway LUN can be neither added, removed nor changed (group
-// settings or any other key) by SIGHUP, only by a restart. started is
-// the config serve started with; as every reload that touches a gateway
-// LUN is refused, its gateway LUNs are still the ones served.
-func checkGatewayReload(started, next []lunConfig) error {
-	cur := map[string]lunConfig{}
-	for _, l := range started {
-		cur[l.Name] = l
-	}
-	want := map[string]lunConfig{}
-	for _, l := range next {
-		want[l.Name] = l
-	}
-	for _, o := range started {
-		n, ok := want[o.Name]
-		switch {
-		case o.Group == nil && (!ok || n.Group == nil):
-		case !ok:
-			return fmt.Errorf("LUN %s is a gateway: removing it needs a restart", o.Name)
-		case !o.Group.equal(n.Group):
-			return fmt.Errorf("LUN %s: its gateway settings (alua_*) can change only with a restart", o.Name)
-		case !o.same(n) || o.Identity != n.Identity:
-			return fmt.Errorf("LUN %s is a gateway: changing it needs a restart", o.Name)
-		}
-	}
-	for _, n := range next {
-		if _, had := cur[n.Name]; !had && n.Group != nil {
-			return fmt.Errorf("LUN %s: adding a gateway LUN needs a restart", n.Name)
-		}
-	}
-	return nil
 }
 
 // checkIdentities refuses two LUNs that would show the initiator one

@@ -14,6 +14,7 @@ import (
 	"github.com/lunbridge/lunbridge/bridge"
 	"github.com/lunbridge/lunbridge/fusefs"
 	"github.com/lunbridge/lunbridge/lio"
+	"github.com/lunbridge/lunbridge/targetcli"
 )
 
 // daemonIO is how runDaemon talks to the outside: where it prints, which
@@ -69,9 +70,9 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 		return errors.Join(cli.Exit(err.Error(), exitFailure), cfg.Gateways.Close())
 	}
 	var kern bridge.Kernel = k
-	var disc *lio.Discovery
+	var disc *targetcli.Discovery
 	if cfg.Targetcli {
-		disc = lio.NewDiscovery(k, lio.DiscoveryConfig{
+		disc = targetcli.New(k, targetcli.Config{
 			ConfigfsRoot: dio.Configfs,
 			MaxTransfer:  cfg.MaxTransfer,
 			Workers:      cfg.Workers,
@@ -144,7 +145,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 // The gateway leases run once the LUNs are served and stop first, before
 // the LUNs go (giving up ownership drains and syncs the LUNs); leases
 // that never ran are closed.
-func manageLUNs(ctx context.Context, d *bridge.Daemon, disc *lio.Discovery, luns []lunConfig, gateways *lio.Gateways, dio daemonIO, lunsUp chan<- struct{}, viewReady <-chan struct{}) (err error) {
+func manageLUNs(ctx context.Context, d *bridge.Daemon, disc *targetcli.Discovery, luns []lunConfig, gateways *lio.Gateways, dio daemonIO, lunsUp chan<- struct{}, viewReady <-chan struct{}) (err error) {
 	stopGateways := gateways.Close
 	defer func() { err = errors.Join(err, stopGateways()) }()
 	if err := addLUNs(ctx, d, luns, dio.Out); err != nil {
@@ -181,7 +182,7 @@ func manageLUNs(ctx context.Context, d *bridge.Daemon, disc *lio.Discovery, luns
 				continue
 			}
 			var rerr error
-			served, rerr = applyReload(ctx, d, served, next.LUNs, dio.Out)
+			served, rerr = lio.ApplyReload(ctx, reloadSet{d, dio.Out}, served, next.LUNs)
 			if rerr != nil {
 				slog.Error("reload: some changes were not applied; those LUNs are as they were", "err", rerr)
 				continue

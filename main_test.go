@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,63 +19,28 @@ import (
 	"github.com/lunbridge/lunbridge/lio"
 )
 
-// TestImportBoundaries enforces the package edges of STYLE.md §1 on every
-// package of the module, the root included: main -> {fusefs, bridge,
-// lio, metrics}, lio -> {fabric, tcmu, bridge, tcmuservice, lease},
-// fusefs -> bridge -> {tcmu, scsi, lease}; tcmu and fabric reach configfs only
-// through internal/configfs; tcmu never imports scsi, scsi imports the standard library only, fusefs
+// TestImportBoundaries enforces the package edges of CONTRIBUTING.md on
+// every package of the module, the root included: main -> {fusefs,
+// bridge, lio, metrics, targetcli}, lio -> {fabric, tcmu, bridge, lease},
+// targetcli -> {bridge, tcmu, tcmuservice}, fusefs -> bridge -> {tcmu,
+// scsi, lease}; tcmu and fabric reach configfs only through internal/configfs;
+// tcmu never imports scsi, scsi imports the standard library only, fusefs
 // never imports tcmu. A package with no rule fails the test, so a new
-// package must be placed in the table. It also checks that unsafe is
-// imported only in *_unsafe.go files, and that only package main exits,
-// reads flags or the environment, or sets the default logger.
+// package must be placed in the table, and the table in CONTRIBUTING.md
+// must equal importRules, so the document cannot drift from the rule. It
+// also checks that unsafe is imported only in *_unsafe.go files, and that
+// only package main exits, reads flags or the environment, or sets the
+// default logger.
 func TestImportBoundaries(t *testing.T) {
+	allowed := importRules()
+	doc, err := contributingImportTable("CONTRIBUTING.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkImportTable(t, allowed, doc)
 	out, err := exec.Command("go", "list", "-json", "./...").Output()
 	if err != nil {
 		t.Skipf("go list: %v", err)
-	}
-	const mod = "github.com/lunbridge/lunbridge"
-	const (
-		unix     = "golang.org/x/sys/unix"
-		configfs = mod + "/internal/configfs"
-		fuseFS   = "github.com/hanwen/go-fuse/v2/fs"
-		fuse     = "github.com/hanwen/go-fuse/v2/fuse"
-	)
-	anything := []string{"*"}
-	allowed := map[string][]string{
-		mod: {mod + "/fusefs", mod + "/bridge", mod + "/lio", mod + "/metrics",
-			"github.com/urfave/cli/v2", "github.com/BurntSushi/toml", "github.com/schollz/progressbar/v3",
-			"golang.org/x/term", "golang.org/x/sync/errgroup"},
-		mod + "/lease": {mod + "/scsi", unix},
-		mod + "/metrics": {mod + "/bridge", "github.com/prometheus/client_golang/prometheus",
-			"github.com/prometheus/client_golang/prometheus/collectors",
-			"github.com/prometheus/client_golang/prometheus/promhttp"},
-		mod + "/tcmuservice": {"github.com/godbus/dbus/v5", "github.com/godbus/dbus/v5/introspect",
-			"github.com/godbus/dbus/v5/prop"},
-		// lio also owns the two policies that need more than fabric,
-		// tcmu and bridge: serving the user:lunbridge backstores that
-		// targetcli makes (discovery.go: tcmuservice answers
-		// targetcli's D-Bus questions) and the gateway leases of a
-		// scale-out group (gateway.go: lease decides ALUA ownership).
-		mod + "/lio": {mod + "/fabric", mod + "/tcmu", mod + "/bridge", configfs,
-			mod + "/tcmuservice", mod + "/lease"},
-		mod + "/fusefs": {mod + "/bridge", fuseFS, fuse, unix},
-		// bridge opens the backing file and holds its ownership lock
-		// for the LUN's lifetime (lease.Claim, issue 27): the lock
-		// lives in lease so that plain exports and gateway leases use
-		// one mechanism and refuse each other.
-		mod + "/bridge":              {mod + "/tcmu", mod + "/scsi", mod + "/lease", unix},
-		mod + "/tcmu":                {unix, configfs},
-		mod + "/scsi":                {},
-		mod + "/fabric":              {unix, configfs},
-		mod + "/internal/configfs":   {},
-		mod + "/internal/fakering":   {},
-		mod + "/internal/memdisk":    {},
-		mod + "/internal/cmd/loopfs": {fuseFS, fuse},
-		// The packaging tool (scripts/package.sh): std only.
-		mod + "/internal/cmd/debcopyright": {},
-		mod + "/integration":               anything,
-		mod + "/integration/blocktest":     anything,
-		mod + "/integration/vmtest":        anything,
 	}
 	dec := json.NewDecoder(strings.NewReader(string(out)))
 	seen := 0
@@ -99,9 +66,9 @@ func TestImportBoundaries(t *testing.T) {
 			if strings.Contains(string(src), "\"unsafe\"") {
 				t.Errorf("%s/%s imports unsafe outside a *_unsafe.go file", p.ImportPath, f)
 			}
-			// STYLE §1: only package main exits, reads flags or the
-			// environment, or sets the default logger.
-			if p.Name == "main" || strings.HasPrefix(p.ImportPath, mod+"/integration") {
+			// Only package main exits, reads flags or the environment,
+			// or sets the default logger (CONTRIBUTING.md).
+			if p.Name == "main" || strings.HasPrefix(p.ImportPath, importModule+"/integration") {
 				continue
 			}
 			for _, call := range []string{"os.Exit(", "os.Getenv(", "os.LookupEnv(", "os.Environ(", "slog.SetDefault(", "\"flag\""} {
@@ -112,11 +79,11 @@ func TestImportBoundaries(t *testing.T) {
 		}
 		allow, ok := allowed[p.ImportPath]
 		if !ok {
-			t.Errorf("package %s has no rule in TestImportBoundaries: add it to STYLE.md's table and here", p.ImportPath)
+			t.Errorf("package %s has no rule in TestImportBoundaries: add it to importRules and to CONTRIBUTING.md's table", p.ImportPath)
 			continue
 		}
 		seen++
-		if slices.Equal(allow, anything) {
+		if slices.Equal(allow, anyImport) {
 			continue
 		}
 		for _, imp := range p.Imports {
@@ -129,6 +96,148 @@ func TestImportBoundaries(t *testing.T) {
 	}
 	if seen != len(allowed) {
 		t.Errorf("checked %d of the %d packages with rules: a package was renamed?", seen, len(allowed))
+	}
+}
+
+// importModule is the module path; importRules and CONTRIBUTING.md's
+// table name its packages relative to it.
+const importModule = "github.com/lunbridge/lunbridge"
+
+// anyImport is the rule of a package that may import anything.
+var anyImport = []string{"*"}
+
+// importRules returns, for each package of the module, what it may import
+// besides the standard library. CONTRIBUTING.md shows the same table.
+func importRules() map[string][]string {
+	const mod = importModule
+	const (
+		unix     = "golang.org/x/sys/unix"
+		configfs = mod + "/internal/configfs"
+		fuseFS   = "github.com/hanwen/go-fuse/v2/fs"
+		fuse     = "github.com/hanwen/go-fuse/v2/fuse"
+	)
+	return map[string][]string{
+		mod: {mod + "/fusefs", mod + "/bridge", mod + "/lio", mod + "/metrics", mod + "/targetcli",
+			"github.com/urfave/cli/v2", "github.com/BurntSushi/toml", "github.com/schollz/progressbar/v3",
+			"golang.org/x/term", "golang.org/x/sync/errgroup"},
+		mod + "/lease": {mod + "/scsi", unix},
+		mod + "/metrics": {mod + "/bridge", "github.com/prometheus/client_golang/prometheus",
+			"github.com/prometheus/client_golang/prometheus/collectors",
+			"github.com/prometheus/client_golang/prometheus/promhttp"},
+		mod + "/tcmuservice": {"github.com/godbus/dbus/v5", "github.com/godbus/dbus/v5/introspect",
+			"github.com/godbus/dbus/v5/prop"},
+		// lio also owns the gateway leases of a scale-out group
+		// (gateway.go: lease decides ALUA ownership).
+		mod + "/lio": {mod + "/fabric", mod + "/tcmu", mod + "/bridge", configfs, mod + "/lease"},
+		// targetcli serves the backstores targetcli makes; tcmuservice
+		// answers targetcli's D-Bus questions.
+		mod + "/targetcli": {mod + "/bridge", mod + "/tcmu", mod + "/tcmuservice"},
+		mod + "/fusefs":    {mod + "/bridge", fuseFS, fuse, unix},
+		// bridge opens the backing file and holds its ownership lock
+		// for the LUN's lifetime (lease.Claim): the lock lives in lease
+		// so that plain exports and gateway leases use one mechanism
+		// and refuse each other.
+		mod + "/bridge":              {mod + "/tcmu", mod + "/scsi", mod + "/lease", unix},
+		mod + "/tcmu":                {unix, configfs},
+		mod + "/scsi":                {},
+		mod + "/fabric":              {unix, configfs},
+		mod + "/internal/configfs":   {},
+		mod + "/internal/fakering":   {},
+		mod + "/internal/memdisk":    {},
+		mod + "/internal/cmd/loopfs": {fuseFS, fuse},
+		// The packaging tool (scripts/package.sh): std only.
+		mod + "/internal/cmd/debcopyright": {},
+		mod + "/integration":               anyImport,
+		mod + "/integration/blocktest":     anyImport,
+		mod + "/integration/vmtest":        anyImport,
+	}
+}
+
+// contributingImportTable reads the import table of CONTRIBUTING.md: the
+// rows between the "import table" and "end import table" comments. The
+// first cell's first `code` span is the package path relative to the
+// module ("." is the root); every `code` span of the last cell is one
+// allowed import: a module package relative to the module, another in
+// full (its first element has a dot), or "*" for anything.
+func contributingImportTable(path string) (map[string][]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	text := string(b)
+	_, rest, ok := strings.Cut(text, "<!-- import table:")
+	if !ok {
+		return nil, fmt.Errorf("%s: no <!-- import table: ... --> comment", path)
+	}
+	rest, _, ok = strings.Cut(rest, "<!-- end import table -->")
+	if !ok {
+		return nil, fmt.Errorf("%s: no <!-- end import table --> comment", path)
+	}
+	spans := func(cell string) []string {
+		var out []string
+		for i, part := range strings.Split(cell, "`") {
+			if i%2 == 1 {
+				out = append(out, part)
+			}
+		}
+		return out
+	}
+	table := map[string][]string{}
+	for _, line := range strings.Split(rest, "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "|") || strings.HasPrefix(line, "|---") || strings.HasPrefix(line, "| package ") {
+			continue
+		}
+		cells := strings.Split(strings.Trim(line, "|"), "|")
+		if len(cells) < 2 {
+			return nil, fmt.Errorf("%s: import table row %q has too few cells", path, line)
+		}
+		name := spans(cells[0])
+		if len(name) == 0 {
+			return nil, fmt.Errorf("%s: import table row %q names no package in `code`", path, line)
+		}
+		pkg := importModule
+		if name[0] != "." {
+			pkg += "/" + name[0]
+		}
+		if _, dup := table[pkg]; dup {
+			return nil, fmt.Errorf("%s: import table has %s twice", path, name[0])
+		}
+		imports := []string{}
+		for _, imp := range spans(cells[len(cells)-1]) {
+			switch {
+			case imp == "*":
+			case strings.Contains(strings.Split(imp, "/")[0], "."):
+			default:
+				imp = importModule + "/" + imp
+			}
+			imports = append(imports, imp)
+		}
+		table[pkg] = imports
+	}
+	return table, nil
+}
+
+// checkImportTable reports every difference between the rules and the
+// documented table, as sets.
+func checkImportTable(t *testing.T, rules, doc map[string][]string) {
+	t.Helper()
+	for _, pkg := range slices.Sorted(maps.Keys(rules)) {
+		got, ok := doc[pkg]
+		if !ok {
+			t.Errorf("CONTRIBUTING.md's import table has no row for %s", pkg)
+			continue
+		}
+		want := slices.Sorted(slices.Values(rules[pkg]))
+		got = slices.Sorted(slices.Values(got))
+		if !slices.Equal(got, want) {
+			t.Errorf("CONTRIBUTING.md's import table: %s may import %q, importRules says %q", pkg, got, want)
+		}
+	}
+	for _, pkg := range slices.Sorted(maps.Keys(doc)) {
+		if _, ok := rules[pkg]; !ok {
+			t.Errorf("CONTRIBUTING.md's import table has %s, which importRules does not", pkg)
+		}
 	}
 }
 

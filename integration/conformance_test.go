@@ -130,10 +130,6 @@ func TestConformance(t *testing.T) {
 		fileioIQN = "iqn.2026-11.org.lunbridge.test:conf-fileio"
 		size      = 64 << 20
 	)
-	script, err := os.ReadFile(filepath.Join("testdata", "conformance.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	lb := vmtest.BuildLunbridge(t)
 	vm := vmtest.Boot(t, vmtest.Options{
 		Net:     true,
@@ -141,7 +137,7 @@ func TestConformance(t *testing.T) {
 		Timeout: 25 * time.Minute,
 		Files:   map[string]string{"lunbridge": lb},
 		Script: lunbridgeLib + fmt.Sprintf("LB_IQN=%s FILEIO_IQN=%s INIT1=%s INIT2=%s SIZE=%d\n",
-			lbIQN, fileioIQN, suiteInitiator1, suiteInitiator2, size) + string(script),
+			lbIQN, fileioIQN, suiteInitiator1, suiteInitiator2, size) + scenario("conformance"),
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 24*time.Minute)
 	defer cancel()
@@ -328,17 +324,13 @@ func TestOpenISCSI(t *testing.T) {
 		init = "iqn.2026-11.org.lunbridge.test:guest-initiator"
 		size = 384 << 20
 	)
-	script, err := os.ReadFile(filepath.Join("testdata", "conformance_openiscsi.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	lb := vmtest.BuildLunbridge(t)
 	res := vmtest.Run(t, vmtest.Options{
 		MemoryMB: 1536,
 		Timeout:  10 * time.Minute,
 		Files:    map[string]string{"lunbridge": lb},
 		Script: lunbridgeLib + fmt.Sprintf("IQN=%s INIT=%s SIZE=%d\n", iqn, init, size) +
-			string(script),
+			scenario("conformance_openiscsi"),
 	})
 	// The files were deleted and trimmed: the backing file must have
 	// lost most of their allocation (stat %b is in 512-byte units).

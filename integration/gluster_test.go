@@ -19,22 +19,13 @@ import (
 func glusterLib(t *testing.T) string {
 	t.Helper()
 	vmtest.RequireTools(t, "glusterd", "glusterfsd", "glusterfs", "gluster", "mkfs.xfs")
-	return "\n" + readTestdata(t, "gluster.sh") + "\n"
+	return "\n" + scenario("gluster") + "\n"
 }
 
 // glusterMemoryMB is the guest RAM a Gluster test needs: glusterd, three
 // bricks, the self-heal daemon and the FUSE clients beside lunbridge and
 // the RAM disk's written pages.
 const glusterMemoryMB = 1536
-
-func readTestdata(t *testing.T, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
 
 // glusterChecks are the checks of testdata/gluster_lun.sh, in order.
 var glusterChecks = []string{"data", "zero", "zero_nofallocate", "brick", "gone", "durable", "hang"}
@@ -60,7 +51,7 @@ func TestGluster(t *testing.T) {
 		MemoryMB: glusterMemoryMB,
 		Timeout:  10 * time.Minute,
 		Files:    map[string]string{"lunbridge": lb, "loopfs": loopfs},
-		Script:   lunbridgeLib + lib + readTestdata(t, "gluster_lun.sh"),
+		Script:   lunbridgeLib + lib + scenario("gluster_lun"),
 	})
 	share := res.ShareDir
 	if b, err := os.ReadFile(filepath.Join(share, "times")); err == nil {

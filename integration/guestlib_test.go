@@ -14,19 +14,31 @@ import (
 //go:embed testdata/lib.sh
 var lunbridgeLib string
 
-// scenarios are the guest scripts of the tests: testdata/*.sh.
+// scenarios are the guest scripts of the tests: testdata/*.sh. Every
+// test loads its guest script from here (guestScript, or scenario when
+// it composes the script itself), never with os.ReadFile: embedding
+// makes a missing or renamed script a build error instead of a failure
+// minutes into a boot, and keeps one way to find a test's guest half.
 //
 //go:embed testdata/*.sh
 var scenarios embed.FS
+
+// scenario returns the guest script testdata/NAME.sh as it is.
+func scenario(name string) string {
+	b, err := scenarios.ReadFile("testdata/" + name + ".sh")
+	if err != nil {
+		// The pattern above embeds every testdata/*.sh, so this is
+		// a misspelt name in a test: a broken invariant.
+		panic(fmt.Sprintf("guest scenario %s: %v", name, err))
+	}
+	return string(b)
+}
 
 // guestScript returns the guest script testdata/NAME.sh after
 // lunbridgeLib, with vars ("KEY", "value", ...) set as shell variables
 // before it.
 func guestScript(name string, vars ...string) string {
-	b, err := scenarios.ReadFile("testdata/" + name + ".sh")
-	if err != nil {
-		panic(fmt.Sprintf("guest scenario %s: %v", name, err))
-	}
+	b := scenario(name)
 	if len(vars)%2 != 0 {
 		panic("guestScript: vars come in KEY, value pairs")
 	}
@@ -38,5 +50,5 @@ func guestScript(name string, vars ...string) string {
 		set = append(set, vars[i]+"='"+vars[i+1]+"'")
 	}
 	sort.Strings(set)
-	return lunbridgeLib + strings.Join(set, "\n") + "\n" + string(b)
+	return lunbridgeLib + strings.Join(set, "\n") + "\n" + b
 }

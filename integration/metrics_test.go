@@ -55,13 +55,9 @@ func TestPrometheusExamples(t *testing.T) {
 // there.
 func TestPrometheusScrape(t *testing.T) {
 	vmtest.RequireTools(t, "prometheus", "curl", "fio", "sg_raw")
-	script, err := os.ReadFile("testdata/metrics_scrape.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
 	res := vmtest.Run(t, vmtest.Options{
 		Files:  map[string]string{"lunbridge": vmtest.BuildLunbridge(t)},
-		Script: lunbridgeLib + string(script),
+		Script: lunbridgeLib + scenario("metrics_scrape"),
 	})
 	share := res.ShareDir
 

@@ -47,7 +47,7 @@ func TestDebianPackage(t *testing.T) {
 
 	res := vmtest.Run(t, vmtest.Options{
 		Files:  map[string]string{"lunbridge.deb": deb},
-		Script: lunbridgeLib + string(readFile(t, "testdata/package_install.sh")),
+		Script: lunbridgeLib + scenario("package_install"),
 	})
 	share := res.ShareDir
 	for file, wants := range map[string][]string{

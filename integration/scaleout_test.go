@@ -54,10 +54,10 @@ func runScaleOut(t *testing.T, gluster bool) {
 	opts := vmtest.Options{
 		Net:    true,
 		Files:  map[string]string{"lunbridge": vmtest.BuildLunbridge(t)},
-		Script: lunbridgeLib + "IQN1=" + iqn1 + "\nIQN2=" + iqn2 + "\n" + readTestdata(t, "scaleout.sh"),
+		Script: lunbridgeLib + "IQN1=" + iqn1 + "\nIQN2=" + iqn2 + "\n" + scenario("scaleout"),
 	}
 	if gluster {
-		opts.Script = lunbridgeLib + glusterLib(t) + "GLUSTER=1\nIQN1=" + iqn1 + "\nIQN2=" + iqn2 + "\n" + readTestdata(t, "scaleout.sh")
+		opts.Script = lunbridgeLib + glusterLib(t) + "GLUSTER=1\nIQN1=" + iqn1 + "\nIQN2=" + iqn2 + "\n" + scenario("scaleout")
 		opts.MemoryMB = glusterMemoryMB
 		opts.Timeout = 8 * time.Minute
 	}

@@ -48,16 +48,12 @@ func TestSecurity(t *testing.T) {
 	keep := unitCapabilities(t)
 	drop, bnd := capDrop(t, keep, lastCap)
 	t.Logf("unit bounding set %v: drop %s, CapBnd %s", keep, drop, bnd)
-	script, err := os.ReadFile("testdata/security.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
 	vars := fmt.Sprintf("IQN=%s\nALLOWED=%s\nCUSER=%s\nSECRET=%s\nTUSER=%s\nTSECRET=%s\nDROP=%s\nBND=%s\nLASTCAP=%d\n",
 		iqn, allowed, user, secret, tuser, tsecret, drop, bnd, lastCap)
 	vm := vmtest.Boot(t, vmtest.Options{
 		Net:    true,
 		Files:  map[string]string{"lunbridge": vmtest.BuildLunbridge(t)},
-		Script: lunbridgeLib + vars + string(script),
+		Script: lunbridgeLib + vars + scenario("security"),
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()

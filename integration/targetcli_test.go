@@ -28,17 +28,13 @@ import (
 // serves gives EBUSY. One boot (testdata/targetcli.sh).
 func TestTargetcli(t *testing.T) {
 	vmtest.RequireTools(t, "targetcli", "targetctl", "dbus-daemon", "dd", "md5sum")
-	script, err := os.ReadFile("testdata/targetcli.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
 	res := vmtest.Run(t, vmtest.Options{
 		Files: map[string]string{
 			"lunbridge":           vmtest.BuildLunbridge(t),
 			"dbus-lunbridge.conf": "../packaging/dbus-org.kernel.TCMUService1.conf",
 			"targetcli-bus.conf":  "testdata/targetcli-bus.conf",
 		},
-		Script: lunbridgeLib + string(script),
+		Script: lunbridgeLib + scenario("targetcli"),
 	})
 	share := res.ShareDir
 	read := func(name string) string {

@@ -19,10 +19,14 @@
 // LUNs naming the same IQN must agree (SameTarget), or the second one is
 // refused: a target's ACL, portal and CHAP are never merged silently.
 //
-// Two more policies live here because they decide which LUNs exist and
-// who serves them. Discovery (serve only) serves the user:lunbridge
-// backstores that targetcli makes, offering the handler on D-Bus through
-// package tcmuservice. Gateways hold the ownership leases (package lease)
-// of the LUNs this lunbridge serves as one gateway of an ALUA group
-// (docs/scale-out.md).
+// A reload is planned here too, as lio decides which kernel objects a
+// configuration becomes: ApplyReload compares two lists of LUNConfig and
+// swaps the LUNs that changed (every LUN of an iSCSI target whose
+// settings changed in one swap), each swap all or nothing;
+// CheckGatewayReload refuses a reload that would touch a gateway LUN.
+//
+// One more policy lives here because it decides who serves a LUN:
+// Gateways hold the ownership leases (package lease) of the LUNs this
+// lunbridge serves as one gateway of an ALUA group (docs/scale-out.md).
+// Serving the backstores that targetcli makes is package targetcli's.
 package lio

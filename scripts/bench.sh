@@ -1,5 +1,11 @@
 #!/usr/bin/env bash
-# bench.sh: the lunbridge benchmark in one command (issue 8, BENCHMARKS.md).
+# bench.sh: the lunbridge benchmark in one command (BENCHMARKS.md).
+#
+# Why two bench.sh: this one is the host's entry point (installs the
+# dependencies, runs TestBenchFio and the Go benchmarks, writes
+# bench-out/); integration/testdata/bench.sh is the guest half that
+# TestBenchFio embeds and runs inside the VM. Neither can be the other:
+# one runs as root on the host with go, the other in the guest's shell.
 #
 # Boots the harness VM once per setup (tmpfs, ext4 on a virtio disk,
 # GlusterFS, 8 LUNs, 64 idle LUNs) and runs fio against lunbridge, LIO's

@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
 # demo.sh: run lunbridge's main job on a machine whose kernel lacks LIO.
+#
+# Why two demo.sh: this one is the host's entry point (installs the
+# dependencies and runs TestDemo); integration/testdata/demo.sh is the
+# guest half that TestDemo embeds and runs inside the VM.
+#
 # It installs the test VM's packages (scripts/install-deps.sh), boots
 # Debian's stock kernel under qemu (integration/vmtest; no KVM needed),
 # and in the guest runs

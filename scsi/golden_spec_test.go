@@ -92,7 +92,7 @@ func readGolden(t *testing.T, name string) []byte {
 	return b
 }
 
-// TestGoldenFromSpec is the second source of three goldens (STYLE §8):
+// TestGoldenFromSpec is the second source of three goldens (CONTRIBUTING.md):
 // it builds the data the test disk (newDisk(t, nil): 4096 blocks of 512
 // bytes, 4096-byte physical blocks, thin, MaxTransferBlocks 256,
 // MaxUnmapBlocks 1024, MaxUnmapDescriptors 4, MaxWriteSameBlocks 2048)

@@ -601,7 +601,7 @@ const nlTimeout = 5 * time.Second
 //
 // Why this generic netlink client is hand-written and not
 // github.com/mdlayher/genetlink (issue 15): package tcmu may import only
-// the standard library and x/sys (STYLE.md section 1), and lunbridge needs
+// the standard library and x/sys (CONTRIBUTING.md), and lunbridge needs
 // little of netlink: one CTRL_CMD_GETFAMILY request, one multicast join
 // and the decoding of three attributes of the TCM-USER events
 // (parseEvents). That is genlJoin, nlAttr, nlAttrs and genlGroupID here

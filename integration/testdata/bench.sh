@@ -1,3 +1,7 @@
+# The guest half of the benchmark. scripts/bench.sh is the host's entry
+# point of the same name: it runs TestBenchFio, which boots a VM per setup
+# and runs this file there (embedded with the other testdata/*.sh).
+#
 # The guest side of TestBenchFio (integration/bench_test.go): one setup of
 # the fio benchmark in one boot, every fio job run against each target of
 # the setup in turn before the next job, so host noise hits them alike.

@@ -1,3 +1,7 @@
+# The guest half of the demo. scripts/demo.sh is the host's entry point
+# of the same name: it runs TestDemo, which boots a VM and runs this file
+# there (embedded with the other testdata/*.sh).
+#
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say "lunbridge export --size 256M --name demo /tmp/demo.img"
 lb_start /tmp/lb export --size 256M --name demo /tmp/demo.img

@@ -1,4 +1,4 @@
-package lio
+package targetcli
 
 import (
 	"context"
@@ -14,20 +14,6 @@ import (
 	"github.com/lunbridge/lunbridge/tcmuservice"
 )
 
-// targetcli interop (serve only): lunbridge answers targetcli's D-Bus
-// questions as the TCMU handler "lunbridge" and serves every backstore
-// /backstores/user:lunbridge that someone else (targetcli, targetctl
-// restore) writes into configfs. Such a backstore has dev_config
-// "lunbridge/<absolute path>"; the backstores of lunbridge's own LUNs
-// have "lunbridge/<LUN name>", and a LUN name has no '/', so the two
-// never mix. Other handlers' backstores (tcmu-runner's "file/...",
-// "rbd/...") are never looked at: tcmu.ListDevices skips them.
-//
-// A found backstore becomes a LUN named after it, backed by the file of
-// its cfgstring (created sparse, or grown, to its dev_size); targetcli
-// owns its configfs objects and fabric links, so lunbridge only opens
-// its UIO device and on shutdown or removal only closes it again.
-
 // rescanEvery bounds how long a missed netlink event delays a backstore.
 const rescanEvery = 5 * time.Second
 
@@ -39,7 +25,7 @@ const quickRescan = 250 * time.Millisecond
 // production kernel.
 type Discovery struct {
 	k   bridge.Kernel
-	cfg DiscoveryConfig
+	cfg Config
 	log *slog.Logger
 
 	// attachFound opens a found backstore (tests replace it).
@@ -53,8 +39,8 @@ type Discovery struct {
 
 var _ bridge.Kernel = (*Discovery)(nil)
 
-// DiscoveryConfig is what a Discovery gives the LUNs it finds.
-type DiscoveryConfig struct {
+// Config is what a Discovery gives the LUNs it finds.
+type Config struct {
 	ConfigfsRoot string // the configfs mount point
 	MaxTransfer  int64  // bytes; a backstore's hw_max_sectors may lower it
 	Workers      int    // I/O workers per LUN; 0: bridge's default
@@ -64,9 +50,9 @@ type DiscoveryConfig struct {
 	Logger *slog.Logger // nil: discard
 }
 
-// NewDiscovery returns a Discovery over the backstores in cfg's configfs
+// New returns a Discovery over the backstores in cfg's configfs
 // that passes every other LUN to k.
-func NewDiscovery(k bridge.Kernel, cfg DiscoveryConfig) *Discovery {
+func New(k bridge.Kernel, cfg Config) *Discovery {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -1,4 +1,4 @@
-package lio
+package targetcli
 
 import (
 	"context"
@@ -90,7 +90,7 @@ func TestDiscoveryScan(t *testing.T) {
 	half := fakeBackstore(t, root, 3, "half", "lunbridge/"+files+"/half.img", 2<<20, false)
 
 	inner := &innerKernel{}
-	x := NewDiscovery(inner, DiscoveryConfig{ConfigfsRoot: root, MaxTransfer: 512 << 10, Workers: 4})
+	x := New(inner, Config{ConfigfsRoot: root, MaxTransfer: 512 << 10, Workers: 4})
 	var opened []string
 	fail := map[string]bool{}
 	x.attachFound = func(ctx context.Context, info tcmu.DeviceInfo) (bridge.Device, error) {
