@@ -21,8 +21,11 @@ type Gateway interface {
 	CheckWrite() error
 	// Bind hands the gateway the LUN's hooks, once, before the LUN
 	// serves: drain waits for the writes in flight and syncs the file;
-	// changed reports a change of the local ALUA state.
-	Bind(drain func(context.Context) error, changed func(scsi.AccessState))
+	// changed reports a change of the local ALUA state. The gateway calls
+	// changed(active/optimized) before that state is visible to commands
+	// and stays out of it while changed fails (the LUN could not drop
+	// its cache of the file).
+	Bind(drain func(context.Context) error, changed func(scsi.AccessState) error)
 	// Info describes the gateway's view of its group now.
 	Info() GatewayInfo
 }
@@ -127,10 +130,10 @@ func (b *fencedBackend) drain(ctx context.Context) error {
 // gatewayChanged raises ASYMMETRIC ACCESS STATE CHANGED and, when this
 // gateway becomes the owner, drops the page cache of the backing file:
 // another gateway may have written the file since those pages were read.
-func (l *LUN) gatewayChanged(s scsi.AccessState) {
+func (l *LUN) gatewayChanged(s scsi.AccessState) error {
 	l.disk.AccessStateChanged()
 	if s != scsi.StateActiveOptimized {
-		return
+		return nil
 	}
 	err := unix.Fadvise(l.be.fd, 0, 0, unix.FADV_DONTNEED)
 	if l.be.direct != nil {
@@ -140,6 +143,7 @@ func (l *LUN) gatewayChanged(s scsi.AccessState) {
 		l.log.Warn("gateway: drop the page cache of the backing file", "path", l.path, "err", err)
 	}
 	l.log.Info("gateway: now the owner of the backing file")
+	return nil
 }
 
 // gatewayInfo is LUNInfo.Gateway.

@@ -19,7 +19,7 @@ type fakeGateway struct {
 	fence   atomic.Pointer[error]
 	checks  atomic.Int32
 	drain   func(context.Context) error
-	changed func(scsi.AccessState)
+	changed func(scsi.AccessState) error
 	// onCheck, if set, runs inside CheckWrite (after the count).
 	onCheck func(n int32)
 }
@@ -30,7 +30,7 @@ func (g *fakeGateway) PortGroups() []scsi.PortGroup {
 	return []scsi.PortGroup{{ID: 1, State: g.State(), Ports: []uint16{1}}}
 }
 func (g *fakeGateway) Refused() {}
-func (g *fakeGateway) Bind(drain func(context.Context) error, changed func(scsi.AccessState)) {
+func (g *fakeGateway) Bind(drain func(context.Context) error, changed func(scsi.AccessState) error) {
 	g.drain, g.changed = drain, changed
 }
 
