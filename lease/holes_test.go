@@ -219,3 +219,46 @@ func TestFailedDrainSyncMakesUnavailable(t *testing.T) {
 		t.Error("the standby took the lock after the owner's drain failed")
 	}
 }
+
+// Hole 4 (the lease's part): the LUN drops its cache before ownership is
+// visible to commands, and a failure to drop it keeps the gateway out of
+// active/optimized.
+func TestOnChangeRunsBeforeOwnershipIsVisible(t *testing.T) {
+	path := sidecar(t)
+	a, clk := manualGateway(t, path, memberA, memberB, nil)
+	var calls int
+	var visible []error
+	a.cfg.OnChange = func(s scsi.AccessState) error {
+		if s != scsi.StateActiveOptimized {
+			return nil
+		}
+		calls++
+		visible = append(visible, a.CheckWrite())
+		if calls == 1 {
+			return errors.New("pages stay cached")
+		}
+		return nil
+	}
+	ctx := context.Background()
+	a.tick(ctx)
+	for i := 0; i < 100 && calls == 0; i++ {
+		clk.Advance(testPoll)
+		a.tick(ctx)
+	}
+	if calls != 1 {
+		t.Fatalf("OnChange(active/optimized) called %d times, want 1", calls)
+	}
+	if err := a.CheckWrite(); err == nil {
+		t.Fatal("CheckWrite after OnChange failed = nil, want an error")
+	}
+	clk.Advance(testPoll)
+	a.tick(ctx)
+	if err := a.CheckWrite(); err != nil {
+		t.Fatalf("CheckWrite after OnChange succeeded = %v, want nil", err)
+	}
+	for i, err := range visible {
+		if err == nil {
+			t.Errorf("OnChange call %d: the gateway already acknowledged writes", i+1)
+		}
+	}
+}
