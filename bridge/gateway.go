@@ -213,6 +213,12 @@ func (l *LUN) gatewayChanged(s scsi.AccessState) error {
 		return fmt.Errorf("gateway: drop the page cache of %s: %w", l.path, err)
 	}
 	n, err := residentPages(l.be.fd)
+	if err == nil && n != 0 && inMemoryFS(l.be.fd) {
+		// tmpfs keeps the file in the page cache, which is then the
+		// file itself, shared by every gateway of this kernel: nothing
+		// there can be stale.
+		n = 0
+	}
 	if err != nil {
 		return fmt.Errorf("gateway: check the page cache of %s: %w", l.path, err)
 	}
@@ -222,6 +228,16 @@ func (l *LUN) gatewayChanged(s scsi.AccessState) error {
 	l.disk.AccessStateChanged()
 	l.log.Info("gateway: now the owner of the backing file")
 	return nil
+}
+
+// inMemoryFS reports whether fd is on tmpfs or ramfs, whose pages
+// FADV_DONTNEED never drops.
+func inMemoryFS(fd int) bool {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		return false
+	}
+	return st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC
 }
 
 // residentPages counts the pages of the file fd that are in the page

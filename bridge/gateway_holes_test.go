@@ -127,3 +127,29 @@ func TestGatewayResizeOnlyByOwner(t *testing.T) {
 		t.Errorf("Resize on the owner = %v", err)
 	}
 }
+
+// On tmpfs the page cache is the file, shared by every gateway of the
+// kernel: its pages stay after FADV_DONTNEED, and that must not keep the
+// gateway from becoming the owner.
+func TestGatewayOwnsFileOnTmpfs(t *testing.T) {
+	dir, err := os.MkdirTemp("/dev/shm", "lunbridge-gateway-")
+	if err != nil {
+		t.Skipf("no /dev/shm: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	g := &fakeGateway{}
+	l, err := Open(Options{Name: "shm", Path: dir + "/shared.img", Size: 1 << 20, Gateway: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if !inMemoryFS(l.be.fd) {
+		t.Skip("/dev/shm is not tmpfs here")
+	}
+	if _, err := l.Disk().Execute(write10(0, 8, false), [][]byte{make([]byte, 8*512)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.changed(scsi.StateActiveOptimized); err != nil {
+		t.Errorf("changed(active/optimized) on tmpfs = %v, want nil", err)
+	}
+}
