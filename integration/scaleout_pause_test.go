@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -20,9 +21,9 @@ import (
 // its own FUSE client (loopfs -locks). The host writes chunks WITHOUT FUA,
 // each followed by SYNCHRONIZE CACHE (qemu-io's flush), through the owner;
 // the owner daemon and its client are then stopped with SIGSTOP and the
-// client's locks dropped, one more write is sent to the stopped owner
-// (it queues in its ring), the other gateway takes over and acknowledges
-// writes, and the owner is resumed. The resumed gateway must not
+// client's locks dropped, a WRITE is sent to the stopped owner through a
+// session logged in before (it queues in its ring), the other gateway
+// takes over and acknowledges writes, and the owner is resumed. The resumed gateway must not
 // acknowledge anything (the queued write nor new ones), and every chunk,
 // read back through the new owner and in the file, must hold the last
 // write acknowledged for it.
@@ -87,24 +88,62 @@ func TestScaleOutPause(t *testing.T) {
 	for k := range 8 {
 		mustWrite(path1, k, byte(1+k))
 	}
+	// A session logged in to the owner while it serves (libiscsi's login
+	// ends with TEST UNIT READY), to send a WRITE once it is stopped.
+	qctx, qcancel := context.WithTimeout(ctx, 90*time.Second)
+	defer qcancel()
+	session := exec.CommandContext(qctx, "qemu-io", "-f", "raw", path1)
+	stdin, err := session.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := session.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	session.Stderr = session.Stdout
+	if err := session.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 64)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	// The session is logged in once a read through it came back.
+	fmt.Fprintf(stdin, "read 0 512\n")
+	for l := range lines {
+		if strings.Contains(l, "read 512/512 bytes") {
+			break
+		}
+	}
 	if err := vm.Signal("pause1"); err != nil {
 		t.Fatal(err)
 	}
 	if err := vm.WaitReady(ctx, "paused"); err != nil {
 		t.Fatal(err)
 	}
-	// A write to the stopped owner: it waits in the ring (the kernel
-	// times it out for the initiator after --cmd-timeout) and is there
-	// when the owner resumes.
-	queued := make(chan error, 1)
-	go func() { queued <- write(path1, 3, 0x51) }()
+	// A WRITE to the stopped owner, without FUA, then SYNCHRONIZE
+	// CACHE: it waits in the ring (the kernel times it out for the
+	// initiator after --cmd-timeout) and is there when the owner
+	// resumes, which must not carry it out.
+	fmt.Fprintf(stdin, "write -P %d %d %d\nflush\nquit\n", 0x51, 3*chunk, chunk)
+	stdin.Close()
 	if err := vm.WaitReady(ctx, "taken"); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-queued; err == nil {
+	var out []string
+	for l := range lines {
+		out = append(out, l)
+	}
+	serr := session.Wait()
+	t.Logf("WRITE sent to the stopped owner: %v\n%s", serr, strings.Join(out, "\n"))
+	text := strings.Join(out, "\n")
+	if strings.Contains(text, "wrote ") && !strings.Contains(text, "failed") {
 		t.Error("the stopped owner acknowledged a write")
-	} else {
-		t.Logf("write to the stopped owner: %v", err)
 	}
 	for k := 2; k < 12; k++ {
 		mustWrite(path2, k, byte(0x80+k))
@@ -122,13 +161,33 @@ func TestScaleOutPause(t *testing.T) {
 			t.Errorf("chunk %d: the resumed old owner acknowledged a write", k)
 		}
 	}
+	// From here on the initiator behaves as a multipath one: it moves
+	// to the other path on an error. The old owner may legitimately get
+	// the LUN back: a WRITE that waited in its ring while it was stopped
+	// reaches it as a standby, which counts as an initiator's wish for
+	// that path (the implicit transition), and after the hold-down the
+	// new owner hands over. Either way only one gateway acknowledges.
+	paths := []string{path1, path2}
+	cur := 1
 	for k := 12; k < 16; k++ {
-		mustWrite(path2, k, byte(0x80+k))
+		start := time.Now()
+		for {
+			err := write(paths[cur], k, byte(0x80+k))
+			if err == nil {
+				break
+			}
+			if time.Since(start) > 90*time.Second {
+				t.Fatalf("chunk %d: no path took it for 90 s: %v", k, err)
+			}
+			t.Logf("chunk %d through path %d: %v", k, cur+1, err)
+			cur = 1 - cur
+			time.Sleep(500 * time.Millisecond)
+		}
 	}
 
 	back := filepath.Join(t.TempDir(), "back.raw")
-	hostCmd(ctx, t, "qemu-img", "convert", "-f", "raw", "-O", "raw", path2, back)
-	checkChunks(t, "read through gateway 2", back, want, chunk)
+	hostCmd(ctx, t, "qemu-img", "convert", "-f", "raw", "-O", "raw", paths[cur], back)
+	checkChunks(t, fmt.Sprintf("read through gateway %d", cur+1), back, want, chunk)
 	if err := vm.Signal("finish"); err != nil {
 		t.Fatal(err)
 	}
