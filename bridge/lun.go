@@ -106,8 +106,9 @@ type LUN struct {
 	be      *fileBackend
 	stats   counters
 	start   time.Time
-	state   atomic.Uint32 // State
-	gateway Gateway       // Options.Gateway; nil if not a gateway
+	state   atomic.Uint32  // State
+	gateway Gateway        // Options.Gateway; nil if not a gateway
+	fenced  *fencedBackend // the disk's backend if a gateway, else nil
 
 	// infoMu guards the fields below, which describe the LUN's place in
 	// the kernel for LUN.Info.
@@ -254,14 +255,14 @@ func Open(o Options) (_ *LUN, err error) {
 	var sbe scsi.Backend = be
 	var fenced *fencedBackend
 	if o.Gateway != nil {
-		fenced = &fencedBackend{fileBackend: be, fence: o.Gateway.CheckWrite}
+		fenced = &fencedBackend{fileBackend: be, fence: o.Gateway.CheckWrite, readFence: o.Gateway.CheckRead}
 		sbe = fenced
 	}
 	disk, err := scsi.NewDisk(scsi.Config{
 		BlockSize:           o.BlockSize,
 		Blocks:              uint64(size) / uint64(o.BlockSize),
 		ReadOnly:            o.ReadOnly,
-		WriteCache:          !o.WriteThrough,
+		WriteCache:          !o.WriteThrough && o.Gateway == nil, // gateway.go: write-through
 		Serial:              serial,
 		NAA:                 naa,
 		MaxTransferBlocks:   uint32(o.MaxTransfer / int64(o.BlockSize)),
@@ -291,6 +292,7 @@ func Open(o Options) (_ *LUN, err error) {
 		hold:    hold,
 		start:   time.Now(),
 		gateway: o.Gateway,
+		fenced:  fenced,
 
 		workerGrace:  defaultWorkerGrace,
 		stalledAfter: defaultStalledAfter,
@@ -625,6 +627,13 @@ func (l *LUN) Resize(size int64) error {
 	defer l.resizeMu.Unlock()
 	bs := int64(l.disk.Config().BlockSize)
 	cur := l.Size()
+	if l.gateway != nil {
+		// Only the owner changes the shared file's size: a standby's
+		// ftruncate could cut off what the owner has just grown.
+		if err := l.gateway.CheckWrite(); err != nil {
+			return fmt.Errorf("LUN %s: resize on a gateway that does not own the file: %w", l.name, err)
+		}
+	}
 	switch {
 	case size%bs != 0:
 		return fmt.Errorf("LUN %s: size %d is not a multiple of the block size %d: %w", l.name, size, bs, ErrInvalid)

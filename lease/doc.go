@@ -18,7 +18,9 @@
 // Config.Validity. Lease.CheckWrite fails once that time has passed, so a
 // gateway that cannot reach the file system, or was paused, stops
 // acknowledging writes before another gateway can have finished its
-// takeover delay.
+// takeover delay. Time is CLOCK_BOOTTIME (Config.Clock), which counts a
+// suspend; a step of the wall clock against it (a paused VM whose clock
+// was set right) ends the validity at once.
 //
 // Non-owners report standby. A standby gateway that refuses an
 // initiator's I/O (scsi.ALUA.Refused) writes a request record at offset

@@ -52,14 +52,29 @@ type Config struct {
 	// it over on a request, and the time a gateway that handed over
 	// waits before it competes again (default DefaultHoldDown).
 	HoldDown time.Duration
+	// DrainTimeout bounds Drain (default Validity). A drain that has
+	// not finished by then (a write stuck in a hung file system client)
+	// makes the owner fence itself hard: it stops acknowledging under
+	// its epoch for good and releases the lock, so another gateway can
+	// serve.
+	DrainTimeout time.Duration
 	// Drain, if set, is called before the owner gives the LUN up
 	// (handover, shutdown): it returns when no write is in flight and the
-	// backing file is synced.
+	// backing file is synced. If it fails before its deadline (the sync
+	// failed), the gateway keeps the lock and reports unavailable: another
+	// gateway must not serve a file that lacks acknowledged writes.
 	Drain func(ctx context.Context) error
-	// OnChange, if set, is called by Run after the local state changed
+	// OnChange, if set, is called by Run when the local state changes
 	// (raise the unit attention; drop the page cache when becoming
-	// active). It must not call back into the Lease's Run.
-	OnChange func(scsi.AccessState)
+	// active). For active/optimized it is called before the state is
+	// visible to State and CheckWrite, and an error keeps the gateway
+	// transitioning until the next poll tries again; for other states it
+	// is called after, and an error is only logged. It must not call back
+	// into the Lease's Run.
+	OnChange func(scsi.AccessState) error
+	// Clock is the time base (default CLOCK_BOOTTIME with the wall clock
+	// as pause detector); tests inject a ManualClock.
+	Clock Clock
 	// Logger receives transitions (Info) and sidecar errors (Warn, once
 	// per streak); nil discards.
 	Logger *slog.Logger
@@ -90,7 +105,15 @@ type Lease struct {
 	log   *slog.Logger
 	f     *os.File // the sidecar: this gateway's open file description
 	nonce [16]byte
-	base  time.Time // origin of the monotonic times below
+	clk   Clock
+
+	// beat is the last sample of both clocks taken by Run; pauses counts
+	// the pauses seen (a step of the wall clock against Now).
+	beat   atomic.Pointer[clockSample]
+	pauses atomic.Uint64
+	// broken is set when a drain failed to sync: the LUN is unavailable
+	// until the daemon restarts, and this gateway keeps the lock.
+	broken atomic.Bool
 
 	phase      atomic.Uint32 // scsi.AccessState, as set by Run
 	epoch      atomic.Uint64
@@ -114,6 +137,9 @@ type Lease struct {
 	noAcquireUntil time.Duration
 	ioFailing      bool
 
+	// drains joins the goroutines of drain.
+	drains sync.WaitGroup
+
 	// abandon, closed by tests, makes Run return at once without
 	// releasing anything: a killed process.
 	abandon chan struct{}
@@ -135,6 +161,12 @@ func Open(cfg Config) (*Lease, error) {
 	}
 	if cfg.HoldDown == 0 {
 		cfg.HoldDown = DefaultHoldDown
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = cfg.Validity
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = bootClock{}
 	}
 	if cfg.Poll <= 0 || cfg.Validity < 2*cfg.Poll || cfg.HoldDown < 0 {
 		return nil, fmt.Errorf("lease: validity %v must be at least twice the poll interval %v", cfg.Validity, cfg.Poll)
@@ -160,7 +192,8 @@ func Open(cfg Config) (*Lease, error) {
 			return nil, fmt.Errorf("lease: sidecar %s: %w", cfg.Path, err)
 		}
 	}
-	l := &Lease{cfg: cfg, log: cfg.Logger, f: f, base: time.Now(), abandon: make(chan struct{})}
+	l := &Lease{cfg: cfg, log: cfg.Logger, f: f, clk: cfg.Clock, abandon: make(chan struct{})}
+	l.beat.Store(l.sample())
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
@@ -179,12 +212,47 @@ func (l *Lease) Close() error { return l.f.Close() }
 
 // Bind sets Config.Drain and Config.OnChange, for a LUN built after the
 // Lease (it implements bridge.Gateway's Bind). Call it before Run.
-func (l *Lease) Bind(drain func(context.Context) error, changed func(scsi.AccessState)) {
+func (l *Lease) Bind(drain func(context.Context) error, changed func(scsi.AccessState) error) {
 	l.cfg.Drain, l.cfg.OnChange = drain, changed
 }
 
-// now is the monotonic time since Open.
-func (l *Lease) now() time.Duration { return time.Since(l.base) }
+// now is the time of the Lease's clock.
+func (l *Lease) now() time.Duration { return l.clk.Now() }
+
+// clockSample is a reading of both clocks.
+type clockSample struct{ now, wall time.Duration }
+
+func (l *Lease) sample() *clockSample {
+	return &clockSample{now: l.clk.Now(), wall: l.clk.Wall()}
+}
+
+// jumpLimit is how far the wall clock may move against Now between two
+// samples before that counts as a pause. An undetected pause shorter
+// than this extends an owner's validity by as much, so the takeover
+// delay is Validity plus jumpLimit.
+func (l *Lease) jumpLimit() time.Duration { return l.cfg.Poll / 2 }
+
+// pausedSince reports whether the wall clock moved against Now by more
+// than jumpLimit since sample b: the machine was paused (a stopped
+// virtual machine whose wall clock was then set right) or the wall clock
+// was stepped. Either way, time as Now counts it cannot be trusted.
+func (l *Lease) pausedSince(b *clockSample) bool {
+	s := l.sample()
+	return ((s.wall - b.wall) - (s.now - b.now)).Abs() > l.jumpLimit()
+}
+
+// heartbeat samples the clocks; on a pause it ends the validity at once
+// and counts the pause, so that no read that started before it can
+// restore validity (renew). Run calls it every poll and before and after
+// every sidecar read.
+func (l *Lease) heartbeat() {
+	if l.pausedSince(l.beat.Load()) {
+		l.pauses.Add(1)
+		l.validUntil.Store(0)
+		l.log.Warn("lease: the wall clock jumped against the boot clock (a paused machine?); validity ended until the next read of the sidecar")
+	}
+	l.beat.Store(l.sample())
+}
 
 // Local implements scsi.ALUA. The implicit transition time is what a
 // takeover takes after the lock is free: a poll and the takeover delay.
@@ -196,6 +264,9 @@ func (l *Lease) Local() scsi.LocalPort {
 // State implements scsi.ALUA: Run's state, except that an owner whose
 // validity has run out is transitioning until its next successful read.
 func (l *Lease) State() scsi.AccessState {
+	if l.broken.Load() {
+		return scsi.StateUnavailable
+	}
 	s := scsi.AccessState(l.phase.Load())
 	if s == scsi.StateActiveOptimized && !l.valid() {
 		return scsi.StateTransitioning
@@ -203,7 +274,12 @@ func (l *Lease) State() scsi.AccessState {
 	return s
 }
 
-func (l *Lease) valid() bool { return l.now() < time.Duration(l.validUntil.Load()) }
+// valid reports whether the owner's validity has not run out, and no
+// pause happened since Run last sampled the clocks (Run may not have run
+// yet after a resume: this check does not wait for it).
+func (l *Lease) valid() bool {
+	return l.now() < time.Duration(l.validUntil.Load()) && !l.pausedSince(l.beat.Load())
+}
 
 // Refused implements scsi.ALUA: an initiator sent I/O to this standby
 // gateway. Run writes a request record on its next poll.
@@ -218,9 +294,17 @@ func (l *Lease) CheckWrite() error {
 		return nil
 	case scsi.StateStandby:
 		return scsi.ErrALUAStandby
+	case scsi.StateUnavailable:
+		return scsi.ErrALUAUnavailable
 	}
 	return scsi.ErrALUATransitioning
 }
+
+// CheckRead reports whether data read from the backing file may be
+// returned now: as CheckWrite. A read that finishes after the validity
+// ended may return data older than what a new owner has acknowledged
+// since.
+func (l *Lease) CheckRead() error { return l.CheckWrite() }
 
 // PortGroups implements scsi.ALUA: every member's group in id order. The
 // local group has the local state; the owner's group, per the last read
@@ -276,15 +360,18 @@ func (l *Lease) Run(ctx context.Context) error {
 	t := time.NewTicker(l.cfg.Poll)
 	defer t.Stop()
 	for {
+		l.heartbeat()
 		l.tick(ctx)
 		select {
 		case <-ctx.Done():
 			var err error
 			if l.held {
-				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.Validity)
-				err = l.release(dctx)
-				cancel()
+				err = l.release(context.WithoutCancel(ctx))
 			}
+			if l.broken.Load() {
+				err = errors.Join(err, errBroken)
+			}
+			l.drains.Wait()
 			return errors.Join(err, l.f.Close())
 		case <-l.abandon:
 			return l.f.Close()
@@ -295,6 +382,9 @@ func (l *Lease) Run(ctx context.Context) error {
 
 // tick is one poll: renew or check ownership, or try to take it.
 func (l *Lease) tick(ctx context.Context) {
+	if l.broken.Load() {
+		return // keep the lock, serve nothing
+	}
 	if l.held {
 		l.renew(ctx)
 		return
@@ -321,7 +411,6 @@ func (l *Lease) tick(ctx context.Context) {
 // acquire runs with the lock just taken: bump the epoch and start the
 // takeover delay.
 func (l *Lease) acquire() {
-	t0 := l.now()
 	owner, req, err := l.read()
 	if err != nil && !errors.Is(err, errNoRecord) {
 		l.unlock()
@@ -340,7 +429,7 @@ func (l *Lease) acquire() {
 	bumped := l.now()
 	l.epoch.Store(epoch)
 	l.held, l.acquiredAt, l.lastReq, l.pendingReq = true, bumped, req.seq, false
-	l.validUntil.Store(int64(t0 + l.cfg.Validity))
+	l.validUntil.Store(0) // transitioning: nothing to acknowledge yet
 	l.setView(r, true)
 	l.acquired.Add(1)
 	l.log.Info("lease: acquired; waiting out the takeover delay", "epoch", epoch, "previous_group", owner.group)
@@ -350,11 +439,14 @@ func (l *Lease) acquire() {
 // renew runs while the lock is held: confirm the epoch (or find out we
 // were fenced), end the takeover delay, and act on requests.
 func (l *Lease) renew(ctx context.Context) {
+	l.heartbeat()
+	pauses := l.pauses.Load()
 	t0 := l.now()
 	owner, req, err := l.read()
 	if err != nil && !errors.Is(err, errNoRecord) {
 		return // validity runs out by itself
 	}
+	l.heartbeat()
 	if err != nil || owner.seq != l.epoch.Load() || owner.nonce != l.nonce || !owner.held {
 		// Another gateway took the lock and bumped the epoch (or the
 		// record is torn, which only a writer that crashed can do):
@@ -366,10 +458,19 @@ func (l *Lease) renew(ctx context.Context) {
 		l.setPhase(scsi.StateStandby)
 		return
 	}
+	if l.pauses.Load() != pauses {
+		// The read may have been served before a pause that another
+		// gateway used to take over: it proves nothing now.
+		return
+	}
 	l.validUntil.Store(int64(t0 + l.cfg.Validity))
-	if scsi.AccessState(l.phase.Load()) == scsi.StateTransitioning && t0-l.acquiredAt >= l.cfg.Validity {
-		l.log.Info("lease: owner", "epoch", owner.seq)
-		l.setPhase(scsi.StateActiveOptimized)
+	if scsi.AccessState(l.phase.Load()) == scsi.StateTransitioning && t0-l.acquiredAt >= l.cfg.Validity+l.jumpLimit() {
+		if err := l.prepareActive(); err != nil {
+			l.log.Warn("lease: not yet the owner", "err", err)
+		} else {
+			l.log.Info("lease: owner", "epoch", owner.seq)
+			l.setPhase(scsi.StateActiveOptimized)
+		}
 	}
 	if req.seq != l.lastReq {
 		l.lastReq = req.seq
@@ -386,22 +487,43 @@ func (l *Lease) renew(ctx context.Context) {
 	}
 }
 
-// release gives the LUN up: transitioning, drain, "released", unlock,
-// standby.
+// errBroken is Run's error after a drain failed to sync.
+var errBroken = errors.New("lease: a drain failed to sync the backing file; the LUN stays unavailable")
+
+// release gives the LUN up: transitioning, drain (bounded by
+// DrainTimeout), "released" if the sidecar still says this gateway owns
+// the LUN, unlock, standby. A drain that fails before its deadline makes
+// the LUN unavailable instead, and keeps the lock.
 func (l *Lease) release(ctx context.Context) error {
 	l.setPhase(scsi.StateTransitioning)
 	var errs []error
-	if l.cfg.Drain != nil {
-		if err := l.cfg.Drain(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("lease: drain: %w", err))
+	if err := l.drain(ctx); err != nil {
+		if !errors.Is(err, context.DeadlineExceeded) {
+			// The sync failed: acknowledged writes may be missing from
+			// the file. Serving it from another gateway would lose them
+			// silently; being unavailable says so.
+			l.broken.Store(true)
+			l.validUntil.Store(0)
+			l.log.Error("lease: drain failed; the LUN is unavailable until the daemon restarts", "err", err)
+			l.setPhase(scsi.StateUnavailable)
+			return fmt.Errorf("lease: drain: %w", err)
 		}
+		// Stuck: fence hard. Nothing is acknowledged under this epoch
+		// any more (validity ends below and the phase never returns to
+		// active/optimized without a new epoch); what is stuck fails its
+		// after-check when it returns.
+		l.log.Error("lease: drain timed out; fencing this gateway and releasing the lock", "err", err)
+		errs = append(errs, fmt.Errorf("lease: drain: %w", err))
 	}
+	l.validUntil.Store(0)
 	r := record{seq: l.epoch.Load(), group: l.cfg.Self.Group, nonce: l.nonce}
-	if err := l.write(ownerOff, r.encode(ownerMagic)); err != nil {
+	if err := l.stillOwner(); err != nil {
+		l.fenced.Add(1)
+		l.log.Warn("lease: not writing the released record", "err", err)
+	} else if err := l.write(ownerOff, r.encode(ownerMagic)); err != nil {
 		errs = append(errs, err)
 	}
 	l.held = false
-	l.validUntil.Store(0)
 	l.unlock()
 	l.setView(r, false)
 	l.released.Add(1)
@@ -409,10 +531,68 @@ func (l *Lease) release(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// setPhase changes Run's state and tells OnChange.
+// drain runs Config.Drain with the DrainTimeout deadline, and returns at
+// the deadline even if Drain does not (a sync stuck in the file system
+// client cannot be interrupted). The drain goroutine is joined by Run
+// before it returns.
+func (l *Lease) drain(ctx context.Context) error {
+	if l.cfg.Drain == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.DrainTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	l.drains.Add(1)
+	go func() {
+		defer l.drains.Done()
+		done <- l.cfg.Drain(ctx)
+	}()
+	select {
+	case err := <-done:
+		if err != nil && ctx.Err() != nil {
+			return fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
+		}
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("drain still running after %v: %w", l.cfg.DrainTimeout, context.DeadlineExceeded)
+	}
+}
+
+// stillOwner checks, before release writes "released", that this
+// gateway still holds the lock and the sidecar still carries its epoch:
+// a gateway fenced without noticing must not overwrite a newer owner's
+// record.
+func (l *Lease) stillOwner() error {
+	if !l.tryLock() {
+		return errors.New("another gateway holds the lock")
+	}
+	owner, _, err := l.read()
+	if err != nil {
+		return err
+	}
+	if owner.seq != l.epoch.Load() || owner.nonce != l.nonce || !owner.held {
+		return fmt.Errorf("the sidecar has epoch %d of group %d", owner.seq, owner.group)
+	}
+	return nil
+}
+
+// prepareActive runs OnChange(active/optimized) before that state is
+// visible, so that the LUN drops what it cached before commands can use
+// it.
+func (l *Lease) prepareActive() error {
+	if l.cfg.OnChange == nil {
+		return nil
+	}
+	return l.cfg.OnChange(scsi.StateActiveOptimized)
+}
+
+// setPhase changes Run's state and tells OnChange (for active/optimized,
+// prepareActive did before).
 func (l *Lease) setPhase(s scsi.AccessState) {
-	if scsi.AccessState(l.phase.Swap(uint32(s))) != s && l.cfg.OnChange != nil {
-		l.cfg.OnChange(s)
+	if scsi.AccessState(l.phase.Swap(uint32(s))) != s && l.cfg.OnChange != nil && s != scsi.StateActiveOptimized {
+		if err := l.cfg.OnChange(s); err != nil {
+			l.log.Warn("lease: state change", "state", s, "err", err)
+		}
 	}
 }
 

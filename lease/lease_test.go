@@ -47,10 +47,11 @@ func startGateway(t *testing.T, path string, self, peer Member) *gateway {
 		Path: path, Self: self, Peers: []Member{peer},
 		Validity: testValidity, Poll: testPoll, HoldDown: testHoldDown,
 		Drain: func(context.Context) error { g.drained.Add(1); return nil },
-		OnChange: func(s scsi.AccessState) {
+		OnChange: func(s scsi.AccessState) error {
 			g.mu.Lock()
 			g.changes = append(g.changes, s)
 			g.mu.Unlock()
+			return nil
 		},
 	})
 	if err != nil {
