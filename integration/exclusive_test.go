@@ -43,11 +43,11 @@ func TestExclusiveOwnerGluster(t *testing.T) {
 func runExclusive(t *testing.T, gluster bool) {
 	opts := vmtest.Options{
 		Files:  map[string]string{"lunbridge": vmtest.BuildLunbridge(t)},
-		Script: lunbridgeLib + readTestdata(t, "exclusive.sh"),
+		Script: lunbridgeLib + scenario("exclusive"),
 	}
 	dir1, dir2 := "/tmp/shared", "/tmp/shared"
 	if gluster {
-		opts.Script = lunbridgeLib + glusterLib(t) + "GLUSTER=1\n" + readTestdata(t, "exclusive.sh")
+		opts.Script = lunbridgeLib + glusterLib(t) + "GLUSTER=1\n" + scenario("exclusive")
 		opts.MemoryMB = glusterMemoryMB
 		opts.Timeout = 8 * time.Minute
 		dir1, dir2 = "/hostroot/tmp/gv", "/hostroot/tmp/gv2" // gluster.sh: $GV and gv_mount /tmp/gv2

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package lease
+package lease_test
 
 import (
 	"bytes"
@@ -11,18 +11,19 @@ import (
 	"time"
 
 	"github.com/lunbridge/lunbridge/bridge"
+	"github.com/lunbridge/lunbridge/lease"
 	"github.com/lunbridge/lunbridge/scsi"
 )
 
 // lunGateway adapts a Lease to bridge.Gateway, as package lio does.
-type lunGateway struct{ *Lease }
+type lunGateway struct{ *lease.Lease }
 
 func (g lunGateway) Info() bridge.GatewayInfo {
 	s := g.Status()
 	return bridge.GatewayInfo{Group: g.Local().Group, State: s.State, Owner: s.Owner, Epoch: s.Epoch, OwnerGroup: s.OwnerGroup, OwnerKnown: s.OwnerKnown}
 }
 
-func openLUN(t *testing.T, name, path string, l *Lease) *scsi.Disk {
+func openLUN(t *testing.T, name, path string, l *lease.Lease) *scsi.Disk {
 	t.Helper()
 	lun, err := bridge.Open(bridge.Options{Name: name, Identity: "shared", Path: path, Size: 1 << 20, Gateway: lunGateway{l}})
 	if err != nil {
@@ -50,9 +51,9 @@ func blockOf(t *testing.T, path string, lba int) []byte {
 func TestPausedOwnerOnTwoLUNs(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "shared.img")
-	a, clkA := manualGateway(t, file+".lease", memberA, memberB, nil)
+	a, clkA := lease.ManualGateway(t, file+".lease", lease.MemberA, lease.MemberB, nil)
 	diskA := openLUN(t, "a", file, a)
-	b, clkB := manualGateway(t, file+".lease", memberB, memberA, nil)
+	b, clkB := lease.ManualGateway(t, file+".lease", lease.MemberB, lease.MemberA, nil)
 	diskB := openLUN(t, "b", file, b)
 	write := func(d *scsi.Disk, p byte) error {
 		_, err := d.Execute([]byte{0x2a, 0, 0, 0, 0, 5, 0, 0, 1, 0}, [][]byte{bytes.Repeat([]byte{p}, 512)})
@@ -72,7 +73,7 @@ func TestPausedOwnerOnTwoLUNs(t *testing.T) {
 		}
 	}
 
-	becomeOwner(t, a, clkA)
+	lease.BecomeOwner(t, a, clkA)
 	drainUA(diskA)
 	if err := write(diskA, 0xa1); err != nil {
 		t.Fatalf("WRITE on owner A = %v", err)
@@ -81,8 +82,8 @@ func TestPausedOwnerOnTwoLUNs(t *testing.T) {
 		t.Fatalf("READ on owner A = %x..., %v; want a1", got[0], err)
 	}
 
-	a.unlock() // A is paused; the file system drops its lock
-	becomeOwner(t, b, clkB)
+	a.Unlock() // A is paused; the file system drops its lock
+	lease.BecomeOwner(t, b, clkB)
 	drainUA(diskB)
 	if err := write(diskB, 0xb2); err != nil {
 		t.Fatalf("WRITE on new owner B = %v", err)
