@@ -18,6 +18,13 @@
 #   PERF     1: perf profiles of the guest during the lunbridge,
 #            lunbridge-dio, tcmu-runner and fileio runs
 #   FTRACE_FUNCS  kernel functions to time with ftrace during those runs
+#   SCHED    1: the scheduler's evidence during the lunbridge and
+#            tcmu-runner runs (sched_evidence): perf sched, an ftrace
+#            timeline of sched_switch/sched_wakeup with the TCMU functions,
+#            and every queue_cmd_ring return (1: the command went to the
+#            kernel's qfull list)
+#   GOTRACE  1: the main lunbridge runs with LUNBRIDGE_TRACE, its Go
+#            execution trace saved as lunbridge.gotrace
 #
 # Targets by setup (each file filled before the runs, so nothing reads
 # holes):
@@ -76,6 +83,7 @@ lb_main() {
 	done
 	_lb=$LB
 	LB="env $LB_ENV $_lb"
+	[ "$GOTRACE" != 1 ] || LB="env $LB_ENV LUNBRIDGE_TRACE=$R/lunbridge.gotrace $_lb"
 	# shellcheck disable=SC2086
 	lb_start $_o --log-level warn export --mount= $LB_FLAGS $_fl $_names "$@"
 	LB=$_lb
@@ -271,6 +279,16 @@ esac
 		[ -d "$a" ] || continue
 		echo "$a hw_max_sectors=$(cat $a/hw_max_sectors) hw_queue_depth=$(cat $a/hw_queue_depth) emulate_write_cache=$(cat $a/emulate_write_cache)"
 	done
+	# TCMU's ring and data-area geometry, as the kernel reads it back
+	# (the attributes that exist on this kernel).
+	for a in /sys/kernel/config/target/core/user_*/*/attrib; do
+		[ -d "$a" ] || continue
+		_l=
+		for _k in max_data_area_mb data_pages_per_blk cmd_ring_size_mb qfull_time_out cmd_time_out; do
+			[ -e $a/$_k ] && _l="$_l $_k=$(cat $a/$_k)"
+		done
+		echo "tcmu-geometry ${a%/attrib}$_l"
+	done
 } > $R/env
 cat $R/env
 
@@ -324,6 +342,67 @@ ftrace_window() {
 	echo 1408 > $_tr/buffer_size_kb
 }
 
+# sched_evidence TARGET JOB: the scheduler's view of 4 s of a run (SCHED=1).
+# Over the whole 4 s, a kretprobe on queue_cmd_ring (in a tracing instance
+# of its own) records what each submission returned: 0 queued in the ring,
+# 1 parked in the kernel's qfull list for lack of ring or data-area space.
+# Meanwhile perf sched records 2 s of scheduler events (analysed after the
+# runs: timehist and latency per thread), then 0.3 s of ftrace: sched_switch
+# and sched_wakeup with the TCMU functions and the system calls of the
+# handlers and fio, as a timeline (sched.TARGET.JOB.ftrace.txt).
+sched_evidence() {
+	_tr=/sys/kernel/tracing
+	[ -e $_tr/trace ] || mount -t tracefs nodev $_tr
+	# hostrun's /sys is a plain bind of the guest's: perf finds the
+	# tracepoints only with tracefs mounted there too.
+	[ -e /hostroot/sys/kernel/tracing/trace ] || mount -t tracefs nodev /hostroot/sys/kernel/tracing
+	_q=$_tr/instances/qfull
+	[ -d $_q ] || mkdir $_q
+	grep -q lbqcr $_tr/kprobe_events 2>/dev/null ||
+		echo 'r:lbqcr queue_cmd_ring ret=$retval:s32' >> $_tr/kprobe_events ||
+		echo "# no kretprobe on queue_cmd_ring"
+	echo 16384 > $_q/buffer_size_kb
+	: > $_q/trace
+	[ ! -e $_q/events/kprobes/lbqcr/enable ] || echo 1 > $_q/events/kprobes/lbqcr/enable
+	echo 1 > $_q/tracing_on
+	hostrun perf sched record -q -o /tmp/sched.$1.$2 -- sleep 2 > /dev/null 2>&1 ||
+		echo "# perf sched record failed" > $R/sched.$1.$2.err
+	echo 0 > $_tr/tracing_on
+	echo function > $_tr/current_tracer
+	: > $_tr/set_ftrace_filter
+	for _fn in tcmu_queue_cmd queue_cmd_ring tcmu_irqcontrol tcmu_handle_completions \
+		tcmu_handle_completion run_qfull_queue tcmu_get_empty_blocks uio_poll uio_read uio_write \
+		__x64_sys_preadv __x64_sys_pwritev __x64_sys_pread64 __x64_sys_pwrite64 __x64_sys_futex \
+		__x64_sys_epoll_pwait __x64_sys_io_submit __x64_sys_io_getevents __x64_sys_nanosleep \
+		__x64_sys_read __x64_sys_write __x64_sys_poll __x64_sys_ppoll; do
+		echo $_fn >> $_tr/set_ftrace_filter 2>/dev/null || true
+	done
+	: > $_tr/set_event
+	for _ev in sched_switch sched_wakeup sched_waking; do echo sched:$_ev >> $_tr/set_event; done
+	echo 32768 > $_tr/buffer_size_kb
+	: > $_tr/trace
+	echo 1 > $_tr/tracing_on
+	sleep 0.3
+	echo 0 > $_tr/tracing_on
+	{
+		echo "# ftrace window 0.3 s: sched events and functions; lost events: $(grep -h overrun $_tr/per_cpu/cpu*/stats | awk '{s += $2} END {print s}')"
+		cat $_tr/trace
+	} > $R/sched.$1.$2.ftrace.txt
+	echo nop > $_tr/current_tracer
+	: > $_tr/set_event
+	: > $_tr/set_ftrace_filter
+	echo 1408 > $_tr/buffer_size_kb
+	sleep 1.4
+	echo 0 > $_q/tracing_on
+	[ ! -e $_q/events/kprobes/lbqcr/enable ] || echo 0 > $_q/events/kprobes/lbqcr/enable
+	{
+		echo "# queue_cmd_ring returns over 4 s: count value"
+		grep -o 'ret=-\?[0-9]*' $_q/trace | sort | uniq -c
+		echo "# lost events: $(grep -h overrun $_q/per_cpu/cpu*/stats | awk '{s += $2} END {print s}')"
+	} > $R/qfull.$1.$2.txt
+	sed "s/^/qfull $1 $2: /" $R/qfull.$1.$2.txt
+}
+
 # run TARGET DAEMON JOB DIRECT FILES FIO_ARGS...: one fio run of JOB on
 # TARGET, one fio job per file in FILES (space-separated), reported as one
 # group; DAEMON is the daemon serving it, or "-".
@@ -333,10 +412,13 @@ run() {
 	(
 		sleep $((RAMP + 1))
 		sample $R/$_t.$_j.pre
-		case "$PERF,${FTRACE_FUNCS:+1},$_t" in
-		1,*,lunbridge | 1,*,lunbridge-dio | 1,*,tcmu-runner | 1,*,fileio)
+		case "$SCHED,$PERF,${FTRACE_FUNCS:+1},$_t" in
+		1,*,*,lunbridge | 1,*,*,tcmu-runner)
+			sched_evidence $_t $_j
+			sleep $((RT - 6)) ;;
+		*,1,*,lunbridge | *,1,*,lunbridge-dio | *,1,*,tcmu-runner | *,1,*,fileio)
 			hostrun perf record -q -a -g -F 499 -o /tmp/perf.$_t.$_j -- sleep $((RT - 2)) > /dev/null 2>&1 ;;
-		*,1,lunbridge | *,1,fileio | *,1,baseline)
+		*,*,1,lunbridge | *,*,1,fileio | *,*,1,baseline)
 			ftrace_window 2 > $R/ftrace.$_t.$_j.txt
 			sed "s/^/ftrace $_t $_j: /" $R/ftrace.$_t.$_j.txt | head -24
 			sleep $((RT - 4)) ;;
@@ -395,6 +477,15 @@ echo "$JOBS" | while read -r job args; do
 done
 
 sample $R/end
+for p in /tmp/sched.*; do
+	[ -e "$p" ] || continue
+	_b=${p#/tmp/}
+	# Per event: wait time (off CPU until woken), scheduling delay (woken
+	# until running) and run time of each thread; -s sums them per thread.
+	hostrun perf sched timehist -i $p > $R/$_b.timehist.txt 2>&1 || true
+	hostrun perf sched timehist -i $p -s > $R/$_b.summary.txt 2>&1 || true
+	hostrun perf sched latency -i $p --sort max > $R/$_b.latency.txt 2>&1 || true
+done
 for p in /tmp/perf.*; do
 	[ -e "$p" ] || continue
 	hostrun perf report -i $p --stdio --no-children --sort comm,dso,symbol --percent-limit 0.7 -g none > $R/${p#/tmp/}.txt 2>&1 || true
