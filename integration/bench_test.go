@@ -887,8 +887,22 @@ func benchMarkdown(reps []*benchReport) string {
 	return b.String()
 }
 
-// saveBench writes the reports (markdown and JSON) and each setup's raw
-// guest output to out/<timestamp>/ and the markdown to out/latest.md.
+// benchChartTSV is what scripts/bench-chart.sh plots: one line per run,
+// setup, job, target, MiB/s and IOPS, tab-separated.
+func benchChartTSV(reps []*benchReport) []byte {
+	var b bytes.Buffer
+	b.WriteString("# setup\tjob\ttarget\tMiBps\tIOPS\n")
+	for _, r := range reps {
+		for _, x := range r.Results {
+			fmt.Fprintf(&b, "%s\t%s\t%s\t%.1f\t%.0f\n", r.Setup, x.Job, x.Target, x.MiBps, x.IOPS)
+		}
+	}
+	return b.Bytes()
+}
+
+// saveBench writes the reports (markdown, JSON and the chart's data) and
+// each setup's raw guest output to out/<timestamp>/ and the markdown to
+// out/latest.md.
 func saveBench(out, md string, reps []*benchReport, raw map[string]map[string][]byte) error {
 	dir := filepath.Join(out, time.Now().UTC().Format("20060102-150405"))
 	js, err := json.MarshalIndent(reps, "", "  ")
@@ -898,6 +912,7 @@ func saveBench(out, md string, reps []*benchReport, raw map[string]map[string][]
 	files := map[string][]byte{
 		filepath.Join(dir, "report.md"):   []byte(md),
 		filepath.Join(dir, "report.json"): js,
+		filepath.Join(dir, "chart.tsv"):   benchChartTSV(reps),
 		filepath.Join(out, "latest.md"):   []byte(md),
 	}
 	for setup, fs := range raw {

@@ -26,7 +26,9 @@
 # sched_switch/wakeup timeline and qfull counts for lunbridge and the peer),
 # LUNBRIDGE_BENCH_GOTRACE=1 (lunbridge's Go execution trace),
 # LUNBRIDGE_BENCH_CLOCK=tsc|default (the
-# guest's clocksource, default tsc).
+# guest's clocksource, default tsc), LUNBRIDGE_BENCH_BOOTS=N (run it all N
+# times, default 1: the chart, bench-out/chart.png, shows the medians and
+# the spread).
 # See BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,12 +43,22 @@ if [ -n "${LUNBRIDGE_BENCH_PEER_SRC:-}" ] && [ -z "${LUNBRIDGE_BENCH_PEER:-}" ];
 	LUNBRIDGE_BENCH_PEER=$(bash scripts/build-peer.sh "$LUNBRIDGE_BENCH_PEER_SRC" "$out/peer-build" | tail -1)
 	export LUNBRIDGE_BENCH_PEER
 fi
-LUNBRIDGE_INTEGRATION="${LUNBRIDGE_INTEGRATION:-1}" LUNBRIDGE_BENCH=1 \
-	go test -count=1 -run '^TestBenchFio$' -v -timeout 90m ./integration/ 2>&1 |
-	grep -v 'gate.go:[0-9]*: +' | tee "$out/fio.log"
-# go test -v prints the table indented inside the log; show it plainly.
-echo
-cat "$out/latest.md"
+# Each boot writes a timestamped directory; the chart takes the medians over
+# the boots of this invocation.
+boots=${LUNBRIDGE_BENCH_BOOTS:-1}
+tsvs=()
+for i in $(seq 1 "$boots"); do
+	log="$out/fio.log"
+	[ "$boots" = 1 ] || log="$out/fio.$i.log"
+	LUNBRIDGE_INTEGRATION="${LUNBRIDGE_INTEGRATION:-1}" LUNBRIDGE_BENCH=1 \
+		go test -count=1 -run '^TestBenchFio$' -v -timeout 90m ./integration/ 2>&1 |
+		grep -v 'gate.go:[0-9]*: +' | tee "$log"
+	# go test -v prints the table indented inside the log; show it plainly.
+	echo
+	cat "$out/latest.md"
+	tsvs+=("$(ls -td "$out"/2*/ | head -1)chart.tsv")
+done
+bash scripts/bench-chart.sh "$out/chart.png" "${tsvs[@]}"
 if [ "${BENCH_GO:-1}" != 0 ]; then
 	echo
 	go test -run '^$' -bench 'BenchmarkServe$' -benchmem -count=1 ./bridge/ | tee "$out/go-bench.txt"
