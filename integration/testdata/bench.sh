@@ -356,12 +356,16 @@ sched_evidence() {
 	# hostrun's /sys is a plain bind of the guest's: perf finds the
 	# tracepoints only with tracefs mounted there too.
 	[ -e /hostroot/sys/kernel/tracing/trace ] || mount -t tracefs nodev /hostroot/sys/kernel/tracing
+	# A first try (2026-12-05) wedged the guest in kcompactd for minutes
+	# during the peer's run; proactive compaction is no part of what is
+	# measured, so it is off while tracing.
+	[ ! -e /proc/sys/vm/compaction_proactiveness ] || echo 0 > /proc/sys/vm/compaction_proactiveness
 	_q=$_tr/instances/qfull
 	[ -d $_q ] || mkdir $_q
 	grep -q lbqcr $_tr/kprobe_events 2>/dev/null ||
 		echo 'r:lbqcr queue_cmd_ring ret=$retval:s32' >> $_tr/kprobe_events ||
 		echo "# no kretprobe on queue_cmd_ring"
-	echo 16384 > $_q/buffer_size_kb
+	echo 4096 > $_q/buffer_size_kb
 	: > $_q/trace
 	[ ! -e $_q/events/kprobes/lbqcr/enable ] || echo 1 > $_q/events/kprobes/lbqcr/enable
 	echo 1 > $_q/tracing_on
@@ -379,7 +383,7 @@ sched_evidence() {
 	done
 	: > $_tr/set_event
 	for _ev in sched_switch sched_wakeup sched_waking; do echo sched:$_ev >> $_tr/set_event; done
-	echo 32768 > $_tr/buffer_size_kb
+	echo 8192 > $_tr/buffer_size_kb
 	: > $_tr/trace
 	echo 1 > $_tr/tracing_on
 	sleep 0.3
