@@ -83,7 +83,9 @@ import (
 //	                         (timehist, latency and per-thread summary),
 //	                         an ftrace timeline of sched_switch/wakeup
 //	                         with the TCMU functions, and a count of the
-//	                         commands the kernel parked in its qfull list.
+//	                         commands the kernel parked in its qfull list
+//	                         (a kretprobe, only with the value "qfull":
+//	                         two boots with it wedged in the peer's runs).
 //	                         Needs LUNBRIDGE_BENCH_RUNTIME of at least 8;
 //	                         skews the numbers of those runs.
 //	LUNBRIDGE_BENCH_GOTRACE  if set, the main lunbridge runs with
@@ -215,7 +217,7 @@ func benchSetup(t *testing.T, cfg benchConfig, setup string, files map[string]st
 		"BASELINE", baseline, "BASE_FLAGS", cfg.baseFlags, "BASE_ENV", cfg.baseEnv,
 		"PEER", peer,
 		"PERF", perf, "FTRACE_FUNCS", ftrace,
-		"SCHED", benchFlag(cfg.sched), "GOTRACE", benchFlag(cfg.gotrace),
+		"SCHED", cfg.sched, "GOTRACE", benchFlag(cfg.gotrace),
 		"GV_RD_MB", "1024",
 	)
 	if lib != "" {
@@ -228,7 +230,7 @@ func benchSetup(t *testing.T, cfg benchConfig, setup string, files map[string]st
 	}
 	perRun := time.Duration(cfg.runtime+cfg.ramp+15) * time.Second
 	opts.Timeout = 8*time.Minute + time.Duration(runs)*perRun
-	if cfg.sched {
+	if cfg.sched != "" {
 		// perf sched timehist over 2 s of events, per run, in the guest.
 		opts.Timeout += time.Duration(runs) * 2 * time.Minute
 	}
@@ -334,8 +336,8 @@ type benchConfig struct {
 	lbFlags, lbEnv        string
 	perf                  bool
 	ftrace                bool
-	sched                 bool // LUNBRIDGE_BENCH_SCHED
-	gotrace               bool // LUNBRIDGE_BENCH_GOTRACE
+	sched                 string // LUNBRIDGE_BENCH_SCHED: "", "1" or "qfull"
+	gotrace               bool   // LUNBRIDGE_BENCH_GOTRACE
 	kernelArgs            string
 	baseline              string // host path of the baseline binary, or ""
 	peer                  string // host directory of tcmu-runner, or ""
@@ -384,7 +386,7 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 		targets:  benchList(t, "LUNBRIDGE_BENCH_TARGETS", benchTargetNames),
 		perf:     os.Getenv("LUNBRIDGE_BENCH_PERF") != "",
 		ftrace:   os.Getenv("LUNBRIDGE_BENCH_FTRACE") != "",
-		sched:    os.Getenv("LUNBRIDGE_BENCH_SCHED") != "",
+		sched:    os.Getenv("LUNBRIDGE_BENCH_SCHED"),
 		gotrace:  os.Getenv("LUNBRIDGE_BENCH_GOTRACE") != "",
 		baseline: os.Getenv("LUNBRIDGE_BENCH_BASELINE"),
 		peer:     os.Getenv("LUNBRIDGE_BENCH_PEER"),
@@ -443,10 +445,13 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 	default:
 		t.Fatalf("LUNBRIDGE_BENCH_CLOCK=%q: want tsc or default", clock)
 	}
-	if c.sched && c.runtime < 8 {
+	if c.sched != "" && c.sched != "1" && c.sched != "qfull" {
+		t.Fatalf("LUNBRIDGE_BENCH_SCHED=%q: want 1 or qfull", c.sched)
+	}
+	if c.sched != "" && c.runtime < 8 {
 		t.Fatal("LUNBRIDGE_BENCH_SCHED needs LUNBRIDGE_BENCH_RUNTIME of at least 8")
 	}
-	if c.sched {
+	if c.sched != "" {
 		vmtest.RequireTools(t, "perf")
 	}
 	if c.ftrace && c.runtime < 5 {

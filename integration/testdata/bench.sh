@@ -18,11 +18,13 @@
 #   PERF     1: perf profiles of the guest during the lunbridge,
 #            lunbridge-dio, tcmu-runner and fileio runs
 #   FTRACE_FUNCS  kernel functions to time with ftrace during those runs
-#   SCHED    1: the scheduler's evidence during the lunbridge and
-#            tcmu-runner runs (sched_evidence): perf sched, an ftrace
-#            timeline of sched_switch/sched_wakeup with the TCMU functions,
-#            and every queue_cmd_ring return (1: the command went to the
-#            kernel's qfull list)
+#   SCHED    1 or qfull: the scheduler's evidence during the lunbridge and
+#            tcmu-runner runs (sched_evidence): perf sched and an ftrace
+#            timeline of sched_switch/sched_wakeup with the TCMU functions;
+#            qfull: also every queue_cmd_ring return (1: the command went
+#            to the kernel's qfull list). Each run's evidence is copied to
+#            the share's bench-partial/ right after the run, so a guest
+#            that wedges keeps what it had.
 #   GOTRACE  1: the main lunbridge runs with LUNBRIDGE_TRACE, its Go
 #            execution trace saved as lunbridge.gotrace
 #
@@ -361,14 +363,16 @@ sched_evidence() {
 	# measured, so it is off while tracing.
 	[ ! -e /proc/sys/vm/compaction_proactiveness ] || echo 0 > /proc/sys/vm/compaction_proactiveness
 	_q=$_tr/instances/qfull
-	[ -d $_q ] || mkdir $_q
-	grep -q lbqcr $_tr/kprobe_events 2>/dev/null ||
-		echo 'r:lbqcr queue_cmd_ring ret=$retval:s32' >> $_tr/kprobe_events ||
-		echo "# no kretprobe on queue_cmd_ring"
-	echo 4096 > $_q/buffer_size_kb
-	: > $_q/trace
-	[ ! -e $_q/events/kprobes/lbqcr/enable ] || echo 1 > $_q/events/kprobes/lbqcr/enable
-	echo 1 > $_q/tracing_on
+	if [ "$SCHED" = qfull ]; then
+		[ -d $_q ] || mkdir $_q
+		grep -q lbqcr $_tr/kprobe_events 2>/dev/null ||
+			echo 'r:lbqcr queue_cmd_ring ret=$retval:s32' >> $_tr/kprobe_events ||
+			echo "# no kretprobe on queue_cmd_ring"
+		echo 4096 > $_q/buffer_size_kb
+		: > $_q/trace
+		[ ! -e $_q/events/kprobes/lbqcr/enable ] || echo 1 > $_q/events/kprobes/lbqcr/enable
+		echo 1 > $_q/tracing_on
+	fi
 	hostrun perf sched record -q -o /tmp/sched.$1.$2 -- sleep 2 > /dev/null 2>&1 ||
 		echo "# perf sched record failed" > $R/sched.$1.$2.err
 	echo 0 > $_tr/tracing_on
@@ -397,6 +401,7 @@ sched_evidence() {
 	: > $_tr/set_ftrace_filter
 	echo 1408 > $_tr/buffer_size_kb
 	sleep 1.4
+	[ "$SCHED" = qfull ] || return 0
 	echo 0 > $_q/tracing_on
 	[ ! -e $_q/events/kprobes/lbqcr/enable ] || echo 0 > $_q/events/kprobes/lbqcr/enable
 	{
@@ -405,6 +410,22 @@ sched_evidence() {
 		echo "# lost events: $(grep -h overrun $_q/per_cpu/cpu*/stats | awk '{s += $2} END {print s}')"
 	} > $R/qfull.$1.$2.txt
 	sed "s/^/qfull $1 $2: /" $R/qfull.$1.$2.txt
+}
+
+# sched_report TARGET JOB: after a run with sched_evidence, perf sched's
+# reports of it (per event: wait time off CPU until woken, scheduling
+# delay from wake-up to running, run time, of every thread; -s sums them
+# per thread), then that run's evidence goes to the share at once.
+sched_report() {
+	_p=/tmp/sched.$1.$2
+	if [ -e $_p ]; then
+		hostrun perf sched timehist -i $_p > $R/sched.$1.$2.timehist.txt 2>&1 || true
+		hostrun perf sched timehist -i $_p -s > $R/sched.$1.$2.summary.txt 2>&1 || true
+		hostrun perf sched latency -i $_p --sort max > $R/sched.$1.$2.latency.txt 2>&1 || true
+		rm -f $_p
+	fi
+	mkdir -p /mnt/host/bench-partial
+	cp $R/*.$1.$2.* /mnt/host/bench-partial/ 2>/dev/null || true
 }
 
 # run TARGET DAEMON JOB DIRECT FILES FIO_ARGS...: one fio run of JOB on
@@ -417,7 +438,7 @@ run() {
 		sleep $((RAMP + 1))
 		sample $R/$_t.$_j.pre
 		case "$SCHED,$PERF,${FTRACE_FUNCS:+1},$_t" in
-		1,*,*,lunbridge | 1,*,*,tcmu-runner)
+		1,*,*,lunbridge | 1,*,*,tcmu-runner | qfull,*,*,lunbridge | qfull,*,*,tcmu-runner)
 			sched_evidence $_t $_j
 			sleep $((RT - 6)) ;;
 		*,1,*,lunbridge | *,1,*,lunbridge-dio | *,1,*,tcmu-runner | *,1,*,fileio)
@@ -441,6 +462,7 @@ run() {
 		--output-format=json --output=$R/$_t.$_j.json "$@" $_per ||
 		die "fio $_j on $_t ($_fs) failed"
 	wait $_s
+	case "$SCHED,$_t" in 1,lunbridge | 1,tcmu-runner | qfull,lunbridge | qfull,tcmu-runner) sched_report $_t $_j ;; esac
 	echo "$_t $_j $_dm" >> $R/runs
 	echo "bench: $_j on $_t done"
 }
@@ -481,15 +503,6 @@ echo "$JOBS" | while read -r job args; do
 done
 
 sample $R/end
-for p in /tmp/sched.*; do
-	[ -e "$p" ] || continue
-	_b=${p#/tmp/}
-	# Per event: wait time (off CPU until woken), scheduling delay (woken
-	# until running) and run time of each thread; -s sums them per thread.
-	hostrun perf sched timehist -i $p > $R/$_b.timehist.txt 2>&1 || true
-	hostrun perf sched timehist -i $p -s > $R/$_b.summary.txt 2>&1 || true
-	hostrun perf sched latency -i $p --sort max > $R/$_b.latency.txt 2>&1 || true
-done
 for p in /tmp/perf.*; do
 	[ -e "$p" ] || continue
 	hostrun perf report -i $p --stdio --no-children --sort comm,dso,symbol --percent-limit 0.7 -g none > $R/${p#/tmp/}.txt 2>&1 || true
