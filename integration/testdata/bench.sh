@@ -348,10 +348,12 @@ ftrace_window() {
 # Over the whole 4 s, a kretprobe on queue_cmd_ring (in a tracing instance
 # of its own) records what each submission returned: 0 queued in the ring,
 # 1 parked in the kernel's qfull list for lack of ring or data-area space.
-# Meanwhile perf sched records 2 s of scheduler events (analysed after the
-# runs: timehist and latency per thread), then 0.3 s of ftrace: sched_switch
-# and sched_wakeup with the TCMU functions and the system calls of the
-# handlers and fio, as a timeline (sched.TARGET.JOB.ftrace.txt).
+# Meanwhile 0.3 s of ftrace: sched_switch and sched_wakeup with the TCMU
+# functions and the system calls of the handlers and fio, as a timeline
+# (sched.TARGET.JOB.ftrace.txt); then perf sched records 2 s of scheduler
+# events (sched_report: timehist and latency per thread). In that order:
+# starting perf in the emulated guest takes seconds, and an ftrace window
+# after it fell behind the end of fio's run.
 sched_evidence() {
 	_tr=/sys/kernel/tracing
 	[ -e $_tr/trace ] || mount -t tracefs nodev $_tr
@@ -373,8 +375,6 @@ sched_evidence() {
 		[ ! -e $_q/events/kprobes/lbqcr/enable ] || echo 1 > $_q/events/kprobes/lbqcr/enable
 		echo 1 > $_q/tracing_on
 	fi
-	hostrun perf sched record -q -o /tmp/sched.$1.$2 -- sleep 2 > /dev/null 2>&1 ||
-		echo "# perf sched record failed" > $R/sched.$1.$2.err
 	echo 0 > $_tr/tracing_on
 	echo function > $_tr/current_tracer
 	: > $_tr/set_ftrace_filter
@@ -400,6 +400,8 @@ sched_evidence() {
 	: > $_tr/set_event
 	: > $_tr/set_ftrace_filter
 	echo 1408 > $_tr/buffer_size_kb
+	hostrun perf sched record -q -o /tmp/sched.$1.$2 -- sleep 2 > /dev/null 2>&1 ||
+		echo "# perf sched record failed" > $R/sched.$1.$2.err
 	sleep 1.4
 	[ "$SCHED" = qfull ] || return 0
 	echo 0 > $_q/tracing_on
