@@ -77,15 +77,17 @@ import (
 //	                         next to the results (perf in a TCG guest
 //	                         cannot attribute time inside code that runs
 //	                         with interrupts off). Costs CPU too.
-//	LUNBRIDGE_BENCH_SCHED    if set, the scheduler's evidence for the
-//	                         lunbridge and tcmu-runner runs (testdata/
-//	                         bench.sh sched_evidence): perf sched record
-//	                         (timehist, latency and per-thread summary),
-//	                         an ftrace timeline of sched_switch/wakeup
-//	                         with the TCMU functions, and a count of the
-//	                         commands the kernel parked in its qfull list
-//	                         (a kretprobe, only with the value "qfull":
-//	                         two boots with it wedged in the peer's runs).
+//	LUNBRIDGE_BENCH_SCHED    1, all or qfull: the scheduler's evidence
+//	                         (testdata/bench.sh): per-thread schedstat of
+//	                         the daemons and fio around every run; for the
+//	                         lunbridge runs (and with "all" or "qfull" the
+//	                         tcmu-runner runs: three boots with the
+//	                         tracers wedged the guest there) perf sched
+//	                         record (timehist, latency, per-thread
+//	                         summary) and an ftrace timeline of
+//	                         sched_switch/wakeup with the TCMU functions;
+//	                         "qfull" also counts the commands the kernel
+//	                         parked in its qfull list (a kretprobe).
 //	                         Needs LUNBRIDGE_BENCH_RUNTIME of at least 8;
 //	                         skews the numbers of those runs.
 //	LUNBRIDGE_BENCH_GOTRACE  if set, the main lunbridge runs with
@@ -336,7 +338,7 @@ type benchConfig struct {
 	lbFlags, lbEnv        string
 	perf                  bool
 	ftrace                bool
-	sched                 string // LUNBRIDGE_BENCH_SCHED: "", "1" or "qfull"
+	sched                 string // LUNBRIDGE_BENCH_SCHED: "", "1", "all" or "qfull"
 	gotrace               bool   // LUNBRIDGE_BENCH_GOTRACE
 	kernelArgs            string
 	baseline              string // host path of the baseline binary, or ""
@@ -445,8 +447,8 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 	default:
 		t.Fatalf("LUNBRIDGE_BENCH_CLOCK=%q: want tsc or default", clock)
 	}
-	if c.sched != "" && c.sched != "1" && c.sched != "qfull" {
-		t.Fatalf("LUNBRIDGE_BENCH_SCHED=%q: want 1 or qfull", c.sched)
+	if c.sched != "" && c.sched != "1" && c.sched != "all" && c.sched != "qfull" {
+		t.Fatalf("LUNBRIDGE_BENCH_SCHED=%q: want 1, all or qfull", c.sched)
 	}
 	if c.sched != "" && c.runtime < 8 {
 		t.Fatal("LUNBRIDGE_BENCH_SCHED needs LUNBRIDGE_BENCH_RUNTIME of at least 8")

@@ -18,11 +18,14 @@
 #   PERF     1: perf profiles of the guest during the lunbridge,
 #            lunbridge-dio, tcmu-runner and fileio runs
 #   FTRACE_FUNCS  kernel functions to time with ftrace during those runs
-#   SCHED    1 or qfull: the scheduler's evidence during the lunbridge and
-#            tcmu-runner runs (sched_evidence): perf sched and an ftrace
-#            timeline of sched_switch/sched_wakeup with the TCMU functions;
-#            qfull: also every queue_cmd_ring return (1: the command went
-#            to the kernel's qfull list). Each run's evidence is copied to
+#   SCHED    1, all or qfull: per-thread schedstat of the daemons and fio in
+#            every sample (threads); and the scheduler's evidence
+#            (sched_evidence): perf sched and an ftrace timeline of
+#            sched_switch/sched_wakeup with the TCMU functions, for the
+#            lunbridge runs (1) or for the tcmu-runner runs too (all:
+#            three boots with the tracers wedged the guest in the peer's
+#            runs); qfull: all, and every queue_cmd_ring return (1: the
+#            command went to the kernel's qfull list). Each run's evidence is copied to
 #            the share's bench-partial/ right after the run, so a guest
 #            that wedges keeps what it had.
 #   GOTRACE  1: the main lunbridge runs with LUNBRIDGE_TRACE, its Go
@@ -304,7 +307,25 @@ sample() {
 			echo "proc ${_p%%=*} $(cat /proc/${_p#*=}/stat)"
 			grep -E '^(VmRSS|VmHWM|Threads):' /proc/${_p#*=}/status | sed "s/: */ ${_p%%=*} /"
 		done
+		[ -z "$SCHED" ] || threads
 	} > "$1"
+}
+
+# threads: the scheduler's own accounting of every thread of the daemons
+# and of fio (SCHED): "thread OWNER TID COMM on_ns runq_ns slices vol
+# invol", from /proc/PID/task/TID/schedstat (time on a CPU, time runnable
+# but waiting for one, timeslices) and its voluntary and involuntary
+# context switches. Differences between two samples, per thread, need no
+# tracer (scripts/bench-sched.sh schedstat).
+threads() {
+	for _p in $DAEMONS fio=$(pidof fio | tr ' ' ,); do
+		for _pid in $(echo ${_p#*=} | tr , ' '); do
+			for _t in /proc/$_pid/task/*; do
+				[ -r $_t/schedstat ] || continue
+				echo "thread ${_p%%=*} ${_t##*/} $(tr ' ' _ < $_t/comm) $(cat $_t/schedstat) $(sed -n 's/^\(non\)*voluntary_ctxt_switches:[[:space:]]*//p' $_t/status | tr '\n' ' ')"
+			done 2>/dev/null
+		done
+	done
 }
 sample $R/idle
 
@@ -427,7 +448,7 @@ sched_report() {
 		rm -f $_p
 	fi
 	mkdir -p /mnt/host/bench-partial
-	cp $R/*.$1.$2.* /mnt/host/bench-partial/ 2>/dev/null || true
+	cp $R/*$1.$2.* /mnt/host/bench-partial/ 2>/dev/null || true
 }
 
 # run TARGET DAEMON JOB DIRECT FILES FIO_ARGS...: one fio run of JOB on
@@ -440,7 +461,7 @@ run() {
 		sleep $((RAMP + 1))
 		sample $R/$_t.$_j.pre
 		case "$SCHED,$PERF,${FTRACE_FUNCS:+1},$_t" in
-		1,*,*,lunbridge | 1,*,*,tcmu-runner | qfull,*,*,lunbridge | qfull,*,*,tcmu-runner)
+		1,*,*,lunbridge | all,*,*,lunbridge | all,*,*,tcmu-runner | qfull,*,*,lunbridge | qfull,*,*,tcmu-runner)
 			sched_evidence $_t $_j
 			sleep $((RT - 6)) ;;
 		*,1,*,lunbridge | *,1,*,lunbridge-dio | *,1,*,tcmu-runner | *,1,*,fileio)
@@ -464,7 +485,7 @@ run() {
 		--output-format=json --output=$R/$_t.$_j.json "$@" $_per ||
 		die "fio $_j on $_t ($_fs) failed"
 	wait $_s
-	case "$SCHED,$_t" in 1,lunbridge | 1,tcmu-runner | qfull,lunbridge | qfull,tcmu-runner) sched_report $_t $_j ;; esac
+	[ -z "$SCHED" ] || sched_report $_t $_j
 	echo "$_t $_j $_dm" >> $R/runs
 	echo "bench: $_j on $_t done"
 }
