@@ -13,6 +13,12 @@
 #       with their latency (sched_waking to switched in), the traced
 #       functions it called (tcmu_irqcontrol = a kick, uio_poll, futex...)
 #       and who woke it
+#   bench-sched.sh schedstat T.J.pre T.J.post
+#       per thread of the daemons and fio, between two samples of a run
+#       (LUNBRIDGE_BENCH_SCHED): on-CPU ms, runnable-but-waiting ms (the
+#       run queue: wake-up and preemption latency), asleep ms (the rest
+#       of the window), timeslices, voluntary and involuntary switches;
+#       and the guest's idle share over the same window
 #   bench-sched.sh gotrace lunbridge.gotrace [T0 T1]
 #       Go's execution trace per goroutine (named by its root frame):
 #       running, runnable (waiting for a P or thread), in system calls,
@@ -21,7 +27,7 @@
 #       stop-the-world time. T0 T1 bound the window in trace nanoseconds
 #       (the trace's Sync events map them to wall-clock time).
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '3,23p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '3,29p' "$0" >&2; exit 2; }
 mode=$1 file=$2
 case $mode in
 timehist)
@@ -85,6 +91,29 @@ END {
 	}
 }
 ' "$file"
+	;;
+schedstat)
+	[ $# -eq 3 ] || { echo "usage: $0 schedstat PRE POST" >&2; exit 2; }
+	awk '
+	FNR == 1 { f++ }
+	$1 == "uptime" { up[f] = $2 }
+	$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; tot[f] = t; idle[f] = $5 + $6 }
+	$1 == "thread" {
+		k = $2 " " $3 " " $4
+		if (f == 1) { on0[k] = $5; rq0[k] = $6; sl0[k] = $7; v0[k] = $8; i0[k] = $9; next }
+		seen[k] = 1; on[k] = $5; rq[k] = $6; sl[k] = $7; v[k] = $8; iv[k] = $9
+	}
+	END {
+		w = (up[2] - up[1]) * 1000
+		printf "# window %.0f ms; guest idle %.1f%%\n", w, 100 * (idle[2] - idle[1]) / (tot[2] - tot[1])
+		printf "%-34s %8s %8s %8s %7s %7s %7s\n", "owner tid comm", "on_ms", "runq_ms", "asleep", "slices", "vol", "invol"
+		for (k in seen) {
+			if (!(k in on0)) continue  # started inside the window
+			o = (on[k] - on0[k]) / 1e6; r = (rq[k] - rq0[k]) / 1e6
+			if (o < 0.05 && r < 0.05) continue
+			printf "%-34s %8.1f %8.1f %8.1f %7d %7d %7d\n", k, o, r, w - o - r, sl[k] - sl0[k], v[k] - v0[k], iv[k] - i0[k] | "sort -k4 -n -r"
+		}
+	}' "$2" "$3"
 	;;
 gotrace)
 	go tool trace -d=parsed "$file" | awk -v T0="${3:-0}" -v T1="${4:-0}" '
