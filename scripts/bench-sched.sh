@@ -21,8 +21,9 @@
 #       and the guest's idle share over the same window
 #   bench-sched.sh gotrace lunbridge.gotrace [T0 T1]
 #       Go's execution trace per goroutine (named by its root frame):
-#       running, runnable (waiting for a P or thread), in system calls,
-#       waiting by reason; who made it runnable ("no-G": the runtime's
+#       running, runnable (waiting for a P or thread), in system calls
+#       (and how many came back without their P: P_lost), waiting by
+#       reason; who made it runnable ("no-G": the runtime's
 #       netpoller or scheduler, no goroutine); GC cycles and
 #       stop-the-world time. T0 T1 bound the window in trace nanoseconds
 #       (the trace's Sync events map them to wall-clock time).
@@ -142,6 +143,9 @@ function inwin(t) { return (T0 == 0 && T1 == 0) || (t >= T0 && t <= T1) }
 		un[(curg == -1 ? "no-G" : "g" curg), g]++
 	}
 	if (st[2] == "Syscall" && inwin(t)) nsys[g]++
+	# A system call that returns to a goroutine that lost its P (sysmon
+	# retook it, or the call blocked) comes back Runnable, not Running.
+	if (st[1] == "Syscall" && st[2] == "Runnable" && inwin(t)) plost[g]++
 	state[g] = st[2]; since[g] = t; why[g] = rs; seen[g] = 1
 	if (st[1] == "Running" && (st[2] == "Waiting" || st[2] == "Syscall") && !(g in L)) stackfor = g
 	next
@@ -157,14 +161,14 @@ instack && $1 !~ /^\// && $1 !~ /\.go:[0-9]+$/ {
 }
 END {
 	if (gc != "" || nstw) printf "# GC cycles %d; stop-the-world %d, %.3f ms\n", gc, nstw, stw / 1e6
-	printf "%-44s %9s %9s %9s %7s %9s  %s\n", "goroutine (its root frame)", "run_ms", "runnbl_ms", "sysc_ms", "nsysc", "lat_max", "waiting ms by reason"
+	printf "%-44s %9s %9s %9s %7s %6s %9s  %s\n", "goroutine (its root frame)", "run_ms", "runnbl_ms", "sysc_ms", "nsysc", "P_lost", "lat_max", "waiting ms by reason"
 	for (g in seen) {
 		tot = 0
 		for (k in keys) tot += acc[g, k]
 		if (tot == 0) continue
 		w = ""
 		for (k in keys) if (k ~ /^W:/ && acc[g, k] > 0) w = w sprintf(" %s=%.0f", substr(k, 3), acc[g, k] / 1e6)
-		printf "%-44s %9.1f %9.1f %9.1f %7d %9.3f %s\n", substr(lab(g), 1, 44), acc[g, "Running"] / 1e6, acc[g, "Runnable"] / 1e6, acc[g, "Syscall"] / 1e6, nsys[g], maxrun[g] / 1e6, w | "sort -k2 -n -r | head -25"
+		printf "%-44s %9.1f %9.1f %9.1f %7d %6d %9.3f %s\n", substr(lab(g), 1, 44), acc[g, "Running"] / 1e6, acc[g, "Runnable"] / 1e6, acc[g, "Syscall"] / 1e6, nsys[g], plost[g], maxrun[g] / 1e6, w | "sort -k2 -n -r | head -25"
 	}
 	close("sort -k2 -n -r | head -25")
 	print "# made runnable by (unblocker -> goroutine): count"
