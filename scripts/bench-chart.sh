@@ -7,7 +7,8 @@
 # chart.tsv (TestBenchFio writes it next to report.md); with several, a bar
 # is the median over the boots and its whisker spans the lowest to the
 # highest, so the chart shows the spread as well as the level.
-# scripts/bench.sh runs it after every benchmark. gnuplot-nox is installed
+# BENCH_CHART_TITLE replaces the title's first part. scripts/bench.sh runs
+# it after every benchmark. gnuplot-nox is installed
 # with apt-get when missing: only the benchmark needs it.
 set -euo pipefail
 
@@ -85,7 +86,7 @@ rows=$(((n + cols - 1) / cols))
 {
 	echo "set terminal pngcairo size $((cols * 420)),$((rows * 320 + 40)) font 'DejaVu Sans,10'"
 	echo "set output '$png'"
-	echo "set multiplot layout $rows,$cols title 'lunbridge benchmark: fio, libaio, direct I/O ($(cat "$tmp/panels.txt.note"))'"
+	echo "set multiplot layout $rows,$cols title '${BENCH_CHART_TITLE:-lunbridge benchmark: fio, libaio, direct I/O} ($(cat "$tmp/panels.txt.note"))'"
 	echo "set style fill solid 0.6 border -1"
 	echo "set boxwidth 0.6"
 	echo "set yrange [0:*]"
@@ -98,7 +99,7 @@ rows=$(((n + cols - 1) / cols))
 		echo "set title \"$title\" font ',10'"
 		echo "plot '$tmp/data' index $i using 0:2:5:xtic(1) with boxes lc variable, \\"
 		echo "     '' index $i using 0:2:3:4 with yerrorbars lc rgb 'black' pt 0, \\"
-		echo "     '' index $i using 0:4:(sprintf('%.3g', \$2)) with labels offset 0,0.8 font ',9'"
+		echo "     '' index $i using 0:4:(sprintf(\$2 >= 100 ? '%.0f' : '%.3g', \$2)) with labels offset 0,0.8 font ',9'"
 		i=$((i + 1))
 	done < "$tmp/panels.txt"
 	echo "unset multiplot"
