@@ -318,11 +318,13 @@ sample() {
 # context switches. Differences between two samples, per thread, need no
 # tracer (scripts/bench-sched.sh schedstat).
 threads() {
-	for _p in $DAEMONS fio=$(pidof fio | tr ' ' ,); do
-		for _pid in $(echo ${_p#*=} | tr , ' '); do
-			for _t in /proc/$_pid/task/*; do
-				[ -r $_t/schedstat ] || continue
-				echo "thread ${_p%%=*} ${_t##*/} $(tr ' ' _ < $_t/comm) $(cat $_t/schedstat) $(sed -n 's/^\(non\)*voluntary_ctxt_switches:[[:space:]]*//p' $_t/status | tr '\n' ' ')"
+	# Names of their own: sample runs inside run(), whose _t and _p
+	# this must not overwrite (sh has no local variables).
+	for _thp in $DAEMONS fio=$(pidof fio | tr ' ' ,); do
+		for _thpid in $(echo ${_thp#*=} | tr , ' '); do
+			for _tht in /proc/$_thpid/task/*; do
+				[ -r $_tht/schedstat ] || continue
+				echo "thread ${_thp%%=*} ${_tht##*/} $(tr ' ' _ < $_tht/comm) $(cat $_tht/schedstat) $(sed -n 's/^\(non\)*voluntary_ctxt_switches:[[:space:]]*//p' $_tht/status | tr '\n' ' ')"
 			done 2>/dev/null
 		done
 	done
