@@ -42,14 +42,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
-mkdir -p "$out"
-out=$(realpath "$out")
+out=$(realpath -m "$out")
 case "$out/" in
 "$src"/*)
 	echo "$0: build directory $out is inside the source tree; use one outside it" >&2
 	exit 1
 	;;
 esac
+mkdir -p "$out"
 cd "$out"
 # RelWithDebInfo: optimised like a packaged build, with symbols for perf.
 cmake "$src" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
