@@ -32,7 +32,14 @@ const (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := newApp(os.Stdout, os.Stderr).RunContext(ctx, os.Args); err != nil {
+	stopTrace, err := startTrace(os.Getenv(traceEnv))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lunbridge:", err)
+		os.Exit(exitUsage)
+	}
+	err = newApp(os.Stdout, os.Stderr).RunContext(ctx, os.Args)
+	stopTrace()
+	if err != nil {
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) {
 			if msg := err.Error(); msg != "" {

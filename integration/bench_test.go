@@ -59,15 +59,10 @@ import (
 //	                         handler's file handler on a file like the
 //	                         others, run right after lunbridge and baseline
 //	                         in the tmpfs and ext4 setups, with the ratios
-//	                         lunbridge/tcmu-runner. Never built in CI: built
-//	                         by hand, outside the repository, from
-//	                         tcmu-runner v1.6.2 (commit 7b9e500) with cmake
-//	                         -DCMAKE_BUILD_TYPE=RelWithDebInfo
-//	                         -Dwith-glfs=false -Dwith-qcow=false
-//	                         -Dwith-rbd=false -Dwith-zbc=false
-//	                         -Dwith-fbo=false -Dwith-tcmalloc=false
-//	                         -DSUPPORT_SYSTEMD=OFF and make tcmu-runner
-//	                         handler_file (BENCHMARKS.md has the packages)
+//	                         lunbridge/tcmu-runner. Never built in CI:
+//	                         scripts/build-peer.sh builds it outside the
+//	                         repository from a tcmu-runner source tree
+//	                         (v1.6.2, commit 7b9e500)
 //	LUNBRIDGE_BENCH_PERF     if set, profile the whole guest (kernel and
 //	                         lunbridge) with the host's perf during the
 //	                         sampling window of the lunbridge,
@@ -82,6 +77,23 @@ import (
 //	                         next to the results (perf in a TCG guest
 //	                         cannot attribute time inside code that runs
 //	                         with interrupts off). Costs CPU too.
+//	LUNBRIDGE_BENCH_SCHED    1, all or qfull: the scheduler's evidence
+//	                         (testdata/bench.sh): per-thread schedstat of
+//	                         the daemons and fio around every run; for the
+//	                         lunbridge runs (and with "all" or "qfull" the
+//	                         tcmu-runner runs: three boots with the
+//	                         tracers wedged the guest there) perf sched
+//	                         record (timehist, latency, per-thread
+//	                         summary) and an ftrace timeline of
+//	                         sched_switch/wakeup with the TCMU functions;
+//	                         "qfull" also counts the commands the kernel
+//	                         parked in its qfull list (a kretprobe).
+//	                         Needs LUNBRIDGE_BENCH_RUNTIME of at least 8;
+//	                         skews the numbers of those runs.
+//	LUNBRIDGE_BENCH_GOTRACE  if set, the main lunbridge runs with
+//	                         LUNBRIDGE_TRACE: its Go execution trace over
+//	                         the whole boot lands in the raw directory as
+//	                         lunbridge.gotrace (go tool trace)
 //	LUNBRIDGE_BENCH_CLOCK    the guest's clocksource: "tsc" (default: boots
 //	                         with clocksource=tsc tsc=reliable, so clock
 //	                         reads are vDSO calls as on real machines) or
@@ -207,6 +219,7 @@ func benchSetup(t *testing.T, cfg benchConfig, setup string, files map[string]st
 		"BASELINE", baseline, "BASE_FLAGS", cfg.baseFlags, "BASE_ENV", cfg.baseEnv,
 		"PEER", peer,
 		"PERF", perf, "FTRACE_FUNCS", ftrace,
+		"SCHED", cfg.sched, "GOTRACE", benchFlag(cfg.gotrace),
 		"GV_RD_MB", "1024",
 	)
 	if lib != "" {
@@ -219,6 +232,10 @@ func benchSetup(t *testing.T, cfg benchConfig, setup string, files map[string]st
 	}
 	perRun := time.Duration(cfg.runtime+cfg.ramp+15) * time.Second
 	opts.Timeout = 8*time.Minute + time.Duration(runs)*perRun
+	if cfg.sched != "" {
+		// perf sched timehist over 2 s of events, per run, in the guest.
+		opts.Timeout += time.Duration(runs) * 2 * time.Minute
+	}
 	if cfg.ftrace {
 		// Formatting and summing a 2 s trace takes minutes in the
 		// emulated guest.
@@ -255,6 +272,14 @@ func benchSetup(t *testing.T, cfg benchConfig, setup string, files map[string]st
 		raw[e.Name()] = b
 	}
 	return rep, raw
+}
+
+// benchFlag is a guest script's boolean: "1" or empty.
+func benchFlag(b bool) string {
+	if b {
+		return "1"
+	}
+	return ""
 }
 
 // benchJob is one fio workload; args are added to the common fio flags.
@@ -313,6 +338,8 @@ type benchConfig struct {
 	lbFlags, lbEnv        string
 	perf                  bool
 	ftrace                bool
+	sched                 string // LUNBRIDGE_BENCH_SCHED: "", "1", "all" or "qfull"
+	gotrace               bool   // LUNBRIDGE_BENCH_GOTRACE
 	kernelArgs            string
 	baseline              string // host path of the baseline binary, or ""
 	peer                  string // host directory of tcmu-runner, or ""
@@ -361,6 +388,8 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 		targets:  benchList(t, "LUNBRIDGE_BENCH_TARGETS", benchTargetNames),
 		perf:     os.Getenv("LUNBRIDGE_BENCH_PERF") != "",
 		ftrace:   os.Getenv("LUNBRIDGE_BENCH_FTRACE") != "",
+		sched:    os.Getenv("LUNBRIDGE_BENCH_SCHED"),
+		gotrace:  os.Getenv("LUNBRIDGE_BENCH_GOTRACE") != "",
 		baseline: os.Getenv("LUNBRIDGE_BENCH_BASELINE"),
 		peer:     os.Getenv("LUNBRIDGE_BENCH_PEER"),
 	}
@@ -417,6 +446,15 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 	case "default":
 	default:
 		t.Fatalf("LUNBRIDGE_BENCH_CLOCK=%q: want tsc or default", clock)
+	}
+	if c.sched != "" && c.sched != "1" && c.sched != "all" && c.sched != "qfull" {
+		t.Fatalf("LUNBRIDGE_BENCH_SCHED=%q: want 1, all or qfull", c.sched)
+	}
+	if c.sched != "" && c.runtime < 8 {
+		t.Fatal("LUNBRIDGE_BENCH_SCHED needs LUNBRIDGE_BENCH_RUNTIME of at least 8")
+	}
+	if c.sched != "" {
+		vmtest.RequireTools(t, "perf")
 	}
 	if c.ftrace && c.runtime < 5 {
 		t.Fatal("LUNBRIDGE_BENCH_FTRACE needs LUNBRIDGE_BENCH_RUNTIME of at least 5")
@@ -856,8 +894,22 @@ func benchMarkdown(reps []*benchReport) string {
 	return b.String()
 }
 
-// saveBench writes the reports (markdown and JSON) and each setup's raw
-// guest output to out/<timestamp>/ and the markdown to out/latest.md.
+// benchChartTSV is what scripts/bench-chart.sh plots: one line per run,
+// setup, job, target, MiB/s and IOPS, tab-separated.
+func benchChartTSV(reps []*benchReport) []byte {
+	var b bytes.Buffer
+	b.WriteString("# setup\tjob\ttarget\tMiBps\tIOPS\n")
+	for _, r := range reps {
+		for _, x := range r.Results {
+			fmt.Fprintf(&b, "%s\t%s\t%s\t%.1f\t%.0f\n", r.Setup, x.Job, x.Target, x.MiBps, x.IOPS)
+		}
+	}
+	return b.Bytes()
+}
+
+// saveBench writes the reports (markdown, JSON and the chart's data) and
+// each setup's raw guest output to out/<timestamp>/ and the markdown to
+// out/latest.md.
 func saveBench(out, md string, reps []*benchReport, raw map[string]map[string][]byte) error {
 	dir := filepath.Join(out, time.Now().UTC().Format("20060102-150405"))
 	js, err := json.MarshalIndent(reps, "", "  ")
@@ -867,6 +919,7 @@ func saveBench(out, md string, reps []*benchReport, raw map[string]map[string][]
 	files := map[string][]byte{
 		filepath.Join(dir, "report.md"):   []byte(md),
 		filepath.Join(dir, "report.json"): js,
+		filepath.Join(dir, "chart.tsv"):   benchChartTSV(reps),
 		filepath.Join(out, "latest.md"):   []byte(md),
 	}
 	for setup, fs := range raw {

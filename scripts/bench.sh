@@ -24,10 +24,17 @@
 # LUNBRIDGE_BENCH_BASELINE=/path/to/other/lunbridge (side-by-side target
 # "baseline"), LUNBRIDGE_BENCH_BASELINE_FLAGS and _ENV,
 # LUNBRIDGE_BENCH_PEER=/dir (tcmu-runner built locally: target "tcmu-runner"),
+# LUNBRIDGE_BENCH_PEER_SRC=/src (a tcmu-runner source tree: built first with
+# scripts/build-peer.sh into bench-out/peer-build, which then is the peer),
 # LUNBRIDGE_BENCH_PERF=1 (perf profiles of the guest; skews the numbers),
 # LUNBRIDGE_BENCH_FTRACE=1 (time the kernel's data-path functions with
-# ftrace; skews the numbers), LUNBRIDGE_BENCH_CLOCK=tsc|default (the
-# guest's clocksource, default tsc).
+# ftrace; skews the numbers), LUNBRIDGE_BENCH_SCHED=1 (perf sched, a
+# sched_switch/wakeup timeline and qfull counts for lunbridge and the peer),
+# LUNBRIDGE_BENCH_GOTRACE=1 (lunbridge's Go execution trace),
+# LUNBRIDGE_BENCH_CLOCK=tsc|default (the
+# guest's clocksource, default tsc), LUNBRIDGE_BENCH_BOOTS=N (run it all N
+# times, default 1: the chart, bench-out/chart.png, shows the medians and
+# the spread).
 # See BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,12 +45,26 @@ if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
 fi
 out=${LUNBRIDGE_BENCH_OUT:-bench-out}
 mkdir -p "$out"
-LUNBRIDGE_INTEGRATION="${LUNBRIDGE_INTEGRATION:-1}" LUNBRIDGE_BENCH=1 \
-	go test -count=1 -run '^TestBenchFio$' -v -timeout 90m ./integration/ 2>&1 |
-	grep -v 'gate.go:[0-9]*: +' | tee "$out/fio.log"
-# go test -v prints the table indented inside the log; show it plainly.
-echo
-cat "$out/latest.md"
+if [ -n "${LUNBRIDGE_BENCH_PEER_SRC:-}" ] && [ -z "${LUNBRIDGE_BENCH_PEER:-}" ]; then
+	LUNBRIDGE_BENCH_PEER=$(bash scripts/build-peer.sh "$LUNBRIDGE_BENCH_PEER_SRC" "$out/peer-build" | tail -1)
+	export LUNBRIDGE_BENCH_PEER
+fi
+# Each boot writes a timestamped directory; the chart takes the medians over
+# the boots of this invocation.
+boots=${LUNBRIDGE_BENCH_BOOTS:-1}
+tsvs=()
+for i in $(seq 1 "$boots"); do
+	log="$out/fio.log"
+	[ "$boots" = 1 ] || log="$out/fio.$i.log"
+	LUNBRIDGE_INTEGRATION="${LUNBRIDGE_INTEGRATION:-1}" LUNBRIDGE_BENCH=1 \
+		go test -count=1 -run '^TestBenchFio$' -v -timeout 90m ./integration/ 2>&1 |
+		grep -v 'gate.go:[0-9]*: +' | tee "$log"
+	# go test -v prints the table indented inside the log; show it plainly.
+	echo
+	cat "$out/latest.md"
+	tsvs+=("$(ls -td "$out"/2*/ | head -1)chart.tsv")
+done
+bash scripts/bench-chart.sh "$out/chart.png" "${tsvs[@]}"
 if [ "${BENCH_GO:-1}" != 0 ]; then
 	echo
 	go test -run '^$' -bench 'BenchmarkServe$' -benchmem -count=1 ./bridge/ | tee "$out/go-bench.txt"

@@ -22,6 +22,18 @@
 #   PERF     1: perf profiles of the guest during the lunbridge,
 #            lunbridge-dio, tcmu-runner and fileio runs
 #   FTRACE_FUNCS  kernel functions to time with ftrace during those runs
+#   SCHED    1, all or qfull: per-thread schedstat of the daemons and fio in
+#            every sample (threads); and the scheduler's evidence
+#            (sched_evidence): perf sched and an ftrace timeline of
+#            sched_switch/sched_wakeup with the TCMU functions, for the
+#            lunbridge runs (1) or for the tcmu-runner runs too (all:
+#            three boots with the tracers wedged the guest in the peer's
+#            runs); qfull: all, and every queue_cmd_ring return (1: the
+#            command went to the kernel's qfull list). Each run's evidence is copied to
+#            the share's bench-partial/ right after the run, so a guest
+#            that wedges keeps what it had.
+#   GOTRACE  1: the main lunbridge runs with LUNBRIDGE_TRACE, its Go
+#            execution trace saved as lunbridge.gotrace
 #
 # Targets by setup (each file filled before the runs, so nothing reads
 # holes):
@@ -80,6 +92,7 @@ lb_main() {
 	done
 	_lb=$LB
 	LB="env $LB_ENV $_lb"
+	[ "$GOTRACE" != 1 ] || LB="env $LB_ENV LUNBRIDGE_TRACE=$R/lunbridge.gotrace $_lb"
 	# shellcheck disable=SC2086
 	lb_start $_o --log-level warn export --mount= $LB_FLAGS $_fl $_names "$@"
 	LB=$_lb
@@ -275,6 +288,16 @@ esac
 		[ -d "$a" ] || continue
 		echo "$a hw_max_sectors=$(cat $a/hw_max_sectors) hw_queue_depth=$(cat $a/hw_queue_depth) emulate_write_cache=$(cat $a/emulate_write_cache)"
 	done
+	# TCMU's ring and data-area geometry, as the kernel reads it back
+	# (the attributes that exist on this kernel).
+	for a in /sys/kernel/config/target/core/user_*/*/attrib; do
+		[ -d "$a" ] || continue
+		_l=
+		for _k in max_data_area_mb data_pages_per_blk cmd_ring_size_mb qfull_time_out cmd_time_out; do
+			[ -e $a/$_k ] && _l="$_l $_k=$(cat $a/$_k)"
+		done
+		echo "tcmu-geometry ${a%/attrib}$_l"
+	done
 } > $R/env
 cat $R/env
 
@@ -288,7 +311,27 @@ sample() {
 			echo "proc ${_p%%=*} $(cat /proc/${_p#*=}/stat)"
 			grep -E '^(VmRSS|VmHWM|Threads):' /proc/${_p#*=}/status | sed "s/: */ ${_p%%=*} /"
 		done
+		[ -z "$SCHED" ] || threads
 	} > "$1"
+}
+
+# threads: the scheduler's own accounting of every thread of the daemons
+# and of fio (SCHED): "thread OWNER TID COMM on_ns runq_ns slices vol
+# invol", from /proc/PID/task/TID/schedstat (time on a CPU, time runnable
+# but waiting for one, timeslices) and its voluntary and involuntary
+# context switches. Differences between two samples, per thread, need no
+# tracer (scripts/bench-sched.sh schedstat).
+threads() {
+	# Names of their own: sample runs inside run(), whose _t and _p
+	# this must not overwrite (sh has no local variables).
+	for _thp in $DAEMONS fio=$(pidof fio | tr ' ' ,); do
+		for _thpid in $(echo ${_thp#*=} | tr , ' '); do
+			for _tht in /proc/$_thpid/task/*; do
+				[ -r $_tht/schedstat ] || continue
+				echo "thread ${_thp%%=*} ${_tht##*/} $(tr ' ' _ < $_tht/comm) $(cat $_tht/schedstat) $(sed -n 's/^\(non\)*voluntary_ctxt_switches:[[:space:]]*//p' $_tht/status | tr '\n' ' ')"
+			done 2>/dev/null
+		done
+	done
 }
 sample $R/idle
 
@@ -328,6 +371,92 @@ ftrace_window() {
 	echo 1408 > $_tr/buffer_size_kb
 }
 
+# sched_evidence TARGET JOB: the scheduler's view of 4 s of a run (SCHED=1).
+# Over the whole 4 s, a kretprobe on queue_cmd_ring (in a tracing instance
+# of its own) records what each submission returned: 0 queued in the ring,
+# 1 parked in the kernel's qfull list for lack of ring or data-area space.
+# Meanwhile 0.3 s of ftrace: sched_switch and sched_wakeup with the TCMU
+# functions and the system calls of the handlers and fio, as a timeline
+# (sched.TARGET.JOB.ftrace.txt); then perf sched records 2 s of scheduler
+# events (sched_report: timehist and latency per thread). In that order:
+# starting perf in the emulated guest takes seconds, and an ftrace window
+# after it fell behind the end of fio's run.
+sched_evidence() {
+	_tr=/sys/kernel/tracing
+	[ -e $_tr/trace ] || mount -t tracefs nodev $_tr
+	# hostrun's /sys is a plain bind of the guest's: perf finds the
+	# tracepoints only with tracefs mounted there too.
+	[ -e /hostroot/sys/kernel/tracing/trace ] || mount -t tracefs nodev /hostroot/sys/kernel/tracing
+	# A first try (2026-12-05) wedged the guest in kcompactd for minutes
+	# during the peer's run; proactive compaction is no part of what is
+	# measured, so it is off while tracing.
+	[ ! -e /proc/sys/vm/compaction_proactiveness ] || echo 0 > /proc/sys/vm/compaction_proactiveness
+	_q=$_tr/instances/qfull
+	if [ "$SCHED" = qfull ]; then
+		[ -d $_q ] || mkdir $_q
+		grep -q lbqcr $_tr/kprobe_events 2>/dev/null ||
+			echo 'r:lbqcr queue_cmd_ring ret=$retval:s32' >> $_tr/kprobe_events ||
+			echo "# no kretprobe on queue_cmd_ring"
+		echo 4096 > $_q/buffer_size_kb
+		: > $_q/trace
+		[ ! -e $_q/events/kprobes/lbqcr/enable ] || echo 1 > $_q/events/kprobes/lbqcr/enable
+		echo 1 > $_q/tracing_on
+	fi
+	echo 0 > $_tr/tracing_on
+	echo function > $_tr/current_tracer
+	: > $_tr/set_ftrace_filter
+	for _fn in tcmu_queue_cmd queue_cmd_ring tcmu_irqcontrol tcmu_handle_completions \
+		tcmu_handle_completion run_qfull_queue tcmu_get_empty_blocks uio_poll uio_read uio_write \
+		__x64_sys_preadv __x64_sys_pwritev __x64_sys_pread64 __x64_sys_pwrite64 __x64_sys_futex \
+		__x64_sys_epoll_pwait __x64_sys_io_submit __x64_sys_io_getevents __x64_sys_nanosleep \
+		__x64_sys_read __x64_sys_write __x64_sys_poll __x64_sys_ppoll; do
+		echo $_fn >> $_tr/set_ftrace_filter 2>/dev/null || true
+	done
+	: > $_tr/set_event
+	for _ev in sched_switch sched_wakeup sched_waking; do echo sched:$_ev >> $_tr/set_event; done
+	echo 8192 > $_tr/buffer_size_kb
+	: > $_tr/trace
+	echo 1 > $_tr/tracing_on
+	sleep 0.3
+	echo 0 > $_tr/tracing_on
+	{
+		echo "# ftrace window 0.3 s: sched events and functions; lost events: $(grep -h overrun $_tr/per_cpu/cpu*/stats | awk '{s += $2} END {print s}')"
+		cat $_tr/trace
+	} > $R/sched.$1.$2.ftrace.txt
+	echo nop > $_tr/current_tracer
+	: > $_tr/set_event
+	: > $_tr/set_ftrace_filter
+	echo 1408 > $_tr/buffer_size_kb
+	hostrun perf sched record -q -o /tmp/sched.$1.$2 -- sleep 2 > /dev/null 2>&1 ||
+		echo "# perf sched record failed" > $R/sched.$1.$2.err
+	sleep 1.4
+	[ "$SCHED" = qfull ] || return 0
+	echo 0 > $_q/tracing_on
+	[ ! -e $_q/events/kprobes/lbqcr/enable ] || echo 0 > $_q/events/kprobes/lbqcr/enable
+	{
+		echo "# queue_cmd_ring returns over 4 s: count value"
+		grep -o 'ret=-\?[0-9]*' $_q/trace | sort | uniq -c
+		echo "# lost events: $(grep -h overrun $_q/per_cpu/cpu*/stats | awk '{s += $2} END {print s}')"
+	} > $R/qfull.$1.$2.txt
+	sed "s/^/qfull $1 $2: /" $R/qfull.$1.$2.txt
+}
+
+# sched_report TARGET JOB: after a run with sched_evidence, perf sched's
+# reports of it (per event: wait time off CPU until woken, scheduling
+# delay from wake-up to running, run time, of every thread; -s sums them
+# per thread), then that run's evidence goes to the share at once.
+sched_report() {
+	_p=/tmp/sched.$1.$2
+	if [ -e $_p ]; then
+		hostrun perf sched timehist -i $_p > $R/sched.$1.$2.timehist.txt 2>&1 || true
+		hostrun perf sched timehist -i $_p -s > $R/sched.$1.$2.summary.txt 2>&1 || true
+		hostrun perf sched latency -i $_p --sort max > $R/sched.$1.$2.latency.txt 2>&1 || true
+		rm -f $_p
+	fi
+	mkdir -p /mnt/host/bench-partial
+	cp $R/*$1.$2.* /mnt/host/bench-partial/ 2>/dev/null || true
+}
+
 # run TARGET DAEMON JOB DIRECT FILES FIO_ARGS...: one fio run of JOB on
 # TARGET, one fio job per file in FILES (space-separated), reported as one
 # group; DAEMON is the daemon serving it, or "-".
@@ -337,10 +466,13 @@ run() {
 	(
 		sleep $((RAMP + 1))
 		sample $R/$_t.$_j.pre
-		case "$PERF,${FTRACE_FUNCS:+1},$_t" in
-		1,*,lunbridge | 1,*,lunbridge-dio | 1,*,tcmu-runner | 1,*,fileio)
+		case "$SCHED,$PERF,${FTRACE_FUNCS:+1},$_t" in
+		1,*,*,lunbridge | all,*,*,lunbridge | all,*,*,tcmu-runner | qfull,*,*,lunbridge | qfull,*,*,tcmu-runner)
+			sched_evidence $_t $_j
+			sleep $((RT - 6)) ;;
+		*,1,*,lunbridge | *,1,*,lunbridge-dio | *,1,*,tcmu-runner | *,1,*,fileio)
 			hostrun perf record -q -a -g -F 499 -o /tmp/perf.$_t.$_j -- sleep $((RT - 2)) > /dev/null 2>&1 ;;
-		*,1,lunbridge | *,1,fileio | *,1,baseline)
+		*,*,1,lunbridge | *,*,1,fileio | *,*,1,baseline)
 			ftrace_window 2 > $R/ftrace.$_t.$_j.txt
 			sed "s/^/ftrace $_t $_j: /" $R/ftrace.$_t.$_j.txt | head -24
 			sleep $((RT - 4)) ;;
@@ -359,6 +491,7 @@ run() {
 		--output-format=json --output=$R/$_t.$_j.json "$@" $_per ||
 		die "fio $_j on $_t ($_fs) failed"
 	wait $_s
+	[ -z "$SCHED" ] || sched_report $_t $_j
 	echo "$_t $_j $_dm" >> $R/runs
 	echo "bench: $_j on $_t done"
 }

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# bench-sched.sh: per-thread summaries of the scheduler evidence that
+# LUNBRIDGE_BENCH_SCHED and LUNBRIDGE_BENCH_GOTRACE leave in a benchmark's
+# raw directory (BENCHMARKS.md, "Where the idle third went").
+#
+#   bench-sched.sh timehist sched.T.J.timehist.txt
+#       perf sched timehist per thread: switches, on-CPU ms (run), off-CPU
+#       ms (wait: asleep until woken; delay: woken until running), mean and
+#       max wake-up latency (sch delay), and the CPUs' idle time
+#   bench-sched.sh ftrace sched.T.J.ftrace.txt
+#       the ftrace window per thread: on/off-CPU ms, switches, wake-ups
+#       with their latency (sched_waking to switched in), the traced
+#       functions it called (tcmu_irqcontrol = a kick, uio_poll, futex...)
+#       and who woke it
+#   bench-sched.sh schedstat T.J.pre T.J.post
+#       per thread of the daemons and fio, between two samples of a run
+#       (LUNBRIDGE_BENCH_SCHED): on-CPU ms, runnable-but-waiting ms (the
+#       run queue: wake-up and preemption latency), asleep ms (the rest
+#       of the window), timeslices, voluntary and involuntary switches;
+#       and the guest's idle share over the same window
+#   bench-sched.sh gotrace lunbridge.gotrace [T0 T1]
+#       Go's execution trace per goroutine (named by its root frame):
+#       running, runnable (waiting for a P or thread), in system calls
+#       (and how many came back without their P: P_lost), waiting by
+#       reason; who made it runnable ("no-G": the runtime's
+#       netpoller or scheduler, no goroutine); GC cycles and
+#       stop-the-world time. T0 T1 bound the window in trace nanoseconds
+#       (the trace's Sync events map them to wall-clock time).
+set -euo pipefail
+[ $# -ge 2 ] || { sed -n '3,29p' "$0" >&2; exit 2; }
+mode=$1 file=$2
+case $mode in
+timehist)
+	awk '
+$1 ~ /^[0-9]+\.[0-9]+$/ && NF >= 6 {
+	task = $3
+	if (task ~ /idle/) { idle += $NF; next }
+	n[task]++; w[task] += $4; d[task] += $5; r[task] += $6
+	if ($5 > md[task]) md[task] = $5
+	if (first == "") first = $1
+	last = $1
+}
+END {
+	printf "# window %.3f s; idle run ms %.1f\n", last - first, idle
+	printf "%-32s %7s %9s %9s %9s %8s %8s\n", "thread", "switch", "run_ms", "wait_ms", "delay_ms", "dly_avg", "dly_max"
+	for (t in n) printf "%-32s %7d %9.1f %9.1f %9.1f %8.3f %8.3f\n", t, n[t], r[t], w[t], d[t], d[t]/n[t], md[t] | "sort -k3 -n -r"
+}
+' "$file"
+	;;
+ftrace)
+	awk '
+function ts(s) { sub(/:$/, "", s); return s + 0 }
+/^#/ { next }
+{
+	# task-pid [cpu] flags time: event
+	for (i = 1; i <= NF; i++) if ($i ~ /^\[[0-9]+\]$/) break
+	if (i > NF) next
+	task = $1; for (j = 2; j < i; j++) task = task " " $j  # comm may hold spaces
+	t = ts($(i + 2)); ev = $(i + 3)
+	if (first == 0) first = t; last = t
+	if (ev == "sched_switch:") {
+		match($0, /prev_comm=.* prev_pid=[0-9]+/); p = substr($0, RSTART + 10, RLENGTH - 10); sub(/ prev_pid=/, "-", p)
+		match($0, /next_comm=.* next_pid=[0-9]+/); n = substr($0, RSTART + 10, RLENGTH - 10); sub(/ next_pid=/, "-", n)
+		if (p in on) { run[p] += t - on[p]; delete on[p] }
+		on[n] = t; sw[n]++; names[n] = 1; names[p] = 1
+		if (n in wk) { l = t - wk[n]; lat[n] += l; nl[n]++; if (l > ml[n]) ml[n] = l; delete wk[n] }
+		next
+	}
+	if (ev == "sched_waking:") {
+		match($0, /comm=.* pid=[0-9]+/); w = substr($0, RSTART + 5, RLENGTH - 5); sub(/ pid=/, "-", w)
+		if (!(w in wk)) wk[w] = t
+		waker[w, task]++; names[w] = 1
+		next
+	}
+	if (ev == "sched_wakeup:") next
+	f = ev; calls[task, f]++; fn[f] = 1; names[task] = 1
+}
+END {
+	for (n in on) run[n] += last - on[n]
+	win = last - first
+	printf "# window %.1f ms\n", win * 1000
+	printf "%-26s %8s %8s %6s %6s %8s %8s  %s\n", "thread", "on_ms", "off_ms", "sw", "woken", "wlat_us", "wmax_us", "calls; woken by"
+	for (n in names) {
+
+		c = ""
+		for (f in fn) if (calls[n, f]) c = c " " f "=" calls[n, f]
+		wb = ""
+		for (k in waker) { split(k, kk, SUBSEP); if (kk[1] == n) wb = wb " " kk[2] "=" waker[k] }
+		if (run[n] == 0 && c == "") continue
+		printf "%-26s %8.2f %8.2f %6d %6d %8.1f %8.1f %s;%s\n", n, run[n] * 1000, (win - run[n]) * 1000, sw[n], nl[n], nl[n] ? lat[n] / nl[n] * 1e6 : 0, ml[n] * 1e6, c, wb
+	}
+}
+' "$file"
+	;;
+schedstat)
+	[ $# -eq 3 ] || { echo "usage: $0 schedstat PRE POST" >&2; exit 2; }
+	awk '
+	FNR == 1 { f++ }
+	$1 == "uptime" { up[f] = $2 }
+	$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; tot[f] = t; idle[f] = $5 + $6 }
+	$1 == "thread" {
+		k = $2 " " $3 " " $4
+		if (f == 1) { on0[k] = $5; rq0[k] = $6; sl0[k] = $7; v0[k] = $8; i0[k] = $9; next }
+		seen[k] = 1; on[k] = $5; rq[k] = $6; sl[k] = $7; v[k] = $8; iv[k] = $9
+	}
+	END {
+		w = (up[2] - up[1]) * 1000
+		printf "# window %.0f ms; guest idle %.1f%%\n", w, 100 * (idle[2] - idle[1]) / (tot[2] - tot[1])
+		printf "%-34s %8s %8s %8s %7s %7s %7s\n", "owner tid comm", "on_ms", "runq_ms", "asleep", "slices", "vol", "invol"
+		for (k in seen) {
+			if (!(k in on0)) continue  # started inside the window
+			o = (on[k] - on0[k]) / 1e6; r = (rq[k] - rq0[k]) / 1e6
+			if (o < 0.05 && r < 0.05) continue
+			printf "%-34s %8.1f %8.1f %8.1f %7d %7d %7d\n", k, o, r, w - o - r, sl[k] - sl0[k], v[k] - v0[k], iv[k] - i0[k] | "sort -k4 -n -r"
+		}
+	}' "$2" "$3"
+	;;
+gotrace)
+	go tool trace -d=parsed "$file" | awk -v T0="${3:-0}" -v T1="${4:-0}" '
+# scheduler without a goroutine); GC cycles and stop-the-world time.
+function lab(g) { return (g in L) ? L[g] "#" g : "g" g }
+function inwin(t) { return (T0 == 0 && T1 == 0) || (t >= T0 && t <= T1) }
+/^M=/ {
+	ev = ""; stackfor = ""
+	if ($0 !~ / StateTransition / && $0 !~ / Range(Begin|End) /) next
+	match($0, /Time=[0-9]+/); t = substr($0, RSTART + 5, RLENGTH - 5) + 0
+	split($3, gg, "="); curg = gg[2]
+	if ($0 ~ / RangeBegin / && $0 ~ /Name="GC concurrent mark phase"/) { if (inwin(t)) gc++ }
+	if ($0 ~ / RangeBegin / && $0 ~ /stop-the-world/) { stw0[curg] = t }
+	if ($0 ~ / RangeEnd / && $0 ~ /stop-the-world/ && (curg in stw0)) { if (inwin(t)) { stw += t - stw0[curg]; nstw++ }; delete stw0[curg] }
+	if ($0 !~ /GoID=/) next
+	match($0, /GoID=[0-9]+/); g = substr($0, RSTART + 5, RLENGTH - 5)
+	match($0, /[A-Za-z]+->[A-Za-z]+/); split(substr($0, RSTART, RLENGTH), st, "->")
+	match($0, /Reason="[^"]*"/); rs = substr($0, RSTART + 8, RLENGTH - 9)
+	if ((g in since) && inwin(t)) {
+		d = t - since[g]
+		k = state[g]; if (k == "Waiting") k = "W:" why[g]
+		acc[g, k] += d; keys[k] = 1
+		if (k == "Runnable") { nrun[g]++; if (d > maxrun[g]) maxrun[g] = d }
+	}
+	if (st[2] == "Runnable" && st[1] == "Waiting" && inwin(t)) {
+		un[(curg == -1 ? "no-G" : "g" curg), g]++
+	}
+	if (st[2] == "Syscall" && inwin(t)) nsys[g]++
+	# A system call that returns to a goroutine that lost its P (sysmon
+	# retook it, or the call blocked) comes back Runnable, not Running.
+	if (st[1] == "Syscall" && st[2] == "Runnable" && inwin(t)) plost[g]++
+	state[g] = st[2]; since[g] = t; why[g] = rs; seen[g] = 1
+	if (st[1] == "Running" && (st[2] == "Waiting" || st[2] == "Syscall") && !(g in L)) stackfor = g
+	next
+}
+/^TransitionStack=/ { instack = 1; lastf = ""; lastany = ""; next }
+(/^Stack=/ || /^$/ || /^M=/) && instack { instack = 0; if (stackfor != "") { L[stackfor] = (lastf != "" ? lastf : lastany); stackfor = "" }; next }
+instack && $1 !~ /^\// && $1 !~ /\.go:[0-9]+$/ {
+	f = $1
+	sub(/^github.com\/lunbridge\/lunbridge\//, "", f)
+	lastany = f
+	if (f ~ /^(runtime|internal|sync|syscall|os|time|context)[.\/]/ || f ~ /golang.org\/x\/sys/) next
+	lastf = f
+}
+END {
+	if (gc != "" || nstw) printf "# GC cycles %d; stop-the-world %d, %.3f ms\n", gc, nstw, stw / 1e6
+	printf "%-44s %9s %9s %9s %7s %6s %9s  %s\n", "goroutine (its root frame)", "run_ms", "runnbl_ms", "sysc_ms", "nsysc", "P_lost", "lat_max", "waiting ms by reason"
+	for (g in seen) {
+		tot = 0
+		for (k in keys) tot += acc[g, k]
+		if (tot == 0) continue
+		w = ""
+		for (k in keys) if (k ~ /^W:/ && acc[g, k] > 0) w = w sprintf(" %s=%.0f", substr(k, 3), acc[g, k] / 1e6)
+		printf "%-44s %9.1f %9.1f %9.1f %7d %6d %9.3f %s\n", substr(lab(g), 1, 44), acc[g, "Running"] / 1e6, acc[g, "Runnable"] / 1e6, acc[g, "Syscall"] / 1e6, nsys[g], plost[g], maxrun[g] / 1e6, w | "sort -k2 -n -r | head -25"
+	}
+	close("sort -k2 -n -r | head -25")
+	print "# made runnable by (unblocker -> goroutine): count"
+	for (k in un) { split(k, p, SUBSEP); u = p[1]; if (u != "no-G") { sub(/^g/, "", u); u = lab(u) }; printf "%s -> %s %d\n", u, lab(p[2]), un[k] | "sort -k4 -n -r | head -15" }
+}
+'
+	;;
+*)
+	echo "$0: unknown mode $mode (timehist, ftrace or gotrace)" >&2
+	exit 2
+	;;
+esac
