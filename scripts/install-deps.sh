@@ -4,6 +4,8 @@
 #
 #   qemu-system-x86 busybox-static cpio kmod   boot Debian's kernel in a VM
 #                                               (integration/vmtest)
+#   xz-utils                                    xz: 6.12's modules are .ko.xz,
+#                                               decompressed for the initramfs
 #   fio sg3-utils sdparm                        host tools the guest runs via
 #                                               hostrun (chroot to the host's /)
 #   libiscsi-bin qemu-utils qemu-block-extra    host-side iSCSI initiators
@@ -44,11 +46,12 @@
 #                                               systemd unit's capability
 #                                               bounding set
 #
-# The kernel package itself (linux-image-6.1.0-NN-amd64) is not installed:
+# The kernel packages themselves (linux-image-6.1.0-NN-amd64, and
+# linux-image-6.12.N+deb12-amd64-unsigned with LUNBRIDGE_KERNEL=6.12) are not installed:
 # integration/vmtest downloads it with `apt-get download` into its cache.
 set -euo pipefail
 
-pkgs=(qemu-system-x86 busybox-static cpio kmod fio sg3-utils sdparm libiscsi-bin
+pkgs=(qemu-system-x86 busybox-static cpio kmod xz-utils fio sg3-utils sdparm libiscsi-bin
 	qemu-utils qemu-block-extra prometheus curl open-iscsi xfsprogs
 	targetcli-fb python3-rtslib-fb python3-gi dbus fuse3
 	gcc libc6-dev linux-libc-dev libcap2-bin)
