@@ -20,6 +20,12 @@
 #                                               guest via hostrun: the Linux
 #                                               initiator stack over a lunbridge
 #                                               LUN (TestOpenISCSI)
+#   multipath-tools                             multipathd, multipath (and
+#                                               dmsetup, kpartx): the Linux
+#                                               multipath client over two
+#                                               gateways, run in the guest
+#                                               via hostrun with the host's
+#                                               udevd (TestMultipath)
 #   xfsprogs                                    mkfs.xfs, xfs_repair for XFS
 #                                               on a LUN (TestOpenISCSI)
 #   targetcli-fb python3-rtslib-fb python3-gi   TestTargetcli: targetcli and
@@ -52,7 +58,7 @@
 set -euo pipefail
 
 pkgs=(qemu-system-x86 busybox-static cpio kmod xz-utils fio sg3-utils sdparm libiscsi-bin
-	qemu-utils qemu-block-extra prometheus curl open-iscsi xfsprogs
+	qemu-utils qemu-block-extra prometheus curl open-iscsi multipath-tools xfsprogs
 	targetcli-fb python3-rtslib-fb python3-gi dbus fuse3
 	gcc libc6-dev linux-libc-dev libcap2-bin)
 # The GlusterFS harness of integration/gluster_test.go (see above).

@@ -41,6 +41,11 @@ var Modules = []string{
 	// brd (and xfs above): GlusterFS bricks need user.* xattrs, which
 	// tmpfs lacks on 6.1; the Gluster harness puts XFS on a RAM disk.
 	"brd",
+	// dm-multipath and the ALUA device handler for multipathd in the
+	// guest (TestMultipath). scsi_dh_alua is loaded before any disk
+	// appears, so it attaches by itself to LUNs that report TPGS != 0;
+	// multipath-tools 0.9 picks "service-time 0" as path selector.
+	"dm_multipath", "dm_round_robin", "dm_service_time", "scsi_dh_alua",
 }
 
 // ErrMissingAsset reports that something the VM needs (a host tool, the
