@@ -13,8 +13,9 @@
 # integration/vmtest); the second boots Debian 12's 6.12 (security archive,
 # the kernel of Debian 13) for the tests whose behaviour depends most on
 # the kernel: TCMU device lifecycle, kill/restart, the conformance suite,
-# open-iscsi and the security setup. docs/kernels.md says what the two
-# kernels do differently and what the second run costs in wall time.
+# open-iscsi, the security setup and dm-multipath over two gateways.
+# docs/kernels.md says what the two kernels do differently and what the
+# second run costs in wall time (about 7 minutes, measured).
 # LUNBRIDGE_SECOND_KERNEL= (empty) skips it.
 #
 # LUNBRIDGE_INTEGRATION defaults to 1 here, so the real-kernel tests run; set
@@ -57,7 +58,7 @@ echo "== real-kernel tests took $(($(date +%s) - start)) s"
 
 # The second kernel line: the tests most tied to the kernel, once more.
 second=${LUNBRIDGE_SECOND_KERNEL-6.12}
-kernel612='^(TestDeviceLifecycle|TestKillRestart|TestConformance|TestOpenISCSI|TestSecurity)$'
+kernel612='^(TestDeviceLifecycle|TestKillRestart|TestConformance|TestOpenISCSI|TestSecurity|TestMultipath)$'
 if [ -n "$second" ] && [ -n "$LUNBRIDGE_INTEGRATION" ]; then
 	echo "== real-kernel tests on kernel $second: $kernel612"
 	start=$(date +%s)
