@@ -20,7 +20,7 @@
 #
 # LUNBRIDGE_INTEGRATION defaults to 1 here, so the real-kernel tests run; set
 # it to "require" to fail (not skip) when an asset is missing (CI), or to the
-# empty string to skip them. Extra arguments go to both go test runs (e.g.
+# empty string to skip them. Extra arguments go to every go test run (e.g.
 # -run TestFileio).
 set -uo pipefail
 cd "$(dirname "$0")/.."
