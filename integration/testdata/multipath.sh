@@ -126,8 +126,9 @@ failover() {
 	FIO=$!
 	sleep 4
 	eval "$2"
-	wait $FIO
-	rc=$?
+	# set -e: a failing fio must be reported, not end the script.
+	rc=0
+	wait $FIO || rc=$?
 	cat /tmp/fio-$1.out
 	verr=$(grep -ci 'verify: bad\|bad magic\|crc32c: verify failed\|verify failed' /tmp/fio-$1.out || true)
 	ioerr=$(grep -c 'error=' /tmp/fio-$1.out || true)
