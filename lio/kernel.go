@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -24,9 +25,25 @@ const DefaultNameLockDir = "/run/lock/lunbridge"
 // userHBA is N of target/core/user_N for lunbridge's backstores.
 const userHBA = 0
 
-// loopName names the one loopback target; its WWNs derive from it
-// (fabric.LoopWWNs), so a restarted lunbridge finds it again.
+// loopName names the loopback target of LUNs that are not gateways; its
+// WWNs derive from it (fabric.LoopWWNs), so a restarted lunbridge finds it
+// again. Gateway LUNs use loopTargetName.
 const loopName = "lunbridge"
+
+// loopTargetName names the loopback target a LUN is exported through:
+// loopName, or one target per ALUA target port group for gateway LUNs.
+// Two gateways of one group on one machine (tests, demos) are two
+// lunbridge processes; with one shared target both would claim lun_0 of
+// it. A target of its own per group also makes each gateway its own SCSI
+// host, so the machine sees the LU through two ports, as an initiator of
+// two real gateways does. The name is stable, so a restarted gateway
+// adopts the target it left.
+func loopTargetName(gw *bridge.GatewayInfo) string {
+	if gw == nil {
+		return loopName
+	}
+	return fmt.Sprintf("%s-tpg%d", loopName, gw.Group)
+}
 
 // Config configures a Kernel.
 type Config struct {
@@ -69,7 +86,7 @@ type Kernel struct {
 
 	mu     sync.Mutex
 	loaded map[string]bool          // protected by mu: kernel modules checked
-	loop   *target                  // protected by mu
+	loop   map[string]*target       // protected by mu: by loopTargetName
 	iscsi  map[string]*target       // protected by mu: by IQN
 	luns   map[*target]map[int]bool // protected by mu: LUN numbers in use
 }
@@ -165,6 +182,7 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 		log:    cfg.Logger,
 		ring:   ring,
 		loaded: map[string]bool{},
+		loop:   map[string]*target{},
 		iscsi:  map[string]*target{},
 		luns:   map[*target]map[int]bool{},
 	}
@@ -253,7 +271,8 @@ func (k *Kernel) attach(ctx context.Context, l *bridge.LUN, spec bridge.ExportSp
 	if err != nil {
 		return nil, errors.Join(err, dev.Remove())
 	}
-	return &device{k: k, dev: dev, ring: ring, spec: spec, name: l.Name(), lun: -1}, nil
+	return &device{k: k, dev: dev, ring: ring, spec: spec, name: l.Name(), lun: -1,
+		loopName: loopTargetName(info.Gateway)}, nil
 }
 
 // device is one LUN's TCMU device and fabric export.
@@ -268,6 +287,8 @@ type device struct {
 	nameLock *lease.Hold
 	t        *target // nil when not exported
 	lun      int
+	// loopName is the loopback target this LUN goes to (loopTargetName).
+	loopName string
 
 	resizeMu sync.Mutex // serializes Resize
 }
@@ -289,12 +310,19 @@ func (d *device) Export(ctx context.Context) (string, string, error) {
 	if err := d.k.load(ctx, mod); err != nil {
 		return "", "", err
 	}
-	t, lun, err := d.k.reserve(d.spec)
+	t, lun, err := d.k.reserve(d.spec, d.loopName)
 	if err != nil {
 		return "", "", err
 	}
 	where, err := t.addLUN(ctx, lun, d.dev.Path())
 	if err != nil {
+		if t.kind == FabricLoop && errors.Is(err, fs.ErrExist) {
+			// LUN numbers are this process's: lun_N linking another
+			// backstore belongs to another lunbridge on this machine.
+			err = fmt.Errorf("LUN %s: loopback target %s (%s) is in use by another lunbridge on this machine: "+
+				"loop exports of one machine belong to one lunbridge, except gateways, which get a target per --alua-group: %w",
+				d.name, d.loopName, t.loop.WWN, err)
+		}
 		if d.k.release(t, lun) {
 			err = errors.Join(err, t.remove())
 		}
@@ -310,20 +338,20 @@ func (d *device) Export(ctx context.Context) (string, string, error) {
 // reserve finds (or makes) the target for spec and the lowest free LUN
 // number in it. An iSCSI target made by an earlier LUN must have the
 // same settings: a conflict is an error, never a silent merge.
-func (k *Kernel) reserve(spec bridge.ExportSpec) (*target, int, error) {
+func (k *Kernel) reserve(spec bridge.ExportSpec, loop string) (*target, int, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var t *target
 	switch spec.Fabric {
 	case FabricLoop:
-		if k.loop == nil {
-			wwn, nexus := fabric.LoopWWNs(loopName)
-			k.loop = &target{kind: FabricLoop, loop: &fabric.LoopTarget{
+		if t = k.loop[loop]; t == nil {
+			wwn, nexus := fabric.LoopWWNs(loop)
+			t = &target{kind: FabricLoop, loop: &fabric.LoopTarget{
 				WWN: wwn, NexusWWN: nexus, Adopt: true,
 				ConfigfsRoot: k.cfg.ConfigfsRoot, SysfsRoot: k.cfg.SysfsRoot, DevRoot: k.cfg.DevRoot, FS: k.cfg.FS,
 			}}
+			k.loop[loop] = t
 		}
-		t = k.loop
 	case FabricISCSI:
 		t = k.iscsi[spec.IQN]
 		if t != nil {
@@ -395,8 +423,10 @@ func (k *Kernel) release(t *target, lun int) (empty bool) {
 		return false
 	}
 	delete(k.luns, t)
-	if k.loop == t {
-		k.loop = nil
+	for name, lt := range k.loop {
+		if lt == t {
+			delete(k.loop, name)
+		}
 	}
 	for iqn, it := range k.iscsi {
 		if it == t {

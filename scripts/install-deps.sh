@@ -4,6 +4,8 @@
 #
 #   qemu-system-x86 busybox-static cpio kmod   boot Debian's kernel in a VM
 #                                               (integration/vmtest)
+#   xz-utils                                    xz: 6.12's modules are .ko.xz,
+#                                               decompressed for the initramfs
 #   fio sg3-utils sdparm                        host tools the guest runs via
 #                                               hostrun (chroot to the host's /)
 #   libiscsi-bin qemu-utils qemu-block-extra    host-side iSCSI initiators
@@ -18,6 +20,12 @@
 #                                               guest via hostrun: the Linux
 #                                               initiator stack over a lunbridge
 #                                               LUN (TestOpenISCSI)
+#   multipath-tools                             multipathd, multipath (and
+#                                               dmsetup, kpartx): the Linux
+#                                               multipath client over two
+#                                               gateways, run in the guest
+#                                               via hostrun with the host's
+#                                               udevd (TestMultipath)
 #   xfsprogs                                    mkfs.xfs, xfs_repair for XFS
 #                                               on a LUN (TestOpenISCSI)
 #   targetcli-fb python3-rtslib-fb python3-gi   TestTargetcli: targetcli and
@@ -48,12 +56,13 @@
 #                                               .deb of scripts/package.sh (no
 #                                               error or warning may be left)
 #
-# The kernel package itself (linux-image-6.1.0-NN-amd64) is not installed:
+# The kernel packages themselves (linux-image-6.1.0-NN-amd64, and
+# linux-image-6.12.N+deb12-amd64-unsigned with LUNBRIDGE_KERNEL=6.12) are not installed:
 # integration/vmtest downloads it with `apt-get download` into its cache.
 set -euo pipefail
 
-pkgs=(qemu-system-x86 busybox-static cpio kmod fio sg3-utils sdparm libiscsi-bin
-	qemu-utils qemu-block-extra prometheus curl open-iscsi xfsprogs
+pkgs=(qemu-system-x86 busybox-static cpio kmod xz-utils fio sg3-utils sdparm libiscsi-bin
+	qemu-utils qemu-block-extra prometheus curl open-iscsi multipath-tools xfsprogs
 	targetcli-fb python3-rtslib-fb python3-gi dbus fuse3
 	gcc libc6-dev linux-libc-dev libcap2-bin lintian)
 # The GlusterFS harness of integration/gluster_test.go (see above).

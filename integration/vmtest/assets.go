@@ -41,6 +41,11 @@ var Modules = []string{
 	// brd (and xfs above): GlusterFS bricks need user.* xattrs, which
 	// tmpfs lacks on 6.1; the Gluster harness puts XFS on a RAM disk.
 	"brd",
+	// dm-multipath and the ALUA device handler for multipathd in the
+	// guest (TestMultipath). scsi_dh_alua is loaded before any disk
+	// appears, so it attaches by itself to LUNs that report TPGS != 0;
+	// multipath-tools 0.9 picks "service-time 0" as path selector.
+	"dm_multipath", "dm_round_robin", "dm_service_time", "scsi_dh_alua",
 }
 
 // ErrMissingAsset reports that something the VM needs (a host tool, the
@@ -213,12 +218,66 @@ func staticBusybox() (string, error) {
 	return p, nil
 }
 
-var kernelPkgRE = regexp.MustCompile(`Depends:\s*(linux-image-[0-9][^\s]*-amd64)\b`)
+// KernelEnv names the environment variable that selects the guest kernel
+// line: "6.1" (the default, Debian 12's own kernel) or "6.12" (Debian 12's
+// security archive, the kernel of Debian 13).
+const KernelEnv = "LUNBRIDGE_KERNEL"
 
-// kernelDeb returns the path of the linux-image .deb in the cache,
-// downloading it with apt-get if needed. VMTEST_KERNEL names a .deb to use
-// instead. The package name is resolved through the linux-image-amd64
-// metapackage so the harness follows Debian's current ABI (6.1.0-NN).
+// kernelLine is one Debian kernel series the harness can boot. The package
+// is never hard-coded: a metapackage names the current ABI, so a point
+// release (6.1.0-57 -> -58, 6.12.118 -> 6.12.119) needs no change here.
+type kernelLine struct {
+	name string // the LUNBRIDGE_KERNEL value
+	// meta is the metapackage whose Depends: names the current image.
+	meta string
+	// dep matches that dependency in `apt-cache depends meta`.
+	dep *regexp.Regexp
+	// suffix is appended to the dependency: 6.12's metapackage names the
+	// signed image, whose contents are the -unsigned package's plus a
+	// signature; the -unsigned package is the one with no other Depends.
+	suffix string
+	// glob matches this line's .deb files in the cache, for the offline
+	// fallback; it must never match another line's packages.
+	glob string
+}
+
+var kernelLines = map[string]kernelLine{
+	"6.1": {
+		name: "6.1",
+		meta: "linux-image-amd64",
+		dep:  regexp.MustCompile(`Depends:\s*(linux-image-6\.1\.[0-9][^\s]*-amd64)\b`),
+		glob: "linux-image-6.1.0-*-amd64_*.deb",
+	},
+	"6.12": {
+		name:   "6.12",
+		meta:   "linux-image-6.12-amd64",
+		dep:    regexp.MustCompile(`Depends:\s*(linux-image-6\.12\.[0-9]+\+deb[0-9]+-amd64)\b`),
+		suffix: "-unsigned",
+		glob:   "linux-image-6.12.*-amd64-unsigned_*.deb",
+	},
+}
+
+// KernelLine returns the selected kernel line, "6.1" or "6.12", from
+// LUNBRIDGE_KERNEL (empty means 6.1). Tests use it where the two kernels
+// behave differently (docs/kernels.md lists where).
+func KernelLine() string {
+	if v := os.Getenv(KernelEnv); v != "" {
+		return v
+	}
+	return "6.1"
+}
+
+func selectedKernelLine() (kernelLine, error) {
+	l, ok := kernelLines[KernelLine()]
+	if !ok {
+		return kernelLine{}, fmt.Errorf("vmtest: %s=%q: want 6.1 or 6.12", KernelEnv, KernelLine())
+	}
+	return l, nil
+}
+
+// kernelDeb returns the path of the selected line's linux-image .deb in the
+// cache, downloading it with apt-get if needed. VMTEST_KERNEL names a .deb
+// to use instead.
 func kernelDeb(ctx context.Context, cache string) (string, error) {
 	if p := os.Getenv("VMTEST_KERNEL"); p != "" {
 		if _, err := os.Stat(p); err != nil {
@@ -226,14 +285,18 @@ func kernelDeb(ctx context.Context, cache string) (string, error) {
 		}
 		return filepath.Abs(p)
 	}
+	line, err := selectedKernelLine()
+	if err != nil {
+		return "", err
+	}
 	debs := filepath.Join(cache, "debs")
 	if err := os.MkdirAll(debs, 0o755); err != nil {
 		return "", fmt.Errorf("vmtest: cache: %w", err)
 	}
-	pkg, resolveErr := resolveKernelPackage(ctx, cache)
+	pkg, resolveErr := resolveKernelPackage(ctx, cache, line)
 	if resolveErr != nil {
 		// Offline or not Debian: fall back to a package downloaded earlier.
-		old, _ := filepath.Glob(filepath.Join(debs, "linux-image-*-amd64_*.deb"))
+		old, _ := filepath.Glob(filepath.Join(debs, line.glob))
 		if len(old) > 0 {
 			sort.Strings(old)
 			return old[len(old)-1], nil
@@ -268,12 +331,15 @@ func kernelDeb(ctx context.Context, cache string) (string, error) {
 	return dst, nil
 }
 
-// resolveKernelPackage asks apt which linux-image-*-amd64 the metapackage
-// depends on. apt-cache takes seconds, so the answer is remembered in the
-// cache together with the mtime of apt's lists: it is asked again only after
-// an apt-get update.
-func resolveKernelPackage(ctx context.Context, cache string) (string, error) {
+// resolveKernelPackage asks apt which image the line's metapackage depends
+// on. apt-cache takes seconds, so the answer is remembered in the cache (one
+// memo per line) together with the mtime of apt's lists: it is asked again
+// only after an apt-get update.
+func resolveKernelPackage(ctx context.Context, cache string, line kernelLine) (string, error) {
 	memo := filepath.Join(cache, "debs", "resolved")
+	if line.name != "6.1" {
+		memo += "-" + line.name // 6.1 keeps the memo's old name
+	}
 	stamp := ""
 	if st, err := os.Stat("/var/lib/apt/lists"); err == nil {
 		stamp = st.ModTime().UTC().Format(time.RFC3339Nano)
@@ -283,27 +349,33 @@ func resolveKernelPackage(ctx context.Context, cache string) (string, error) {
 			}
 		}
 	}
-	pkg, err := aptKernelPackage(ctx)
+	pkg, err := aptKernelPackage(ctx, line)
 	if err == nil && stamp != "" {
 		os.WriteFile(memo, []byte(stamp+" "+pkg+"\n"), 0o644) // only a hint: ignore errors
 	}
 	return pkg, err
 }
 
-func aptKernelPackage(ctx context.Context) (string, error) {
+func aptKernelPackage(ctx context.Context, line kernelLine) (string, error) {
 	aptCache, err := lookTool("apt-cache")
 	if err != nil {
 		return "", err
 	}
-	out, err := exec.CommandContext(ctx, aptCache, "depends", "linux-image-amd64").Output()
+	out, err := exec.CommandContext(ctx, aptCache, "depends", line.meta).Output()
 	if err != nil {
-		return "", missing("apt-cache depends linux-image-amd64: %v (run apt-get update)", err)
+		return "", missing("apt-cache depends %s: %v (run apt-get update)", line.meta, err)
 	}
-	m := kernelPkgRE.FindSubmatch(out)
+	return parseKernelDepends(line, out)
+}
+
+// parseKernelDepends picks the image package out of `apt-cache depends`
+// output for the line's metapackage.
+func parseKernelDepends(line kernelLine, out []byte) (string, error) {
+	m := line.dep.FindSubmatch(out)
 	if m == nil {
-		return "", missing("apt-cache depends linux-image-amd64 names no linux-image-*-amd64 package (run apt-get update):\n%s", out)
+		return "", missing("apt-cache depends %s names no kernel image of the %s line (run apt-get update):\n%s", line.meta, line.name, out)
 	}
-	return string(m[1]), nil
+	return string(m[1]) + line.suffix, nil
 }
 
 // extractKernel unpacks the .deb once into cache/kernel/<deb name>/ and runs
@@ -410,14 +482,16 @@ func buildInitramfs(cache, root, kver, busybox string, modules []string) (string
 	add("bin/hostrun", 0o755, []byte(hostrunScript))
 	add("sbin/modprobe", 0o755, []byte(modprobeScript))
 	modDir := filepath.Join(root, "lib", "modules", kver)
+	order := make([]string, 0, len(modules))
 	for _, m := range modules {
-		data, err := os.ReadFile(filepath.Join(modDir, m))
+		name, data, err := readModule(modDir, m)
 		if err != nil {
-			return "", fmt.Errorf("vmtest: module: %w", err)
+			return "", err
 		}
-		add("lib/modules/"+m, 0o644, data)
+		add("lib/modules/"+name, 0o644, data)
+		order = append(order, name)
 	}
-	add("lib/modules/vmtest.order", 0o644, []byte(strings.Join(modules, "\n")+"\n"))
+	add("lib/modules/vmtest.order", 0o644, []byte(strings.Join(order, "\n")+"\n"))
 
 	h := sha256.New()
 	for _, name := range sortedKeys(files) {
@@ -453,6 +527,39 @@ func buildInitramfs(cache, root, kver, busybox string, modules []string) (string
 		return "", fmt.Errorf("vmtest: initramfs: %w", err)
 	}
 	return out, nil
+}
+
+// moduleDecompressors are the host tools that unpack compressed modules:
+// Debian's 6.12 packages ship .ko.xz, and busybox insmod loads only plain
+// .ko (it has no decompressor, and the kernel's own in-kernel decompression
+// is for finit_module with MODULE_INIT_COMPRESSED_FILE, which busybox does
+// not use).
+var moduleDecompressors = map[string]string{".xz": "xz", ".zst": "zstd"}
+
+// readModule returns the plain .ko name and contents of module rel (a path
+// under dir as modprobe printed it), decompressing .ko.xz and .ko.zst.
+func readModule(dir, rel string) (string, []byte, error) {
+	ext := filepath.Ext(rel)
+	tool, compressed := moduleDecompressors[ext]
+	if !compressed {
+		data, err := os.ReadFile(filepath.Join(dir, rel))
+		if err != nil {
+			return "", nil, fmt.Errorf("vmtest: module: %w", err)
+		}
+		return rel, data, nil
+	}
+	bin, err := lookTool(tool)
+	if err != nil {
+		return "", nil, missing("%s needs %s to decompress: %v", rel, tool, err)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "-dc", filepath.Join(dir, rel))
+	cmd.Stderr = &stderr
+	data, err := cmd.Output()
+	if err != nil {
+		return "", nil, fmt.Errorf("vmtest: module %s: %s -dc: %w: %s", rel, tool, err, stderr.Bytes())
+	}
+	return strings.TrimSuffix(rel, ext), data, nil
 }
 
 // guestDirs exist in every guest: mount points and LIO's persistent

@@ -5,10 +5,20 @@
 //
 // # Model
 //
-// A guest is a throwaway machine: Debian's linux-image-6.1.0-NN-amd64 kernel
-// (resolved through the linux-image-amd64 metapackage, fetched once with
-// apt-get download) and an initramfs made of busybox-static and the kernel's
-// own modules (Modules, in the order modprobe --show-depends gives). Its
+// A guest is a throwaway machine: a Debian kernel and an initramfs made of
+// busybox-static and the kernel's own modules (Modules, in the order
+// modprobe --show-depends gives). LUNBRIDGE_KERNEL picks the kernel line:
+//
+//	6.1 (default)  Debian 12's linux-image-6.1.0-NN-amd64, resolved
+//	               through the linux-image-amd64 metapackage
+//	6.12           linux-image-6.12.N+deb12-amd64-unsigned from Debian
+//	               12's security archive (the kernel of Debian 13),
+//	               resolved through linux-image-6.12-amd64; its modules
+//	               are .ko.xz and go into the initramfs decompressed
+//	               (busybox insmod loads plain .ko only)
+//
+// Either is fetched once with apt-get download, so a point release needs
+// no change here; KernelLine tells a test which one it runs on. Its
 // /init mounts proc, sysfs, devtmpfs, tmpfs (/tmp, /run) and configfs, loads
 // the modules, mounts two 9p shares and runs the test script:
 //
@@ -30,8 +40,11 @@
 // the last lines are in every error.
 //
 // Assets are cached in CacheDir ($LUNBRIDGE_CACHE, default
-// <module root>/.cache/vmtest, git-ignored): the .deb (~70 MB), its
-// unpacked tree, and initramfs images named by the hash of their content.
+// <module root>/.cache/vmtest, git-ignored): the .debs (~70 MB for 6.1,
+// ~107 MB for 6.12), each unpacked in a tree of its own, the resolved
+// package name of each line (debs/resolved, debs/resolved-6.12), and
+// initramfs images named by the kernel release and the hash of their
+// content, so the two lines never share or overwrite an asset.
 // Host packages are installed by scripts/install-deps.sh (the test command,
 // scripts/test.sh, runs it); the harness only checks for them.
 // VMTEST_QEMU names a qemu-system-x86_64 binary, VMTEST_KERNEL a
