@@ -91,13 +91,20 @@ func (c *cowCopy) before(off, n int64) {
 }
 
 // step copies the next chunk nobody has copied and reports whether any
-// chunk is left pending (false also once the copy has failed).
+// chunk may be left pending. When none is, it first waits for the chunks
+// writers are still copying: after step returned false the copy is
+// complete or failed.
 func (c *cowCopy) step() bool {
 	c.mu.Lock()
 	for c.next < len(c.state) && c.state[c.next] != chunkPending {
 		c.next++
 	}
 	i := c.next
+	if c.err == nil && i >= len(c.state) {
+		for c.err == nil && c.done < len(c.state) {
+			c.cond.Wait()
+		}
+	}
 	if c.err != nil || i >= len(c.state) {
 		c.mu.Unlock()
 		return false

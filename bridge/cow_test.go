@@ -138,6 +138,11 @@ func TestCowConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for c.step() {
 			}
+			// The copier's end is the snapshot's: no chunk may still
+			// be in a writer's hands.
+			if !c.complete() {
+				t.Error("step returned false before the copy was complete")
+			}
 		})
 		wg.Wait()
 		checkCow(t, c, src, dst, image)
