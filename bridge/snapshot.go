@@ -197,10 +197,41 @@ func (s *snapshot) persist() error {
 
 // snapSet is a LUN's snapshots.
 type snapSet struct {
-	// mu serializes snapshot operations on the LUN and guards m.
+	// opMu serializes snapshot operations on the LUN (make, delete,
+	// close). It is held across the wait for the gate, which a write
+	// stuck in a hung file system can make long, so readers of the list
+	// (Info, the view) take only mu.
+	opMu sync.Mutex
+	// mu guards m.
 	mu sync.Mutex
 	m  map[string]*snapshot // protected by mu
 	wg sync.WaitGroup       // the copiers
+}
+
+func (ss *snapSet) get(name string) (*snapshot, bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s, ok := ss.m[name]
+	return s, ok
+}
+
+func (ss *snapSet) put(s *snapshot) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.m == nil {
+		ss.m = map[string]*snapshot{}
+	}
+	ss.m[s.name] = s
+}
+
+func (ss *snapSet) all() []*snapshot {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	l := make([]*snapshot, 0, len(ss.m))
+	for _, s := range ss.m {
+		l = append(l, s)
+	}
+	return l
 }
 
 // ValidSnapshotName reports whether name can name a snapshot: a LUN name
@@ -239,9 +270,9 @@ func (l *LUN) Snapshot(name string, rate int64) (SnapshotInfo, error) {
 		return SnapshotInfo{}, fmt.Errorf("LUN %s: %s is not a regular file: %w", l.name, l.path, ErrInvalid)
 	}
 	ss := &l.snaps
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if _, ok := ss.m[name]; ok {
+	ss.opMu.Lock()
+	defer ss.opMu.Unlock()
+	if _, ok := ss.get(name); ok {
 		return SnapshotInfo{}, fmt.Errorf("LUN %s: snapshot %s: %w", l.name, name, ErrExists)
 	}
 	path := l.path + "@" + name
@@ -268,10 +299,7 @@ func (l *LUN) Snapshot(name string, rate int64) (SnapshotInfo, error) {
 	if err := l.fixPoint(s, dst, fi); err != nil {
 		return undo(err)
 	}
-	if ss.m == nil {
-		ss.m = map[string]*snapshot{}
-	}
-	ss.m[name] = s
+	ss.put(s)
 	if s.cow == nil {
 		// A clone shares the extents, durable once the clone is synced.
 		err := dst.Sync()
@@ -407,9 +435,9 @@ func (l *LUN) DeleteSnapshot(name string) error {
 		return fmt.Errorf("LUN %s: %w", l.name, err)
 	}
 	ss := &l.snaps
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	s, ok := ss.m[name]
+	ss.opMu.Lock()
+	defer ss.opMu.Unlock()
+	s, ok := ss.get(name)
 	if !ok {
 		return fmt.Errorf("LUN %s: no snapshot %s: %w", l.name, name, ErrNotFound)
 	}
@@ -424,7 +452,9 @@ func (l *LUN) DeleteSnapshot(name string) error {
 	if err != nil {
 		return fmt.Errorf("LUN %s: delete snapshot %s: %w", l.name, name, err)
 	}
+	ss.mu.Lock()
 	delete(ss.m, name)
+	ss.mu.Unlock()
 	l.log.Info("snapshot deleted", "snapshot", name, "path", s.path)
 	return nil
 }
@@ -441,13 +471,10 @@ func (s *snapshot) stop(reason error) {
 
 // Snapshots returns the LUN's snapshots, by name.
 func (l *LUN) Snapshots() []SnapshotInfo {
-	ss := &l.snaps
-	ss.mu.Lock()
-	list := make([]SnapshotInfo, 0, len(ss.m))
-	for _, s := range ss.m {
+	var list []SnapshotInfo
+	for _, s := range l.snaps.all() {
 		list = append(list, s.info())
 	}
-	ss.mu.Unlock()
 	slices.SortFunc(list, func(a, b SnapshotInfo) int { return strings.Compare(a.Name, b.Name) })
 	return list
 }
@@ -457,11 +484,11 @@ func (l *LUN) Snapshots() []SnapshotInfo {
 // closes.
 func (l *LUN) closeSnapshots() {
 	ss := &l.snaps
-	ss.mu.Lock()
-	for _, s := range ss.m {
+	ss.opMu.Lock()
+	defer ss.opMu.Unlock()
+	for _, s := range ss.all() {
 		s.stop(errors.New("the LUN closed during the copy"))
 	}
-	ss.mu.Unlock()
 	ss.wg.Wait()
 }
 
@@ -475,8 +502,6 @@ func (l *LUN) loadSnapshots() {
 		return
 	}
 	ss := &l.snaps
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	for _, e := range ents {
 		n := e.Name()
 		name, ok := strings.CutPrefix(n, base+"@")
@@ -498,10 +523,7 @@ func (l *LUN) loadSnapshots() {
 			}
 			l.log.Warn("snapshot interrupted", "snapshot", name, "path", s.path)
 		}
-		if ss.m == nil {
-			ss.m = map[string]*snapshot{}
-		}
-		ss.m[name] = s
+		ss.put(s)
 	}
 }
 
