@@ -59,3 +59,29 @@ func TestSnapshots(t *testing.T) {
 		})
 	}
 }
+
+// TestSnapshotsGluster snapshots a LUN whose backing file lives on the
+// in-guest replica-3 GlusterFS volume (testdata/snapshots-gluster.sh):
+// copy-before-write with fio's random 4 KiB writes racing the copy; the
+// snapshot equals the image taken before, and reads it back exported
+// read-only.
+func TestSnapshotsGluster(t *testing.T) {
+	vmtest.RequireTools(t, "fio")
+	lib := glusterLib(t)
+	lb := vmtest.BuildLunbridge(t)
+	res := vmtest.Run(t, vmtest.Options{
+		MemoryMB: glusterMemoryMB,
+		Timeout:  10 * time.Minute,
+		Files:    map[string]string{"lunbridge": lb},
+		Script:   lunbridgeLib + lib + readTestdata(t, "snapshots-gluster.sh"),
+	})
+	if b, err := os.ReadFile(filepath.Join(res.ShareDir, "times")); err == nil {
+		t.Logf("measured:\n%s", b)
+	}
+	b, _ := os.ReadFile(filepath.Join(res.ShareDir, "checks"))
+	log, _ := os.ReadFile(filepath.Join(res.ShareDir, "check-gluster.log"))
+	t.Logf("guest log:\n%s", tail(string(log), 40))
+	if strings.TrimSpace(string(b)) != "gluster ok" {
+		t.Errorf("guest checks = %q, want gluster ok", b)
+	}
+}

@@ -56,12 +56,16 @@ dd if=/dev/urandom of=/tmp/A bs=1M count=64 2>/dev/null
 dd if=/dev/urandom of=/tmp/B bs=1M count=64 2>/dev/null
 head -c $((32 * MiB)) /tmp/A > /tmp/A32
 
-ARGS="export --size 1G --name x /tmp/xfs/x.img --size 64M --name t /tmp/t.img --size 32M --name e /tmp/small/e.img --size 32M --name k /tmp/k.img"
-lb_start /tmp/lb $ARGS
+# The export command gives one size to all its files: x comes from the
+# command line, the others through /luns.
+lb_start /tmp/lb export --size 1G --name x /tmp/xfs/x.img
+echo "export t /tmp/t.img size=64M" > $V/luns
+echo "export e /tmp/small/e.img size=32M" > $V/luns
+echo "export k /tmp/k.img size=32M" > $V/luns
 XDEV=$(lb_dev /tmp/lb x)
-TDEV=$(lb_dev /tmp/lb t)
-EDEV=$(lb_dev /tmp/lb e)
-KDEV=$(lb_dev /tmp/lb k)
+TDEV=$(lun_dev t)
+EDEV=$(lun_dev e)
+KDEV=$(lun_dev k)
 [ -b "$XDEV" ] && [ -b "$TDEV" ] && [ -b "$EDEV" ] && [ -b "$KDEV" ] || die "missing block devices"
 
 # reflink: a 1 GiB LUN on XFS holding pattern A in its first 64 MiB;
@@ -194,7 +198,7 @@ c_kill() {
 	kill -9 $LB_PID
 	wait $LB_PID 2>/dev/null || true
 	sleep 1
-	lb_start /tmp/lb2 $ARGS
+	lb_start /tmp/lb2 export --size 32M --name k /tmp/k.img
 	echo $LB_PID > /tmp/lb.pid
 	_st=$(snap_state k s)
 	echo "after restart: $_st"
