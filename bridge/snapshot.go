@@ -329,7 +329,17 @@ func (l *LUN) Snapshot(name string, rate int64) (SnapshotInfo, error) {
 // change of the file in flight or starting), it syncs the file and clones
 // it into dst, or, where the file system cannot clone, sizes dst and puts
 // the range under copy-before-write. The pause is recorded in s.
+//
+// The pause is what the LUN's writes wait. Most of an fdatasync's cost is
+// the dirty pages it writes back, so a first fdatasync runs before the
+// gate shuts and the one inside it writes back only what came since:
+// TestSnapshotReflink on XFS over a loop device, a 1 GiB file all dirty,
+// paused the writes 2.5 s without it and 0.45 ms with it (the clone alone
+// 0.1 ms).
 func (l *LUN) fixPoint(s *snapshot, dst *os.File, fi os.FileInfo) error {
+	if err := l.be.Sync(0, 0); err != nil {
+		return err
+	}
 	g := &l.be.gate
 	start := time.Now()
 	g.mu.Lock()

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const snapTestSize = 8 << 20
@@ -226,5 +228,88 @@ func TestSnapshotCloseDuringCopy(t *testing.T) {
 	st, _ := os.ReadFile(path + "@c.state")
 	if !bytes.HasPrefix(st, []byte("state failed\n")) {
 		t.Fatalf("state file after close during the copy = %q, want failed", st)
+	}
+}
+
+// TestSnapshotReflink runs where the temporary directory's file system
+// clones (XFS with reflink, Btrfs; set TMPDIR): pattern A, snapshot,
+// overwrite with B through the ring: the snapshot is ready at once, by
+// reflink, holds A, and the LUN B. It logs the pause for a LUN of
+// LUNBRIDGE_TEST_REFLINK_SIZE bytes (default 64 MiB), all of it written.
+func TestSnapshotReflink(t *testing.T) {
+	dir := t.TempDir()
+	probe := func() bool {
+		a, err := os.Create(filepath.Join(dir, "a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		a.WriteString("x")
+		b, err := os.Create(filepath.Join(dir, "b"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		return unix.IoctlFileClone(int(b.Fd()), int(a.Fd())) == nil
+	}
+	if !probe() {
+		t.Skipf("%s cannot clone files (FICLONE): set TMPDIR to XFS with reflink or Btrfs", dir)
+	}
+	size := int64(64 << 20)
+	if s := os.Getenv("LUNBRIDGE_TEST_REFLINK_SIZE"); s != "" {
+		n, err := ParseSize(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size = n
+	}
+	path := filepath.Join(dir, "disk.img")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := pattern(1<<20, 'A')
+	for off := int64(0); off < size; off += 1 << 20 {
+		a[0] = byte(off >> 20) // every MiB differs
+		if _, err := f.WriteAt(a, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := serveLUN(t, Options{Name: "r", Path: path})
+	start := time.Now()
+	if err := l.Control("snapshot r1"); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	s := l.Snapshots()[0]
+	t.Logf("%d MiB LUN, all of it dirty in the page cache: pause %v, the whole snapshot command %v", size>>20, s.Pause, took)
+	if s.State != SnapshotReady || s.Method != MethodReflink || s.Pause <= 0 {
+		t.Fatalf("snapshot = %+v, want ready by reflink with a pause", s)
+	}
+	// Again, with nothing left to flush: the clone alone.
+	if err := l.Control("snapshot r2"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d MiB LUN, synced: pause %v", size>>20, l.Snapshots()[1].Pause)
+	orig := slices.Clone(want)
+	b := pattern(4096, 'B')
+	for lba := uint32(0); int64(lba)*512 < size; lba += uint32(size / 512 / 64) {
+		l.mustGood(t, write10(lba, 8, false), b, 0)
+		copy(want[int64(lba)*512:], b) // want is now what the LUN holds
+	}
+	got, err := os.ReadFile(path + "@r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got2, _ := os.ReadFile(path); !bytes.Equal(got2, want) {
+		t.Fatal("the LUN does not hold its writes")
+	}
+	if !bytes.Equal(got, orig) {
+		t.Fatal("the snapshot differs from the LUN at the snapshot point")
 	}
 }
