@@ -198,7 +198,10 @@ c_kill() {
 	kill -9 $LB_PID
 	wait $LB_PID 2>/dev/null || true
 	sleep 1
-	lb_start /tmp/lb2 export --size 32M --name k /tmp/k.img
+	# The same LUNs in the same order, so it adopts every device; the
+	# files give the sizes.
+	lb_start /tmp/lb2 export --name x /tmp/xfs/x.img --name t /tmp/t.img \
+		--name e /tmp/small/e.img --name k /tmp/k.img
 	echo $LB_PID > /tmp/lb.pid
 	_st=$(snap_state k s)
 	echo "after restart: $_st"
