@@ -60,6 +60,7 @@ type cowCopy struct {
 	cond  sync.Cond
 	state []chunkState // protected by mu
 	done  int          // protected by mu: chunks in chunkDone
+	busy  int          // protected by mu: chunks in chunkCopying
 	next  int          // protected by mu: where step looks first
 	err   error        // protected by mu: the first failure
 
@@ -125,11 +126,13 @@ func (c *cowCopy) ensure(i int) {
 		return
 	}
 	c.state[i] = chunkCopying
+	c.busy++
 	c.mu.Unlock()
 
 	err := c.copyChunk(i)
 
 	c.mu.Lock()
+	c.busy--
 	if err != nil {
 		c.failLocked(err)
 	} else {
@@ -189,6 +192,16 @@ func (c *cowCopy) failLocked(err error) {
 	if c.err == nil {
 		c.err = err
 	}
+}
+
+// idle waits until no chunk copy is in progress. After a failure no new
+// one starts, so then nothing writes to dst any more.
+func (c *cowCopy) idle() {
+	c.mu.Lock()
+	for c.busy > 0 {
+		c.cond.Wait()
+	}
+	c.mu.Unlock()
 }
 
 // Err returns why the copy failed, or nil.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 )
 
 // memFile is a file in memory for cowCopy: ReadAt and WriteAt under a
@@ -168,7 +169,51 @@ func TestCowFailure(t *testing.T) {
 		t.Fatalf("the LUN's write did not land after the snapshot failed: %x", got)
 	}
 	c.fail(errCowCancelled)
+	c.idle()
 	if errors.Is(c.Err(), errCowCancelled) {
 		t.Fatalf("Err() = %v: a later failure replaced the first one", c.Err())
 	}
+}
+
+// slowFile is a memFile whose writes wait for release: a chunk copy can
+// be held in progress.
+type slowFile struct {
+	*memFile
+	started chan struct{}
+	release chan struct{}
+}
+
+func (s *slowFile) WriteAt(p []byte, off int64) (int, error) {
+	s.started <- struct{}{}
+	<-s.release
+	return s.memFile.WriteAt(p, off)
+}
+
+// TestCowIdle: after a failure, idle waits for a chunk copy a writer had
+// in progress, so the snapshot file is not written after it is given up.
+func TestCowIdle(t *testing.T) {
+	const chunk, size = 16, 4 * 16
+	src := newMemFile(bytes.Repeat([]byte{1}, size), chunk)
+	dst := &slowFile{memFile: newMemFile(make([]byte, size), chunk), started: make(chan struct{}), release: make(chan struct{})}
+	c := newCowCopy(src, dst, size, chunk)
+	wrote := make(chan struct{})
+	go func() {
+		c.before(0, 1)
+		close(wrote)
+	}()
+	<-dst.started
+	c.fail(errCowCancelled)
+	idle := make(chan struct{})
+	go func() {
+		c.idle()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+		t.Fatal("idle returned while a chunk copy was in progress")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(dst.release)
+	<-idle
+	<-wrote
 }

@@ -412,6 +412,9 @@ func (l *LUN) copySnapshot(ctx context.Context, s *snapshot, rate int64) {
 		c.fail(errCowCancelled)
 	}
 	l.be.gate.setCow(c, false)
+	// A writer may still be copying a chunk it started before a
+	// failure: the snapshot file is truncated and closed only after.
+	c.idle()
 	err := c.Err()
 	if err == nil {
 		err = s.dst.Sync()
