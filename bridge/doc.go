@@ -40,4 +40,10 @@
 // Workers blocked in a hung file system may outlive Serve; the ring
 // mapping and the descriptors they use are released only when they return
 // (lifetime.go).
+//
+// Snapshots (snapshot.go, cow.go, docs/snapshots.md): every change of the
+// backing file passes a gate that a snapshot shuts to fix its point in
+// time; the snapshot file FILE@NAME is then a clone (FICLONE) or filled by
+// a paced background copy with copy-before-write, and a state file beside
+// it says whether it is complete, across crashes.
 package bridge
