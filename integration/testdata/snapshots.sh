@@ -200,8 +200,8 @@ c_kill() {
 	sleep 1
 	# The same LUNs in the same order, so it adopts every device; the
 	# files give the sizes.
-	lb_start /tmp/lb2 export --name x /tmp/xfs/x.img --name t /tmp/t.img \
-		--name e /tmp/small/e.img --name k /tmp/k.img
+	lb_start /tmp/lb2 export --name x --name t --name e --name k \
+		/tmp/xfs/x.img /tmp/t.img /tmp/small/e.img /tmp/k.img
 	echo $LB_PID > /tmp/lb.pid
 	_st=$(snap_state k s)
 	echo "after restart: $_st"
