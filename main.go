@@ -72,6 +72,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			serveCommand(),
 			listCommand(),
 			statsCommand(),
+			snapshotCommand(),
 			manCommand(),
 			completionCommand(),
 		},

@@ -26,6 +26,10 @@ const (
 	OpResize     Op = "resize"      // resize SIZE
 	OpFlush      Op = "flush"       // flush
 	OpResetStats Op = "reset-stats" // reset-stats
+	// OpSnapshot makes the snapshot NAME (Name) of the LUN; rate= (Size)
+	// paces a background copy in bytes per second.
+	OpSnapshot       Op = "snapshot"        // snapshot NAME [rate=SIZE]
+	OpDeleteSnapshot Op = "delete-snapshot" // delete-snapshot NAME
 )
 
 // ForLUN reports whether the verb acts on one LUN rather than on the
@@ -57,9 +61,9 @@ var exportKeys = []struct {
 // alike.
 type Control struct {
 	Op           Op
-	Name         string // export, remove: the LUN (ValidName)
+	Name         string // export, remove: the LUN (ValidName); snapshot, delete-snapshot: the snapshot
 	Path         string // export: the backing file, absolute
-	Size         int64  // export size=, resize: bytes
+	Size         int64  // export size=, resize: bytes; snapshot rate=: bytes per second (0: default)
 	BlockSize    uint32 // export block-size=: 512 or 4096
 	ReadOnly     bool   // read-only, export read-only=
 	WriteThrough bool   // export write-through=
@@ -110,6 +114,13 @@ func (c Control) String() string {
 		return "read-only " + bit(c.ReadOnly)
 	case OpResize:
 		return "resize " + strconv.FormatInt(c.Size, 10)
+	case OpSnapshot:
+		if c.Size > 0 {
+			return "snapshot " + c.Name + " rate=" + strconv.FormatInt(c.Size, 10)
+		}
+		return "snapshot " + c.Name
+	case OpDeleteSnapshot:
+		return "delete-snapshot " + c.Name
 	}
 	return string(c.Op)
 }
@@ -138,6 +149,8 @@ func invalid(format string, args ...any) error {
 //     online | offline | flush | reset-stats
 //     read-only 0|1
 //     resize SIZE
+//     snapshot NAME [rate=SIZE]
+//     delete-snapshot NAME
 //
 // NAME satisfies ValidName; PATH is absolute (the daemon's working
 // directory is not the writer's); SIZE is a positive ParseSize count;
@@ -174,6 +187,13 @@ func ParseControl(line string) (Control, error) {
 		}
 	case OpExport:
 		err = c.parseExport(args)
+	case OpSnapshot:
+		err = c.parseSnapshot(args)
+	case OpDeleteSnapshot:
+		if err = want(1, "delete-snapshot NAME"); err == nil {
+			c.Name = args[0]
+			err = ValidSnapshotName(c.Name)
+		}
 	default:
 		err = invalid("unknown command %q", f[0])
 	}
@@ -239,6 +259,29 @@ func (c *Control) parseExport(args []string) error {
 		if err != nil {
 			return fmt.Errorf("option %s: %w", key, err)
 		}
+	}
+	return nil
+}
+
+// parseSnapshot parses "snapshot NAME [rate=SIZE]"'s arguments.
+func (c *Control) parseSnapshot(args []string) error {
+	if len(args) < 1 || len(args) > 2 {
+		return invalid("want \"snapshot NAME [rate=SIZE]\"")
+	}
+	c.Name = args[0]
+	if err := ValidSnapshotName(c.Name); err != nil {
+		return err
+	}
+	if len(args) == 2 {
+		v, ok := strings.CutPrefix(args[1], "rate=")
+		if !ok {
+			return invalid("option %q: want rate=SIZE (bytes per second)", args[1])
+		}
+		n, err := positiveSize(v)
+		if err != nil {
+			return fmt.Errorf("option rate: %w", err)
+		}
+		c.Size = n
 	}
 	return nil
 }

@@ -44,6 +44,21 @@ func TestParseControl(t *testing.T) {
 		{"resize 99999999999P", "!"},
 		{"reset_stats", "!"},
 		{"flush now", "!"},
+		{"snapshot s1", "snapshot s1"},
+		{"snapshot s1 rate=64M", "snapshot s1 rate=67108864"},
+		{"snapshot a..b", "!"},
+		{"snapshot ..", "!"},
+		{"snapshot a/b", "!"},
+		{"snapshot .s", "!"},
+		{"snapshot a@b", "!"},
+		{"snapshot", "!"},
+		{"snapshot s1 rate=0", "!"},
+		{"snapshot s1 speed=1M", "!"},
+		{"snapshot s1 rate=1M rate=2M", "!"},
+		{"delete-snapshot s1", "delete-snapshot s1"},
+		{"delete-snapshot", "!"},
+		{"delete-snapshot s1 s2", "!"},
+		{"delete-snapshot ../s1", "!"},
 		// Daemon verbs.
 		{"remove d0", "remove d0"},
 		{"remove", "!"},
@@ -114,6 +129,7 @@ func FuzzControlLine(f *testing.F) {
 	for _, s := range []string{
 		"online", "read-only 1", "resize 2G", "remove d0", "export d1 /img size=1M fabric=iscsi",
 		"export d1 /img block-size=4096 read-only=0 write-through=1", "offline\n", "a\x00b",
+		"snapshot s1 rate=1M", "delete-snapshot s1",
 	} {
 		f.Add(s)
 	}
@@ -133,8 +149,12 @@ func FuzzControlLine(f *testing.F) {
 		if err != nil || c2 != c {
 			t.Fatalf("ParseControl(%q) = %+v; its canonical %q parses to %+v, %v", line, c, canon, c2, err)
 		}
-		if c.Op != OpExport && c.Op != OpRemove && c.Name != "" {
+		snap := c.Op == OpSnapshot || c.Op == OpDeleteSnapshot
+		if c.Op != OpExport && c.Op != OpRemove && !snap && c.Name != "" {
 			t.Fatalf("ParseControl(%q): LUN verb %s with a name", line, c.Op)
+		}
+		if snap && ValidSnapshotName(c.Name) != nil {
+			t.Fatalf("ParseControl(%q): invalid snapshot name %q accepted", line, c.Name)
 		}
 		if (c.Op == OpExport || c.Op == OpRemove) && ValidName(c.Name) != nil {
 			t.Fatalf("ParseControl(%q): invalid name %q accepted", line, c.Name)

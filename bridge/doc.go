@@ -47,4 +47,10 @@
 // client of a shared file system, is refused with the holder's name;
 // gateways of one group share the claim. The claim is released with the
 // last descriptor of the LUN.
+//
+// Snapshots (snapshot.go, cow.go, docs/snapshots.md): every change of the
+// backing file passes a gate that a snapshot shuts to fix its point in
+// time; the snapshot file FILE@NAME is then a clone (FICLONE) or filled by
+// a paced background copy with copy-before-write, and a state file beside
+// it says whether it is complete, across crashes.
 package bridge

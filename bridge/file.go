@@ -36,6 +36,9 @@ type fileBackend struct {
 	// sizeBytes is the LUN's size: a block device's st_size is 0, and a
 	// file may be longer than the LUN.
 	sizeBytes atomic.Int64
+	// gate is what every change of the file passes through, for
+	// snapshots (snapshot.go).
+	gate snapGate
 }
 
 // ReadAt fills bufs from off with preadv, retrying short transfers. A read
@@ -51,6 +54,8 @@ func (b *fileBackend) ReadAt(bufs [][]byte, off int64) (int, error) {
 
 // WriteAt writes bufs at off with pwritev, retrying short transfers.
 func (b *fileBackend) WriteAt(bufs [][]byte, off int64) (int, error) {
+	b.gate.enter(off, bufsLen(bufs))
+	defer b.gate.leave()
 	n, err := vectored(b.fdFor(bufs, off), bufs, off, true, 0)
 	if err != nil {
 		return n, fmt.Errorf("pwritev %s at %d: %w", b.f.Name(), off+int64(n), err)
@@ -121,6 +126,8 @@ func (b *fileBackend) Sync(off, n int64) error {
 // probeZeroing), else a proven FALLOC_FL_ZERO_RANGE, else written zeros,
 // which keeps LBPRZ=1 honest on any file system.
 func (b *fileBackend) Unmap(off, n int64) error {
+	b.gate.enter(off, n)
+	defer b.gate.leave()
 	switch {
 	case b.zero.punch && !b.noPunch.Load():
 		err := b.falloc(b.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
@@ -133,7 +140,7 @@ func (b *fileBackend) Unmap(off, n int64) error {
 			return fmt.Errorf("punch hole %s [%d, +%d): %w", b.f.Name(), off, n, err)
 		}
 	case b.zero.zeroRange:
-		return b.WriteZeroes(off, n)
+		return b.zeroRange(off, n)
 	}
 	return b.writeZeroes(off, n)
 }
@@ -147,6 +154,13 @@ var zeroes [zeroChunk]byte
 // FALLOC_FL_ZERO_RANGE where the file system was proven to do it (a FUSE
 // file system may return 0 and zero nothing), else by writing zeros.
 func (b *fileBackend) WriteZeroes(off, n int64) error {
+	b.gate.enter(off, n)
+	defer b.gate.leave()
+	return b.zeroRange(off, n)
+}
+
+// zeroRange is WriteZeroes inside the snapshot gate.
+func (b *fileBackend) zeroRange(off, n int64) error {
 	if b.zero.zeroRange {
 		err := b.falloc(b.fd, unix.FALLOC_FL_ZERO_RANGE|unix.FALLOC_FL_KEEP_SIZE, off, n)
 		if err == nil {
@@ -212,6 +226,8 @@ func (b *fileBackend) CopyFrom(src scsi.Backend, srcOff, dstOff, n int64) error 
 	if !ok {
 		return fmt.Errorf("copy from %T: %w", src, errors.ErrUnsupported)
 	}
+	b.gate.enter(dstOff, n)
+	defer b.gate.leave()
 	for n > 0 {
 		w, err := unix.CopyFileRange(s.fd, &srcOff, b.fd, &dstOff, int(min(n, 1<<30)), 0)
 		switch {

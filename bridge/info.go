@@ -20,6 +20,8 @@ type LUNInfo struct {
 	// Gateway is the LUN's gateway group state; nil when the LUN is
 	// not one of several gateways (Options.Gateway).
 	Gateway *GatewayInfo
+	// Snapshots are the LUN's snapshots, by name.
+	Snapshots []SnapshotInfo
 }
 
 // State is a LUN's availability to initiators.

@@ -143,6 +143,9 @@ type LUN struct {
 	// resizeMu serializes Resize: two concurrent grows would otherwise
 	// race between the file, the kernel and the disk's capacity.
 	resizeMu sync.Mutex
+
+	// snaps are the LUN's snapshots (snapshot.go).
+	snaps snapSet
 }
 
 // Open opens or creates the backing file, claims it (lease.Claim: a
@@ -174,6 +177,9 @@ func Open(o Options) (_ *LUN, err error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if err := checkSnapshotFile(o.Path); err != nil {
+		return nil, fmt.Errorf("LUN %s: %w", o.Name, err)
 	}
 	// Every resource acquired below is pushed on undo, which releases
 	// them, newest first, unless Open succeeds.
@@ -300,6 +306,7 @@ func Open(o Options) (_ *LUN, err error) {
 	if o.Gateway != nil {
 		o.Gateway.Bind(fenced.drain, l.gatewayChanged)
 	}
+	l.loadSnapshots()
 	return l, nil
 }
 
@@ -575,6 +582,7 @@ func (l *LUN) Info() LUNInfo {
 		WriteCache: l.disk.WriteCache(),
 		Stats:      l.Stats(),
 		Gateway:    l.gatewayInfo(),
+		Snapshots:  l.Snapshots(),
 	}
 }
 
@@ -689,6 +697,11 @@ func (l *LUN) apply(c Control) error {
 		return l.Flush()
 	case OpResetStats:
 		l.ResetStats()
+	case OpSnapshot:
+		_, err := l.Snapshot(c.Name, c.Size)
+		return err
+	case OpDeleteSnapshot:
+		return l.DeleteSnapshot(c.Name)
 	default:
 		return fmt.Errorf("LUN %s: control %q manages LUNs, not one: %w", l.name, c.String(), ErrInvalid)
 	}
@@ -701,6 +714,7 @@ func (l *LUN) apply(c Control) error {
 // them) and is closed, without the fdatasync that would block too, when
 // the last of them returns; Close then returns nil at once.
 func (l *LUN) Close() error {
+	l.closeSnapshots()
 	if l.WorkersStuck() {
 		l.log.Warn("backing file stays open until the workers blocked in it return", "path", l.path)
 		_, err := l.whenWorkersExit(l.closeFiles)

@@ -32,7 +32,15 @@
 //	                            online or offline
 //	/NAME/read_only       0644  0 or 1; write 0 or 1
 //	/NAME/size            0644  bytes; write a larger size ("20G") to grow
-//	/NAME/ctl             0200  write flush or reset-stats
+//	/NAME/ctl             0200  write flush, reset-stats,
+//	                            snapshot SNAP [rate=SIZE] or
+//	                            delete-snapshot SNAP
+//	/NAME/snapshots/SNAP/ 0555  one directory per snapshot
+//	                            (docs/snapshots.md), its files 0444:
+//	                            state (copying, ready, or "failed: "
+//	                            and the reason), method (reflink or
+//	                            copy), progress ("COPIED / SIZE" bytes),
+//	                            created (RFC 3339), path, pause_us
 //
 // The stats keys are KIND_ops, KIND_bytes and KIND_errors for every kind of
 // command (read, write, sync, unmap, write_same, compare_and_write, other),
@@ -73,6 +81,8 @@
 //	read_only  0 | 1                          (NAME, "read-only 0|1")
 //	size       SIZE (bridge.ParseSize)        (NAME, "resize BYTES")
 //	ctl        flush | reset-stats            (NAME, same)
+//	ctl        snapshot SNAP [rate=SIZE]      (NAME, rate in bytes)
+//	ctl        delete-snapshot SNAP           (NAME, same)
 //
 // A size smaller than the current one is refused with EINVAL (shrinking
 // would cut data from under a mounted file system); the current size is a

@@ -361,7 +361,7 @@ func parseSize(line string, l *bridge.LUNInfo) (string, error) {
 }
 
 func parseCtl(line string, _ *bridge.LUNInfo) (string, error) {
-	c, err := command(line, bridge.OpFlush, bridge.OpResetStats)
+	c, err := command(line, bridge.OpFlush, bridge.OpResetStats, bridge.OpSnapshot, bridge.OpDeleteSnapshot)
 	if err != nil {
 		return "", err
 	}

@@ -150,6 +150,9 @@ func (d *lunDir) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOu
 }
 
 func (d *lunDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if name == snapshotsName {
+		return lookupSnapshots(ctx, d, out)
+	}
 	spec := findSpec(lunFiles, name)
 	if spec == nil {
 		return nil, syscall.ENOENT
@@ -161,10 +164,11 @@ func (d *lunDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	if !d.exists() {
 		return nil, syscall.ENOENT
 	}
-	entries := make([]fuse.DirEntry, len(lunFiles))
+	entries := make([]fuse.DirEntry, len(lunFiles), len(lunFiles)+1)
 	for i, s := range lunFiles {
 		entries[i] = fuse.DirEntry{Name: s.name, Mode: syscall.S_IFREG}
 	}
+	entries = append(entries, fuse.DirEntry{Name: snapshotsName, Mode: syscall.S_IFDIR})
 	return fs.NewListDirStream(entries), 0
 }
 

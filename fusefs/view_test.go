@@ -103,6 +103,7 @@ func (f *fakeLUNs) control(name, line string) (changed bool, err error) {
 	case "flush":
 	case "reset-stats":
 		l.Stats = bridge.Stats{}
+	case "snapshot", "delete-snapshot":
 	default:
 		return false, fmt.Errorf("fake: %q: %w", line, bridge.ErrInvalid)
 	}
@@ -267,7 +268,7 @@ func TestViewRead(t *testing.T) {
 	if got, want := names(mnt), []string{"d0", "d1", "luns", "version"}; !slices.Equal(got, want) {
 		t.Errorf("ls / = %q, want %q", got, want)
 	}
-	want := []string{"ctl", "info", "latency", "read_only", "size", "state", "stats", "stats.json"}
+	want := []string{"ctl", "info", "latency", "read_only", "size", "snapshots", "state", "stats", "stats.json"}
 	if got := names(filepath.Join(mnt, "d1")); !slices.Equal(got, want) {
 		t.Errorf("ls /d1 = %q, want %q", got, want)
 	}
@@ -366,6 +367,11 @@ func TestViewWrite(t *testing.T) {
 		{"d0/ctl", "flush\n", 0, "d0: flush"},
 		{"d0/ctl", "reset-stats\n", 0, "d0: reset-stats"},
 		{"d0/ctl", "reboot\n", syscall.EINVAL, ""},
+		{"d0/ctl", "snapshot s1\n", 0, "d0: snapshot s1"},
+		{"d0/ctl", "snapshot s1 rate=64M\n", 0, "d0: snapshot s1 rate=67108864"},
+		{"d0/ctl", "snapshot a/b\n", syscall.EINVAL, ""},
+		{"d0/ctl", "snapshot a..b\n", syscall.EINVAL, ""},
+		{"d0/ctl", "delete-snapshot s1\n", 0, "d0: delete-snapshot s1"},
 		{"luns", "export d1 /srv/d1.img size=64M fabric=loop\n", 0, ": export d1 /srv/d1.img size=67108864 fabric=loop"},
 		{"luns", "export d1 /srv/other.img\n", syscall.EEXIST, ": export d1 /srv/other.img"},
 		{"luns", "export d2 rel.img\n", syscall.EINVAL, ""},

@@ -37,6 +37,16 @@
 //	                                          counter  inline_page_cache_reads
 //	lunbridge_inline_page_cache_misses_total{lun}
 //	                                          counter  inline_page_cache_misses
+//	lunbridge_snapshots{lun,state}            gauge    snapshots by state
+//	                                                   (copying, ready,
+//	                                                   failed)
+//	lunbridge_snapshot_copied_bytes{lun}      gauge    bytes copied so far by
+//	                                                   the snapshots made by
+//	                                                   copy
+//	lunbridge_snapshot_last_pause_seconds{lun}
+//	                                          gauge    the newest snapshot's
+//	                                                   pause_us, once there
+//	                                                   is one
 //
 // kind is read, write, sync, unmap, write_same, compare_and_write or other;
 // sense_key is the snake_case SPC-4 name (medium_error, not_ready, ...), as

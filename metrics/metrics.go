@@ -53,6 +53,7 @@ type Collector struct {
 	state, info, uptime, buildInfo        *prometheus.Desc
 	aluaState, aluaOwner, aluaEpoch       *prometheus.Desc // gateway.go
 	nowaitReads, nowaitMiss               *prometheus.Desc
+	snap                                  snapshotDescs // snapshots.go
 }
 
 var _ prometheus.Collector = (*Collector)(nil)
@@ -83,6 +84,7 @@ func NewCollector(luns LUNs, version string) *Collector {
 		aluaEpoch:   d("alua_epoch", "For a gateway of a group: the ownership epoch (its own while it owns the file).", "lun"),
 		nowaitReads: d("inline_page_cache_reads_total", "READs served from the page cache on the ring's waiter (RWF_NOWAIT), on ext4, XFS or Btrfs.", "lun"),
 		nowaitMiss:  d("inline_page_cache_misses_total", "READs tried from the page cache that would have blocked and went to a worker.", "lun"),
+		snap:        newSnapshotDescs(d),
 	}
 }
 
@@ -93,6 +95,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.size, c.readOnly, c.state, c.info, c.uptime, c.buildInfo,
 		c.aluaState, c.aluaOwner, c.aluaEpoch, c.nowaitReads, c.nowaitMiss,
 	} {
+		ch <- d
+	}
+	for _, d := range c.snap.list() {
 		ch <- d
 	}
 }
@@ -137,6 +142,7 @@ func (c *Collector) collectLUN(ch chan<- prometheus.Metric, l *bridge.LUNInfo) {
 		l.Fabric, l.FabricPath, l.Serial, l.NAA)
 	gauge(c.uptime, s.Uptime.Seconds(), l.Name)
 	c.collectGateway(gauge, l)
+	c.collectSnapshots(gauge, l)
 }
 
 // histogram converts bridge's histogram into the count and cumulative
