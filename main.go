@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command lunbridge exports files as SCSI LUNs through the Linux kernel's
 // TCMU (target_core_user), over the tcm_loop or iSCSI fabrics.
 //

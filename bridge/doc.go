@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package bridge turns SCSI commands from a TCMU ring into operations on a
 // backing file: a LUN is a file.
 //

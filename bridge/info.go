@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package bridge
 
 // LUNInfo describes one LUN as the CLI and the FUSE view show it. It is a

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package fabric exports LIO backstores to initiators by writing configfs:
 // the tcm_loop fabric (LUNs become local /dev/sdX disks) and the iSCSI
 // fabric (iscsi_target_mod, LUNs reachable over TCP).

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package fusefs serves the lunbridge FUSE view: one directory per LUN with
 // live statistics and control files, for cat, echo, watch and shell scripts.
 //

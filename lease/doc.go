@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package lease decides which of several gateways owns a LUN whose
 // backing file is on a shared file system, and tells the SCSI disk of each
 // gateway what to report (it implements scsi.ALUA).

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package lio is lunbridge's LIO policy: which kernel objects a set of
 // LUNs becomes. It decides the targets (one loopback target for all loop
 // LUNs, one iSCSI target per IQN), the LUN numbers in each (the lowest

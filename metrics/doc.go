@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package metrics exports the daemon's LUN counters to Prometheus.
 //
 // # Model

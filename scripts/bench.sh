@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench.sh: the lunbridge benchmark in one command (BENCHMARKS.md).
 #
 # Why two bench.sh: this one is the host's entry point (installs the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # demo.sh: run lunbridge's main job on a machine whose kernel lacks LIO.
 #
 # Why two demo.sh: this one is the host's entry point (installs the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # install-deps.sh: install the Debian 12 packages lunbridge's tests need.
 # Idempotent and quick when everything is there; scripts/test.sh runs it.
 #

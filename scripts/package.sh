@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # package.sh: build the Debian package of lunbridge with dpkg-deb, in one
 # command:
 #

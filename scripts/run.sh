@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # run.sh: build lunbridge and run it, on a Linux host whose kernel has LIO
 # (target_core_user, tcm_loop, iscsi_target_mod: Debian's stock kernel has
 # them as modules). Needs root. Arguments go to lunbridge, e.g.

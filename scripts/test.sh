@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # test.sh: the one command that runs every test of lunbridge, unit and
 # real-kernel. It installs what the tests need (scripts/install-deps.sh),
 # then runs

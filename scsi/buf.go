@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package scsi
 
 // Helpers for the scatter-gather data buffers of a command (the TCMU

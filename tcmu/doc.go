@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package tcmu speaks the kernel side of TCMU (target_core_user, Linux's
 // "TCM in userspace" backstore): the configfs lifecycle of a user
 // backstore, its UIO device, and the command ring shared with the kernel

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package tcmu
 
 // This file is the scheduler: Ring, who holds its lock when, and what

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package tcmuservice offers lunbridge to targetcli as a TCMU handler over
 // D-Bus.
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package blocktest is a conformance suite for a SCSI disk seen through the
 // Linux SCSI stack: each test drives a real /dev/sdX with sg3-utils (and
 // GNU dd with O_DIRECT for plain data) and checks what the tools print

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # The guest half of the benchmark. scripts/bench.sh is the host's entry
 # point of the same name: it runs TestBenchFio, which boots a VM per setup
 # and runs this file there (embedded with the other testdata/*.sh).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Guest side of TestConformance (lunbridgeLib and the guest library are
 # sourced first; LB_IQN, FILEIO_IQN, INIT1, INIT2 and SIZE are set before).
 # One boot exports a lunbridge LUN and an in-kernel fileio LUN over iSCSI;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Guest side of TestOpenISCSI (lunbridgeLib and the guest library are
 # sourced first; IQN, INIT and SIZE are set before). The guest is its own
 # initiator: open-iscsi's iscsid and iscsiadm (the host's binaries, run

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # The guest half of the demo. scripts/demo.sh is the host's entry point
 # of the same name: it runs TestDemo, which boots a VM and runs this file
 # there (embedded with the other testdata/*.sh).

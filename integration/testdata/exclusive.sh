@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Guest side of TestExclusiveOwner and TestExclusiveOwnerGluster
 # (exclusive_test.go): one file, one writer. Holders start, second
 # exporters of their files must be refused before they become ready or

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 echo -n "$SECRET" > /tmp/chap
 chmod 600 /tmp/chap # lunbridge refuses a secret file others can read
 lb_start /tmp/lb export --fabric iscsi --iqn $IQN --initiator $QEMU_IQN \

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 lb_start /tmp/lb --log-level debug export --size 64M --name disk0 /tmp/disk0.img
 DEV=$(lb_dev /tmp/lb disk0)
 [ -b "$DEV" ] || die "no block device in lunbridge's output"

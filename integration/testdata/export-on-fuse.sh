@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 mkdir -p /tmp/under /tmp/fuse
 /mnt/host/loopfs /tmp/under /tmp/fuse > /tmp/loopfs.out 2>&1 &
 LOOPFS=$!

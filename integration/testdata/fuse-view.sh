@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 V=/run/lunbridge
 H=/mnt/host
 ARGS="export --size 64M --name disk0 /tmp/disk0.img"

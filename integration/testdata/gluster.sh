@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Guest library: a replica-3 GlusterFS volume inside the guest (sourced by
 # glusterLib in integration/gluster_test.go). Everything stays in the guest:
 # the host's Gluster binaries run through a chroot into the host root

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # TestGluster's guest scenario (after lunbridgeLib and gluster.sh): LUNs
 # whose backing files live on a replica-3 GlusterFS volume, and one on a
 # FUSE file system without fallocate (loopfs -no-fallocate). Each check

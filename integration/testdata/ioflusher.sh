@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 lb_start /tmp/lb --log-level warn export --mount= --size 32M --name flush /tmp/flush.img
 DEV=$(lb_dev /tmp/lb flush)
 [ -b "$DEV" ] || die "no block device in lunbridge's output"

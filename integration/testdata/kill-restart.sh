@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 ARGS="export --size 64M --name disk0 /tmp/disk0.img"
 lb_start /tmp/lb $ARGS
 DEV=$(lb_dev /tmp/lb disk0)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Guest shell shared by the tests that run the lunbridge command in the
 # guest: guestScript puts it before each scenario.
 LB=/mnt/host/lunbridge

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Guest script of TestPrometheusScrape (lunbridgeLib is prepended): Debian's
 # prometheus (the host's, through hostrun) scrapes "lunbridge serve" (its
 # config's metrics key) every second while fio writes to the LUN at a fixed

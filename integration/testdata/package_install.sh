@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Guest script of TestDebianPackage (lunbridgeLib is prepended): install
 # the .deb with the host's dpkg (through hostrun) into an empty root in the
 # guest, run the installed binary's --version, export a file from it, write

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Guest side of TestScaleOutFailover and TestScaleOutGluster
 # (scaleout_test.go): two lunbridge gateways of one ALUA group export one
 # file, lun.img, over iSCSI; the host writes through them, and this script

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Guest half of TestSecurity (integration/security_test.go), after
 # lunbridgeLib. The host sets: IQN (target name prefix), ALLOWED (the
 # initiator on the ACLs), CUSER, SECRET, TUSER, TSECRET (mutual CHAP),

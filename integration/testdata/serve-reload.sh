@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 cat > /tmp/lb.toml <<EOT
 [[target]]
 fabric = "loop"

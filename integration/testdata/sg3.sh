@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Guest script of TestSG3 (sg3_test.go; lunbridgeLib is prepended). It
 # exports $SIZE bytes through tcm_loop with --max-transfer $MAX_TRANSFER
 # and runs the guest half of $TEST (the test binary, through hostrun, so

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Guest script of TestTargetcli (lunbridgeLib is prepended). Debian's
 # targetcli-fb and targetctl (the host's, through hostrun) create, map,
 # save and restore a user:lunbridge backstore that "lunbridge serve"

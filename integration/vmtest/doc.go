@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package vmtest boots Debian's stock kernel under qemu (software emulation,
 // no KVM needed) and runs a shell script in it, so that lunbridge can be
 // tested against the real configfs, target_core_user, tcm_loop and

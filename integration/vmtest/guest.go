@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package vmtest
 
 // Guest-side paths. The share is the per-VM host directory (VM.ShareDir);

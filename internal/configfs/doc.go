@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package configfs is lunbridge's one file layer over configfs and sysfs,
 // and its one fake kernel.
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package fakering is an in-process stand-in for the kernel side of a TCMU
 // device (drivers/target/target_core_user.c) over a plain []byte, so that
 // ring, bridge and FUSE tests run without root, configfs or UIO.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package memdisk is an in-memory scsi.Backend for tests: a byte slice
 // with a per-granule allocation map, call counters and error injection.
 package memdisk

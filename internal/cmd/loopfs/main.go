@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command loopfs mounts a go-fuse loopback file system: DIR appears at
 // MOUNTPOINT through FUSE until SIGINT or SIGTERM. The real-kernel tests
 // put lunbridge's backing files on it, as users do with sshfs or a
