@@ -54,7 +54,7 @@ DEV=$(lb_dev /tmp/lb gv0)
 LDEV=$(lb_dev /tmp/lb local)
 NDEV=$(lb_dev /tmp/lb nofa)
 [ -b "$DEV" ] && [ -b "$LDEV" ] && [ -b "$NDEV" ] || die "missing block devices"
-grep 'msg=zeroing' /tmp/lb.err > /mnt/host/zeroing.txt || true
+grep 'msg="zeroing method"' /tmp/lb.err > /mnt/host/zeroing.txt || true
 
 # data: both ways between the disk and the file on the volume, and on
 # every brick after SYNCHRONIZE CACHE (conv=fsync).
