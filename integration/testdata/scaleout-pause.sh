@@ -64,8 +64,17 @@ waitfor finish
 cat /run/lb2/gw2/info /run/lb1/gw1/info
 # Exactly one owner, and both agree on the epoch (2, or 3 if a WRITE
 # that waited in gateway 1's ring moved the LUN back to it).
-owners=$(cat /run/lb2/gw2/info /run/lb1/gw1/info | grep -cx 'owner 1')
-[ "$owners" = 1 ] || die "$owners owners"
+# A hand-back may still be in flight (transitioning: no owner for a
+# moment), so wait up to 15 s for exactly one owner; two owners fail at once.
+i=0
+while :; do
+	owners=$(cat /run/lb2/gw2/info /run/lb1/gw1/info | grep -cx 'owner 1' || true)
+	[ "$owners" -le 1 ] || die "$owners owners"
+	[ "$owners" = 1 ] && break
+	i=$((i + 1))
+	[ $i -lt 30 ] || die "$owners owners after 15 s"
+	sleep 0.5
+done
 e1=$(stat_of /run/lb1/gw1/info epoch)
 e2=$(stat_of /run/lb2/gw2/info epoch)
 [ "$e1" = "$e2" ] && [ "$e1" -ge 2 ] || die "epochs $e1 and $e2"
