@@ -79,9 +79,10 @@ import (
 //	                         next to the results (perf in a TCG guest
 //	                         cannot attribute time inside code that runs
 //	                         with interrupts off). Costs CPU too.
-//	LUNBRIDGE_BENCH_SCHED    1, all or qfull: the scheduler's evidence
-//	                         (testdata/bench.sh): per-thread schedstat of
-//	                         the daemons and fio around every run; for the
+//	LUNBRIDGE_BENCH_SCHED    stat, 1, all or qfull: the scheduler's
+//	                         evidence (testdata/bench.sh): per-thread
+//	                         schedstat of the daemons and fio around every
+//	                         run (stat: only that, no tracer); for the
 //	                         lunbridge runs (and with "all" or "qfull" the
 //	                         tcmu-runner runs: three boots with the
 //	                         tracers wedged the guest there) perf sched
@@ -340,7 +341,7 @@ type benchConfig struct {
 	lbFlags, lbEnv        string
 	perf                  bool
 	ftrace                bool
-	sched                 string // LUNBRIDGE_BENCH_SCHED: "", "1", "all" or "qfull"
+	sched                 string // LUNBRIDGE_BENCH_SCHED: "", "stat", "1", "all" or "qfull"
 	gotrace               bool   // LUNBRIDGE_BENCH_GOTRACE
 	kernelArgs            string
 	baseline              string // host path of the baseline binary, or ""
@@ -449,13 +450,13 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 	default:
 		t.Fatalf("LUNBRIDGE_BENCH_CLOCK=%q: want tsc or default", clock)
 	}
-	if c.sched != "" && c.sched != "1" && c.sched != "all" && c.sched != "qfull" {
-		t.Fatalf("LUNBRIDGE_BENCH_SCHED=%q: want 1, all or qfull", c.sched)
+	if c.sched != "" && c.sched != "stat" && c.sched != "1" && c.sched != "all" && c.sched != "qfull" {
+		t.Fatalf("LUNBRIDGE_BENCH_SCHED=%q: want stat, 1, all or qfull", c.sched)
 	}
 	if c.sched != "" && c.runtime < 8 {
 		t.Fatal("LUNBRIDGE_BENCH_SCHED needs LUNBRIDGE_BENCH_RUNTIME of at least 8")
 	}
-	if c.sched != "" {
+	if c.sched != "" && c.sched != "stat" {
 		vmtest.RequireTools(t, "perf")
 	}
 	if c.ftrace && c.runtime < 5 {

@@ -23,8 +23,8 @@
 #   PERF     1: perf profiles of the guest during the lunbridge,
 #            lunbridge-dio, tcmu-runner and fileio runs
 #   FTRACE_FUNCS  kernel functions to time with ftrace during those runs
-#   SCHED    1, all or qfull: per-thread schedstat of the daemons and fio in
-#            every sample (threads); and the scheduler's evidence
+#   SCHED    stat, 1, all or qfull: per-thread schedstat of the daemons and fio in
+#            every sample (threads; stat: only that); and the scheduler's evidence
 #            (sched_evidence): perf sched and an ftrace timeline of
 #            sched_switch/sched_wakeup with the TCMU functions, for the
 #            lunbridge runs (1) or for the tcmu-runner runs too (all:
