@@ -50,9 +50,13 @@ wait_active() {
 }
 
 mkdir -p /etc/target/pr /tmp/shared
-client /tmp/c1 -hang lun.img
+# No FUSE passthrough (Linux 6.12): through it the standby's client would
+# map tmpfs pages beneath, which its takeover's page-cache check finds
+# resident after FADV_DONTNEED and refuses (-hang keeps lun.img out of
+# it on the owner's client anyway).
+client /tmp/c1 -no-passthrough -hang lun.img
 FS1=$FS_PID
-client /tmp/c2
+client /tmp/c2 -no-passthrough
 gateway /tmp/gw1 1 2 /tmp/c1
 GW1=$LB_PID
 wait_log /tmp/gw1.err 'lease: owner'

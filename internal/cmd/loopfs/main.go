@@ -5,10 +5,15 @@
 // put lunbridge's backing files on it, as users do with sshfs or a
 // distributed file system's FUSE client.
 //
-//	loopfs [-no-fallocate] [-locks] [-hang NAME] DIR MOUNTPOINT
+//	loopfs [-no-fallocate] [-no-passthrough] [-locks] [-hang NAME] DIR MOUNTPOINT
 //
 // -no-fallocate refuses every fallocate (EOPNOTSUPP), as MooseFS and other
 // FUSE file systems without it do.
+//
+// -no-passthrough keeps every file out of FUSE passthrough (Linux 6.9 and
+// later; go-fuse uses it when run as root), in which the kernel reads,
+// writes and maps the file beneath directly, as no client of a remote
+// file system can: its page cache is then the file beneath's.
 //
 // -locks has the kernel forward POSIX and OFD locks to loopfs, which takes
 // them on the files beneath (so two loopfs mounts of one directory exclude
@@ -114,10 +119,14 @@ func toggleHang() {
 	fmt.Println("loopfs: letting the writes to", hangName, "go on")
 }
 
+// noPassthrough is -no-passthrough.
+var noPassthrough bool
+
 // PassthroughFd keeps the kernel from writing to a -hang file itself
 // (FUSE passthrough, Linux 6.9 and later): its writes must reach Write.
+// With -no-passthrough no file is passed through.
 func (t *trackedFile) PassthroughFd() (int, bool) {
-	if hangName != "" && t.name == hangName {
+	if noPassthrough || hangName != "" && t.name == hangName {
 		return 0, false
 	}
 	return t.LoopbackFile.PassthroughFd()
@@ -190,9 +199,10 @@ func main() {
 	noFallocate := flag.Bool("no-fallocate", false, "refuse every fallocate with EOPNOTSUPP")
 	locks := flag.Bool("locks", false, "forward file locks to the files beneath; SIGUSR1 drops them")
 	flag.StringVar(&hangName, "hang", "", "SIGUSR2 switches holding the writes to files of this name on and off")
+	flag.BoolVar(&noPassthrough, "no-passthrough", false, "never let the kernel use the files beneath directly (FUSE passthrough)")
 	flag.Parse()
 	if flag.NArg() != 2 {
-		fmt.Fprintln(os.Stderr, "usage: loopfs [-no-fallocate] [-locks] [-hang NAME] DIR MOUNTPOINT")
+		fmt.Fprintln(os.Stderr, "usage: loopfs [-no-fallocate] [-no-passthrough] [-locks] [-hang NAME] DIR MOUNTPOINT")
 		os.Exit(2)
 	}
 	dir, mnt := flag.Arg(0), flag.Arg(1)
