@@ -55,6 +55,15 @@ type Kernel interface {
 	Attach(ctx context.Context, l *LUN, spec ExportSpec) (Device, error)
 }
 
+// FabricStopper is a Kernel that can stop serving initiators as a
+// whole, before its LUNs are unexported one by one: Daemon.Close calls
+// StopFabrics first, so that initiators see a path fail (and a
+// multipath initiator retries on another gateway) rather than LUNs
+// vanishing under their sessions.
+type FabricStopper interface {
+	StopFabrics(ctx context.Context) error
+}
+
 // DaemonOptions configure a Daemon.
 type DaemonOptions struct {
 	Kernel Kernel
@@ -296,6 +305,14 @@ func (d *Daemon) Control(ctx context.Context, name, line string) error {
 	}
 	switch c.Op {
 	case OpRemove:
+		if l, err := d.LUN(c.Name); err == nil && l.gateway != nil {
+			// Its lease runs with the daemon, and unlinking it alone
+			// would leave it under the initiators' sessions, which then
+			// fail writes with a target error instead of moving to
+			// another gateway. Stopping the daemon does it in order:
+			// give up ownership, close the sessions, then unlink.
+			return invalid("LUN %s is a gateway: it leaves with its daemon (SIGTERM), not alone", c.Name)
+		}
 		return d.Remove(ctx, c.Name)
 	case OpExport:
 		o := d.opts.Defaults
@@ -325,9 +342,16 @@ func (d *Daemon) changed() {
 	}
 }
 
-// Close removes every LUN, the newest name first, refuses new ones, and
-// returns after every Serve has returned.
+// Close stops the kernel's fabrics (when the Kernel is a
+// FabricStopper), removes every LUN, the newest name first, refuses new
+// ones, and returns after every Serve has returned.
 func (d *Daemon) Close(ctx context.Context) error {
+	var errs []error
+	if fs, ok := d.opts.Kernel.(FabricStopper); ok {
+		if err := fs.StopFabrics(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	d.mu.Lock()
 	names := make([]string, 0, len(d.luns))
 	for n := range d.luns {
@@ -336,7 +360,6 @@ func (d *Daemon) Close(ctx context.Context) error {
 	d.mu.Unlock()
 	slices.Sort(names)
 	slices.Reverse(names)
-	var errs []error
 	for _, n := range names {
 		if err := d.Remove(ctx, n); err != nil && !errors.Is(err, ErrNotFound) {
 			errs = append(errs, err)

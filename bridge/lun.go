@@ -216,6 +216,9 @@ func Open(o Options) (_ *LUN, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.Gateway != nil && size < o.Size {
+		log.Warn("gateway: the shared file is smaller than the size asked; serving its size (the owner's resize grows it)", "lun", o.Name, "path", o.Path, "size", size, "asked", o.Size)
+	}
 	if !o.Preallocate {
 		warnSpace(log, f, o, size)
 	}
@@ -424,6 +427,9 @@ func settleSize(f *os.File, o Options, created bool) (int64, error) {
 	size := cur
 	switch {
 	case o.Size == 0:
+	case o.Size > cur && st.Mode().IsRegular() && o.Gateway != nil:
+		// Only the owner changes a shared file's size, and a gateway
+		// owns nothing yet: it serves the size it finds (Open warns).
 	case o.Size > cur && st.Mode().IsRegular():
 		if err := f.Truncate(o.Size); err != nil {
 			return 0, growError(o, err)

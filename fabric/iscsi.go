@@ -336,16 +336,39 @@ func (t *ISCSITarget) Remove() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	fsys := t.fs()
-	var errs []error
-	// Disable before removing LUNs: the enable step is the newest in
-	// base, so undo it alone first.
+	// Disable before removing LUNs.
+	errs := []error{t.disable(fsys)}
+	errs = append(errs, removeAll(fsys, &t.luns, &t.base))
+	return errors.Join(errs...)
+}
+
+// Disable writes 0 to the portal group's enable: LIO closes every
+// session of the target and admits no login, while its LUNs, ACLs and
+// portal stay. An initiator sees its connection fail, a transport (path)
+// error that dm-multipath retries on another path, where unlinking a LUN
+// under a logged-in session has LIO's virtual LUN 0 answer it with DATA
+// PROTECT (a target error, not retried). Disable a target before its
+// LUNs go when initiators may still use it. A target this ISCSITarget
+// did not enable is left alone; a later AddLUN enables it again.
+func (t *ISCSITarget) Disable() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.disable(t.fs())
+}
+
+// disable undoes the enable step, the newest in base when this target
+// enabled the group. Called with mu held.
+func (t *ISCSITarget) disable(fsys fsys) error {
+	if !t.enabled {
+		return nil
+	}
+	var err error
 	if n := len(t.base); n > 0 && t.base[n-1].kind == opWrite {
-		errs = append(errs, t.base[n-1:].undo(fsys))
+		err = t.base[n-1:].undo(fsys)
 		t.base = t.base[:n-1]
 	}
 	t.enabled = false
-	errs = append(errs, removeAll(fsys, &t.luns, &t.base))
-	return errors.Join(errs...)
+	return err
 }
 
 // purgeTarget removes a whole fabric target directory (target/iscsi/<iqn>)

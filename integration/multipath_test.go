@@ -43,7 +43,9 @@ devices {
 // of one group: open-iscsi logged in to both portals, multipathd building
 // one /dev/mapper device, scsi_dh_alua following the target port groups,
 // and fio with crc32c verification writing through the map while the owner
-// fails over. The guest side is testdata/multipath.sh.
+// fails over: killed with -9 (kill9), then the new owner stopped with
+// SIGTERM (sigterm, a planned handover, which must be as invisible to
+// fio as a crash). The guest side is testdata/multipath.sh.
 func TestMultipath(t *testing.T) {
 	vmtest.RequireTools(t, "iscsiadm", "iscsid", "multipathd", "multipath", "dmsetup", "fio")
 	const (
@@ -51,7 +53,7 @@ func TestMultipath(t *testing.T) {
 		iqn1 = "iqn.2026-12.org.lunbridge.test:mp-gw1"
 		iqn2 = "iqn.2026-12.org.lunbridge.test:mp-gw2"
 	)
-	scenarios := []string{"kill9"}
+	scenarios := []string{"kill9", "sigterm"}
 	res := vmtest.Run(t, vmtest.Options{
 		MemoryMB: 1536,
 		Timeout:  10 * time.Minute,
@@ -69,13 +71,19 @@ func TestMultipath(t *testing.T) {
 	}
 	for _, l := range lines {
 		var name string
-		var rc, verr, ioerr, gap int
-		if _, err := fmt.Sscan(l, &name, &rc, &verr, &ioerr, &gap); err != nil {
+		var rc, verr, ioerr, gap, tgt int
+		if _, err := fmt.Sscan(l, &name, &rc, &verr, &ioerr, &gap, &tgt); err != nil {
 			t.Fatalf("result line %q: %v", l, err)
 		}
-		t.Logf("%s: failover %d ms (the longest gap between two write completions), fio exit %d", name, gap, rc)
+		t.Logf("%s: failover %d ms (the longest gap between two write completions), fio exit %d, %d target errors in the kernel log", name, gap, rc, tgt)
 		if rc != 0 || verr != 0 || ioerr != 0 {
 			t.Errorf("%s: fio exit %d, %d verify errors, %d I/O errors; want 0, 0, 0", name, rc, verr, ioerr)
+		}
+		// A target error (DATA PROTECT, ILLEGAL REQUEST: BLK_STS_TARGET)
+		// is not retried on another path: a gateway going away must
+		// look like a path failure to the initiator.
+		if tgt != 0 {
+			t.Errorf("%s: %d kernel log lines report a target error; want 0", name, tgt)
 		}
 		if gap <= 0 {
 			t.Errorf("%s: no failover gap measured (%d ms)", name, gap)

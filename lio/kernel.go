@@ -453,6 +453,37 @@ func (d *device) Unexport(ctx context.Context) error {
 	return err
 }
 
+// StopFabrics disables every iSCSI target this Kernel made
+// (fabric.ISCSITarget.Disable): their sessions close, so initiators see
+// a transport failure, a path error that a multipath initiator retries
+// on another gateway, before the daemon unlinks the LUNs (an unlinked
+// LUN under a logged-in session answers with DATA PROTECT, a target
+// error that is not retried). The LUNs stay until Unexport.
+//
+// Loopback targets are left as they are: tcm_loop has no portal group
+// to disable, nor can its nexus go while it has LUNs; and unlinking a
+// loop LUN already removes the initiator's SCSI device before the LUN
+// (tcm_loop's pre-unlink hook), so its commands fail as a lost path.
+func (k *Kernel) StopFabrics(ctx context.Context) error {
+	k.mu.Lock()
+	ts := make([]*target, 0, len(k.iscsi))
+	for _, t := range k.iscsi {
+		ts = append(ts, t)
+	}
+	k.mu.Unlock()
+	var errs []error
+	for _, t := range ts {
+		if err := t.iscsi.Disable(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		k.log.Info("iSCSI target disabled: sessions closed", "iqn", t.iscsi.IQN)
+	}
+	return errors.Join(errs...)
+}
+
+var _ bridge.FabricStopper = (*Kernel)(nil)
+
 // Resize tells the kernel the new size (tcmu.Device.Resize answers the
 // kernel's netlink announcement itself); calls are serialized. Should
 // the kernel still refuse with ESRCH, only a warning is due: READ

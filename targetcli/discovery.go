@@ -69,6 +69,18 @@ func New(k bridge.Kernel, cfg Config) *Discovery {
 	return x
 }
 
+// StopFabrics passes to the wrapped kernel's StopFabrics, if it has
+// one (bridge.FabricStopper): the backstores found here are exported by
+// whoever made them, and stay so.
+func (x *Discovery) StopFabrics(ctx context.Context) error {
+	if fs, ok := x.k.(bridge.FabricStopper); ok {
+		return fs.StopFabrics(ctx)
+	}
+	return nil
+}
+
+var _ bridge.FabricStopper = (*Discovery)(nil)
+
 // found reports whether a backstore was made by someone else for
 // lunbridge: enabled, with a path for its cfgstring.
 func found(info tcmu.DeviceInfo) bool {

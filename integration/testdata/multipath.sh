@@ -5,9 +5,12 @@
 # both, multipathd (Debian's multipath-tools, through hostrun) builds one
 # /dev/mapper device from the two paths with the multipath.conf of
 # docs/scale-out.md, and fio with crc32c verification writes through it
-# while the owner fails over. $INIT, $IQN1, $IQN2, $SIZE and $SCENARIOS
-# come from the test. Results go to /mnt/host/results: one line per
-# scenario, "NAME fio_rc verify_errors io_errors max_gap_ms".
+# while the owner fails over (kill9: killed with -9; sigterm: stopped
+# with SIGTERM, a planned handover). $INIT, $IQN1, $IQN2, $SIZE and
+# $SCENARIOS come from the test. Results go to /mnt/host/results: one
+# line per scenario, "NAME fio_rc verify_errors io_errors max_gap_ms
+# target_errors", the last the kernel log lines of the run that report a
+# target error (which dm-multipath does not retry on another path).
 
 ip link set lo up
 mkdir -p /tmp/shared /etc/target/pr
@@ -40,11 +43,20 @@ echo "InitiatorName=$INIT" > /tmp/etc/iscsi/initiatorname.iscsi
 mkdir -p /tmp/etc/multipath /run/lock/iscsi
 cp /mnt/host/multipath.conf /tmp/etc/multipath.conf
 
-gateway /tmp/gw1 1 2 "$IQN1" 3260
-GW1=$LB_PID
-wait_log /tmp/gw1.err 'lease: owner'
-gateway /tmp/gw2 2 1 "$IQN2" 3261
-GW2=$LB_PID
+# start_gw N OUT: start gateway N (1 or 2) with its output in OUT.*;
+# GWn is its pid, LOGn its log.
+start_gw() {
+	case $1 in
+	1) gateway "$2" 1 2 "$IQN1" 3260; GW1=$LB_PID; LOG1=$2.err ;;
+	2) gateway "$2" 2 1 "$IQN2" 3261; GW2=$LB_PID; LOG2=$2.err ;;
+	esac
+}
+# OWNER is the gateway that owns the LUN, STANDBY the other; a scenario
+# that moves the LUN swaps them.
+start_gw 1 /tmp/gw1
+wait_log $LOG1 'lease: owner'
+start_gw 2 /tmp/gw2
+OWNER=1 STANDBY=2
 
 hostrun iscsid
 n=0
@@ -122,9 +134,18 @@ fio_run() {
 
 # failover NAME ACTION: fio through the map while ACTION moves the LUN.
 failover() {
+	tgt0=$(dmesg | grep -cE "$TARGET_ERR" || true)
+	w0=$(awk '{print $5}' /sys/block/${DEV#/dev/}/stat)
 	fio_run "$1" &
 	FIO=$!
-	sleep 4
+	# Act once fio is writing (2 MiB through the map, then 2 s more):
+	# starting fio takes a while under TCG.
+	_n=0
+	until [ $(( $(awk '{print $5}' /sys/block/${DEV#/dev/}/stat) - w0 )) -ge 32 ]; do
+		_n=$((_n + 1)); [ $_n -lt 600 ] || die "fio $1 wrote nothing"
+		sleep 0.1
+	done
+	sleep 2
 	eval "$2"
 	# set -e: a failing fio must be reported, not end the script.
 	rc=0
@@ -134,20 +155,46 @@ failover() {
 	ioerr=$(grep -c 'error=' /tmp/fio-$1.out || true)
 	# The largest gap between two write completions (ddir 1) in ms.
 	gap=$(awk -F', ' '$3 == 1 { if (prev && $1 - prev > max) max = $1 - prev; prev = $1 } END { print max + 0 }' /tmp/lat-$1_clat.1.log 2>/dev/null || echo -1)
-	echo "$1 $rc $verr $ioerr $gap" | tee -a /mnt/host/results
+	tgt=$(( $(dmesg | grep -cE "$TARGET_ERR" || true) - tgt0 ))
+	dmesg | grep -E "$TARGET_ERR" | tail -n "$tgt" || true
+	echo "$1 $rc $verr $ioerr $gap $tgt" | tee -a /mnt/host/results
 	show_paths "$1"
+}
+# The kernel's words for a command failed by the target rather than the
+# path: "critical target error" (BLK_STS_TARGET) and the sense keys that
+# map to it.
+TARGET_ERR='critical target error|Sense Key : (Data Protect|Illegal Request)'
+# now_ms: milliseconds since boot (busybox date has no %N).
+now_ms() { awk '{printf "%d\n", $1 * 1000}' /proc/uptime; }
+pid_of() { eval echo "\$GW$1"; }
+log_of() { eval echo "\$LOG$1"; }
+
+# moved NAME: the standby took the LUN over; restart the old owner (it
+# rejoins as standby) and wait for a healthy map.
+moved() {
+	wait_log "$(log_of $STANDBY)" 'lease: owner'
+	_o=$OWNER OWNER=$STANDBY STANDBY=$_o
+	start_gw $STANDBY /tmp/gw$STANDBY-$1
+	wait_healthy
+	if grep -q 'lease: owner' "$(log_of $STANDBY)"; then
+		die "the restarted gateway $STANDBY took the LUN"
+	fi
+	show_paths rejoined-$1
 }
 
 for s in $SCENARIOS; do
 	case $s in
 	kill9)
-		failover kill9 'kill -9 $GW1; wait $GW1 2>/dev/null || true'
-		wait_log /tmp/gw2.err 'lease: owner'
-		gateway /tmp/gw1b 1 2 "$IQN1" 3260
-		GW1=$LB_PID
-		wait_healthy
-		show_paths rejoined-kill9
+		failover kill9 'P=$(pid_of $OWNER); kill -9 $P; wait $P 2>/dev/null || true'
+		moved kill9
 		;;
+	sigterm)
+		# A planned handover: the owner stops with SIGTERM while fio
+		# writes; it must exit 0, and fio must see no error.
+		failover sigterm 'P=$(pid_of $OWNER); kill -TERM $P; t0=$(now_ms); src=0; wait $P || src=$?; echo "gateway $OWNER stopped in $(( $(now_ms) - t0 )) ms, exit $src"; [ $src = 0 ] || { cat "$(log_of $OWNER)"; die "gateway $OWNER exited $src on SIGTERM"; }'
+		moved sigterm
+		;;
+	*) die "unknown scenario $s" ;;
 	esac
 done
 

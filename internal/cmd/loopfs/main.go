@@ -5,10 +5,15 @@
 // put lunbridge's backing files on it, as users do with sshfs or a
 // distributed file system's FUSE client.
 //
-//	loopfs [-no-fallocate] [-locks] DIR MOUNTPOINT
+//	loopfs [-no-fallocate] [-no-passthrough] [-locks] [-hang NAME] DIR MOUNTPOINT
 //
 // -no-fallocate refuses every fallocate (EOPNOTSUPP), as MooseFS and other
 // FUSE file systems without it do.
+//
+// -no-passthrough keeps every file out of FUSE passthrough (Linux 6.9 and
+// later; go-fuse uses it when run as root), in which the kernel reads,
+// writes and maps the file beneath directly, as no client of a remote
+// file system can: its page cache is then the file beneath's.
 //
 // -locks has the kernel forward POSIX and OFD locks to loopfs, which takes
 // them on the files beneath (so two loopfs mounts of one directory exclude
@@ -18,6 +23,13 @@
 // when it expires the session of a client that stopped answering (a
 // paused machine): the gateway tests stop lunbridge and this client, and
 // another gateway then gets the lock.
+//
+// -hang NAME makes SIGUSR2 a switch: after the first, every write to a
+// file named NAME (in any directory) is held inside loopfs, its caller
+// blocked in the kernel, until the next SIGUSR2 lets the held writes go
+// on (and so on). loopfs prints "loopfs: holding a write to NAME at OFF"
+// for each write it holds, as a file system client stuck on its server
+// would hold it: the gateway tests hang the owner's write this way.
 package main
 
 import (
@@ -26,6 +38,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 
@@ -64,31 +77,87 @@ func (n *node) Allocate(ctx context.Context, f fs.FileHandle, off, size uint64, 
 
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	fh, fl, errno := n.LoopbackNode.Open(ctx, flags)
-	return track(fh), fl, errno
+	return track(fh, filepath.Base(n.Path(nil))), fl, errno
 }
 
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	in, fh, fl, errno := n.LoopbackNode.Create(ctx, name, flags, mode, out)
-	return in, track(fh), fl, errno
+	return in, track(fh, name), fl, errno
 }
 
 // trackedFile is an open file of the mount, listed in files until
-// released.
-type trackedFile struct{ *fs.LoopbackFile }
+// released. name is its base name, for -hang.
+type trackedFile struct {
+	*fs.LoopbackFile
+	name string
+}
 
-var _ = (fs.FileReleaser)((*trackedFile)(nil))
+var (
+	_ = (fs.FileReleaser)((*trackedFile)(nil))
+	_ = (fs.FileWriter)((*trackedFile)(nil))
+)
+
+// hang holds writes to files named hangName while hangOn (-hang).
+var (
+	hangName string // -hang; empty: nothing is held
+	hangMu   sync.Mutex
+	hangOn   bool          // protected by hangMu
+	hangGo   chan struct{} // protected by hangMu: closed when the held writes may go on
+)
+
+// toggleHang switches holding on or off, and says so.
+func toggleHang() {
+	hangMu.Lock()
+	defer hangMu.Unlock()
+	hangOn = !hangOn
+	if hangOn {
+		hangGo = make(chan struct{})
+		fmt.Println("loopfs: holding writes to", hangName)
+		return
+	}
+	close(hangGo)
+	fmt.Println("loopfs: letting the writes to", hangName, "go on")
+}
+
+// noPassthrough is -no-passthrough.
+var noPassthrough bool
+
+// PassthroughFd keeps the kernel from writing to a -hang file itself
+// (FUSE passthrough, Linux 6.9 and later): its writes must reach Write.
+// With -no-passthrough no file is passed through.
+func (t *trackedFile) PassthroughFd() (int, bool) {
+	if noPassthrough || hangName != "" && t.name == hangName {
+		return 0, false
+	}
+	return t.LoopbackFile.PassthroughFd()
+}
+
+// Write holds the write while the -hang switch is on for this file, then
+// writes through.
+func (t *trackedFile) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if hangName != "" && t.name == hangName {
+		hangMu.Lock()
+		on, release := hangOn, hangGo
+		hangMu.Unlock()
+		if on {
+			fmt.Printf("loopfs: holding a write to %s at %d\n", t.name, off)
+			<-release
+		}
+	}
+	return t.LoopbackFile.Write(ctx, data, off)
+}
 
 var (
 	filesMu sync.Mutex
 	files   = map[*trackedFile]bool{} // protected by filesMu
 )
 
-func track(fh fs.FileHandle) fs.FileHandle {
+func track(fh fs.FileHandle, name string) fs.FileHandle {
 	lf, ok := fh.(*fs.LoopbackFile)
 	if !ok {
 		return fh
 	}
-	t := &trackedFile{lf}
+	t := &trackedFile{lf, name}
 	filesMu.Lock()
 	files[t] = true
 	filesMu.Unlock()
@@ -114,7 +183,7 @@ func dropLocks() int {
 	defer filesMu.Unlock()
 	n := 0
 	for t := range files {
-		fd, ok := t.PassthroughFd()
+		fd, ok := t.LoopbackFile.PassthroughFd()
 		if !ok {
 			continue
 		}
@@ -129,9 +198,11 @@ func dropLocks() int {
 func main() {
 	noFallocate := flag.Bool("no-fallocate", false, "refuse every fallocate with EOPNOTSUPP")
 	locks := flag.Bool("locks", false, "forward file locks to the files beneath; SIGUSR1 drops them")
+	flag.StringVar(&hangName, "hang", "", "SIGUSR2 switches holding the writes to files of this name on and off")
+	flag.BoolVar(&noPassthrough, "no-passthrough", false, "never let the kernel use the files beneath directly (FUSE passthrough)")
 	flag.Parse()
 	if flag.NArg() != 2 {
-		fmt.Fprintln(os.Stderr, "usage: loopfs [-no-fallocate] [-locks] DIR MOUNTPOINT")
+		fmt.Fprintln(os.Stderr, "usage: loopfs [-no-fallocate] [-no-passthrough] [-locks] [-hang NAME] DIR MOUNTPOINT")
 		os.Exit(2)
 	}
 	dir, mnt := flag.Arg(0), flag.Arg(1)
@@ -149,14 +220,26 @@ func main() {
 		os.Exit(1)
 	}
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGUSR2)
 	fmt.Println("loopfs: mounted", dir, "at", mnt)
 	for s := range sig {
+		if s == syscall.SIGUSR2 {
+			if hangName != "" {
+				toggleHang()
+			}
+			continue
+		}
 		if s != syscall.SIGUSR1 {
 			break
 		}
 		fmt.Println("loopfs: dropped the locks of", dropLocks(), "open files")
 	}
+	hangMu.Lock()
+	if hangOn {
+		hangOn = false
+		close(hangGo) // unmounting: let held writes finish
+	}
+	hangMu.Unlock()
 	if err := srv.Unmount(); err != nil {
 		fmt.Fprintln(os.Stderr, "loopfs:", err)
 		os.Exit(1)
