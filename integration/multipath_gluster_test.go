@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,6 +47,9 @@ func TestMultipathGluster(t *testing.T) {
 	}
 	if killMS, err := strconv.ParseInt(strings.TrimSpace(read("kill-ms")), 10, 64); err == nil {
 		kill := time.UnixMilli(killMS)
+		for _, g := range writeGaps(read("clat-gluster.log"), 3) {
+			t.Logf("write completions: a gap of %d ms from %v after the kill", g[1], time.Duration(g[0]-killMS)*time.Millisecond)
+		}
 		for _, ev := range []struct{ what, log, line string }{
 			{"the owner fenced itself", "owner-log", "lease: the backing file is lost"},
 			{"the owner gave the lock up", "owner-log", "lease: lost gateway: lock given up"},
@@ -114,4 +118,27 @@ func logTime(log, text string) (time.Time, bool) {
 		return at, err == nil
 	}
 	return time.Time{}, false
+}
+
+// writeGaps returns the n largest gaps between two write completions in
+// a fio completion log ("msec, value, ddir, bs, offset, ..."; ddir 1 is
+// a write), largest first, each as {start in unix ms, length in ms}.
+func writeGaps(log string, n int) [][2]int64 {
+	var ts []int64
+	for _, l := range strings.Split(log, "\n") {
+		f := strings.Split(l, ", ")
+		if len(f) < 3 || f[2] != "1" {
+			continue
+		}
+		if v, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+			ts = append(ts, v)
+		}
+	}
+	slices.Sort(ts)
+	var gaps [][2]int64
+	for i := 1; i < len(ts); i++ {
+		gaps = append(gaps, [2]int64{ts[i-1], ts[i] - ts[i-1]})
+	}
+	slices.SortFunc(gaps, func(a, b [2]int64) int { return int(b[1] - a[1]) })
+	return gaps[:min(n, len(gaps))]
 }

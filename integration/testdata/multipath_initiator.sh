@@ -20,7 +20,8 @@
 #   failover NAME ACTION          fio through the map while ACTION runs;
 #                                 appends "NAME fio_rc verify_errors
 #                                 io_errors max_gap_ms" to
-#                                 /mnt/host/results
+#                                 /mnt/host/results, and leaves fio's
+#                                 completion log in /mnt/host/clat-NAME.log
 
 wait_log() {
 	_n=$(( ${3:-60} * 10 ))
@@ -135,8 +136,11 @@ fio_result() {
 	cat /tmp/fio-$1.out
 	_verr=$(grep -ci 'verify: bad\|bad magic\|crc32c: verify failed\|verify failed' /tmp/fio-$1.out || true)
 	_ioerr=$(grep -c 'error=' /tmp/fio-$1.out || true)
-	# The largest gap between two write completions (ddir 1) in ms.
-	_gap=$(awk -F', ' '$3 == 1 { if (prev && $1 - prev > max) max = $1 - prev; prev = $1 } END { print max + 0 }' /tmp/lat-$1_clat.1.log 2>/dev/null || echo -1)
+	# The largest gap between two write completions (ddir 1) in ms, in
+	# time order; the log is kept for the host (clat-NAME.log).
+	cp /tmp/lat-$1_clat.1.log /mnt/host/clat-$1.log 2>/dev/null || true
+	_gap=$(awk -F', ' '$3 == 1 { print $1 }' /tmp/lat-$1_clat.1.log 2>/dev/null | sort -n |
+		awk '{ if (prev && $1 - prev > max) max = $1 - prev; prev = $1 } END { print max + 0 }' || echo -1)
 	echo "$1 $2 $_verr $_ioerr $_gap" | tee -a /mnt/host/results
 }
 
