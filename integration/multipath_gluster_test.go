@@ -47,8 +47,21 @@ func TestMultipathGluster(t *testing.T) {
 	}
 	if killMS, err := strconv.ParseInt(strings.TrimSpace(read("kill-ms")), 10, 64); err == nil {
 		kill := time.UnixMilli(killMS)
-		for _, g := range writeGaps(read("clat-gluster.log"), 3) {
+		clat := read("clat-gluster.log")
+		for _, g := range writeGaps(clat, 3) {
 			t.Logf("write completions: a gap of %d ms from %v after the kill", g[1], time.Duration(g[0]-killMS)*time.Millisecond)
+		}
+		// The failover is measured only if fio wrote across the kill.
+		before, after := 0, 0
+		for _, ts := range writeTimes(clat) {
+			if ts < killMS {
+				before++
+			} else {
+				after++
+			}
+		}
+		if before == 0 || after == 0 {
+			t.Errorf("fio completed %d writes before the kill and %d after; want some on both sides", before, after)
 		}
 		for _, ev := range []struct{ what, log, line string }{
 			{"the owner fenced itself", "owner-log", "lease: the backing file is lost"},
@@ -124,6 +137,18 @@ func logTime(log, text string) (time.Time, bool) {
 // a fio completion log ("msec, value, ddir, bs, offset, ..."; ddir 1 is
 // a write), largest first, each as {start in unix ms, length in ms}.
 func writeGaps(log string, n int) [][2]int64 {
+	ts := writeTimes(log)
+	var gaps [][2]int64
+	for i := 1; i < len(ts); i++ {
+		gaps = append(gaps, [2]int64{ts[i-1], ts[i] - ts[i-1]})
+	}
+	slices.SortFunc(gaps, func(a, b [2]int64) int { return int(b[1] - a[1]) })
+	return gaps[:min(n, len(gaps))]
+}
+
+// writeTimes returns the completion times (unix ms) of the writes in a fio
+// completion log, in order.
+func writeTimes(log string) []int64 {
 	var ts []int64
 	for _, l := range strings.Split(log, "\n") {
 		f := strings.Split(l, ", ")
@@ -135,10 +160,5 @@ func writeGaps(log string, n int) [][2]int64 {
 		}
 	}
 	slices.Sort(ts)
-	var gaps [][2]int64
-	for i := 1; i < len(ts); i++ {
-		gaps = append(gaps, [2]int64{ts[i-1], ts[i] - ts[i-1]})
-	}
-	slices.SortFunc(gaps, func(a, b [2]int64) int { return int(b[1] - a[1]) })
-	return gaps[:min(n, len(gaps))]
+	return ts
 }

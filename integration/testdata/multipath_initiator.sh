@@ -17,7 +17,7 @@
 #                                 once the map is healthy
 #   wait_healthy                  both paths up (one active, one ghost)
 #   show_paths NAME               multipathd's view, saved for the host
-#   failover NAME ACTION          fio through the map while ACTION runs;
+#   failover NAME ACTION          fio through the map, ACTION once it writes;
 #                                 appends "NAME fio_rc verify_errors
 #                                 io_errors max_gap_ms" to
 #                                 /mnt/host/results, and leaves fio's
@@ -144,10 +144,21 @@ fio_result() {
 	echo "$1 $2 $_verr $_ioerr $_gap" | tee -a /mnt/host/results
 }
 
+# writes_done: write requests completed through the map so far.
+writes_done() { awk '{ print $5 }' /sys/block/${DEV#/dev/}/stat; }
+
 failover() {
+	_w0=$(writes_done)
 	fio_run "$1" &
 	_fio=$!
-	sleep 4
+	# ACTION once fio is writing (32 writes, 2 MiB, through the map): fio
+	# takes seconds to start under TCG, and an ACTION before its first
+	# write measures no failover.
+	_n=0
+	until [ $(($(writes_done) - _w0)) -ge 32 ]; do
+		_n=$((_n + 1)); [ $_n -lt 600 ] || die "fio wrote nothing through $DEV in 60 s"
+		sleep 0.1
+	done
 	eval "$2"
 	# set -e: a failing fio must be reported, not end the script.
 	_rc=0
