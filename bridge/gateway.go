@@ -33,6 +33,13 @@ type Gateway interface {
 	Bind(drain func(context.Context) error, changed func(scsi.AccessState) error)
 	// Info describes the gateway's view of its group now.
 	Info() GatewayInfo
+	// Lost tells the gateway that this gateway's file system client lost
+	// the backing file (err is one that lostErr accepts): it fences
+	// itself for good (no write or read is acknowledged under its epoch
+	// any more, its state becomes unavailable, it gives up ownership) and
+	// returns the *scsi.Error to complete the command with, one that
+	// Linux fails as a path error so that multipath retries elsewhere.
+	Lost(err error) error
 }
 
 // GatewayStates are the ALUA states a gateway's disk supports, for
@@ -72,7 +79,9 @@ type fencedBackend struct {
 	*fileBackend
 	fence     func() error
 	readFence func() error
-	inFlight  atomic.Int64
+	// lost is Gateway.Lost.
+	lost     func(error) error
+	inFlight atomic.Int64
 	// syncFile, if set, replaces the fdatasync of the file (tests: a
 	// file system that fails it).
 	syncFile func() error
@@ -99,12 +108,26 @@ func (b *fencedBackend) guard(op func() error) error {
 		return fmt.Errorf("gateway: not the owner: %w", err)
 	}
 	if err := op(); err != nil {
-		return err
+		return b.gone(err)
 	}
 	if err := b.fence(); err != nil {
 		return fmt.Errorf("gateway: ownership lost during the write: %w", err)
 	}
 	return nil
+}
+
+// gone turns an error of the file that says this gateway's file system
+// client lost it (lostErr: ENOTCONN, ECONNABORTED, ESTALE, ENODEV) into
+// the gateway's fence (Gateway.Lost): the command fails with the
+// gateway's sense, which the initiator takes as a path error, instead of
+// NOT READY, MANUAL INTERVENTION REQUIRED for the whole LUN; the other
+// gateways still have the file. Other errors pass unchanged (an EIO
+// stays a MEDIUM ERROR: on a shared file it may be the file's own).
+func (b *fencedBackend) gone(err error) error {
+	if !lostErr(err) {
+		return err
+	}
+	return fmt.Errorf("gateway: backing file lost (%w): %w", err, b.lost(err))
 }
 
 // durably runs op, then syncs the file.
@@ -144,7 +167,7 @@ func (b *fencedBackend) WriteZeroes(off, n int64) error {
 func (b *fencedBackend) ReadAt(bufs [][]byte, off int64) (int, error) {
 	n, err := b.fileBackend.ReadAt(bufs, off)
 	if err != nil {
-		return n, err
+		return n, b.gone(err)
 	}
 	if err := b.readFence(); err != nil {
 		return 0, fmt.Errorf("gateway: ownership lost during the read: %w", err)
@@ -157,7 +180,7 @@ func (b *fencedBackend) ReadAt(bufs [][]byte, off int64) (int, error) {
 func (b *fencedBackend) ReadAtNowait(bufs [][]byte, off int64) (int, error) {
 	n, err := b.fileBackend.ReadAtNowait(bufs, off)
 	if err != nil {
-		return n, err
+		return n, b.gone(err)
 	}
 	if err := b.readFence(); err != nil {
 		return 0, fmt.Errorf("gateway: ownership lost during the read: %w", err)

@@ -24,6 +24,8 @@ type fakeGateway struct {
 	changed func(scsi.AccessState) error
 	// onCheck, if set, runs inside CheckWrite (after the count).
 	onCheck func(n int32)
+	// lostErr is the error Lost was called with, if it was.
+	lostErr atomic.Pointer[error]
 }
 
 func (g *fakeGateway) Local() scsi.LocalPort   { return scsi.LocalPort{Group: 1, RelativePort: 1} }
@@ -60,6 +62,15 @@ func (g *fakeGateway) CheckRead() error {
 }
 
 func (g *fakeGateway) setFence(err error) { g.fence.Store(&err) }
+
+// Lost records err and fences the gateway as package lease does:
+// unavailable, every check failing with 02/04/0C.
+func (g *fakeGateway) Lost(err error) error {
+	g.lostErr.Store(&err)
+	g.state.Store(uint32(scsi.StateUnavailable))
+	g.setFence(scsi.ErrALUAUnavailable)
+	return scsi.ErrALUAUnavailable
+}
 
 func openGatewayLUN(t *testing.T, g *fakeGateway) (*LUN, string) {
 	t.Helper()

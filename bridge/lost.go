@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lunbridge/lunbridge/lease"
 	"github.com/lunbridge/lunbridge/scsi"
 )
 
@@ -23,17 +24,26 @@ import (
 // every media command answers NOT READY, MANUAL INTERVENTION REQUIRED
 // (02/04/03) at once. Setting it online (echo online > state) reopens the
 // path when the old descriptor is dead, onto the same descriptor numbers.
+//
+// A gateway LUN is different: the other gateways of its group still have
+// the file through their own clients. It stays online and fences itself
+// instead (Gateway.Lost, gateway.go): ALUA unavailable, so that the
+// initiator's multipath moves to the gateway that takes over; the daemon
+// rejoins as standby once restarted on a working mount.
 
 // lostErr reports whether err says the backing store's file system is
 // gone from under the open file.
-func lostErr(err error) bool {
-	return errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) ||
-		errors.Is(err, syscall.ESTALE) || errors.Is(err, syscall.ENODEV)
-}
+func lostErr(err error) bool { return lease.FileGone(err) }
 
 // backingLost takes the LUN offline as failed, with the reason, after err
-// from the backing store. It logs once per loss.
+// from the backing store. It logs once per loss. A gateway LUN fences its
+// gateway instead and answers with the gateway's sense.
 func (l *LUN) backingLost(err error) *scsi.Error {
+	if l.gateway != nil {
+		if se, ok := errors.AsType[*scsi.Error](l.gateway.Lost(err)); ok {
+			return se
+		}
+	}
 	l.disk.SetOnline(false)
 	reason := fmt.Sprintf("backing store lost: %v", err)
 	l.infoMu.Lock()

@@ -266,7 +266,7 @@ func Open(o Options) (_ *LUN, err error) {
 	var sbe scsi.Backend = be
 	var fenced *fencedBackend
 	if o.Gateway != nil {
-		fenced = &fencedBackend{fileBackend: be, fence: o.Gateway.CheckWrite, readFence: o.Gateway.CheckRead}
+		fenced = &fencedBackend{fileBackend: be, fence: o.Gateway.CheckWrite, readFence: o.Gateway.CheckRead, lost: o.Gateway.Lost}
 		sbe = fenced
 	}
 	disk, err := scsi.NewDisk(scsi.Config{

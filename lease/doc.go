@@ -24,6 +24,12 @@
 // suspend; a step of the wall clock against it (a paused VM whose clock
 // was set right) ends the validity at once.
 //
+// A gateway whose file system client lost the backing file or the
+// sidecar (FileGone: ENOTCONN from a dead FUSE client, ESTALE, ...)
+// cannot write or renew again through that mount: Lost fences it at once
+// and for good (unavailable, 02/04/0C), and Run gives the lock up so that
+// another gateway takes over; the daemon must be restarted to rejoin.
+//
 // Non-owners report standby. A standby gateway that refuses an
 // initiator's I/O (scsi.ALUA.Refused) writes a request record at offset
 // 512; the owner hands over on its next poll if it has owned the LUN for

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -116,6 +117,10 @@ type Lease struct {
 	// broken is set when a drain failed to sync: the LUN is unavailable
 	// until the daemon restarts, and this gateway keeps the lock.
 	broken atomic.Bool
+	// lost is set when this gateway's file system client lost the
+	// backing file or the sidecar (Lost): the LUN is unavailable here
+	// until the daemon restarts, and Run gives the lock up.
+	lost atomic.Bool
 
 	phase      atomic.Uint32 // scsi.AccessState, as set by Run
 	epoch      atomic.Uint64
@@ -148,6 +153,9 @@ type Lease struct {
 	// failReads, set by tests, makes every sidecar read fail: a gateway
 	// cut off from the file system.
 	failReads atomic.Bool
+	// failWith, set by tests, makes every sidecar read fail with that
+	// error, as from the file system.
+	failWith atomic.Pointer[error]
 }
 
 var _ scsi.ALUA = (*Lease)(nil)
@@ -266,7 +274,7 @@ func (l *Lease) Local() scsi.LocalPort {
 // State implements scsi.ALUA: Run's state, except that an owner whose
 // validity has run out is transitioning until its next successful read.
 func (l *Lease) State() scsi.AccessState {
-	if l.broken.Load() {
+	if l.broken.Load() || l.lost.Load() {
 		return scsi.StateUnavailable
 	}
 	s := scsi.AccessState(l.phase.Load())
@@ -281,6 +289,39 @@ func (l *Lease) State() scsi.AccessState {
 // yet after a resume: this check does not wait for it).
 func (l *Lease) valid() bool {
 	return l.now() < time.Duration(l.validUntil.Load()) && !l.pausedSince(l.beat.Load())
+}
+
+// FileGone reports whether err says that the file system is gone from
+// under an open file: its FUSE client died (every call answers ENOTCONN,
+// calls in flight ECONNABORTED), or the server no longer knows the file
+// handle (ESTALE), or the device went (ENODEV). The descriptor is dead
+// for good, even once the file system is back (a new mount is a new file
+// system).
+func FileGone(err error) bool {
+	return errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) ||
+		errors.Is(err, syscall.ESTALE) || errors.Is(err, syscall.ENODEV)
+}
+
+// errLost is Run's error after the gateway lost its file.
+var errLost = errors.New("lease: this gateway lost the backing file or its sidecar (its file system client failed) and fenced itself; restart it on a working mount to rejoin")
+
+// Lost tells the gateway that its file system client lost the backing
+// file (an error FileGone accepts, from the LUN's I/O or the sidecar's):
+// this gateway can neither write the file nor renew its ownership, now
+// or after the file system is mounted again. It fences itself at once:
+// nothing more is acknowledged or read under its epoch, its state is
+// unavailable until the daemon restarts, and Run gives the lock up
+// (after the writes in flight, bounded by DrainTimeout) so that another
+// gateway takes over. Lost returns the sense to complete the failed
+// command with: 02/04/0C, which Linux fails as a path error, so that
+// dm-multipath retries the I/O on another path. A MEDIUM or HARDWARE
+// ERROR would reach the application instead.
+func (l *Lease) Lost(err error) error {
+	l.validUntil.Store(0)
+	if !l.lost.Swap(true) {
+		l.log.Error("lease: the backing file is lost on this gateway; fenced: unavailable until the daemon restarts", "err", err)
+	}
+	return scsi.ErrALUAUnavailable
 }
 
 // Refused implements scsi.ALUA: an initiator sent I/O to this standby
@@ -326,6 +367,13 @@ func (l *Lease) PortGroups() []scsi.PortGroup {
 		case m == l.cfg.Self:
 			g.State = local
 			g.Preferred = local == scsi.StateActiveOptimized
+		case l.lost.Load():
+			// A lost gateway cannot tell who owns the LUN now; its last
+			// view (often "we do") would make Linux's scsi_dh_alua,
+			// which takes every group's state from any path's answer,
+			// refuse the path of the gateway taking over. Transitioning
+			// lets I/O go there, and that gateway's own answer counts.
+			g.State = scsi.StateTransitioning
 		case ok && owner.group == m.Group:
 			g.State, g.Preferred = scsi.StateActiveOptimized, true
 		case ok || local == scsi.StateActiveOptimized:
@@ -373,6 +421,9 @@ func (l *Lease) Run(ctx context.Context) error {
 			if l.broken.Load() {
 				err = errors.Join(err, errBroken)
 			}
+			if l.lost.Load() {
+				err = errors.Join(err, errLost)
+			}
 			l.drains.Wait()
 			return errors.Join(err, l.f.Close())
 		case <-l.abandon:
@@ -384,6 +435,10 @@ func (l *Lease) Run(ctx context.Context) error {
 
 // tick is one poll: renew or check ownership, or try to take it.
 func (l *Lease) tick(ctx context.Context) {
+	if l.lost.Load() {
+		l.giveUpLost(ctx)
+		return
+	}
 	if l.broken.Load() {
 		return // keep the lock, serve nothing
 	}
@@ -487,6 +542,27 @@ func (l *Lease) renew(ctx context.Context) {
 		}
 		l.noAcquireUntil = l.now() + l.cfg.HoldDown
 	}
+}
+
+// giveUpLost runs on every poll once the gateway is lost (Lost): it waits
+// for the writes in flight (Drain, bounded by DrainTimeout; its sync
+// fails on a lost file, and nothing it could sync is acknowledged any
+// more), then releases the lock: on a dead client the servers dropped it
+// already, on a file gone stale under a live client this lets the next
+// owner in. It writes nothing to the sidecar, which is lost too.
+func (l *Lease) giveUpLost(ctx context.Context) {
+	if l.held {
+		l.setPhase(scsi.StateUnavailable)
+		if err := l.drain(ctx); err != nil {
+			l.log.Warn("lease: lost gateway: drain before giving the lock up", "err", err)
+		}
+		l.held = false
+		l.unlock()
+		l.fenced.Add(1)
+		l.setView(record{}, false)
+		l.log.Warn("lease: lost gateway: lock given up", "epoch", l.epoch.Load())
+	}
+	l.setPhase(scsi.StateUnavailable)
 }
 
 // errBroken is Run's error after a drain failed to sync.
@@ -617,8 +693,15 @@ func (l *Lease) read() (owner, req record, err error) {
 		l.ioError("read", err)
 		return record{}, record{}, err
 	}
+	if p := l.failWith.Load(); p != nil {
+		err := *p
+		l.ioError("read", err)
+		l.ioFailed(err)
+		return record{}, record{}, fmt.Errorf("lease: read sidecar: %w", err)
+	}
 	if _, err := l.f.ReadAt(b, 0); err != nil {
 		l.ioError("read", err)
+		l.ioFailed(err)
 		return record{}, record{}, fmt.Errorf("lease: read sidecar: %w", err)
 	}
 	l.ioFailing = false
@@ -631,12 +714,28 @@ func (l *Lease) read() (owner, req record, err error) {
 	return owner, req, err
 }
 
+// ioFailed ends the validity at once after a failed read or write of the
+// sidecar that says this gateway's client is in trouble, rather than
+// letting it run out: a lost file (FileGone) fences the gateway for good
+// (Lost), an I/O error until the next read that succeeds. Other errors
+// (an injected one in tests) leave the validity to run out.
+func (l *Lease) ioFailed(err error) {
+	switch {
+	case FileGone(err):
+		l.Lost(err)
+	case errors.Is(err, syscall.EIO):
+		l.validUntil.Store(0)
+	}
+}
+
 // write writes one record and makes it durable.
 func (l *Lease) write(off int64, b []byte) error {
 	if _, err := l.f.WriteAt(b, off); err != nil {
+		l.ioFailed(err)
 		return fmt.Errorf("lease: write sidecar: %w", err)
 	}
 	if err := unix.Fdatasync(int(l.f.Fd())); err != nil {
+		l.ioFailed(err)
 		return fmt.Errorf("lease: sync sidecar: %w", err)
 	}
 	return nil
@@ -656,6 +755,9 @@ func (l *Lease) tryLock() bool {
 	err := unix.FcntlFlock(l.f.Fd(), unix.F_OFD_SETLK, &lk)
 	if err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) {
 		l.ioError("lock", err)
+		if FileGone(err) {
+			l.Lost(err)
+		}
 	}
 	return err == nil
 }
