@@ -43,7 +43,7 @@ func exportCommand() *cli.Command {
 // daemonFlags are the flags export shares with serve's config file.
 func daemonFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.IntFlag{Name: "workers", Usage: "I/O workers per LUN", DefaultText: "2 x CPUs, at least 4"},
+		&cli.IntFlag{Name: "workers", Usage: "commands per LUN that may wait on the backing store at once (blocking slots of its ring)", DefaultText: "2 x CPUs, at least 4"},
 		&cli.StringFlag{Name: "mount", Value: defaultMount, Usage: "where to mount the FUSE view; empty: no view"},
 		&cli.BoolFlag{Name: "mount-allow-other", Usage: "let users other than root read the FUSE view"},
 		&cli.DurationFlag{Name: "cmd-timeout", Value: lio.DefaultCmdTimeout, Usage: "kernel command timeout (TCMU cmd_time_out)"},

@@ -66,7 +66,6 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 		Hostname:     hostname(),
 		Logger:       log,
 		RingWaiter:   cfg.Tuning.Waiter,
-		RingSpin:     cfg.Tuning.Spin,
 	})
 	if err != nil {
 		return errors.Join(cli.Exit(err.Error(), exitFailure), cfg.Gateways.Close())

@@ -13,14 +13,13 @@ import (
 )
 
 // tuning holds the experimental settings of issue 14's waiter
-// measurement: how each ring's UIO waiter waits, how long it spins on
-// cmd_head, and the process's timer slack. They are hidden flags of export
+// measurement: how each ring waits for the kernel, and the process's
+// timer slack. They are hidden flags of export
 // and serve (experimentalFlags), not config keys: they may change or go
 // once measured. GOMAXPROCS needs no flag: the Go runtime reads the
 // environment variable.
 type tuning struct {
 	Waiter     string        // lio.Config.RingWaiter: "netpoll" or "blocking"
-	Spin       time.Duration // lio.Config.RingSpin; 0: off
 	TimerSlack time.Duration // every thread's PR_SET_TIMERSLACK; 0: the kernel's (50µs)
 }
 
@@ -31,9 +30,7 @@ const maxTimerSlack = time.Second
 func experimentalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "x-waiter", Value: "netpoll", Hidden: true,
-			Usage: "EXPERIMENTAL, may change or go: how each ring's UIO waiter waits: netpoll (Go's poller) or blocking (poll(2) on a locked OS thread)"},
-		&cli.DurationFlag{Name: "x-spin", Hidden: true,
-			Usage: fmt.Sprintf("EXPERIMENTAL, may change or go: after serving entries, the UIO waiter watches cmd_head this long before it sleeps (e.g. 50us; 0 off; at most %v); burns a CPU meanwhile", lio.MaxRingSpin)},
+			Usage: "EXPERIMENTAL, may change or go: how each ring waits for the kernel: netpoll (Go's poller) or blocking (poll(2))"},
 		&cli.DurationFlag{Name: "x-timerslack", Hidden: true,
 			Usage: "EXPERIMENTAL, may change or go: prctl(PR_SET_TIMERSLACK) on every thread, e.g. 1us (0: the kernel's default, 50us)"},
 	}
@@ -41,12 +38,9 @@ func experimentalFlags() []cli.Flag {
 
 // tuningFlags reads and checks the experimental flags.
 func tuningFlags(c *cli.Context) (tuning, error) {
-	t := tuning{Waiter: c.String("x-waiter"), Spin: c.Duration("x-spin"), TimerSlack: c.Duration("x-timerslack")}
-	if err := lio.CheckRingOptions(t.Waiter, 0); err != nil {
+	t := tuning{Waiter: c.String("x-waiter"), TimerSlack: c.Duration("x-timerslack")}
+	if err := lio.CheckRingOptions(t.Waiter); err != nil {
 		return t, usageErr("--x-waiter: %v", err)
-	}
-	if err := lio.CheckRingOptions("", t.Spin); err != nil {
-		return t, usageErr("--x-spin: %v", err)
 	}
 	if t.TimerSlack < 0 || t.TimerSlack > maxTimerSlack {
 		return t, usageErr("--x-timerslack %v: want 0 (the kernel's default) to %v", t.TimerSlack, maxTimerSlack)

@@ -22,11 +22,9 @@ func TestTuningFlags(t *testing.T) {
 		err  string // in the error; "" for none
 	}{
 		{nil, tuning{Waiter: "netpoll"}, ""},
-		{[]string{"--x-waiter", "blocking", "--x-spin", "50us", "--x-timerslack", "1us"},
-			tuning{Waiter: "blocking", Spin: 50 * time.Microsecond, TimerSlack: time.Microsecond}, ""},
+		{[]string{"--x-waiter", "blocking", "--x-timerslack", "1us"},
+			tuning{Waiter: "blocking", TimerSlack: time.Microsecond}, ""},
 		{[]string{"--x-waiter", "poll"}, tuning{}, "--x-waiter"},
-		{[]string{"--x-spin", "2ms"}, tuning{}, "--x-spin"},
-		{[]string{"--x-spin", "-1us"}, tuning{}, "--x-spin"},
 		{[]string{"--x-timerslack", "2s"}, tuning{}, "--x-timerslack"},
 		{[]string{"--x-timerslack", "-1ns"}, tuning{}, "--x-timerslack"},
 	} {

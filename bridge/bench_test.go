@@ -153,17 +153,16 @@ type servedLUN struct {
 // a channel receive, not poll(2): only the real kernel measures it fully.
 var (
 	ringWaiter = flag.String("ring.waiter", "netpoll", "UIO waiter: netpoll or blocking")
-	ringSpin   = flag.Duration("ring.spin", 0, "UIO waiter spin on cmd_head before it waits (0: off)")
 )
 
-// flagRingOptions returns the ring options of -ring.waiter and -ring.spin.
+// flagRingOptions returns the ring options of -ring.waiter.
 func flagRingOptions(tb testing.TB) tcmu.RingOptions {
 	tb.Helper()
 	m, err := tcmu.ParseWaiterMode(*ringWaiter)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return tcmu.RingOptions{Waiter: m, Spin: *ringSpin}
+	return tcmu.RingOptions{Waiter: m}
 }
 
 // serveFake starts l.Serve on a ring over a new fake kernel with a data area
@@ -367,10 +366,9 @@ func benchServeQD(b *testing.B, l *LUN, c benchCmd, qd int) {
 	b.StopTimer()
 	st := s.ring.Stats()
 	b.ReportMetric(float64(b.N)/el.Seconds(), "cmds/s")
-	// UIO waiter wake-ups per command, and the commands a spin on
-	// cmd_head found instead (-ring.spin).
+	// Kernel wake-ups and executor hand-offs per command.
 	b.ReportMetric(float64(st.Wakeups-st0.Wakeups)/float64(b.N), "wakeups/op")
-	b.ReportMetric(float64(st.SpinHits-st0.SpinHits)/float64(b.N), "spinhits/op")
+	b.ReportMetric(float64(st.Handoffs-st0.Handoffs)/float64(b.N), "handoffs/op")
 	if n := st.Batches - st0.Batches; n > 0 {
 		b.ReportMetric(float64(st.Completions-st0.Completions)/float64(n), "cmds/batch")
 	}

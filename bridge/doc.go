@@ -5,11 +5,14 @@
 //
 // Each LUN owns one tcmu ring. Commands run through a scsi.Disk whose
 // Backend is the file (preadv/pwritev straight into the ring's data area,
-// fdatasync, hole punching) and complete out of order. What cannot block
-// runs inline on the ring's UIO waiter (tcmu.Inliner); the rest goes to a
-// bounded pool of workers through a queue that never blocks the ring.
-// Which commands run inline depends on the file system of the backing
-// file (inlinePolicy), fstatfs's answer at Serve:
+// fdatasync, hole punching) and complete out of order. Each command runs
+// on the ring executor that took it from the ring, from parse to
+// completion (tcmu.Ring); before one that may wait on the backing store
+// the LUN takes one of the ring's blocking slots (tcmu.Ring.WillBlock,
+// --workers of them), so that another executor keeps serving the ring.
+// Which commands count as memory commands, run without a slot, depends on
+// the file system of the backing file (inlinePolicy), fstatfs's answer at
+// Serve:
 //
 //   - everywhere, the commands answered from memory (TEST UNIT READY,
 //     INQUIRY, READ CAPACITY, MODE SENSE, REQUEST SENSE);
@@ -18,18 +21,18 @@
 //     refuses it (EOPNOTSUPP);
 //   - on a local page-cache file system (ext4, XFS, Btrfs: an allow-list),
 //     READ is tried with preadv2(RWF_NOWAIT) through scsi.Disk.TryRead: a
-//     page-cache hit completes inline; a miss (EAGAIN, a short count)
-//     goes to a worker, which reads it again with preadv. WRITE goes to
-//     the workers (dirty-page throttling, journal waits);
+//     page-cache hit completes at once; a miss (EAGAIN, a short count)
+//     takes a slot and reads again with preadv. WRITE takes a slot
+//     (dirty-page throttling, journal waits);
 //   - with --direct-io, on a block device (its node is on devtmpfs, which
 //     fstatfs calls tmpfs), on FUSE, on network file systems and on
 //     anything else, only the first kind.
 //
-// READ and WRITE run inline only when the whole process is marked
-// PR_SET_IO_FLUSHER (MarkIOFlusher); otherwise only the workers' own
-// threads are, not the waiter's. Stats count
-// the inline page-cache READs (NowaitReads) and the misses handed to a
-// worker (NowaitFallbacks); each command counts once. Counters are
+// READ and WRITE run as memory commands only when the whole process is
+// marked PR_SET_IO_FLUSHER (MarkIOFlusher); otherwise each takes a slot
+// and runs on a thread locked and marked for it. Stats count the
+// page-cache READs served without blocking (NowaitReads) and the misses
+// (NowaitFallbacks); each command counts once. Counters are
 // lock-free; LUN.Stats and LUN.Info return value snapshots, which is all
 // the FUSE view and the CLI ever see.
 //
@@ -39,7 +42,7 @@
 // it zeroes (zero.go); otherwise it writes zeros. A file system gone from
 // under the file (ENOTCONN, ESTALE) fails the LUN with the reason and NOT
 // READY until it is set online, which reopens a dead descriptor (lost.go).
-// Workers blocked in a hung file system may outlive Serve; the ring
+// Executors blocked in a hung file system may outlive Serve; the ring
 // mapping and the descriptors they use are released only when they return
 // (lifetime.go).
 //

@@ -41,13 +41,19 @@ type fileBackend struct {
 	// gate is what every change of the file passes through, for
 	// snapshots (snapshot.go).
 	gate snapGate
+	// memory: the file lives in memory (tmpfs, ramfs; fsMemory), so its
+	// buffered reads and writes are copies that never wait on a device.
+	// They are made as raw system calls, which keep the calling
+	// goroutine's P (vectored).
+	memory bool
 }
 
 // ReadAt fills bufs from off with preadv, retrying short transfers. A read
 // that ends before the buffers are full (the file shrank under us) is an
 // io.ErrUnexpectedEOF.
 func (b *fileBackend) ReadAt(bufs [][]byte, off int64) (int, error) {
-	n, err := vectored(b.fdFor(bufs, off), bufs, off, false, 0)
+	fd := b.fdFor(bufs, off)
+	n, err := vectored(fd, bufs, off, false, 0, b.memory && fd == b.fd)
 	if err != nil {
 		return n, fmt.Errorf("preadv %s at %d: %w", b.f.Name(), off+int64(n), err)
 	}
@@ -58,7 +64,8 @@ func (b *fileBackend) ReadAt(bufs [][]byte, off int64) (int, error) {
 func (b *fileBackend) WriteAt(bufs [][]byte, off int64) (int, error) {
 	b.gate.enter(off, bufsLen(bufs))
 	defer b.gate.leave()
-	n, err := vectored(b.fdFor(bufs, off), bufs, off, true, 0)
+	fd := b.fdFor(bufs, off)
+	n, err := vectored(fd, bufs, off, true, 0, b.memory && fd == b.fd)
 	if err != nil {
 		return n, fmt.Errorf("pwritev %s at %d: %w", b.f.Name(), off+int64(n), err)
 	}
@@ -76,7 +83,8 @@ func (b *fileBackend) ReadAtNowait(bufs [][]byte, off int64) (int, error) {
 	if b.direct != nil || b.noNowait.Load() {
 		return 0, scsi.ErrWouldBlock
 	}
-	n, err := vectored(b.fd, bufs, off, false, unix.RWF_NOWAIT)
+	// A page-cache hit is a copy and a miss returns at once: raw.
+	n, err := vectored(b.fd, bufs, off, false, unix.RWF_NOWAIT, true)
 	if err == nil {
 		return n, nil
 	}

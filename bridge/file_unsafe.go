@@ -23,7 +23,17 @@ const stackIovecs = 64
 // flags, when not 0, are RWF_* flags: the calls are then pwritev2/preadv2.
 // With RWF_NOWAIT a short transfer is not retried (the rest would wait):
 // vectored returns what it moved and EAGAIN.
-func vectored(fd int, bufs [][]byte, off int64, write bool, flags int) (int, error) {
+//
+// raw makes them raw system calls (unix.RawSyscall6), for transfers that
+// are memory copies and never wait on a device: a page-cache hit with
+// RWF_NOWAIT, a file on tmpfs. The goroutine then keeps its P during the
+// copy, as a C thread keeps its CPU; a blocking-style system call would
+// let the runtime's sysmon hand the P to another thread after 20 µs, and
+// the goroutine would come back to no P and park until one is free, the
+// thread hand-off BENCHMARKS.md measured ("Where the idle third went").
+// Never raw for what may wait: a raw call holds off garbage collection
+// and the P for as long as it lasts.
+func vectored(fd int, bufs [][]byte, off int64, write bool, flags int, raw bool) (int, error) {
 	var stack [stackIovecs]unix.Iovec
 	iov := stack[:0]
 	if len(bufs) > stackIovecs {
@@ -53,7 +63,15 @@ func vectored(fd int, bufs [][]byte, off int64, write bool, flags int) (int, err
 		// (pos_from_hilo): on 64-bit the high one is 0. Shifting in
 		// two steps keeps the shift below the width on 64-bit.
 		lo, hi := uintptr(off), uintptr(uint64(off)>>(bits.UintSize-1)>>1)
-		r, _, e := unix.Syscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(cnt), lo, hi, uintptr(flags))
+		// Direct calls only: the uintptr(unsafe.Pointer) arguments are
+		// kept alive for the call's duration only in a direct call.
+		var r uintptr
+		var e unix.Errno
+		if raw {
+			r, _, e = unix.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(cnt), lo, hi, uintptr(flags))
+		} else {
+			r, _, e = unix.Syscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(cnt), lo, hi, uintptr(flags))
+		}
 		if e != 0 {
 			if e == unix.EINTR {
 				continue

@@ -73,7 +73,7 @@ func (l *LUN) Reason() string {
 		srv := l.srv
 		l.infoMu.Unlock()
 		if srv != nil {
-			age, _ := srv.stalled(time.Now())
+			age, _ := srv.stalled()
 			return fmt.Sprintf("a command has been in the backing store for %v", age.Round(time.Second))
 		}
 	}

@@ -223,6 +223,9 @@ func Open(o Options) (_ *LUN, err error) {
 		warnSpace(log, f, o, size)
 	}
 	be := &fileBackend{f: f, fd: int(f.Fd()), falloc: o.fallocate}
+	// On a memory file system reads and writes are copies that never
+	// wait on a device: made as raw system calls (vectored).
+	be.memory = backingFS(be.fd) == fsMemory
 	if be.falloc == nil {
 		be.falloc = unix.Fallocate
 	}
@@ -770,7 +773,7 @@ func (l *LUN) currentState() State {
 	srv := l.srv
 	l.infoMu.Unlock()
 	if st == StateOnline && srv != nil {
-		if _, stuck := srv.stalled(time.Now()); stuck {
+		if _, stuck := srv.stalled(); stuck {
 			return StateStalled
 		}
 	}
@@ -781,4 +784,7 @@ func unixFcntlFlags(fd int) (int, error) {
 	return unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 }
 
-var _ tcmu.Inliner = (*server)(nil)
+var (
+	_ tcmu.Handler         = (*server)(nil)
+	_ tcmu.ExecutorLimiter = (*server)(nil)
+)

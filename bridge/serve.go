@@ -28,24 +28,16 @@ const (
 	statusTaskAborted    = 0x40
 )
 
-// defaultWorkerGrace bounds how long Serve waits for workers after the
-// ring has stopped. A worker blocked in a read from a hung file system
-// cannot be interrupted; Serve then returns and leaves it behind rather
-// than hang the daemon's shutdown.
+// defaultWorkerGrace bounds how long Serve waits for the ring's executors
+// after the ring has stopped. An executor blocked in a read from a hung
+// file system cannot be interrupted; Serve then returns and leaves it
+// behind rather than hang the daemon's shutdown.
 const defaultWorkerGrace = 10 * time.Second
 
-// work is one command handed from the ring goroutine to a worker.
-type work struct {
-	cmd   *tcmu.Cmd
-	start int64 // server.clock when the ring handed it over
-}
-
-// workQueueLen is the buffer of the work channel. It is a fast path, not
-// a limit: Handle never blocks, and commands that find it full wait in the
-// overflow list (the ring bounds how many commands are in flight).
-const workQueueLen = 1024
-
-// inlineMode says which commands the UIO waiter runs itself (Inliner).
+// inlineMode says which commands the LUN runs as if they cannot block
+// (without tcmu.Ring.WillBlock): those run on the executor that took them
+// from the ring while another one keeps waiting only if the watchdog
+// finds one running long.
 type inlineMode uint8
 
 const (
@@ -55,60 +47,53 @@ const (
 	// system (ext4, XFS, Btrfs); none of them with direct I/O. The
 	// default.
 	inlineAuto inlineMode = iota
-	// inlineOff: every command goes to a worker.
+	// inlineOff: every command announces that it may block.
 	inlineOff
-	// inlineAll: READ and WRITE inline whatever the file system
+	// inlineAll: READ and WRITE as memory whatever the file system
 	// (benchmarks on a null backend).
 	inlineAll
-	// inlineNowait: READ inline with RWF_NOWAIT whatever the file
-	// system (tests and benchmarks).
+	// inlineNowait: READ tried with RWF_NOWAIT whatever the file system
+	// (tests and benchmarks).
 	inlineNowait
 )
 
-// inlineIO is what READ and WRITE do on the UIO waiter (Inline), resolved
-// from the inlineMode for the backing file by inlinePolicy.
+// inlineIO is how READ and WRITE run, resolved from the inlineMode for the
+// backing file by inlinePolicy.
 type inlineIO uint8
 
 const (
-	// ioWorkers: READ and WRITE go to the workers.
+	// ioWorkers: READ and WRITE may block (WillBlock first).
 	ioWorkers inlineIO = iota
-	// ioNowaitReads: READ is tried inline with scsi.Disk.TryRead (the
-	// page cache, RWF_NOWAIT) and goes to the workers if it would block;
-	// WRITE goes to the workers.
+	// ioNowaitReads: READ is tried with scsi.Disk.TryRead (the page
+	// cache, RWF_NOWAIT) and announced as blocking only if it would
+	// block; WRITE may block.
 	ioNowaitReads
-	// ioAll: READ and WRITE run inline (memory-backed files).
+	// ioAll: READ and WRITE run from memory (memory-backed files).
 	ioAll
 )
 
-// server connects one LUN to one ring: it is the ring's Handler and
-// Inliner.
+// server connects one LUN to one ring: it is the ring's Handler.
 //
-// Scheduling: the ring calls Handle, Inline and TMR with its lock held,
-// on its ring goroutine or UIO waiter; none of them blocks. Handle queues
-// a command for a worker: into the work channel, or, when the channel is
-// full, into the overflow list that workers empty after each command.
-// Inline accepts what cannot block (see inlineMode); RunInline executes
-// it on the UIO waiter, which the ring relieves of its role if it runs
-// long (tcmu.RingOptions.InlineBound).
+// Scheduling: the ring's executors call Handle, each executing the command
+// it took from the ring and completing it on its own goroutine (see
+// tcmu.Ring); TMR runs with the ring locked and does not block. Before a
+// command that may wait on the backing store, Handle calls WillBlock, so
+// that another executor keeps serving the ring meanwhile (see inlineMode).
 type server struct {
 	l    *LUN
 	ring *tcmu.Ring
 	ctx  context.Context
-	work chan work
-	// overflowMu guards overflow, the commands Handle found no room for
-	// in work.
-	overflowMu sync.Mutex
-	overflow   []work
-	// io is what READ and WRITE do inline; inlineOn: whether anything
-	// runs inline (see inlineMode).
+	// io is how READ and WRITE run; inlineOn: whether anything runs
+	// without WillBlock (see inlineMode).
 	io       inlineIO
 	inlineOn bool
+	// lockThreads: each executor locks its thread and marks it
+	// PR_SET_IO_FLUSHER (only when the whole process could not be).
+	lockThreads bool
+	// noFlusher is set once the kernel refused PR_SET_IO_FLUSHER.
+	noFlusher atomic.Bool
 	// epoch is when Serve started; clock counts from it.
 	epoch time.Time
-	// busySince holds, per worker and for one inline command (the last
-	// entry), the clock reading at the start of the command it is
-	// executing, or 0 when idle: the stall detector reads it.
-	busySince []atomic.Int64
 	// fails rate-limits the log of failed commands.
 	fails failReport
 }
@@ -123,51 +108,36 @@ func (s *server) clock() int64 {
 
 // Serve serves the LUN's SCSI commands from ring until ctx is done or the
 // ring fails. It returns the ring's error (nil after a clean stop) once the
-// ring has stopped and the workers have exited or a grace period (10 s)
-// has passed.
+// ring has stopped and its executors have returned or a grace period
+// (10 s) has passed.
 func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 	s := &server{
-		l:         l,
-		ring:      ring,
-		ctx:       ctx,
-		epoch:     time.Now(),
-		work:      make(chan work, workQueueLen),
-		busySince: make([]atomic.Int64, l.workers+1),
+		l:     l,
+		ring:  ring,
+		ctx:   ctx,
+		epoch: time.Now(),
+		// With every thread marked (MarkIOFlusher), executors are
+		// plain goroutines; otherwise each locks a marked thread.
+		lockThreads: !ioFlusherMarked.Load(),
 	}
 	s.inlineOn, s.io = l.inlinePolicy()
+	if s.lockThreads && l.inline == inlineAuto {
+		// Only threads marked around the I/O (flusherThread) may
+		// write to the file: READ and WRITE never run as memory.
+		s.io = ioWorkers
+	}
 	l.infoMu.Lock()
 	l.srv = s
 	l.infoMu.Unlock()
-	// With every thread marked (MarkIOFlusher), workers are plain
-	// goroutines: a command then passes from the ring goroutine to a
-	// worker and back on one OS thread, without the futex wake-up and
-	// context switch a locked worker thread costs at each hand-off
-	// (BENCHMARKS.md, step 1).
-	lockThreads := !ioFlusherMarked.Load()
-	if lockThreads && l.inline == inlineAuto {
-		// Only the workers' threads are marked: READ and WRITE stay
-		// off the UIO waiter, whose thread is not. (A nowait read
-		// that misses still allocates pages for readahead.)
-		s.io = ioWorkers
-	}
-	var wg sync.WaitGroup
-	for i := range l.workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.worker(&s.busySince[i], lockThreads)
-		}()
-	}
 	err := ring.Run(ctx, s)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		l.state.Store(uint32(StateFailed))
 	}
-	close(s.work)
 	done := make(chan struct{})
-	// Joined through done, or, when Serve leaves stuck workers behind,
-	// by the release of what they hold (whenWorkersExit).
+	// Joined through done, or, when Serve leaves stuck executors
+	// behind, by the release of what they hold (whenWorkersExit).
 	go func() {
-		wg.Wait()
+		<-ring.Done()
 		close(done)
 		l.workersExited(done)
 	}()
@@ -175,7 +145,7 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 	case <-done:
 	case <-time.After(l.workerGrace):
 		if l.leaveBehind(done) {
-			l.log.Error("workers still blocked in the backing store after shutdown; leaving them, with the ring mapping and backing file open until they return", "path", l.path)
+			l.log.Error("executors still blocked in the backing store after shutdown; leaving them, with the ring mapping and backing file open until they return", "path", l.path)
 		}
 	}
 	if errors.Is(err, context.Canceled) {
@@ -184,48 +154,32 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 	return err
 }
 
-// Handle queues c for a worker without blocking. It runs with the ring
-// locked.
-func (s *server) Handle(c *tcmu.Cmd) {
-	s.l.stats.begin()
-	s.queue(work{cmd: c, start: s.clock()})
+// MaxExecutors implements tcmu.ExecutorLimiter: the LUN's workers (the
+// commands that may block at once) and one more that waits for the kernel
+// meanwhile.
+func (s *server) MaxExecutors() int { return s.l.workers + 1 }
+
+// flusherThread, when the process could not be marked an I/O flusher
+// (MarkIOFlusher), locks the calling goroutine to its thread and marks
+// that thread PR_SET_IO_FLUSHER for the I/O that follows; the returned
+// func unlocks it. The mark stays on the thread, which is harmless for
+// the goroutines it runs later: they only allocate without starting I/O
+// in reclaim.
+// If the kernel refuses the mark, it stops trying: nothing is gained by
+// locking then.
+func (s *server) flusherThread() (unlock func()) {
+	if !s.lockThreads || s.noFlusher.Load() {
+		return nop
+	}
+	runtime.LockOSThread()
+	if err := tcmu.SetIOFlusher(); err != nil {
+		s.noFlusher.Store(true)
+		s.l.log.Debug("PR_SET_IO_FLUSHER not set", "err", err)
+	}
+	return runtime.UnlockOSThread
 }
 
-// queue hands w, already counted in the stats (begin), to a worker without
-// blocking: through the work channel, or the overflow list when it is
-// full. It needs no lock: Handle calls it with the ring locked, RunInline
-// without.
-func (s *server) queue(w work) {
-	select {
-	case s.work <- w:
-		return
-	default:
-	}
-	s.overflowMu.Lock()
-	s.overflow = append(s.overflow, w)
-	s.overflowMu.Unlock()
-	// A nudge (a work without a command) makes sure a worker looks at
-	// the overflow: if the channel is full instead, a worker will take
-	// from it and look after that command.
-	select {
-	case s.work <- work{}:
-	default:
-	}
-}
-
-// takeOverflow returns a command from the overflow list, if any.
-func (s *server) takeOverflow() (work, bool) {
-	s.overflowMu.Lock()
-	defer s.overflowMu.Unlock()
-	n := len(s.overflow)
-	if n == 0 {
-		return work{}, false
-	}
-	w := s.overflow[n-1]
-	s.overflow[n-1] = work{}
-	s.overflow = s.overflow[:n-1]
-	return w, true
-}
+func nop() {}
 
 // inlinePolicy resolves the LUN's inlineMode for this file: whether
 // commands run inline at all, and what READ and WRITE do.
@@ -297,11 +251,10 @@ func fsKindOf(typ int64) fsKind {
 	return fsOther
 }
 
-// Inline reports whether c may run on the ring's UIO waiter: commands the
-// disk answers from memory, READ and WRITE on a memory-backed file, and
-// READ on a page-cache file system (RunInline tries it without blocking).
-// It runs with the ring locked and must stay cheap.
-func (s *server) Inline(c *tcmu.Cmd) bool {
+// fast reports whether c runs from memory: commands the disk answers from
+// memory, and READ and WRITE on a memory-backed file (ioAll). Everything
+// else may wait on the backing store.
+func (s *server) fast(c *tcmu.Cmd) bool {
 	if !s.inlineOn || len(c.CDB) == 0 {
 		return false
 	}
@@ -312,9 +265,8 @@ func (s *server) Inline(c *tcmu.Cmd) bool {
 	case scsi.OpServiceActionIn16:
 		// READ CAPACITY(16) only: GET LBA STATUS seeks in the file.
 		return len(c.CDB) > 1 && c.CDB[1]&0x1f == 0x10
-	case scsi.OpRead6, scsi.OpRead10, scsi.OpRead12, scsi.OpRead16:
-		return s.io != ioWorkers
-	case scsi.OpWrite6, scsi.OpWrite10, scsi.OpWrite12, scsi.OpWrite16:
+	case scsi.OpRead6, scsi.OpRead10, scsi.OpRead12, scsi.OpRead16,
+		scsi.OpWrite6, scsi.OpWrite10, scsi.OpWrite12, scsi.OpWrite16:
 		return s.io == ioAll
 	}
 	return false
@@ -332,35 +284,41 @@ func isRead(cdb []byte) bool {
 	return false
 }
 
-// RunInline executes c on the ring's UIO waiter and completes it; or,
-// for a READ tried without blocking (ioNowaitReads) that would block,
-// hands it to a worker, which completes it: the stats count it once,
-// from here.
-func (s *server) RunInline(c *tcmu.Cmd) {
-	s.l.stats.begin()
-	w := work{cmd: c, start: s.clock()}
-	// One slot for the stall detector; a second inline command while a
-	// first is stuck (after the ring's handover) goes unwatched.
-	slot := &s.busySince[len(s.busySince)-1]
-	mine := slot.CompareAndSwap(0, w.start)
-	var sense [96]byte
-	if s.io == ioNowaitReads && isRead(c.CDB) && !c.Aborted() {
-		// TryRead left the disk as it was if it would block; the
-		// worker's Execute reads into the buffers again.
+// Handle executes c on the ring's executor that took it and completes it.
+// A READ on a page-cache file system is first tried without blocking
+// (RWF_NOWAIT); a command that may wait on the backing store asks the
+// ring first (WillBlock), and if every blocking slot is taken returns
+// without having done anything: the ring hands it back later.
+func (s *server) Handle(c *tcmu.Cmd) {
+	start := s.clock()
+	if c.Aborted() {
+		s.l.stats.begin()
+		s.l.stats.end(KindOther, 0, s.since(start), false, 0)
+		s.ring.Complete(c, tcmu.Response{Status: statusTaskAborted})
+		return
+	}
+	if s.io == ioNowaitReads && isRead(c.CDB) {
+		// TryRead leaves the disk as it was if it would block; Execute
+		// then reads into the buffers again.
 		res, err := s.l.disk.TryRead(c.CDB, c.Data)
-		if errors.Is(err, scsi.ErrWouldBlock) {
-			s.l.stats.nowaitMisses.Add(1)
-			s.queue(w)
-		} else {
+		if !errors.Is(err, scsi.ErrWouldBlock) {
+			s.l.stats.begin()
 			s.l.stats.nowaitHits.Add(1)
-			s.complete(w, res, err, sense[:0])
+			s.complete(c, start, res, err)
+			return
 		}
-	} else {
-		s.exec(w, sense[:0])
+		if !s.ring.WillBlock(c) {
+			return
+		}
+		s.l.stats.nowaitMisses.Add(1)
+	} else if !s.fast(c) && !s.ring.WillBlock(c) {
+		return
 	}
-	if mine {
-		slot.Store(0)
-	}
+	s.l.stats.begin()
+	unlock := s.flusherThread()
+	res, err := s.l.disk.Execute(c.CDB, c.Data)
+	unlock()
+	s.complete(c, start, res, err)
 }
 
 // TMR is called when the kernel aborts commands. The ring has already
@@ -405,57 +363,14 @@ var (
 	ioFlusherMarked atomic.Bool
 )
 
-// worker executes commands until the work channel closes. lockThread
-// (only when the whole process could not be marked an I/O flusher) locks
-// it to its own thread, marked PR_SET_IO_FLUSHER.
-func (s *server) worker(busy *atomic.Int64, lockThread bool) {
-	if lockThread {
-		// The thread stays locked: when the worker exits, Go ends the
-		// thread rather than hand a flagged thread to other goroutines.
-		runtime.LockOSThread()
-		if err := tcmu.SetIOFlusher(); err != nil {
-			s.l.log.Debug("PR_SET_IO_FLUSHER not set", "err", err)
-		}
-	}
-	var sense [96]byte
-	for w := range s.work {
-		if w.cmd != nil {
-			busy.Store(w.start)
-			s.exec(w, sense[:0])
-			busy.Store(0)
-		}
-		for {
-			o, ok := s.takeOverflow()
-			if !ok {
-				break
-			}
-			busy.Store(o.start)
-			s.exec(o, sense[:0])
-			busy.Store(0)
-		}
-	}
-}
-
 // since is the time from clock reading start to now.
 func (s *server) since(start int64) time.Duration {
 	return time.Duration(s.clock() - start)
 }
 
-// exec runs one command and completes it.
-func (s *server) exec(w work, sense []byte) {
-	c := w.cmd
-	if c.Aborted() {
-		s.l.stats.end(KindOther, 0, s.since(w.start), false, 0)
-		s.ring.Complete(c, tcmu.Response{Status: statusTaskAborted})
-		return
-	}
-	res, err := s.l.disk.Execute(c.CDB, c.Data)
-	s.complete(w, res, err, sense)
-}
-
-// complete completes w's command with the outcome of its execution.
-func (s *server) complete(w work, res scsi.Result, err error, sense []byte) {
-	c := w.cmd
+// complete completes c, started at clock reading start, with the outcome
+// of its execution.
+func (s *server) complete(c *tcmu.Cmd, start int64, res scsi.Result, err error) {
 	kind := kindOf(res.Kind)
 	var resp tcmu.Response
 	var key uint8
@@ -463,12 +378,12 @@ func (s *server) complete(w work, res scsi.Result, err error, sense []byte) {
 		se := s.senseFor(err, kind, c.CDB)
 		key = uint8(se.Key)
 		resp.Status = statusCheckCondition
-		resp.Sense = s.l.disk.Sense(sense, se)
+		resp.Sense = s.l.disk.Sense(make([]byte, 0, 96), se)
 	} else if res.DataIn > 0 && res.DataIn < c.DataLen() {
 		resp.ShortRead = true
 		resp.ReadLen = uint32(res.DataIn)
 	}
-	s.l.stats.end(kind, uint64(res.Bytes), s.since(w.start), err != nil, key)
+	s.l.stats.end(kind, uint64(res.Bytes), s.since(start), err != nil, key)
 	s.ring.Complete(c, resp)
 }
 
@@ -566,15 +481,9 @@ func opName(cdb []byte) string {
 // the LUN reports itself stalled: the backing store has stopped answering.
 const defaultStalledAfter = 10 * time.Second
 
-// stalled reports the age of the oldest command a worker is executing, and
-// whether it exceeds the LUN's stall threshold.
-func (s *server) stalled(now time.Time) (time.Duration, bool) {
-	var oldest time.Duration
-	at := int64(now.Sub(s.epoch))
-	for i := range s.busySince {
-		if t := s.busySince[i].Load(); t != 0 {
-			oldest = max(oldest, time.Duration(at-t))
-		}
-	}
+// stalled reports the age of the oldest command an executor is running,
+// and whether it exceeds the LUN's stall threshold.
+func (s *server) stalled() (time.Duration, bool) {
+	oldest := s.ring.Oldest()
 	return oldest, oldest > s.l.stalledAfter
 }

@@ -485,6 +485,9 @@ type benchIdle struct {
 	ReadyRSSKiB, ReadyThreads int64 // 10 s after it said ready
 	TouchRSSKiB, TouchThreads int64 // 10 s after one read of every LUN
 	PeakRSSKiB                int64 // VmHWM at the end
+	// QuietCPU is the daemon's CPU time (utime+stime) over QuietSeconds
+	// of quiet after the reads, as a share of one CPU.
+	QuietCPU, QuietSeconds float64
 }
 
 // benchReport is one setup's run.
@@ -642,16 +645,28 @@ func readBench(dir string, c benchConfig, setup string, mb int) (*benchReport, e
 		if err != nil {
 			return nil, err
 		}
+		quiet, err := readSample(filepath.Join(dir, "idle.quiet"))
+		if err != nil {
+			return nil, err
+		}
 		r, tc := ready.get("lunbridge"), touched.get("lunbridge")
 		rep.Idle = &benchIdle{
 			ReadyRSSKiB: r.rssKiB, ReadyThreads: r.thrs,
 			TouchRSSKiB: tc.rssKiB, TouchThreads: tc.thrs,
-			PeakRSSKiB: end.get("lunbridge").hwmKiB,
+			PeakRSSKiB:   end.get("lunbridge").hwmKiB,
+			QuietSeconds: quiet.uptime - touched.uptime,
 		}
+		tck := 100.0
 		for _, line := range strings.Split(rep.Env, "\n") {
 			if n, ok := strings.CutPrefix(line, "luns "); ok {
 				rep.Idle.LUNs, _ = strconv.Atoi(n)
 			}
+			if n, ok := strings.CutPrefix(line, "clk_tck "); ok {
+				tck, _ = strconv.ParseFloat(n, 64)
+			}
+		}
+		if rep.Idle.QuietSeconds > 0 && tck > 0 {
+			rep.Idle.QuietCPU = (quiet.get("lunbridge").ticks - tc.ticks) / tck / rep.Idle.QuietSeconds
 		}
 	}
 	runs, err := os.ReadFile(filepath.Join(dir, "runs"))
@@ -819,9 +834,11 @@ func (rep *benchReport) markdown() string {
 	}
 	if i := rep.Idle; i != nil {
 		fmt.Fprintf(&b, "one daemon serving %d LUNs: RSS %.1f MiB and %d threads once ready; "+
-			"%.1f MiB and %d threads after one read of every LUN; peak (VmHWM) %.1f MiB\n",
+			"%.1f MiB and %d threads after one read of every LUN; peak (VmHWM) %.1f MiB; "+
+			"CPU over the %.0f s after that %.3f%% of one CPU\n",
 			i.LUNs, float64(i.ReadyRSSKiB)/1024, i.ReadyThreads,
-			float64(i.TouchRSSKiB)/1024, i.TouchThreads, float64(i.PeakRSSKiB)/1024)
+			float64(i.TouchRSSKiB)/1024, i.TouchThreads, float64(i.PeakRSSKiB)/1024,
+			i.QuietSeconds, 100*i.QuietCPU)
 	}
 	fmt.Fprintf(&b, "\nguest:\n\n```\n%s\n```\n", rep.Env)
 	return b.String()
@@ -869,6 +886,11 @@ func benchTargets(reps []*benchReport) []benchTarget {
 	tg := benchTarget{what: "64 idle LUNs, RSS MiB", setup: "idle", goal: 128, below: true, value: math.NaN()}
 	if rep := by["idle"]; rep != nil && rep.Idle != nil {
 		tg.value, tg.ok = float64(max(rep.Idle.ReadyRSSKiB, rep.Idle.TouchRSSKiB))/1024, true
+	}
+	out = append(out, tg)
+	tg = benchTarget{what: "64 idle LUNs, CPU % of one CPU over 60 s", setup: "idle", goal: 1, below: true, value: math.NaN()}
+	if rep := by["idle"]; rep != nil && rep.Idle != nil && rep.Idle.QuietSeconds > 0 {
+		tg.value, tg.ok = 100*rep.Idle.QuietCPU, true
 	}
 	return append(out, tg)
 }

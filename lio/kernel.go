@@ -61,12 +61,10 @@ type Config struct {
 	// Hostname names default iSCSI targets (DefaultIQN).
 	Hostname string
 	Logger   *slog.Logger
-	// RingWaiter and RingSpin are the experimental UIO waiter settings of
-	// every LUN's ring (tcmu.RingOptions.Waiter and Spin): RingWaiter
-	// "" or "netpoll" (the default), or "blocking"; RingSpin 0 (off) to
-	// MaxRingSpin. See CheckRingOptions.
+	// RingWaiter is the experimental setting of how every LUN's ring
+	// waits for the kernel (tcmu.RingOptions.Waiter): "" or "netpoll"
+	// (the default), or "blocking". See CheckRingOptions.
 	RingWaiter string
-	RingSpin   time.Duration
 	// NameLockDir holds one lock file per LUN name served on this
 	// machine (lease.ClaimName): a name in use by another daemon is
 	// refused before configfs is touched. Empty: no name locks (tests
@@ -124,18 +122,14 @@ func (t *target) remove() error {
 	return t.iscsi.Remove()
 }
 
-// MaxRingSpin bounds Config.RingSpin: a spin burns a CPU for that long
-// after each poll that took entries.
-const MaxRingSpin = time.Millisecond
-
-// CheckRingOptions checks the experimental ring settings of a Config
-// (RingWaiter, RingSpin).
-func CheckRingOptions(waiter string, spin time.Duration) error {
-	_, err := ringOptions(waiter, spin)
+// CheckRingOptions checks the experimental ring setting of a Config
+// (RingWaiter).
+func CheckRingOptions(waiter string) error {
+	_, err := ringOptions(waiter)
 	return err
 }
 
-func ringOptions(waiter string, spin time.Duration) (tcmu.RingOptions, error) {
+func ringOptions(waiter string) (tcmu.RingOptions, error) {
 	var o tcmu.RingOptions
 	if waiter != "" {
 		m, err := tcmu.ParseWaiterMode(waiter)
@@ -144,10 +138,6 @@ func ringOptions(waiter string, spin time.Duration) (tcmu.RingOptions, error) {
 		}
 		o.Waiter = m
 	}
-	if spin < 0 || spin > MaxRingSpin {
-		return o, fmt.Errorf("lio: spin %v: want 0 (off) to %v", spin, MaxRingSpin)
-	}
-	o.Spin = spin
 	return o, nil
 }
 
@@ -163,7 +153,7 @@ func (k *Kernel) ringOptions(lun string) tcmu.RingOptions {
 
 // New checks (and loads) the kernel modules every LUN needs.
 func New(ctx context.Context, cfg Config) (*Kernel, error) {
-	ring, err := ringOptions(cfg.RingWaiter, cfg.RingSpin)
+	ring, err := ringOptions(cfg.RingWaiter)
 	if err != nil {
 		return nil, err
 	}

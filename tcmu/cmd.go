@@ -29,7 +29,10 @@ type Cmd struct {
 	// BidiData). The kernel does not fill them today; nil then.
 	DIF [][]byte
 
-	ring    *Ring
+	ring *Ring
+	// ex is the executor running Handle for this Cmd (WillBlock), nil
+	// once completed.
+	ex      *executor
 	aborted atomic.Bool
 	// state is cmdFree, cmdInFlight or cmdCompleted; Complete moves it from
 	// in flight to completed exactly once.

@@ -333,9 +333,11 @@ func (d *codec) newCmd() *Cmd {
 
 // flush takes the completions in list (linked through Cmd.next, in
 // completion order), writes responses into the slots at the tail, retires
-// PAD, TMR and unknown entries there, and then publishes cmd_tail and
-// kicks the kernel once.
-func (d *codec) flush(list *Cmd) error {
+// PAD, TMR and unknown entries there, and then publishes cmd_tail. It
+// reports whether cmd_tail moved: then the kernel must be kicked (kick),
+// which the Ring does after releasing its lock, so that the kernel's copy
+// of READ data inside the kick does not hold up other executors.
+func (d *codec) flush(list *Cmd) (moved bool, err error) {
 	for c := list; c != nil; {
 		next := c.next
 		c.next = nil
@@ -350,15 +352,14 @@ func (d *codec) flush(list *Cmd) error {
 	if !d.noWrites && d.slots.len() > 0 {
 		if _, err := d.checkShared(); err != nil {
 			d.discard()
-			return err
+			return false, err
 		}
 	}
 	if d.noWrites {
 		d.discard()
-		return nil
+		return false, nil
 	}
 
-	moved := false
 	taken := 0
 	for d.slots.len() > 0 {
 		s := d.slots.front()
@@ -388,12 +389,19 @@ func (d *codec) flush(list *Cmd) error {
 		panic("tcmu: more completions than command slots")
 	}
 	if !moved {
-		return nil
+		return false, nil
 	}
 	storeCmdTail(d.mem, d.tail)
 	d.st.batches.Add(1)
+	return true, nil
+}
+
+// kick tells the kernel that cmd_tail moved. It needs no lock: the kernel
+// serialises kicks (tcmu_irqcontrol takes the device's cmdr_lock), and a
+// kick that finds nothing new is a no-op there. A failed kick is returned;
+// the caller then stops writes (noWrites, under the lock).
+func (d *codec) kick() error {
 	if err := d.n.Kick(); err != nil {
-		d.noWrites = true
 		return fmt.Errorf("tcmu: kick the kernel: %w", err)
 	}
 	d.st.kicks.Add(1)

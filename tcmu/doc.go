@@ -34,41 +34,37 @@
 // Ring serves this protocol in two layers, each in its own file. Its codec
 // (codec.go, the field Ring.codec) parses entries into Cmds (the ring is
 // untrusted: every length and offset is checked against the mapping, and
-// a bad entry ends Run with ErrCorruptRing), writes responses, stores
-// cmd_tail and kicks: single-threaded code with no goroutines, not safe
-// for concurrent use, run only by whoever holds the ring's lock. Its
-// scheduler (ring.go) decides who that is: the UIO waiter when the kernel
-// signals an idle ring, the goroutine completing the last command in
-// flight, else the ring goroutine, which batches (Ring lists them). A
-// Handler gets each Cmd and must not block; an Inliner may also have the
-// waiter execute a command itself, unlocked, under a watchdog that hands
-// the waiter's role to a fresh goroutine if the command runs long (the
-// waiter, its inline batches and the watchdog are in waiter.go). Which commands are inline is
-// the Inliner's policy (package bridge: what is answered from memory, I/O
-// on a memory-backed file, reads that hit the page cache); RunInline may
-// still find that one would block and hand it to its workers, which
-// complete it later like any Handled command.
-// Cmd.Data are slices of the data area, so a handler can preadv/pwritev
-// straight into them. The byte layout lives in abi.go, one offset constant
-// per field of <linux/target_core_user.h>, and is checked against the
-// kernel header by TestOffsetsMatchKernelHeader.
+// a bad entry ends Run with ErrCorruptRing), writes responses and stores
+// cmd_tail: single-threaded code with no goroutines, not safe for
+// concurrent use, run only by whoever holds the ring's lock. Its scheduler
+// (ring.go, executor.go) runs every command on an executor: a goroutine
+// that takes the command (parsing the ring itself when its queue is
+// empty), executes it (Handler.Handle) and completes it, writing the
+// response and kicking the kernel itself, the way a C handler's thread
+// reads, executes and completes. When nothing is left to take, one
+// executor waits for the kernel's signal and the others park; an executor
+// wakes another only for commands left in the queue while fewer than
+// RingOptions.Parallel run, or to wait for the kernel while it blocks. A
+// Handler that is about to wait on a file system asks Ring.WillBlock for
+// one of the Executors-1 blocking slots first, so that one executor always
+// stays free for the kernel's signal, memory commands and TMRs; a watchdog
+// treats a command that runs longer than InlineBound without a slot as
+// blocked. Cmd.Data are slices of the data area, so a handler can
+// preadv/pwritev straight into them. The byte layout lives in abi.go, one
+// offset constant per field of <linux/target_core_user.h>, and is checked
+// against the kernel header by TestOffsetsMatchKernelHeader.
 //
-// How the waiter waits is experimental (RingOptions; lunbridge's hidden
-// --x-waiter and --x-spin flags), to be settled by measurement. By
-// default (WaiterNetpoll) it parks in Go's netpoller on the non-blocking
-// UIO descriptor. WaiterBlocking locks it to an OS thread that blocks in
-// poll(2) on the descriptor and an eventfd (which the end of the context,
-// or Device.Close, writes to interrupt it), so that the kernel wakes the
-// serving thread itself; a relieved waiter unlocks as it exits and its
-// successor locks a thread of its own. RingOptions.Spin makes the waiter,
-// after a poll that took entries, watch cmd_head for a while without
-// system calls before it waits again (a netpoll waiter yields its P to
-// other goroutines meanwhile; a locked one keeps it). No signal is lost
-// to the spin: the kernel signals UIO after the entries it queues (after
-// each, or once when it unplugs a batch: tcmu_unplug_device, Linux 5.12+)
-// and the spin consumes no signal, so one that arrives meanwhile makes
-// the next wait return at once (finding the entries already served, or
-// new ones).
+// BENCHMARKS.md ("Where the idle third went") has the measurements behind
+// this shape: the previous one handed each command from a waiter goroutine
+// to a ring goroutine to a worker and back, and under load its goroutines
+// spent several times longer waiting for a P than running.
+//
+// How the waiting executor waits is experimental (RingOptions.Waiter;
+// lunbridge's hidden --x-waiter flag). By default (WaiterNetpoll) it
+// parks in Go's netpoller on the non-blocking UIO descriptor.
+// WaiterBlocking blocks its thread in poll(2) on the descriptor and an
+// eventfd (which the end of the context, or Device.Close, writes to
+// interrupt it), so that the kernel wakes the serving thread itself.
 //
 // # Restart
 //

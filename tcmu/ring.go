@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,18 +37,30 @@ type Notifier interface {
 	Kick() error
 }
 
-// Handler receives the commands and TMR notifications of a Ring. Handle
-// and TMR are called with the ring locked (see Ring), one call at a time,
-// and must not block.
+// Handler receives the commands and TMR notifications of a Ring.
+//
+// Handle is called on one of the Ring's executors (see Ring), without the
+// ring's lock, and executes c: it may block. Exactly one Ring.Complete(c,
+// ...) must follow, normally from Handle itself, or from any goroutine
+// Handle hands c to. Before a Handle call waits on anything but memory
+// (a file system that may be slow, a device, the network) it should call
+// Ring.WillBlock(c), so that another executor takes over waiting for the
+// kernel and runs the other commands meanwhile.
+//
+// TMR is called with the ring locked, one call at a time, after the
+// commands it names that are still in flight were marked Aborted; it must
+// not block. aborted is only valid during the call. It may be a no-op:
+// aborted commands must still be completed.
 type Handler interface {
-	// Handle is called for each new command. It must not block: hand the
-	// command to a worker. Exactly one Ring.Complete(c, ...) must follow,
-	// from any goroutine (also from within Handle).
 	Handle(c *Cmd)
-	// TMR is called for a TMR entry, after the commands it names that are
-	// still in flight were marked Aborted. aborted is only valid during the
-	// call. It may be a no-op: aborted commands must still be completed.
 	TMR(kind TMRType, aborted []*Cmd)
+}
+
+// ExecutorLimiter is implemented by a Handler that sets the Ring's
+// executor bound itself (RingOptions.Executors) when Run starts: for
+// example from how many commands it lets block at once.
+type ExecutorLimiter interface {
+	MaxExecutors() int
 }
 
 // RingOptions configure a Ring.
@@ -58,20 +71,26 @@ type RingOptions struct {
 	// context is done or the ring failed: 0 means DefaultDrainTimeout, a
 	// negative value not to wait.
 	DrainTimeout time.Duration
-	// InlineBound is how long a batch of inline commands (Inliner) may
-	// run before a fresh goroutine takes over the UIO waiter's role: 0
+	// InlineBound is how long an executor may run one command that its
+	// Handler did not announce with WillBlock before the watchdog treats
+	// it as blocked and has another executor wait for the kernel: 0
 	// means DefaultInlineBound.
 	InlineBound time.Duration
-	// Waiter is how the UIO waiter waits for the kernel (experimental,
-	// see WaiterMode); the zero value is WaiterNetpoll.
+	// Waiter is how an executor waits for the kernel (see WaiterMode);
+	// the zero value is WaiterNetpoll.
 	Waiter WaiterMode
-	// Spin is how long the UIO waiter, after a poll that took entries,
-	// watches cmd_head in a loop without system calls before it waits
-	// again (experimental): entries the kernel queues meanwhile are
-	// served without a sleep and wake-up. It burns a CPU for up to that
-	// long after each such poll; 0 turns it off, negative is an error.
-	Spin time.Duration
+	// Executors bounds the goroutines that execute commands (Handle) at
+	// once, blocked ones included (at least 2: one of them is never
+	// blocked, see WillBlock): 0 means DefaultExecutors.
+	Executors int
+	// Parallel bounds the executors running commands that have not
+	// called WillBlock (commands served from memory): more than there
+	// are CPUs only adds switching. 0 means runtime.GOMAXPROCS(0).
+	Parallel int
 }
+
+// DefaultExecutors is used when RingOptions.Executors is zero.
+const DefaultExecutors = 8
 
 // RingStats counts what a Ring did since NewRing.
 type RingStats struct {
@@ -81,63 +100,59 @@ type RingStats struct {
 	UnknownOps  uint64 // entries with an unknown opcode (flagged TCMU_UFLAG_UNKNOWN_OP)
 	Completions uint64 // responses written into the ring
 	Batches     uint64 // cmd_tail stores (each followed by one kick)
-	// DirectBatches are the Batches written by a goroutine completing a
-	// command or by the UIO waiter rather than by the ring goroutine.
-	DirectBatches uint64
-	// DirectPolls are the Wakeups the UIO waiter served itself, without
-	// waking the ring goroutine.
-	DirectPolls uint64
-	// Inline are the commands executed by the UIO waiter (Inliner).
+	// Inline are the commands run by the executor that took them from
+	// the ring itself, with no other executor woken for them.
 	Inline uint64
-	// Handovers are the times an inline batch ran past InlineBound and a
-	// fresh goroutine took over the UIO waiter's role.
+	// Handoffs are the times an executor woke another (parked or new)
+	// one: for commands left in the queue, or to wait for the kernel
+	// while it blocks (WillBlock).
+	Handoffs uint64
+	// Handovers are the times the watchdog found a command running past
+	// InlineBound with nobody waiting for the kernel, and had another
+	// executor take over the waiting.
 	Handovers uint64
-	// SpinHits are the times the UIO waiter, spinning on cmd_head
-	// (RingOptions.Spin), saw new entries and served them without
-	// waiting.
-	SpinHits uint64
-	Kicks    uint64 // successful Notifier.Kick calls
-	Wakeups  uint64 // kernel notifications received (Notifier.Wait returns)
-	InFlight uint64 // commands handed out and not yet written back
+	// Executors are the executor goroutines alive now.
+	Executors uint64
+	Kicks     uint64 // successful Notifier.Kick calls
+	Wakeups   uint64 // kernel notifications received (Notifier.Wait returns)
+	InFlight  uint64 // commands taken from the ring and not yet written back
 }
 
 // ringCounters back RingStats; the codec and the scheduler update them.
 type ringCounters struct {
 	commands, pads, tmrs, unknown, completions atomic.Uint64
 	batches, kicks, wakeups, inflight          atomic.Uint64
-	directBatches, directPolls                 atomic.Uint64
-	inline, handovers, spinHits                atomic.Uint64
+	inline, handoffs, handovers, executors     atomic.Uint64
 }
 
 // Ring serves the command ring of one TCMU device. It has two layers.
 //
 // The codec (type codec, codec.go) speaks the ring ABI: it parses entries
-// from cmd_head, writes responses into slots, stores cmd_tail and kicks.
-// It is single-threaded code with no goroutines and no scheduling; it is
-// not safe for concurrent use. Ring.mu guards it: whoever holds mu runs
-// it.
+// from cmd_head, writes responses into slots and stores cmd_tail. It is
+// single-threaded code with no goroutines and no scheduling; it is not
+// safe for concurrent use. Ring.mu guards it: whoever holds mu runs it.
 //
-// The scheduler (Ring) decides who holds mu and what runs where. Run
-// starts two goroutines; these are the only goroutines that take mu:
+// The scheduler (Ring, executor.go) runs everything on executors: a small
+// elastic set of goroutines, each of which, in a loop, takes a command and
+// executes it (Handler.Handle) on its own goroutine, then completes it
+// (Complete writes the response, stores cmd_tail and kicks the kernel
+// itself unless another executor holds mu: then that one writes it before
+// it lets go). An executor takes a command from the queue of parsed
+// commands; if the queue is empty it parses the ring (entries the kernel
+// queued meanwhile need no signal); if there is still nothing, one
+// executor waits for the kernel's signal (Notifier.Wait) and the others
+// park. So a command runs on the goroutine that took it from the ring,
+// with no hand-off, and completes there: the shape of a C handler's
+// thread that reads, executes and completes. An executor wakes another
+// only when commands are left in the queue while fewer than Parallel run
+// (or any run blocked: WillBlock), or when it is about to block with
+// nobody waiting for the kernel; a watchdog (executor.go) treats a command
+// that runs past InlineBound without WillBlock as blocked. So TMRs and
+// new commands keep flowing while commands block, as long as fewer than
+// Executors are blocked.
 //
-//   - the UIO waiter, the one goroutine in Notifier.Wait. After a kernel
-//     signal, when no command is being served (busy is 0) and mu is free,
-//     it parses the new entries and writes completions itself; commands
-//     an Inliner accepts it then executes itself, unlocked, under a
-//     watchdog (RingOptions.InlineBound). Otherwise it wakes the ring
-//     goroutine.
-//   - the ring goroutine (Run's caller): it parses on the waiter's
-//     signal, writes completions workers handed over, drains on shutdown.
-//   - a goroutine in Complete, with TryLock only: when it completes the
-//     last command being served and mu is free, it writes the completions
-//     and kicks the kernel itself; otherwise it leaves them to the ring
-//     goroutine. It never waits for mu.
-//
-// While holding mu nothing blocks but the kick (a system call that does
-// not sleep on I/O): Handler.Handle, Inliner.Inline and Handler.TMR must
-// not block, inline commands run after mu is released. On an idle ring
-// the waiter and Complete spare the ring goroutine's wake-ups: the QD1
-// case; under load the ring goroutine batches.
+// While holding mu nothing blocks: the kick, in which the kernel copies a
+// READ's data to the initiator, is made after mu is released.
 //
 // Completions are out of order when the kernel advertises CapOOOC (current
 // kernels do: flags 0xf on 6.1): each response is written into the oldest
@@ -160,52 +175,41 @@ type Ring struct {
 	drainTO     time.Duration
 	inlineBound time.Duration
 	waiter      WaiterMode
-	spin        time.Duration
+	maxExecs    int
+	parallel    int
 
 	running atomic.Bool
 
 	// done is a lock-free stack of completed commands (linked through
-	// Cmd.next), pushed by Complete and taken whole by flush.
+	// Cmd.next), pushed by Complete and taken whole by retire.
 	done atomic.Pointer[Cmd]
-	// wake has room for one token: Complete sends one without blocking
-	// when it could not flush its push itself, so a push is never missed.
+	// wake has room for one token: Complete sends one when it could not
+	// write its completion itself while Run drains.
 	wake chan struct{}
-	// busy counts the commands handed to the Handler and not yet
-	// completed. Complete writes directly only the last of them: while
-	// others are still being served, their completions are batched into
-	// one kick by the ring goroutine (each kick is a system call in which
-	// the kernel takes the ring's lock).
-	busy atomic.Int64
 
 	st ringCounters
 
-	// mu guards the fields below and the codec; see Ring for who takes
-	// it. Holding it never blocks on anything but the kick.
+	// mu guards the fields below and the codec; see Ring. Holding it
+	// never blocks.
 	mu sync.Mutex
 	// h receives the commands parse takes (set by Run, or by tests that
 	// drive poll by hand).
 	h Handler
-	// inl is h as an Inliner while the UIO waiter parses, else nil:
-	// only the waiter runs commands inline.
-	inl Inliner
-	// batch collects the commands inl accepted during one parse.
-	batch []*Cmd
-	// direct is set while the ring goroutine serves; drain and after
-	// leave every flush to the ring goroutine, so that nothing writes
-	// into the ring once Run returned.
+	// sched is the executors' state (executor.go).
+	sched sched
+	// direct is set while Run serves: Complete writes completions
+	// itself. Once Run has drained, nothing writes into the ring.
 	direct bool
-	// asyncErr is the error of a poll or flush made by the UIO waiter or
-	// by Complete, for the ring goroutine to return.
+	// asyncErr is the first error of a parse, flush or kick made by an
+	// executor, for Run to return.
 	asyncErr error
 	// codec speaks the ring ABI (codec.go): it parses entries, writes
-	// responses, stores cmd_tail and kicks. It is single-threaded and not
-	// safe for concurrent use. Ring owns it, and only the goroutine holding
-	// mu calls it: the UIO waiter (tryPoll), a goroutine completing the
-	// last command being served (shortcut) or the ring goroutine
-	// (pollAndFlush). Before Run, and in tests that drive poll and flush
-	// by hand, the Ring's only user may call it without mu. Protected by
+	// responses and stores cmd_tail. It is single-threaded and not safe
+	// for concurrent use. Ring owns it, and only the goroutine holding
+	// mu calls it. Before Run, and in tests that drive poll and flush by
+	// hand, the Ring's only user may call it without mu. Protected by
 	// mu, except mem, flags and caps, which NewRing sets and nothing
-	// changes: the waiter's spin reads cmd_head in mem without mu.
+	// changes.
 	codec codec
 }
 
@@ -233,8 +237,16 @@ func NewRing(mem []byte, n Notifier, opts RingOptions) (*Ring, error) {
 	if opts.Waiter >= WaiterMode(len(waiterNames)) {
 		return nil, fmt.Errorf("tcmu: NewRing: unknown %v", opts.Waiter)
 	}
-	if opts.Spin < 0 {
-		return nil, fmt.Errorf("tcmu: NewRing: negative spin %v", opts.Spin)
+	if opts.Executors < 0 || opts.Executors == 1 || opts.Parallel < 0 {
+		return nil, fmt.Errorf("tcmu: NewRing: executors %d (want 0 or at least 2) or parallel %d (want 0 or more)", opts.Executors, opts.Parallel)
+	}
+	ex := opts.Executors
+	if ex == 0 {
+		ex = DefaultExecutors
+	}
+	par := opts.Parallel
+	if par == 0 {
+		par = runtime.GOMAXPROCS(0)
 	}
 	r := &Ring{
 		n:           n,
@@ -242,7 +254,8 @@ func NewRing(mem []byte, n Notifier, opts RingOptions) (*Ring, error) {
 		drainTO:     d,
 		inlineBound: ib,
 		waiter:      opts.Waiter,
-		spin:        opts.Spin,
+		maxExecs:    ex,
+		parallel:    min(par, ex),
 		wake:        make(chan struct{}, 1),
 	}
 	if err := r.codec.init(mem, n, log, &r.st, r); err != nil {
@@ -260,32 +273,29 @@ func (r *Ring) Caps() Caps { return r.codec.caps }
 // Stats returns a snapshot of the ring's counters; safe from any goroutine.
 func (r *Ring) Stats() RingStats {
 	return RingStats{
-		Commands:      r.st.commands.Load(),
-		Pads:          r.st.pads.Load(),
-		TMRs:          r.st.tmrs.Load(),
-		UnknownOps:    r.st.unknown.Load(),
-		Completions:   r.st.completions.Load(),
-		Batches:       r.st.batches.Load(),
-		DirectBatches: r.st.directBatches.Load(),
-		DirectPolls:   r.st.directPolls.Load(),
-		Inline:        r.st.inline.Load(),
-		Handovers:     r.st.handovers.Load(),
-		SpinHits:      r.st.spinHits.Load(),
-		Kicks:         r.st.kicks.Load(),
-		Wakeups:       r.st.wakeups.Load(),
-		InFlight:      r.st.inflight.Load(),
+		Commands:    r.st.commands.Load(),
+		Pads:        r.st.pads.Load(),
+		TMRs:        r.st.tmrs.Load(),
+		UnknownOps:  r.st.unknown.Load(),
+		Completions: r.st.completions.Load(),
+		Batches:     r.st.batches.Load(),
+		Inline:      r.st.inline.Load(),
+		Handoffs:    r.st.handoffs.Load(),
+		Handovers:   r.st.handovers.Load(),
+		Executors:   r.st.executors.Load(),
+		Kicks:       r.st.kicks.Load(),
+		Wakeups:     r.st.wakeups.Load(),
+		InFlight:    r.st.inflight.Load(),
 	}
 }
 
-// Complete records the response of c and sees it written into the ring.
-// If c was the last command being served, no one else is writing to the
-// ring at that moment and Run is serving, Complete writes the completions
+// Complete records the response of c and sees it written into the ring:
+// if no other goroutine holds the ring's lock it writes the completions
 // itself and kicks the kernel (a system call, in which the kernel copies a
-// READ's data to the initiator); otherwise it hands c to the ring
-// goroutine, which writes it in its next batch. It is safe from any
-// goroutine and never waits for a lock. c must not be used afterwards: its
-// buffers belong to the kernel again and the Cmd is recycled. Completing a
-// Cmd twice is a bug and panics.
+// READ's data to the initiator); otherwise the holder writes it before it
+// lets go. It is safe from any goroutine and never waits for a lock. c
+// must not be used afterwards: its buffers belong to the kernel again and
+// the Cmd is recycled. Completing a Cmd twice is a bug and panics.
 func (r *Ring) Complete(c *Cmd, resp Response) {
 	if c.ring != r {
 		panic("tcmu: Complete: Cmd belongs to another Ring")
@@ -293,6 +303,7 @@ func (r *Ring) Complete(c *Cmd, resp Response) {
 	if !c.state.CompareAndSwap(cmdInFlight, cmdCompleted) {
 		panic("tcmu: Complete: Cmd completed twice")
 	}
+	c.ex = nil
 	c.status = resp.Status
 	c.senseLen = uint8(copy(c.sense[:], resp.Sense))
 	c.shortRead = resp.ShortRead
@@ -304,16 +315,54 @@ func (r *Ring) Complete(c *Cmd, resp Response) {
 			break
 		}
 	}
-	// Pushes that find the ring busy send their own tokens.
-	if r.busy.Add(-1) == 0 && r.shortcut() {
+	if !r.mu.TryLock() {
+		// The holder sees the push when it unlocks (unlock).
 		return
 	}
-	r.wakeRing()
+	r.unlock()
 }
 
-// wakeRing sends the ring goroutine a token without blocking; one pending
-// token is enough for any number of pushes.
-func (r *Ring) wakeRing() {
+// unlock releases mu after writing the completions pushed so far, and
+// kicks the kernel if cmd_tail moved. A Complete that found mu held left
+// its completion on the stack for the holder: after releasing mu, unlock
+// looks again and, if something was pushed and mu is free, writes it too.
+// (A push that failed its TryLock came before this Unlock, so the Load
+// after it sees the push: sync/atomic is sequentially consistent.)
+//
+// Preconditions: mu is held.
+func (r *Ring) unlock() {
+	for {
+		kick, direct := false, r.direct
+		if direct {
+			var err error
+			kick, err = r.retire()
+			r.setErr(err)
+		}
+		r.mu.Unlock()
+		if kick {
+			if err := r.codec.kick(); err != nil {
+				r.mu.Lock()
+				r.codec.noWrites = true
+				r.setErr(err)
+				r.mu.Unlock()
+			}
+		}
+		if !direct || r.done.Load() == nil || !r.mu.TryLock() {
+			return
+		}
+	}
+}
+
+// setErr keeps the first asynchronous error for Run and stops the
+// executors' intake.
+//
+// Preconditions: mu is held.
+func (r *Ring) setErr(err error) {
+	if err == nil || r.asyncErr != nil {
+		return
+	}
+	r.asyncErr = err
+	r.stopLocked()
 	select {
 	case r.wake <- struct{}{}:
 	default:
@@ -323,18 +372,17 @@ func (r *Ring) wakeRing() {
 // Run serves the ring until ctx is done or the ring fails. It first
 // processes what is already in the ring (a restarted daemon must serve
 // entries queued before it started: the UIO fd only wakes on new events),
-// then waits for kernel kicks and completions. When ctx is done or the ring
-// failed it stops taking entries, waits up to the drain timeout for the
-// commands in flight, writes their responses, kicks the kernel and returns
-// after every goroutine it started has exited, except a UIO waiter that
-// was relieved of its role while stuck in Inliner.RunInline: that one
-// holds a command in flight, like a worker, and exits when it completes.
-// It returns nil after a clean shutdown, an error wrapping ErrCorruptRing
-// for a broken ring, the Notifier's errors, or ErrDrainTimeout. Run may
-// be called once.
+// then its executors wait for kernel signals and execute commands. When
+// ctx is done or the ring failed it stops taking entries, lets the
+// executors finish the commands already taken, waits up to the drain
+// timeout for the commands in flight, writes their responses and returns.
+// Executors stuck in Handle past the drain timeout are left behind; Done
+// says when the last executor has returned. It returns nil after a clean
+// shutdown, an error wrapping ErrCorruptRing for a broken ring, the
+// Notifier's errors, or ErrDrainTimeout. Run may be called once.
 //
-// Commands still held by workers when Run returns reference mem: do not
-// unmap it before they are done.
+// Commands still held by executors when Run returns reference mem: do not
+// unmap it before Done is closed.
 func (r *Ring) Run(ctx context.Context, h Handler) error {
 	if h == nil {
 		return errors.New("tcmu: Run: nil Handler")
@@ -342,163 +390,97 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return errors.New("tcmu: Run called twice")
 	}
+	if ctx.Err() != nil {
+		return nil // cancelled before it started: take nothing
+	}
+	// The executors' waits outlive ctx until Run stops them: cancelling
+	// wctx is what stops intake.
+	wctx, stopWait := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWait()
+	if l, ok := h.(ExecutorLimiter); ok && l.MaxExecutors() > 0 {
+		r.maxExecs = max(l.MaxExecutors(), 2)
+		r.parallel = min(r.parallel, r.maxExecs)
+	}
 	r.mu.Lock()
 	r.h = h
-	r.mu.Unlock()
-	// The waiter outlives ctx until serve returned: cancelling it is what
-	// stops intake.
-	wctx, stopWait := context.WithCancel(context.WithoutCancel(ctx))
-	w := &waiters{
-		ctx:    wctx,
-		kicks:  make(chan struct{}, 1),
-		errc:   make(chan error, 1),
-		wdWake: make(chan struct{}, 1),
+	r.direct = true
+	r.sched.init(r, wctx)
+	// What a previous owner left in the ring is served at once.
+	r.setErr(r.parse())
+	if !r.sched.stopping || r.sched.queue.len() > 0 {
+		// The first executor: it runs or waits (or, after a parse
+		// error, runs what the parse took).
+		r.sched.spawn(r)
 	}
-	w.inl, _ = h.(Inliner)
+	r.unlock()
 	if tw, ok := r.n.(threadWaiter); ok && r.waiter == WaiterBlocking {
-		// After every waiter's role ended (the deferred w.wg.Wait): a
-		// relieved waiter never waits again.
+		// After every executor stopped waiting (stopped, below).
 		defer tw.releaseWait()
 	}
-	w.start(r, nil)
-	// Deferred, so that the waiter is joined even if a Handler panics.
-	defer w.wg.Wait()
 	var wdg sync.WaitGroup
-	if w.inl != nil {
-		wdg.Go(func() { r.watchdog(w) })
-	}
+	wdg.Go(func() { r.watchdog(wctx) })
 	defer wdg.Wait()
-	defer stopWait()
 
-	r.setDirect(true)
-	err := r.serve(ctx, w.kicks, w.errc)
-	r.setDirect(false)
-	stopWait() // stop intake: kernel kicks no longer matter
-	return errors.Join(err, r.drain())
+	select {
+	case <-ctx.Done():
+	case <-r.sched.failed:
+	}
+	r.mu.Lock()
+	r.stopLocked()
+	r.mu.Unlock()
+	stopWait()
+	<-r.sched.waitDone // nobody waits for the kernel any more
+	derr := r.drain()
+	r.mu.Lock()
+	r.direct = false
+	err := r.asyncErr
+	r.mu.Unlock()
+	return errors.Join(err, derr)
 }
 
-// requeue hands the commands of a relieved waiter's batch that it had not
-// started to the Handler, under mu.
-func (r *Ring) requeue(b *inlineBatch) {
+// Done is closed when every executor has returned after Run stopped: then
+// no Handle call is in progress any more. Before Run it is nil.
+func (r *Ring) Done() <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for {
-		i := int(b.next.Add(1)) - 1
-		if i >= len(b.cmds) {
-			return
-		}
-		r.h.Handle(b.cmds[i])
-	}
-}
-
-// tryPoll is the waiter's shortcut: if the ring is idle (no command being
-// served), free and served, it takes the new entries and writes the
-// completions itself, sparing the ring goroutine a wake-up. The commands
-// inl accepts are appended to batch, for the caller to run unlocked. It
-// reports whether it ran and, if so, whether it took any entry and the
-// parse position after them (for spinOnHead); if it did not run, the
-// caller hands the kernel's notification to the ring goroutine.
-// An error is kept for the ring goroutine, which is woken to return it.
-func (r *Ring) tryPoll(inl Inliner, batch *[]*Cmd) (pos uint32, took, ran bool) {
-	// Only when no command is being served: under load the ring
-	// goroutine parses and batches, and the waiter taking the lock as
-	// well only adds contention for it.
-	if r.busy.Load() != 0 || !r.mu.TryLock() {
-		return 0, false, false
-	}
-	if !r.direct || r.asyncErr != nil {
-		r.mu.Unlock()
-		return 0, false, false
-	}
-	r.inl, r.batch = inl, (*batch)[:0]
-	from := r.codec.pos
-	err := r.parse()
-	*batch, r.inl, r.batch = r.batch, nil, nil
-	if err == nil {
-		err = r.retireDirect()
-	}
-	r.asyncErr = err
-	pos, took = r.codec.pos, err == nil && r.codec.pos != from
-	r.mu.Unlock()
-	if err != nil {
-		r.wakeRing()
-	}
-	return pos, took, true
-}
-
-// shortcut is Complete's way into the ring: if it can take the lock
-// without waiting and Run serves, it writes the completions on the
-// calling goroutine. An error is kept for the ring goroutine, which is
-// woken to return it. It reports whether it ran.
-func (r *Ring) shortcut() bool {
-	if !r.mu.TryLock() {
-		return false
-	}
-	if !r.direct || r.asyncErr != nil {
-		r.mu.Unlock()
-		return false
-	}
-	err := r.retireDirect()
-	r.asyncErr = err
-	r.mu.Unlock()
-	if err != nil {
-		r.wakeRing()
-	}
-	return true
-}
-
-// retireDirect is retire for the waiter and Complete, counted in
-// DirectBatches.
-//
-// Preconditions: mu is held.
-func (r *Ring) retireDirect() error {
-	b := r.st.batches.Load()
-	err := r.retire()
-	if r.st.batches.Load() != b {
-		r.st.directBatches.Add(1)
-	}
-	return err
-}
-
-// setDirect turns the waiter's and Complete's shortcuts on or off.
-func (r *Ring) setDirect(on bool) {
-	r.mu.Lock()
-	r.direct = on
-	r.mu.Unlock()
+	return r.sched.exited
 }
 
 // pollAndFlush takes new entries, if parse, and writes the completions
-// handed over so far, under mu; it also returns the error of a flush
-// made by Complete.
+// handed over so far; it returns the first error kept for Run.
 func (r *Ring) pollAndFlush(parse bool) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if parse {
-		if err := r.parse(); err != nil {
-			return err
-		}
-	}
-	if err := r.retire(); err != nil {
-		return err
+	if parse && r.asyncErr == nil {
+		r.setErr(r.parse())
 	}
 	err := r.asyncErr
-	r.asyncErr = nil
+	r.unlock()
 	return err
 }
 
-// poll parses the new entries for h. The Run goroutines use parse; tests
-// drive a Ring by hand with poll and flush.
+// poll parses the new entries for h. Tests drive a Ring by hand with poll
+// and flush.
 //
-// Preconditions: mu is held, or the Ring does not run.
+// Preconditions: the Ring does not run.
 func (r *Ring) poll(h Handler) error {
 	r.h = h
 	return r.parse()
 }
 
-// flush writes the completions handed over so far.
+// flush writes the completions handed over so far and kicks the kernel.
 //
-// Preconditions: mu is held, or the Ring does not run.
-func (r *Ring) flush() error { return r.retire() }
+// Preconditions: the Ring does not run.
+func (r *Ring) flush() error {
+	kick, err := r.retire()
+	if err != nil || !kick {
+		return err
+	}
+	if err := r.codec.kick(); err != nil {
+		r.codec.noWrites = true
+		return err
+	}
+	return nil
+}
 
 // parse runs the codec's parse with r as its sink.
 //
@@ -506,10 +488,10 @@ func (r *Ring) flush() error { return r.retire() }
 func (r *Ring) parse() error { return r.codec.parse() }
 
 // retire hands the completions pushed so far to the codec, which writes
-// them.
+// them; it reports whether the kernel must be kicked.
 //
 // Preconditions: mu is held.
-func (r *Ring) retire() error {
+func (r *Ring) retire() (kick bool, err error) {
 	// The stack holds the newest completion first; reverse it so that
 	// responses go out in completion order.
 	var list *Cmd
@@ -522,25 +504,19 @@ func (r *Ring) retire() error {
 	return r.codec.flush(list)
 }
 
-// maxInlinePerPoll bounds the commands one poll of the waiter runs
-// inline: the others of the poll go to the workers, which run them in
-// parallel (a run that ran whole polls inline, BENCHMARKS.md, measured
-// 4 KiB random writes at QD32 at 0.54x on 2 vCPUs).
-const maxInlinePerPoll = 1
-
 // takeCmd is the codec's sink for a parsed command: it marks c in flight
-// and gives it to the Handler, or keeps it for the waiter to run inline.
+// and queues it for an executor (or, when the Ring does not run, gives it
+// to the Handler at once: tests that drive poll by hand).
 //
 // Preconditions: mu is held.
 func (r *Ring) takeCmd(c *Cmd) {
 	c.ring = r
 	c.state.Store(cmdInFlight)
-	r.busy.Add(1)
-	if r.inl != nil && len(r.batch) < maxInlinePerPoll && r.inl.Inline(c) {
-		r.batch = append(r.batch, c)
+	if !r.running.Load() {
+		r.h.Handle(c)
 		return
 	}
-	r.h.Handle(c)
+	r.sched.queue.push(c)
 }
 
 // takeTMR is the codec's sink for a TMR entry.
@@ -548,7 +524,7 @@ func (r *Ring) takeCmd(c *Cmd) {
 // Preconditions: mu is held.
 func (r *Ring) takeTMR(kind TMRType, aborted []*Cmd) { r.h.TMR(kind, aborted) }
 
-// inFlight is the number of commands handed to the Handler and not yet
+// inFlight is the number of commands taken from the ring and not yet
 // retired.
 func (r *Ring) inFlight() int {
 	r.mu.Lock()
@@ -556,61 +532,31 @@ func (r *Ring) inFlight() int {
 	return len(r.codec.inflight)
 }
 
-// serve is the ring goroutine's main loop; it returns nil when ctx is done.
-func (r *Ring) serve(ctx context.Context, kicks <-chan struct{}, waitErr <-chan error) error {
-	if ctx.Err() != nil {
-		return nil
-	}
-	if err := r.pollAndFlush(true); err != nil {
-		return err
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-waitErr:
-			return err
-		case <-kicks:
-			if ctx.Err() != nil {
-				return nil // select picks at random among ready cases
-			}
-			if err := r.pollAndFlush(true); err != nil {
-				return err
-			}
-		case <-r.wake:
-			if err := r.pollAndFlush(false); err != nil {
-				return err
-			}
-		}
-	}
-}
-
 // drain waits up to the drain timeout for every command in flight and
 // writes the responses back (or, once writing stopped, recycles them), so
-// that workers are done with the mapping when Run returns.
+// that the executors are done with the mapping when Run returns. It
+// returns only ErrDrainTimeout; other errors are kept for Run (asyncErr).
 func (r *Ring) drain() error {
-	var errs []error
-	if err := r.pollAndFlush(false); err != nil {
-		errs = append(errs, err)
-	}
+	_ = r.pollAndFlush(false)
 	if n := r.inFlight(); n > 0 && r.drainTO < 0 {
-		errs = append(errs, fmt.Errorf("tcmu: %w: %d commands in flight", ErrDrainTimeout, n))
-		return errors.Join(errs...)
+		return fmt.Errorf("tcmu: %w: %d commands in flight", ErrDrainTimeout, n)
 	}
 	t := time.NewTimer(r.drainTO)
 	defer t.Stop()
+	// Complete writes its own completion when mu is free, or leaves it
+	// to the holder, who writes it before letting go; the wake token
+	// and the tick only bound how long this loop sleeps between looks.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for r.inFlight() > 0 {
 		select {
 		case <-r.wake:
-			// After a first error flush only recycles: keep waiting.
-			if err := r.pollAndFlush(false); err != nil {
-				errs = append(errs, err)
-			}
+		case <-tick.C:
 		case <-t.C:
-			errs = append(errs, fmt.Errorf("tcmu: %w: %d commands in flight after %v",
-				ErrDrainTimeout, r.inFlight(), r.drainTO))
-			return errors.Join(errs...)
+			return fmt.Errorf("tcmu: %w: %d commands in flight after %v",
+				ErrDrainTimeout, r.inFlight(), r.drainTO)
 		}
+		_ = r.pollAndFlush(false)
 	}
-	return errors.Join(errs...)
+	return nil
 }

@@ -531,6 +531,24 @@ func TestRingRestart(t *testing.T) {
 	}
 }
 
+// waitStopped waits until r's intake has ended (sched.stopping).
+func waitStopped(t *testing.T, r *Ring) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		r.mu.Lock()
+		stopped := r.sched.stopping
+		r.mu.Unlock()
+		if stopped {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the ring did not stop taking entries")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // watchNotifier reports when a Wait ends because its context was done:
 // Run cancels the waiter only after it stopped taking entries.
 type watchNotifier struct {
@@ -725,7 +743,7 @@ func TestRingReset(t *testing.T) {
 		// cmd_tail was 0 before and after: the head behind our
 		// position gives the reset away when the ring looks again.
 		submit(t, k, testUnitReady, nil, 0)
-		<-n.cancelled // Run stopped taking entries by itself
+		waitStopped(t, r) // Run stopped taking entries by itself
 		for _, c := range cmds {
 			r.Complete(c, Response{})
 		}
@@ -952,11 +970,9 @@ func TestRingRunCancelled(t *testing.T) {
 	}
 }
 
-// TestCompleteWritesDirectly: while the ring goroutine waits, Complete
+// TestCompleteWritesDirectly: while nothing else holds the ring, Complete
 // writes the response and kicks the kernel itself, so the kernel has the
-// completion when Complete returns, and the UIO waiter takes new entries
-// itself; what finds the ring busy goes through the ring goroutine as
-// before (the other tests).
+// completion when Complete returns.
 func TestCompleteWritesDirectly(t *testing.T) {
 	forWaiters(t, testCompleteWritesDirectly)
 }
@@ -964,16 +980,16 @@ func TestCompleteWritesDirectly(t *testing.T) {
 func testCompleteWritesDirectly(t *testing.T, opts RingOptions) {
 	k := newKernel(t, fakering.Options{})
 	h := newHoldHandler()
-	r, stop := runRing(t, k, opts, h)
+	_, stop := runRing(t, k, opts, h)
 	direct := 0
 	for i := range 20 {
 		submit(t, k, testUnitReady, nil, 0)
 		c := h.take(t, 1)[0]
 		before := k.Completed()
-		// Give the ring goroutine time to finish the poll that handed c
-		// over and go back to waiting (no timing is asserted: a busy
-		// ring only means this round goes the other way).
+		// Give the executor time to go back to waiting (no timing is
+		// asserted: a busy ring only means its holder writes c).
 		time.Sleep(time.Millisecond)
+		r := c.ring
 		r.Complete(c, statusFor(c.ID))
 		if k.Completed() == before+1 {
 			direct++
@@ -986,16 +1002,8 @@ func testCompleteWritesDirectly(t *testing.T, opts RingOptions) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	st := r.Stats()
-	if direct == 0 || st.DirectBatches == 0 {
-		t.Errorf("no completion was written by Complete itself (%d seen, DirectBatches %d)", direct, st.DirectBatches)
+	if direct == 0 {
+		t.Error("no completion was written by Complete itself")
 	}
-	// The submissions found the ring idle too: the waiter took them.
-	if st.DirectPolls == 0 || st.DirectPolls > st.Wakeups {
-		t.Errorf("DirectPolls %d of %d wake-ups, want some and no more", st.DirectPolls, st.Wakeups)
-	}
-	if st.DirectBatches > st.Batches {
-		t.Errorf("DirectBatches %d > Batches %d", st.DirectBatches, st.Batches)
-	}
-	t.Logf("%d of 20 completions written directly; stats %+v", direct, st)
+	t.Logf("%d of 20 completions written directly", direct)
 }

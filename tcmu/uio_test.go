@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -219,5 +220,32 @@ func TestCheckMailbox(t *testing.T) {
 func TestOpenUIOBusyAndMissing(t *testing.T) {
 	if _, _, err := openUIO(filepath.Join(t.TempDir(), "uio9"), 4096); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("openUIO(missing) = %v, want ErrNotExist", err)
+	}
+}
+
+// TestNotifierKickConcurrentAndClosed: executors kick concurrently, each
+// kick writes its 4 bytes; after the descriptor is closed a kick fails
+// with os.ErrClosed instead of writing to whatever file reused the number.
+func TestNotifierKickConcurrentAndClosed(t *testing.T) {
+	n := fifoNotifier(t)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 16 {
+				if err := n.Kick(); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	buf := make([]byte, 1024)
+	got, err := unix.Read(fifoFd(t, n), buf)
+	if err != nil || got != 8*16*4 {
+		t.Errorf("the FIFO holds %d bytes (%v), want %d", got, err, 8*16*4)
+	}
+	n.f.Close()
+	if err := n.Kick(); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Kick after close = %v, want os.ErrClosed", err)
 	}
 }

@@ -505,6 +505,11 @@ if [ $SETUP = idle ]; then
 	done
 	sleep 10
 	sample $R/idle.touched
+	# The daemon's CPU over a quiet minute: utime+stime of the two
+	# samples' proc lines, in clock ticks.
+	sleep 60
+	sample $R/idle.quiet
+	echo "clk_tck $(getconf CLK_TCK)" >> $R/env
 	echo "luns $(grep -c '^i[0-9]*: loop /dev/sd' /tmp/lb.out)" >> $R/env
 	cat $R/idle.ready $R/idle.touched | grep -E '^(VmRSS|VmHWM|Threads)'
 fi

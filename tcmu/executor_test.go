@@ -1,0 +1,388 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tcmu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lunbridge/lunbridge/internal/fakering"
+)
+
+// waiterVariants are the UIO waiter settings the ring tests run under.
+var waiterVariants = []struct {
+	name string
+	opts RingOptions
+}{
+	{"netpoll", RingOptions{}},
+	{"blocking", RingOptions{Waiter: WaiterBlocking}},
+}
+
+// forWaiters runs test once per waiter variant.
+func forWaiters(t *testing.T, test func(t *testing.T, opts RingOptions)) {
+	t.Helper()
+	for _, v := range waiterVariants {
+		t.Run(v.name, func(t *testing.T) { test(t, v.opts) })
+	}
+}
+
+// pollNotifier drives a Ring's WaiterBlocking path over the fake kernel:
+// Kick goes to the fake, and the waits go to a uioNotifier over a FIFO,
+// into which a goroutine writes 4 bytes for each of the fake's signals.
+// So the waiter really blocks in poll(2), is interrupted through the
+// eventfd, and reads the descriptor, as on /dev/uioN.
+type pollNotifier struct {
+	fake *fakering.Notifier
+	uio  *uioNotifier
+}
+
+func newPollNotifier(t *testing.T, k *fakering.Kernel) *pollNotifier {
+	t.Helper()
+	n := &pollNotifier{fake: k.Notifier(), uio: fifoNotifier(t)}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for n.fake.Wait(ctx) == nil {
+			// A full FIFO (EAGAIN) already holds a pending signal.
+			_, _ = unix.Write(fifoFd(t, n.uio), n.uio.wbuf[:])
+		}
+	})
+	t.Cleanup(func() { cancel(); wg.Wait() }) // before fifoNotifier's Close
+	return n
+}
+
+// fifoFd returns the raw descriptor of n's FIFO without (*os.File).Fd,
+// which would make it blocking.
+func fifoFd(t *testing.T, n *uioNotifier) int {
+	raw, err := n.f.SyscallConn()
+	if err != nil {
+		t.Error(err)
+		return -1
+	}
+	fd := -1
+	raw.Control(func(f uintptr) { fd = int(f) })
+	return fd
+}
+
+func (n *pollNotifier) Wait(ctx context.Context) error       { return n.uio.Wait(ctx) }
+func (n *pollNotifier) Kick() error                          { return n.fake.Kick() }
+func (n *pollNotifier) waitThread(ctx context.Context) error { return n.uio.waitThread(ctx) }
+func (n *pollNotifier) releaseWait()                         { n.uio.releaseWait() }
+
+func TestParseWaiterMode(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want WaiterMode
+		ok   bool
+	}{
+		{"netpoll", WaiterNetpoll, true},
+		{"blocking", WaiterBlocking, true},
+		{"", 0, false},
+		{"Blocking", 0, false},
+		{"spin", 0, false},
+	} {
+		got, err := ParseWaiterMode(tt.in)
+		if got != tt.want || (err == nil) != tt.ok {
+			t.Errorf("ParseWaiterMode(%q) = %v, %v; want %v, ok %v", tt.in, got, err, tt.want, tt.ok)
+		}
+		if tt.ok && got.String() != tt.in {
+			t.Errorf("%v.String() = %q, want %q", got, got.String(), tt.in)
+		}
+	}
+}
+
+func TestNewRingWaiterOptions(t *testing.T) {
+	k := newKernel(t, fakering.Options{})
+	for _, opts := range []RingOptions{{Waiter: 2}, {Executors: -1}, {Executors: 1}, {Parallel: -1}} {
+		if _, err := NewRing(k.Mem(), k.Notifier(), opts); err == nil {
+			t.Errorf("NewRing(%+v) succeeded", opts)
+		}
+	}
+}
+
+// TestRingWaiterCancel: cancelling Run ends the wait at once in every
+// waiter variant (the blocking one is in poll(2)).
+func TestRingWaiterCancel(t *testing.T) {
+	forWaiters(t, func(t *testing.T, opts RingOptions) {
+		k := newKernel(t, fakering.Options{})
+		_, stop := runRing(t, k, opts, &echoHandler{})
+		if _, _, err := k.Do(context.Background(), testUnitReady, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond) // the waiter is back waiting
+		done := make(chan error, 1)
+		go func() { done <- stop() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run = %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run still running 10s after its context was cancelled")
+		}
+	})
+}
+
+// TestRingBlockingWaiterError: a failing wait in poll(2) (the device
+// closed under the ring) ends Run with the error rather than hang.
+func TestRingBlockingWaiterError(t *testing.T) {
+	k := newKernel(t, fakering.Options{})
+	n := newPollNotifier(t, k)
+	r, err := NewRing(k.Mem(), n, RingOptions{Waiter: WaiterBlocking})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(context.Background(), &echoHandler{r: r}) }()
+	time.Sleep(10 * time.Millisecond)
+	n.uio.interrupt() // what Device.Close does
+	select {
+	case err := <-errc:
+		if !errors.Is(err, os.ErrClosed) {
+			t.Errorf("Run = %v, want os.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run still running 10s after the device closed")
+	}
+}
+
+// inquiry is an INQUIRY CDB.
+var inquiry = []byte{0x12, 0, 0, 0, 36, 0}
+
+// execHandler runs commands on the executors: TURs complete at once (from
+// memory); INQUIRYs block until block is closed, after WillBlock if
+// announce is set (a WillBlock refused is counted and the command
+// returned, to be handed back); everything it ran is counted, with the
+// goroutines it ran on and the most that ran at once.
+type execHandler struct {
+	r        *Ring
+	announce bool
+	block    chan struct{}
+	entered  chan *Cmd
+	refused  atomic.Int32
+	tmrs     atomic.Int32
+	running  atomic.Int32
+	maxRun   atomic.Int32
+	mu       sync.Mutex
+	gids     map[uint64]int // protected by mu
+}
+
+func newExecHandler(announce bool) *execHandler {
+	return &execHandler{announce: announce, block: make(chan struct{}), entered: make(chan *Cmd, 64), gids: map[uint64]int{}}
+}
+
+func (h *execHandler) setRing(r *Ring) { h.r = r }
+
+func (h *execHandler) Handle(c *Cmd) {
+	n := h.running.Add(1)
+	defer h.running.Add(-1)
+	for m := h.maxRun.Load(); n > m && !h.maxRun.CompareAndSwap(m, n); m = h.maxRun.Load() {
+	}
+	h.mu.Lock()
+	h.gids[goid()]++
+	h.mu.Unlock()
+	if c.CDB[0] == inquiry[0] {
+		if h.announce && !h.r.WillBlock(c) {
+			h.refused.Add(1)
+			return
+		}
+		h.entered <- c
+		<-h.block
+	}
+	if c.CDB[0] == testUnitReady[0] {
+		time.Sleep(200 * time.Microsecond) // long enough to overlap
+	}
+	h.r.Complete(c, statusFor(c.ID))
+}
+
+func (h *execHandler) TMR(TMRType, []*Cmd) { h.tmrs.Add(1) }
+
+// goid returns the calling goroutine's id, from its stack header.
+func goid() uint64 {
+	var b [64]byte
+	s := string(b[:runtime.Stack(b[:], false)])
+	var id uint64
+	fmt.Sscanf(s, "goroutine %d ", &id)
+	return id
+}
+
+// TestExecutorRunsWhatItTakes: commands sent one at a time run on the
+// executor that took them from the ring, with no other goroutine woken
+// (Inline, no Handoffs), whichever way it waits.
+func TestExecutorRunsWhatItTakes(t *testing.T) {
+	forWaiters(t, func(t *testing.T, opts RingOptions) {
+		k := newKernel(t, fakering.Options{})
+		h := newExecHandler(false)
+		r, stop := runRing(t, k, opts, h)
+		for range 50 {
+			if resp, _, err := k.Do(context.Background(), testUnitReady, nil, 0); err != nil || resp.Status != 0 {
+				t.Fatalf("TUR: %+v, %v", resp, err)
+			}
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		st := r.Stats()
+		if st.Inline != 50 || st.Handoffs != 0 {
+			t.Errorf("50 TURs one at a time: Inline %d, Handoffs %d; want 50, 0", st.Inline, st.Handoffs)
+		}
+		if len(h.gids) != 1 {
+			t.Errorf("the TURs ran on %d goroutines, want 1", len(h.gids))
+		}
+	})
+}
+
+// TestExecutorParallel: a burst of commands served from memory runs on
+// more than one executor, and never on more than Parallel at once.
+func TestExecutorParallel(t *testing.T) {
+	k := newKernel(t, fakering.Options{})
+	h := newExecHandler(false)
+	r, stop := runRing(t, k, RingOptions{Parallel: 2, Executors: 4}, h)
+	ctx := context.Background()
+	for range 20 {
+		var ids []uint16
+		for range 16 {
+			id, err := k.Submit(ctx, testUnitReady, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		if err := k.WaitIdle(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if m := h.maxRun.Load(); m < 2 || m > 2 {
+		t.Errorf("at most %d commands ran at once, want 2 (Parallel)", m)
+	}
+	if st := r.Stats(); st.Handoffs == 0 {
+		t.Errorf("no hand-off for bursts of 16: %+v", st)
+	}
+}
+
+// TestWillBlockKeepsServing: while commands block after WillBlock, another
+// executor waits for the kernel: TURs and TMRs still flow. With
+// Executors 3 there are 2 blocking slots: the third blocking command is
+// refused a slot (Handle returns it) and runs once a slot is free.
+func TestWillBlockKeepsServing(t *testing.T) {
+	forWaiters(t, func(t *testing.T, opts RingOptions) {
+		k := newKernel(t, fakering.Options{})
+		h := newExecHandler(true)
+		opts.Executors = 3
+		r, stop := runRing(t, k, opts, h)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for range 3 {
+			if _, err := k.Submit(ctx, inquiry, nil, 36); err != nil {
+				t.Fatal(err)
+			}
+		}
+		<-h.entered
+		<-h.entered
+		for h.refused.Load() == 0 {
+			if ctx.Err() != nil {
+				t.Fatal("the third blocking command was never refused a slot")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		for range 10 {
+			if resp, _, err := k.Do(ctx, testUnitReady, nil, 0); err != nil || resp.Status != 0 {
+				t.Fatalf("TUR while two commands block: %+v, %v", resp, err)
+			}
+		}
+		if err := k.SubmitTMR(ctx, uint8(TMRAbortTask), []uint16{0}); err != nil {
+			t.Fatal(err)
+		}
+		for h.tmrs.Load() == 0 {
+			if ctx.Err() != nil {
+				t.Fatal("TMR not taken while two commands block")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		close(h.block)
+		if err := k.WaitIdle(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		if got := k.Completed(); got != 13 {
+			t.Errorf("kernel completed %d commands, want 13", got)
+		}
+		if st := r.Stats(); st.Executors > 3 {
+			t.Errorf("%d executors, want at most 3", st.Executors)
+		}
+	})
+}
+
+// TestWatchdogHandover: a command that blocks without WillBlock is seen
+// by the watchdog after InlineBound, and another executor takes over
+// waiting for the kernel: TURs flow again before it returns.
+func TestWatchdogHandover(t *testing.T) {
+	forWaiters(t, func(t *testing.T, opts RingOptions) {
+		k := newKernel(t, fakering.Options{})
+		h := newExecHandler(false)
+		opts.InlineBound = 10 * time.Millisecond
+		r, stop := runRing(t, k, opts, h)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := k.Submit(ctx, inquiry, nil, 36); err != nil {
+			t.Fatal(err)
+		}
+		<-h.entered
+		if resp, _, err := k.Do(ctx, testUnitReady, nil, 0); err != nil || resp.Status != 0 {
+			t.Fatalf("TUR while a command is stuck: %+v, %v", resp, err)
+		}
+		if st := r.Stats(); st.Handovers == 0 {
+			t.Errorf("TUR served with no handover: %+v", st)
+		}
+		if d := r.Oldest(); d < 10*time.Millisecond {
+			t.Errorf("Oldest = %v with a command stuck past the bound", d)
+		}
+		close(h.block)
+		if err := k.WaitIdle(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestRingDoneAfterStuckExecutor: Run returns after its drain timeout with
+// an executor stuck in Handle; Done closes only once that one returned.
+func TestRingDoneAfterStuckExecutor(t *testing.T) {
+	k := newKernel(t, fakering.Options{})
+	h := newExecHandler(true)
+	r, stop := runRing(t, k, RingOptions{DrainTimeout: 50 * time.Millisecond}, h)
+	if _, err := k.Submit(context.Background(), inquiry, nil, 36); err != nil {
+		t.Fatal(err)
+	}
+	<-h.entered
+	if err := stop(); !errors.Is(err, ErrDrainTimeout) {
+		t.Errorf("Run = %v, want ErrDrainTimeout", err)
+	}
+	select {
+	case <-r.Done():
+		t.Fatal("Done closed while an executor is stuck in Handle")
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(h.block)
+	select {
+	case <-r.Done():
+	case <-time.After(time.Minute):
+		t.Fatal("Done not closed after the stuck executor returned")
+	}
+}
