@@ -246,7 +246,9 @@ func TestExecutorRunsWhatItTakes(t *testing.T) {
 func TestExecutorParallel(t *testing.T) {
 	k := newKernel(t, fakering.Options{})
 	h := newExecHandler(false)
-	r, stop := runRing(t, k, RingOptions{Parallel: 2, Executors: 4}, h)
+	// A long bound: under the race detector a TUR may run past the
+	// default, and the watchdog would rightly count it as blocked.
+	r, stop := runRing(t, k, RingOptions{Parallel: 2, Executors: 4, InlineBound: time.Minute}, h)
 	ctx := context.Background()
 	for range 20 {
 		var ids []uint16
