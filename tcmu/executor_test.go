@@ -251,13 +251,10 @@ func TestExecutorParallel(t *testing.T) {
 	r, stop := runRing(t, k, RingOptions{Parallel: 2, Executors: 4, InlineBound: time.Minute}, h)
 	ctx := context.Background()
 	for range 20 {
-		var ids []uint16
 		for range 16 {
-			id, err := k.Submit(ctx, testUnitReady, nil, 0)
-			if err != nil {
+			if _, err := k.Submit(ctx, testUnitReady, nil, 0); err != nil {
 				t.Fatal(err)
 			}
-			ids = append(ids, id)
 		}
 		if err := k.WaitIdle(ctx); err != nil {
 			t.Fatal(err)
