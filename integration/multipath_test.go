@@ -59,7 +59,8 @@ func TestMultipath(t *testing.T) {
 		Timeout:  10 * time.Minute,
 		Files:    map[string]string{"lunbridge": vmtest.BuildLunbridge(t), "multipath.conf": writeTemp(t, "multipath.conf", multipathConf)},
 		Script: lunbridgeLib + fmt.Sprintf("INIT=%s IQN1=%s IQN2=%s SIZE=%d FIO_SIZE=%d SCENARIOS='%s'\n",
-			init, iqn1, iqn2, 64<<20, 48<<20, strings.Join(scenarios, " ")) + scenario("multipath"),
+			init, iqn1, iqn2, 64<<20, 48<<20, strings.Join(scenarios, " ")) +
+			scenario("multipath_initiator") + scenario("multipath"),
 	})
 	b, err := os.ReadFile(filepath.Join(res.ShareDir, "results"))
 	if err != nil {
