@@ -250,8 +250,40 @@ func (l *LUN) gatewayChanged(s scsi.AccessState) error {
 	if n != 0 {
 		return fmt.Errorf("gateway: %d pages of %s stay cached after FADV_DONTNEED (mapped by another process?)", n, l.path)
 	}
+	if err := l.adoptFileSize(); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
 	l.disk.AccessStateChanged()
 	l.log.Info("gateway: now the owner of the backing file")
+	return nil
+}
+
+// adoptFileSize grows the LUN to the backing file's size, in whole
+// blocks, if the file is larger: the previous owner may have resized it
+// since this gateway read its size. The new owner then reports the
+// capacity the initiator last saw, not the one it started with. It never
+// shrinks the LUN (a smaller file is the LUN's own business: reads past
+// its end fail as they would before).
+func (l *LUN) adoptFileSize() error {
+	l.resizeMu.Lock()
+	defer l.resizeMu.Unlock()
+	st, err := l.be.f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return err
+	}
+	bs := int64(l.disk.Config().BlockSize)
+	size := st.Size() / bs * bs
+	if size <= l.Size() {
+		return nil
+	}
+	if l.resizeHook != nil {
+		if err := l.resizeHook(size); err != nil {
+			return fmt.Errorf("adopt the size %d of %s: %w", size, l.path, err)
+		}
+	}
+	l.be.sizeBytes.Store(size)
+	l.disk.SetCapacity(uint64(size / bs))
+	l.log.Info("gateway: adopted the backing file's size", "size", size)
 	return nil
 }
 
