@@ -648,10 +648,12 @@ func TestRingNotifierErrors(t *testing.T) {
 		h := &echoHandler{}
 		r, stop := runRing(t, k, RingOptions{}, h)
 		submit(t, k, testUnitReady, nil, 0)
-		h.wg.Wait()
+		// Batches first: once the response was written, Handle has
+		// added to h.wg, so the Wait below cannot race with that Add.
 		for r.Stats().Batches == 0 {
 			time.Sleep(time.Millisecond)
 		}
+		h.wg.Wait()
 		if err := stop(); !errors.Is(err, errBoom) {
 			t.Errorf("Run = %v, want the kick error", err)
 		}
