@@ -145,7 +145,7 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 	case <-done:
 	case <-time.After(l.workerGrace):
 		if l.leaveBehind(done) {
-			l.log.Error("executors still blocked in the backing store after shutdown; leaving them, with the ring mapping and backing file open until they return", "path", l.path)
+			l.log.Error("workers still blocked in the backing store after shutdown; leaving them, with the ring mapping and backing file open until they return", "path", l.path)
 		}
 	}
 	if errors.Is(err, context.Canceled) {
