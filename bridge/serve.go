@@ -87,8 +87,9 @@ type server struct {
 	// without WillBlock (see inlineMode).
 	io       inlineIO
 	inlineOn bool
-	// lockThreads: each executor locks its thread and marks it
-	// PR_SET_IO_FLUSHER (only when the whole process could not be).
+	// lockThreads: each file operation runs on a thread locked and
+	// marked PR_SET_IO_FLUSHER for it (flusherThread; only when the
+	// whole process could not be marked).
 	lockThreads bool
 	// noFlusher is set once the kernel refused PR_SET_IO_FLUSHER.
 	noFlusher atomic.Bool

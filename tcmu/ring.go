@@ -446,16 +446,11 @@ func (r *Ring) Done() <-chan struct{} {
 	return r.sched.exited
 }
 
-// pollAndFlush takes new entries, if parse, and writes the completions
-// handed over so far; it returns the first error kept for Run.
-func (r *Ring) pollAndFlush(parse bool) error {
+// flushDone writes the completions pushed so far (unlock does it); errors
+// are kept for Run (asyncErr).
+func (r *Ring) flushDone() {
 	r.mu.Lock()
-	if parse && r.asyncErr == nil {
-		r.setErr(r.parse())
-	}
-	err := r.asyncErr
 	r.unlock()
-	return err
 }
 
 // poll parses the new entries for h. Tests drive a Ring by hand with poll
@@ -537,7 +532,7 @@ func (r *Ring) inFlight() int {
 // that the executors are done with the mapping when Run returns. It
 // returns only ErrDrainTimeout; other errors are kept for Run (asyncErr).
 func (r *Ring) drain() error {
-	_ = r.pollAndFlush(false)
+	r.flushDone()
 	if n := r.inFlight(); n > 0 && r.drainTO < 0 {
 		return fmt.Errorf("tcmu: %w: %d commands in flight", ErrDrainTimeout, n)
 	}
@@ -556,7 +551,7 @@ func (r *Ring) drain() error {
 			return fmt.Errorf("tcmu: %w: %d commands in flight after %v",
 				ErrDrainTimeout, r.inFlight(), r.drainTO)
 		}
-		_ = r.pollAndFlush(false)
+		r.flushDone()
 	}
 	return nil
 }
