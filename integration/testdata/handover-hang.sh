@@ -9,15 +9,6 @@
 # acknowledged before and after must be in the file. Results go to
 # /mnt/host/results as "key value" lines.
 
-# wait_log FILE TEXT [SECONDS]: wait until FILE contains TEXT.
-wait_log() {
-	_n=$(( ${3:-60} * 10 ))
-	until grep -q "$2" "$1"; do
-		_n=$((_n - 1))
-		[ $_n -gt 0 ] || { cat "$1"; die "no \"$2\" in $1"; }
-		sleep 0.1
-	done
-}
 # now_ms: milliseconds since boot (busybox date has no %N).
 now_ms() { awk '{printf "%d\n", $1 * 1000}' /proc/uptime; }
 result() { echo "$1 $2" | tee -a /mnt/host/results; }

@@ -29,3 +29,14 @@ lb_stop() {
 lb_dev() { sed -n "s|^$2: loop \(/dev/sd[a-z]*\) .*|\1|p" "$1.out"; }
 # stat_of FILE KEY: the value of KEY in a "key value" stats file.
 stat_of() { sed -n "s/^$2 //p" "$1"; }
+
+# wait_log FILE TEXT [SECONDS]: wait up to SECONDS (default 60) until FILE
+# contains TEXT; print FILE and die if it never does.
+wait_log() {
+	_n=$(( ${3:-60} * 10 ))
+	until grep -q "$2" "$1"; do
+		_n=$((_n - 1))
+		[ $_n -gt 0 ] || { cat "$1"; die "no \"$2\" in $1"; }
+		sleep 0.1
+	done
+}

@@ -8,7 +8,7 @@
 # moves the LUN. $INIT (the initiator IQN), $SIZE and $FIO_SIZE come from
 # the test.
 #
-#   wait_log FILE TEXT [SECONDS]  wait until FILE contains TEXT
+#   (wait_log FILE TEXT [SECONDS] is lib.sh's)
 #   mp_gateway OUT GROUP PEER IQN PORT FILE
 #                                 start a gateway of group GROUP for FILE,
 #                                 its target on 127.0.0.1:PORT; sets LB_PID
@@ -22,15 +22,6 @@
 #                                 io_errors max_gap_ms" to
 #                                 /mnt/host/results, and leaves fio's
 #                                 completion log in /mnt/host/clat-NAME.log
-
-wait_log() {
-	_n=$(( ${3:-60} * 10 ))
-	until grep -q "$2" "$1"; do
-		_n=$((_n - 1))
-		[ $_n -gt 0 ] || { cat "$1"; die "no \"$2\" in $1"; }
-		sleep 0.1
-	done
-}
 
 mp_gateway() {
 	lb_start "$1" export --fabric iscsi --iqn "$4" --portal "127.0.0.1:$5" --name "gw$2" \

@@ -8,16 +8,6 @@
 # a client that stopped answering; the other gateway takes over; then both
 # are resumed. $IQN1, $IQN2 and the helpers come from the test.
 
-# wait_log FILE TEXT: wait up to 60 s until FILE contains TEXT.
-wait_log() {
-	_n=600
-	until grep -q "$2" "$1"; do
-		_n=$((_n - 1))
-		[ $_n -gt 0 ] || { cat "$1"; die "no \"$2\" in $1"; }
-		sleep 0.1
-	done
-}
-
 client() { # client MOUNT: loopfs of /tmp/shared at MOUNT; sets FS_PID
 	mkdir -p "$1"
 	/mnt/host/loopfs -locks /tmp/shared "$1" > "$1.out" 2>&1 &

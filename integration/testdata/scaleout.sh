@@ -7,16 +7,6 @@
 # (gluster.sh); else on tmpfs. $IQN1, $IQN2 and the helpers come from the
 # test.
 
-# wait_log FILE TEXT: wait up to 60 s until FILE contains TEXT.
-wait_log() {
-	_n=600
-	until grep -q "$2" "$1"; do
-		_n=$((_n - 1))
-		[ $_n -gt 0 ] || { cat "$1"; die "no \"$2\" in $1"; }
-		sleep 0.1
-	done
-}
-
 gateway() { # gateway OUT GROUP PEER IQN MOUNT DIR
 	# The host's initiators: iscsi-inq, and qemu-io/qemu-img (QEMU's
 	# libiscsi driver). An iSCSI export admits only listed initiators.
