@@ -6,6 +6,7 @@ import (
 	"context"
 	"flag"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -420,9 +421,22 @@ func TestServeSteadyStateAllocs(t *testing.T) {
 			for range 20 {
 				run()
 			}
-			perCmd := testing.AllocsPerRun(50, run) / batch
 			// AllocsPerRun counts the whole process: allow a stray
-			// runtime allocation, not one per command.
+			// runtime allocation, not one per command. The ring's
+			// executors and the runtime's wait queues (sudogs) grow
+			// once, to the highest concurrency the run reaches, and
+			// a slow run (-race) can reach a new peak inside the
+			// measured window (CI saw 0.125 per command once, in
+			// WRITE-512K with -race). Growth is bounded and one
+			// time, so the best of three windows is the steady
+			// state; an allocation per command shows in all three.
+			perCmd := math.Inf(1)
+			for range 3 {
+				perCmd = min(perCmd, testing.AllocsPerRun(50, run)/batch)
+				if perCmd < 0.1 {
+					break
+				}
+			}
 			if perCmd >= 0.1 {
 				t.Errorf("%s: %.3f allocations per command in steady state, want 0", c.name, perCmd)
 			}
