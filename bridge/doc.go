@@ -18,7 +18,11 @@
 //     INQUIRY, READ CAPACITY, MODE SENSE, REQUEST SENSE);
 //   - on a memory-backed file (tmpfs, ramfs), READ and WRITE too: they
 //     never wait on a device, and RWF_NOWAIT cannot tell, as tmpfs
-//     refuses it (EOPNOTSUPP);
+//     refuses it (EOPNOTSUPP). Such a file is mapped (filemap.go), and
+//     its READs and WRITEs are copies between the file's mapping and the
+//     data area, with no system call; a page that faults (the file cut
+//     short, tmpfs full) sends the transfer to preadv/pwritev, which
+//     reports the error;
 //   - on a local page-cache file system (ext4, XFS, Btrfs: an allow-list),
 //     READ is tried with preadv2(RWF_NOWAIT) through scsi.Disk.TryRead: a
 //     page-cache hit completes at once; a miss (EAGAIN, a short count)

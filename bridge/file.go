@@ -46,12 +46,18 @@ type fileBackend struct {
 	// They are made as raw system calls, which keep the calling
 	// goroutine's P (vectored).
 	memory bool
+	// mm maps a memory-backed file (filemap.go): its READs and WRITEs
+	// are copies between mappings. Unmapped otherwise.
+	mm fileMap
 }
 
 // ReadAt fills bufs from off with preadv, retrying short transfers. A read
 // that ends before the buffers are full (the file shrank under us) is an
 // io.ErrUnexpectedEOF.
 func (b *fileBackend) ReadAt(bufs [][]byte, off int64) (int, error) {
+	if n, ok := b.viaMap(bufs, off, false); ok {
+		return n, nil
+	}
 	fd := b.fdFor(bufs, off)
 	n, err := vectored(fd, bufs, off, false, 0, b.memory && fd == b.fd)
 	if err != nil {
@@ -64,12 +70,34 @@ func (b *fileBackend) ReadAt(bufs [][]byte, off int64) (int, error) {
 func (b *fileBackend) WriteAt(bufs [][]byte, off int64) (int, error) {
 	b.gate.enter(off, bufsLen(bufs))
 	defer b.gate.leave()
+	if n, ok := b.viaMap(bufs, off, true); ok {
+		return n, nil
+	}
 	fd := b.fdFor(bufs, off)
 	n, err := vectored(fd, bufs, off, true, 0, b.memory && fd == b.fd)
 	if err != nil {
 		return n, fmt.Errorf("pwritev %s at %d: %w", b.f.Name(), off+int64(n), err)
 	}
 	return n, nil
+}
+
+// viaMap makes a transfer through the file's mapping (memory-backed
+// files, fileMap), mapping the file again first if the LUN grew past it.
+// ok is false when it did not: no mapping, a range outside the LUN, or
+// a fault; the caller then makes the system call, which reports any
+// error.
+func (b *fileBackend) viaMap(bufs [][]byte, off int64, write bool) (int, bool) {
+	if !b.memory {
+		return 0, false
+	}
+	n, err := b.mm.transfer(bufs, off, write)
+	if errors.Is(err, errNotMapped) && off+bufsLen(bufs) <= b.sizeBytes.Load() {
+		if b.mm.remap(b.fd, b.sizeBytes.Load()) != nil {
+			return 0, false
+		}
+		n, err = b.mm.transfer(bufs, off, write)
+	}
+	return n, err == nil
 }
 
 // ReadAtNowait fills bufs from off with preadv2(RWF_NOWAIT): from the page

@@ -230,6 +230,14 @@ func Open(o Options) (_ *LUN, err error) {
 		be.falloc = unix.Fallocate
 	}
 	be.sizeBytes.Store(size)
+	if be.memory {
+		// Its READs and WRITEs become copies between mappings
+		// (filemap.go); without a mapping they are system calls.
+		if err := be.mm.mapFile(be.fd, size, !be.readOnlyFile()); err != nil {
+			log.Info("memory-backed file not mapped; reads and writes are system calls", "lun", o.Name, "path", o.Path, "err", err)
+		}
+		undo.push(func() { be.mm.close() })
+	}
 	if testHookOpened != nil {
 		testHookOpened()
 	}
@@ -748,7 +756,7 @@ func (l *LUN) closeFiles() error {
 	hold := l.hold
 	l.hold = nil
 	l.infoMu.Unlock()
-	return errors.Join(err, l.be.f.Close(), hold.Close())
+	return errors.Join(err, l.be.mm.close(), l.be.f.Close(), hold.Close())
 }
 
 // openFlags returns the access mode f was opened with.

@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package bridge
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// shmDir is a fresh directory on tmpfs (/dev/shm), or the test skips.
+func shmDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "lunbridge-map-")
+	if err != nil {
+		t.Skipf("no /dev/shm: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if !inMemoryFS(mustOpenDir(t, dir)) {
+		t.Skip("/dev/shm is not tmpfs here")
+	}
+	return dir
+}
+
+func mustOpenDir(t *testing.T, dir string) int {
+	t.Helper()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return int(f.Fd())
+}
+
+// openMapLUN opens a LUN of size bytes on a new file in dir.
+func openMapLUN(t *testing.T, dir string, size int64, o Options) *LUN {
+	t.Helper()
+	o.Name, o.Path = "map", filepath.Join(dir, "map.img")
+	if o.Size == 0 {
+		o.Size = size
+	}
+	l, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func mapPattern(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = seed + byte(i*7+i>>9)
+	}
+	return b
+}
+
+// split cuts p into buffers of the data area's 4 KiB blocks.
+func split(p []byte) [][]byte {
+	var bufs [][]byte
+	for len(p) > 0 {
+		n := min(len(p), 4096)
+		bufs = append(bufs, p[:n])
+		p = p[n:]
+	}
+	return bufs
+}
+
+// TestMemoryFileMapped: a LUN on tmpfs is mapped, and what goes through
+// the mapping is the file: a WRITE is in the file for pread, a pwrite
+// from outside is what a READ returns, with no fault.
+func TestMemoryFileMapped(t *testing.T) {
+	l := openMapLUN(t, shmDir(t), 4<<20, Options{})
+	if !l.be.memory || l.be.mm.data == nil {
+		t.Fatalf("memory %v, mapped %v: want a mapped memory-backed file", l.be.memory, l.be.mm.data != nil)
+	}
+	in := mapPattern(1<<20, 3)
+	if n, err := l.be.WriteAt(split(in), 1<<20); err != nil || n != len(in) {
+		t.Fatalf("WriteAt = %d, %v", n, err)
+	}
+	got := make([]byte, len(in))
+	if _, err := l.be.f.ReadAt(got, 1<<20); err != nil || !bytes.Equal(got, in) {
+		t.Fatalf("pread after a mapped write: %v, equal %v", err, bytes.Equal(got, in))
+	}
+	out := mapPattern(64<<10, 9)
+	if _, err := l.be.f.WriteAt(out, 3<<20); err != nil {
+		t.Fatal(err)
+	}
+	got = make([]byte, len(out))
+	if n, err := l.be.ReadAt(split(got), 3<<20); err != nil || n != len(out) || !bytes.Equal(got, out) {
+		t.Fatalf("ReadAt after pwrite = %d, %v, equal %v", n, err, bytes.Equal(got, out))
+	}
+	if f := l.be.mm.faults.Load(); f != 0 {
+		t.Errorf("%d faults", f)
+	}
+}
+
+// TestMemoryFileGrows: after a resize the first transfer past the old end
+// maps the file again, and goes through the new mapping.
+func TestMemoryFileGrows(t *testing.T) {
+	l := openMapLUN(t, shmDir(t), 1<<20, Options{})
+	if err := l.Resize(3 << 20); err != nil {
+		t.Fatal(err)
+	}
+	in := mapPattern(8192, 5)
+	if _, err := l.be.WriteAt(split(in), 2<<20); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(l.be.mm.data); got != 3<<20 {
+		t.Errorf("mapping is %d bytes after the grow, want %d", got, 3<<20)
+	}
+	got := make([]byte, len(in))
+	if _, err := l.be.f.ReadAt(got, 2<<20); err != nil || !bytes.Equal(got, in) {
+		t.Fatalf("pread: %v, equal %v", err, bytes.Equal(got, in))
+	}
+}
+
+// TestMemoryFileCutShort: someone truncates the file under the mapping.
+// A READ of the lost range faults, falls back to preadv and reports the
+// short file (io.ErrUnexpectedEOF) instead of killing the process with
+// SIGBUS; a WRITE there faults and pwritev writes it (extending the file).
+func TestMemoryFileCutShort(t *testing.T) {
+	l := openMapLUN(t, shmDir(t), 4<<20, Options{})
+	if err := os.Truncate(l.be.f.Name(), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8192)
+	if _, err := l.be.ReadAt(split(buf), 2<<20); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("ReadAt past the cut = %v, want io.ErrUnexpectedEOF", err)
+	}
+	if f := l.be.mm.faults.Load(); f != 1 {
+		t.Errorf("faults = %d after the read, want 1", f)
+	}
+	in := mapPattern(8192, 11)
+	if n, err := l.be.WriteAt(split(in), 3<<20); err != nil || n != len(in) {
+		t.Fatalf("WriteAt past the cut = %d, %v", n, err)
+	}
+	got := make([]byte, len(in))
+	if _, err := l.be.f.ReadAt(got, 3<<20); err != nil || !bytes.Equal(got, in) {
+		t.Fatalf("pread of the rewritten range: %v, equal %v", err, bytes.Equal(got, in))
+	}
+	if f := l.be.mm.faults.Load(); f != 2 {
+		t.Errorf("faults = %d after the write, want 2", f)
+	}
+}
+
+// TestMemoryFileReadOnly: a file open read-only (the fallback of a
+// read-only LUN on a read-only file) is mapped for reading; a WRITE does
+// not go through the mapping (it would fault) but to pwritev, which
+// refuses it.
+func TestMemoryFileReadOnly(t *testing.T) {
+	path := filepath.Join(shmDir(t), "map.img")
+	want := mapPattern(1<<20, 1)
+	if err := os.WriteFile(path, want, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := &fileBackend{f: f, fd: int(f.Fd()), memory: true}
+	be.sizeBytes.Store(int64(len(want)))
+	if err := be.mm.mapFile(be.fd, int64(len(want)), !be.readOnlyFile()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.mm.close(); f.Close() })
+	if be.mm.writable {
+		t.Fatal("a read-only file mapped for writing")
+	}
+	got := make([]byte, len(want))
+	if _, err := be.ReadAt(split(got), 0); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("ReadAt: %v, equal %v", err, bytes.Equal(got, want))
+	}
+	if _, err := be.WriteAt([][]byte{make([]byte, 4096)}, 0); err == nil {
+		t.Error("WriteAt on a read-only file succeeded")
+	}
+	if f := be.mm.faults.Load(); f != 0 {
+		t.Errorf("%d faults", f)
+	}
+}
+
+// TestMemoryFileClosed: after Close nothing is mapped, and a transfer
+// that comes late does not touch the old mapping.
+func TestMemoryFileClosed(t *testing.T) {
+	l := openMapLUN(t, shmDir(t), 1<<20, Options{})
+	be := l.be
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if be.mm.data != nil {
+		t.Fatal("still mapped after Close")
+	}
+	if _, err := be.ReadAt([][]byte{make([]byte, 4096)}, 0); err == nil {
+		t.Error("ReadAt after Close succeeded")
+	}
+}
+
+// TestMemoryFileAllocs: a transfer through the mapping allocates nothing.
+func TestMemoryFileAllocs(t *testing.T) {
+	l := openMapLUN(t, shmDir(t), 4<<20, Options{})
+	bufs := split(make([]byte, 1<<20))
+	if a := testing.AllocsPerRun(100, func() {
+		if _, err := l.be.ReadAt(bufs, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.be.WriteAt(bufs, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Errorf("%.1f allocations per read and write", a)
+	}
+}
