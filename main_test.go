@@ -149,9 +149,11 @@ func importRules() map[string][]string {
 		mod + "/internal/cmd/loopfs": {fuseFS, fuse},
 		// The packaging tool (scripts/package.sh): std only.
 		mod + "/internal/cmd/debcopyright": {},
-		mod + "/integration":               anyImport,
-		mod + "/integration/blocktest":     anyImport,
-		mod + "/integration/vmtest":        anyImport,
+		// The copy benchmark the real-kernel guest runs (TestBenchCopy).
+		mod + "/internal/cmd/copycost": {unix},
+		mod + "/integration":           anyImport,
+		mod + "/integration/blocktest": anyImport,
+		mod + "/integration/vmtest":    anyImport,
 	}
 }
 
