@@ -47,8 +47,11 @@ type fileBackend struct {
 	// goroutine's P (vectored).
 	memory bool
 	// mm maps a memory-backed file (filemap.go): its READs and WRITEs
-	// are copies between mappings. Unmapped otherwise.
-	mm fileMap
+	// are copies between mappings. With cached, it maps a page-cache
+	// file for reading: ReadAtNowait copies from it what mincore finds
+	// resident. Unmapped otherwise.
+	mm     fileMap
+	cached bool
 }
 
 // ReadAt fills bufs from off with preadv, retrying short transfers. A read
@@ -108,7 +111,21 @@ func (b *fileBackend) viaMap(bufs [][]byte, off int64, write bool) (int, bool) {
 // EINVAL, ENOSYS: kernels without it) turns it off for this backend for
 // good. With direct I/O every read waits on the device: never.
 func (b *fileBackend) ReadAtNowait(bufs [][]byte, off int64) (int, error) {
-	if b.direct != nil || b.noNowait.Load() {
+	if b.direct != nil {
+		return 0, scsi.ErrWouldBlock
+	}
+	if b.cached {
+		// A page-cache hit is a copy from the mapping.
+		n := bufsLen(bufs)
+		if !b.mm.resident(off, n) {
+			return 0, scsi.ErrWouldBlock
+		}
+		if got, err := b.mm.transfer(bufs, off, false); err == nil {
+			return got, nil
+		}
+		return 0, scsi.ErrWouldBlock
+	}
+	if b.noNowait.Load() {
 		return 0, scsi.ErrWouldBlock
 	}
 	// A page-cache hit is a copy and a miss returns at once: raw.

@@ -11,17 +11,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fileMap is a shared mapping of a memory-backed backing file (tmpfs,
-// ramfs): READ and WRITE on such a file are then copies between two
-// mappings, the file's and the ring's data area, with no system call.
+// fileMap is a shared mapping of the backing file. On a memory-backed
+// file (tmpfs, ramfs) READ and WRITE are then copies between two
+// mappings, the file's and the ring's data area, with no system call. On
+// a local page-cache file system (ext4, XFS, Btrfs) the file is mapped
+// for reading only, and a READ whose pages mincore finds all in the page
+// cache is such a copy too (ReadAtNowait); the others, and every WRITE,
+// take a blocking slot and a system call.
 //
 // Why: a preadv or pwritev is the kernel copying with its own routine
 // (on x86, rep movsb where the CPU has ERMS), plus a page-cache lookup
 // per 4 KiB page; a copy between mappings is Go's memmove, with vector
 // instructions. Measured in the Debian 6.1 guest the real-kernel tests
 // use (2 vCPUs under qemu TCG, 256 MiB tmpfs file, 1 MiB copies,
-// BENCHMARKS.md "Memory-backed files are mapped"): preadv 277–359 MiB/s,
-// the mapping 2120–2558 MiB/s; pwritev 336–360, the mapping 1827–2329.
+// TestBenchCopy, BENCHMARKS.md "Backing files are mapped"): preadv
+// 327–394 MiB/s, the mapping 2048–2344 MiB/s; pwritev 269–385, the
+// mapping 1938–1999.
 // The kernel's own copy of a READ's data to the initiator, in the kick,
 // stays.
 //
@@ -49,6 +54,44 @@ type fileMap struct {
 	// call.
 	faults atomic.Uint64
 }
+
+// residentWindow is the most bytes resident checks with one mincore call:
+// its vector is on the stack.
+const residentWindow = 1 << 20
+
+// resident reports whether every page of [off, off+n) of the file is in
+// the page cache, with mincore(2) over the mapping; false if the range is
+// not mapped. A page can still be reclaimed right after: then the copy
+// that trusted the answer faults it back in from the disk, a blocking
+// read that the ring's watchdog bounds.
+func (m *fileMap) resident(off, n int64) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.data == nil || off < 0 || n <= 0 || off+n > int64(len(m.data)) {
+		return false
+	}
+	var vec [residentWindow/pageSize + 1]byte
+	start := off &^ (pageSize - 1)
+	end := off + n
+	for start < end {
+		w := min(end-start, residentWindow)
+		pages := (w + pageSize - 1) / pageSize
+		if mincore(m.data[start:start+w], vec[:pages]) != nil {
+			return false
+		}
+		for _, v := range vec[:pages] {
+			if v&1 == 0 {
+				return false
+			}
+		}
+		start += w
+	}
+	return true
+}
+
+// pageSize is the unit of mincore's answer: the page of every Linux
+// architecture lunbridge runs on (amd64, arm64 with 4 KiB pages).
+const pageSize = 4096
 
 // errMapFault is a transfer that touched a page of the mapping that is
 // not there (SIGBUS): the caller makes it with a system call instead.

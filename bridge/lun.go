@@ -230,11 +230,24 @@ func Open(o Options) (_ *LUN, err error) {
 		be.falloc = unix.Fallocate
 	}
 	be.sizeBytes.Store(size)
-	if be.memory {
+	switch {
+	case o.Gateway != nil:
+		// Not mapped: a gateway drops the file's page cache when it
+		// takes ownership (gateway.go), which a mapping would pin.
+	case be.memory:
 		// Its READs and WRITEs become copies between mappings
 		// (filemap.go); without a mapping they are system calls.
 		if err := be.mm.mapFile(be.fd, size, !be.readOnlyFile()); err != nil {
 			log.Info("memory-backed file not mapped; reads and writes are system calls", "lun", o.Name, "path", o.Path, "err", err)
+		}
+		undo.push(func() { be.mm.close() })
+	case !o.DirectIO && backingFS(be.fd) == fsPageCache:
+		// READs of what is in the page cache become copies from the
+		// mapping (ReadAtNowait); without it, preadv2(RWF_NOWAIT).
+		if err := be.mm.mapFile(be.fd, size, false); err != nil {
+			log.Info("backing file not mapped; page-cache reads are system calls", "lun", o.Name, "path", o.Path, "err", err)
+		} else {
+			be.cached = true
 		}
 		undo.push(func() { be.mm.close() })
 	}

@@ -57,6 +57,12 @@ func TestReadAtNowait(t *testing.T) {
 	pageCacheFS(t, dir)
 	l, want := openNowaitLUN(t, dir, Options{})
 	be := l.be
+	// The preadv2 path: without the file's mapping (which also keeps
+	// POSIX_FADV_DONTNEED from dropping the pages it maps).
+	if err := be.mm.close(); err != nil {
+		t.Fatal(err)
+	}
+	be.cached = false
 	// Two buffers, one of them unaligned, across pages.
 	bufs := [][]byte{make([]byte, 1536), make([]byte, 6656)}
 	const off = 4096 + 512
@@ -102,8 +108,59 @@ func TestReadAtNowaitPastEnd(t *testing.T) {
 	pageCacheFS(t, dir)
 	l, _ := openNowaitLUN(t, dir, Options{})
 	buf := [][]byte{make([]byte, 8192)}
-	if n, err := l.be.ReadAtNowait(buf, 1<<20-4096); !errors.Is(err, scsi.ErrWouldBlock) || n != 4096 {
-		t.Errorf("ReadAtNowait across the end of the file = %d, %v; want 4096, scsi.ErrWouldBlock", n, err)
+	// preadv2 reads the page before the end; the mapping checks first
+	// and reads nothing.
+	want := 4096
+	if l.be.cached {
+		want = 0
+	}
+	if n, err := l.be.ReadAtNowait(buf, 1<<20-4096); !errors.Is(err, scsi.ErrWouldBlock) || n != want {
+		t.Errorf("ReadAtNowait across the end of the file = %d, %v; want %d, scsi.ErrWouldBlock", n, err, want)
+	}
+}
+
+// TestReadAtNowaitMapped: on a page-cache file system the file is mapped
+// for reading, and ReadAtNowait copies from the mapping what mincore finds
+// cached; a range that is not (a hole never read) would block, and is in
+// the cache once ReadAt has read it. A gateway LUN is never mapped: its
+// cache drop at a takeover must be able to drop every page.
+func TestReadAtNowaitMapped(t *testing.T) {
+	dir := t.TempDir()
+	pageCacheFS(t, dir)
+	l, want := openNowaitLUN(t, dir, Options{Size: 2 << 20})
+	be := l.be
+	if !be.cached || be.mm.data == nil || be.mm.writable {
+		t.Fatalf("cached %v, mapped %v, writable %v: want a read-only mapping", be.cached, be.mm.data != nil, be.mm.writable)
+	}
+	bufs := [][]byte{make([]byte, 1536), make([]byte, 6656)}
+	const off = 4096 + 512
+	if n, err := be.ReadAtNowait(bufs, off); err != nil || n != 8192 {
+		t.Fatalf("ReadAtNowait of a cached range = %d, %v; want 8192, nil", n, err)
+	}
+	if got := append(bufs[0], bufs[1]...); !bytes.Equal(got, want[off:off+8192]) {
+		t.Fatal("ReadAtNowait read the wrong data")
+	}
+	// [1 MiB, 2 MiB) is the hole Open's grow left: nothing cached.
+	buf := [][]byte{make([]byte, 4096)}
+	const hole = 3 << 19
+	if n, err := be.ReadAtNowait(buf, hole); !errors.Is(err, scsi.ErrWouldBlock) {
+		t.Fatalf("ReadAtNowait of a hole never read = %d, %v; want scsi.ErrWouldBlock", n, err)
+	}
+	buf[0][0] = 1
+	if n, err := be.ReadAt(buf, hole); err != nil || n != 4096 || !bytes.Equal(buf[0], make([]byte, 4096)) {
+		t.Fatalf("ReadAt of the hole = %d, %v", n, err)
+	}
+	buf[0][0] = 1
+	if n, err := be.ReadAtNowait(buf, hole); err != nil || n != 4096 || buf[0][0] != 0 {
+		t.Errorf("ReadAtNowait of the hole once read = %d, %v", n, err)
+	}
+	if f := be.mm.faults.Load(); f != 0 {
+		t.Errorf("%d faults", f)
+	}
+
+	g, _ := openGatewayLUN(t, &fakeGateway{})
+	if g.be.cached || g.be.mm.data != nil {
+		t.Error("a gateway LUN on a page-cache file system is mapped")
 	}
 }
 
