@@ -24,10 +24,13 @@
 //     short, tmpfs full) sends the transfer to preadv/pwritev, which
 //     reports the error;
 //   - on a local page-cache file system (ext4, XFS, Btrfs: an allow-list),
-//     READ is tried with preadv2(RWF_NOWAIT) through scsi.Disk.TryRead: a
-//     page-cache hit completes at once; a miss (EAGAIN, a short count)
-//     takes a slot and reads again with preadv. WRITE takes a slot
-//     (dirty-page throttling, journal waits);
+//     READ is tried without blocking through scsi.Disk.TryRead: the file
+//     is mapped for reading, and a READ whose pages mincore finds all in
+//     the page cache is a copy from the mapping (preadv2(RWF_NOWAIT) if
+//     the file could not be mapped); a miss takes a slot and reads with
+//     preadv. WRITE takes a slot (dirty-page throttling, journal waits).
+//     Gateway LUNs are never mapped (their takeover drops the page cache,
+//     which a mapping would pin);
 //   - with --direct-io, on a block device (its node is on devtmpfs, which
 //     fstatfs calls tmpfs), on FUSE, on network file systems and on
 //     anything else, only the first kind.
