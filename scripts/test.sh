@@ -59,7 +59,7 @@ echo "== real-kernel tests took $(($(date +%s) - start)) s"
 
 # The second kernel line: the tests most tied to the kernel, once more.
 second=${LUNBRIDGE_SECOND_KERNEL-6.12}
-kernel612='^(TestDeviceLifecycle|TestKillRestart|TestConformance|TestOpenISCSI|TestSecurity|TestMultipath|TestMultipathGluster)$'
+kernel612='^(TestDeviceLifecycle|TestKillRestart|TestConformance|TestOpenISCSI|TestSecurity|TestMultipath)$'
 if [ -n "$second" ] && [ -n "$LUNBRIDGE_INTEGRATION" ]; then
 	echo "== real-kernel tests on kernel $second: $kernel612"
 	start=$(date +%s)
