@@ -484,7 +484,11 @@ type benchIdle struct {
 	LUNs                      int
 	ReadyRSSKiB, ReadyThreads int64 // 10 s after it said ready
 	TouchRSSKiB, TouchThreads int64 // 10 s after one read of every LUN
-	PeakRSSKiB                int64 // VmHWM at the end
+	// TouchRSSKiB's parts: lunbridge's own memory, the mapped pages of
+	// files (the rings' data areas) and of tmpfs (the backing files'
+	// pages it read through their mappings).
+	TouchAnonKiB, TouchFileKiB, TouchShmemKiB int64
+	PeakRSSKiB                                int64 // VmHWM at the end
 	// QuietCPU is the daemon's CPU time (utime+stime) over QuietSeconds
 	// of quiet after the reads, as a share of one CPU.
 	QuietCPU, QuietSeconds float64
@@ -524,6 +528,9 @@ type fioDir struct {
 type procSample struct {
 	ticks                float64 // utime+stime, clock ticks
 	rssKiB, hwmKiB, thrs int64
+	// VmRSS's parts (proc(5)): the process's own memory, and the pages
+	// of files and of shared memory (tmpfs) it maps.
+	anonKiB, fileKiB, shmemKiB int64
 }
 
 // sampleData is one sample file written by the guest's sample function.
@@ -579,7 +586,7 @@ func readSample(path string) (sampleData, error) {
 				st, _ := strconv.ParseFloat(f[16], 64)
 				proc(f[1]).ticks = u + st
 			}
-		case "VmRSS", "VmHWM", "Threads":
+		case "VmRSS", "VmHWM", "Threads", "RssAnon", "RssFile", "RssShmem":
 			if len(f) < 3 {
 				continue
 			}
@@ -590,6 +597,12 @@ func readSample(path string) (sampleData, error) {
 				p.rssKiB = n
 			case "VmHWM":
 				p.hwmKiB = n
+			case "RssAnon":
+				p.anonKiB = n
+			case "RssFile":
+				p.fileKiB = n
+			case "RssShmem":
+				p.shmemKiB = n
 			default:
 				p.thrs = n
 			}
@@ -653,6 +666,7 @@ func readBench(dir string, c benchConfig, setup string, mb int) (*benchReport, e
 		rep.Idle = &benchIdle{
 			ReadyRSSKiB: r.rssKiB, ReadyThreads: r.thrs,
 			TouchRSSKiB: tc.rssKiB, TouchThreads: tc.thrs,
+			TouchAnonKiB: tc.anonKiB, TouchFileKiB: tc.fileKiB, TouchShmemKiB: tc.shmemKiB,
 			PeakRSSKiB:   end.get("lunbridge").hwmKiB,
 			QuietSeconds: quiet.uptime - touched.uptime,
 		}
@@ -839,6 +853,9 @@ func (rep *benchReport) markdown() string {
 			i.LUNs, float64(i.ReadyRSSKiB)/1024, i.ReadyThreads,
 			float64(i.TouchRSSKiB)/1024, i.TouchThreads, float64(i.PeakRSSKiB)/1024,
 			i.QuietSeconds, 100*i.QuietCPU)
+		fmt.Fprintf(&b, "after the reads, RSS = anonymous %.1f + file %.1f + shmem %.1f MiB "+
+			"(file: mapped files and devices, the rings' data areas among them; shmem: tmpfs pages mapped, the backing files' read through their mappings among them)\n",
+			float64(i.TouchAnonKiB)/1024, float64(i.TouchFileKiB)/1024, float64(i.TouchShmemKiB)/1024)
 	}
 	fmt.Fprintf(&b, "\nguest:\n\n```\n%s\n```\n", rep.Env)
 	return b.String()

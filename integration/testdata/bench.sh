@@ -310,7 +310,7 @@ sample() {
 		echo "uptime $(cut -d' ' -f1 /proc/uptime)"
 		for _p in $DAEMONS; do
 			echo "proc ${_p%%=*} $(cat /proc/${_p#*=}/stat)"
-			grep -E '^(VmRSS|VmHWM|Threads):' /proc/${_p#*=}/status | sed "s/: */ ${_p%%=*} /"
+			grep -E '^(VmRSS|VmHWM|Threads|RssAnon|RssFile|RssShmem):' /proc/${_p#*=}/status | sed "s/: */ ${_p%%=*} /"
 		done
 		[ -z "$SCHED" ] || threads
 	} > "$1"
