@@ -89,18 +89,26 @@ func (b *fileBackend) WriteAt(bufs [][]byte, off int64) (int, error) {
 // ok is false when it did not: no mapping, a range outside the LUN, or
 // a fault; the caller then makes the system call, which reports any
 // error.
+//
+// A READ goes through the mapping only if every page of it is allocated
+// (mincore): touching a hole of a tmpfs file through a mapping allocates
+// a page, where preadv reads zeros and allocates nothing, and a sparse
+// LUN must stay sparse when it is read.
 func (b *fileBackend) viaMap(bufs [][]byte, off int64, write bool) (int, bool) {
 	if !b.memory {
 		return 0, false
 	}
-	n, err := b.mm.transfer(bufs, off, write)
-	if errors.Is(err, errNotMapped) && off+bufsLen(bufs) <= b.sizeBytes.Load() {
+	n := bufsLen(bufs)
+	if off+n > int64(b.mm.size()) && off+n <= b.sizeBytes.Load() {
 		if b.mm.remap(b.fd, b.sizeBytes.Load()) != nil {
 			return 0, false
 		}
-		n, err = b.mm.transfer(bufs, off, write)
 	}
-	return n, err == nil
+	if !write && !b.mm.resident(off, n) {
+		return 0, false
+	}
+	got, err := b.mm.transfer(bufs, off, write)
+	return got, err == nil
 }
 
 // ReadAtNowait fills bufs from off with preadv2(RWF_NOWAIT): from the page

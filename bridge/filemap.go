@@ -148,6 +148,13 @@ func (m *fileMap) remap(fd int, size int64) error {
 	return m.remapLocked(fd, size)
 }
 
+// size is the mapping's length (0 when unmapped).
+func (m *fileMap) size() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.data)
+}
+
 // close unmaps the file; later transfers use system calls.
 func (m *fileMap) close() error {
 	m.mu.Lock()
