@@ -104,7 +104,7 @@ func (b *fileBackend) viaMap(bufs [][]byte, off int64, write bool) (int, bool) {
 			return 0, false
 		}
 	}
-	if !write && !b.mm.resident(off, n) {
+	if !write && !b.mm.allocated(off, n) {
 		return 0, false
 	}
 	got, err := b.mm.transfer(bufs, off, write)
@@ -196,6 +196,7 @@ func (b *fileBackend) Unmap(off, n int64) error {
 		err := b.falloc(b.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
 		switch {
 		case err == nil:
+			b.mm.forget(off, n)
 			return nil
 		case errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS):
 			b.noPunch.Store(true)

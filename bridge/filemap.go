@@ -53,6 +53,14 @@ type fileMap struct {
 	// faults counts the transfers that faulted and went to the system
 	// call.
 	faults atomic.Uint64
+	// alloc has a bit per page of the mapping known to be allocated in
+	// the file: seen resident by mincore, or written through the
+	// mapping. A READ of known pages needs no mincore call. Bits are
+	// cleared where lunbridge punches a hole (forget); a hole someone
+	// else punches is read through the mapping, which allocates a
+	// zeroed page again: memory, never wrong data. Replaced with the
+	// mapping, under mu.
+	alloc []atomic.Uint64
 }
 
 // residentWindow is the most bytes resident checks with one mincore call:
@@ -70,6 +78,31 @@ func (m *fileMap) resident(off, n int64) bool {
 	if m.data == nil || off < 0 || n <= 0 || off+n > int64(len(m.data)) {
 		return false
 	}
+	return m.residentLocked(off, n)
+}
+
+// allocated reports whether every page of [off, off+n) is allocated in the
+// file: known to be (alloc), else resident by mincore, which is then
+// remembered. For memory-backed files, whose pages stay until a hole is
+// punched or the file is cut.
+func (m *fileMap) allocated(off, n int64) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.data == nil || off < 0 || n <= 0 || off+n > int64(len(m.data)) {
+		return false
+	}
+	if m.knownLocked(off, n) {
+		return true
+	}
+	if !m.residentLocked(off, n) {
+		return false
+	}
+	m.markLocked(off, n)
+	return true
+}
+
+// residentLocked is resident with m.mu held and the range checked.
+func (m *fileMap) residentLocked(off, n int64) bool {
 	var vec [residentWindow/pageSize + 1]byte
 	start := off &^ (pageSize - 1)
 	end := off + n
@@ -135,7 +168,69 @@ func (m *fileMap) remapLocked(fd int, size int64) error {
 		return err
 	}
 	m.data = d
+	pages := (size + pageSize - 1) / pageSize
+	alloc := make([]atomic.Uint64, (pages+63)/64)
+	for i := range min(len(alloc), len(m.alloc)) {
+		alloc[i].Store(m.alloc[i].Load())
+	}
+	m.alloc = alloc
 	return nil
+}
+
+// pageBits calls fn for each word of alloc that [off, off+n) covers, with
+// the mask of the range's pages in it.
+func pageBits(off, n int64, fn func(word int, mask uint64) bool) bool {
+	if n <= 0 {
+		return true
+	}
+	first, last := off/pageSize, (off+n-1)/pageSize
+	for p := first; p <= last; {
+		w := p / 64
+		lo := p % 64
+		hi := min(last-w*64, 63)
+		mask := ^uint64(0) >> (63 - hi + lo) << lo
+		if !fn(int(w), mask) {
+			return false
+		}
+		p = w*64 + hi + 1
+	}
+	return true
+}
+
+// knownLocked reports whether every page of [off, off+n) is known to be
+// allocated.
+//
+// Preconditions: m.mu is held; the range is inside the mapping.
+func (m *fileMap) knownLocked(off, n int64) bool {
+	return pageBits(off, n, func(w int, mask uint64) bool { return m.alloc[w].Load()&mask == mask })
+}
+
+// markLocked records the pages of [off, off+n) as allocated.
+//
+// Preconditions: m.mu is held; the range is inside the mapping.
+func (m *fileMap) markLocked(off, n int64) {
+	pageBits(off, n, func(w int, mask uint64) bool {
+		if m.alloc[w].Load()&mask != mask {
+			m.alloc[w].Or(mask)
+		}
+		return true
+	})
+}
+
+// forget clears the pages wholly inside [off, off+n): lunbridge punched a
+// hole there.
+func (m *fileMap) forget(off, n int64) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	first := (off + pageSize - 1) / pageSize * pageSize
+	end := min((off+n)/pageSize*pageSize, int64(len(m.data)))
+	if m.data == nil || first >= end {
+		return
+	}
+	pageBits(first, end-first, func(w int, mask uint64) bool {
+		m.alloc[w].And(^mask)
+		return true
+	})
 }
 
 // remap maps size bytes again if the mapping is shorter (the LUN grew).
@@ -181,7 +276,16 @@ func (m *fileMap) transfer(bufs [][]byte, off int64, write bool) (int, error) {
 	}
 	if err := copyMapped(m.data[off:off+n], bufs, write); err != nil {
 		m.faults.Add(1)
+		// Some page of the range is gone (the file was cut): what
+		// was known of it is not any more.
+		pageBits(off, n, func(w int, mask uint64) bool {
+			m.alloc[w].And(^mask)
+			return true
+		})
 		return 0, err
+	}
+	if write {
+		m.markLocked(off, n)
 	}
 	return int(n), nil
 }

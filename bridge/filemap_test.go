@@ -5,6 +5,7 @@ package bridge
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -121,10 +122,11 @@ func TestMemoryFileGrows(t *testing.T) {
 }
 
 // TestMemoryFileCutShort: someone truncates the file under the mapping.
-// A READ of the lost range is not resident, goes to preadv and reports the
-// short file (io.ErrUnexpectedEOF); a WRITE there faults (SIGBUS, which
-// would kill the process without the fault handling) and pwritev writes
-// it, extending the file.
+// A READ of the lost range, which lunbridge wrote and so knows as
+// allocated, faults (SIGBUS, which would kill the process without the
+// fault handling), goes to preadv and reports the short file
+// (io.ErrUnexpectedEOF); the next READ there asks mincore first. A WRITE
+// there faults and pwritev writes it, extending the file.
 func TestMemoryFileCutShort(t *testing.T) {
 	l := openMapLUN(t, shmDir(t), 4<<20, Options{})
 	if _, err := l.be.WriteAt(split(mapPattern(4<<20, 2)), 0); err != nil {
@@ -137,11 +139,17 @@ func TestMemoryFileCutShort(t *testing.T) {
 	if _, err := l.be.ReadAt(split(buf), 2<<20); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("ReadAt past the cut = %v, want io.ErrUnexpectedEOF", err)
 	}
-	if f := l.be.mm.faults.Load(); f != 0 {
-		t.Errorf("faults = %d after the read, want 0", f)
+	if f := l.be.mm.faults.Load(); f != 1 {
+		t.Errorf("faults = %d after the read, want 1", f)
 	}
-	// A read that trusted an older mincore answer (the cut came in
-	// between) faults, and the caller goes to preadv.
+	if _, err := l.be.ReadAt(split(buf), 2<<20); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("ReadAt past the cut, again = %v, want io.ErrUnexpectedEOF", err)
+	}
+	if f := l.be.mm.faults.Load(); f != 1 {
+		t.Errorf("faults = %d after the second read, want still 1 (mincore said no)", f)
+	}
+	// A read that trusted an older answer (the cut came in between)
+	// faults, and the caller goes to preadv.
 	if _, err := l.be.mm.transfer(split(buf), 2<<20, false); !errors.Is(err, errMapFault) {
 		t.Errorf("transfer from the cut range = %v, want errMapFault", err)
 	}
@@ -153,8 +161,8 @@ func TestMemoryFileCutShort(t *testing.T) {
 	if _, err := l.be.f.ReadAt(got, 3<<20); err != nil || !bytes.Equal(got, in) {
 		t.Fatalf("pread of the rewritten range: %v, equal %v", err, bytes.Equal(got, in))
 	}
-	if f := l.be.mm.faults.Load(); f != 2 {
-		t.Errorf("faults = %d after the write, want 2", f)
+	if f := l.be.mm.faults.Load(); f != 3 {
+		t.Errorf("faults = %d after the write, want 3", f)
 	}
 }
 
@@ -258,5 +266,46 @@ func TestMemoryFileHoleStaysSparse(t *testing.T) {
 	}
 	if _, err := l.be.ReadAt(split(buf), 2<<20); err != nil || !bytes.Equal(buf, in) {
 		t.Fatalf("ReadAt of the written range: %v, equal %v", err, bytes.Equal(buf, in))
+	}
+	// UNMAP punches the range again: it is forgotten as allocated, and a
+	// READ of it stays a read of a hole.
+	if !l.be.zero.punch {
+		t.Skip("no proven hole punching here")
+	}
+	if err := l.be.Unmap(2<<20, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	punched := blocks()
+	if _, err := l.be.ReadAt(split(buf), 2<<20); err != nil || !bytes.Equal(buf, make([]byte, 1<<20)) {
+		t.Fatalf("ReadAt of the punched range: %v, zeros %v", err, bytes.Equal(buf, make([]byte, 1<<20)))
+	}
+	if after := blocks(); after != punched {
+		t.Fatalf("reading the punched range allocated %d blocks of 512 bytes", after-punched)
+	}
+}
+
+// TestPageBits: the words and masks of page ranges.
+func TestPageBits(t *testing.T) {
+	type wm struct {
+		w    int
+		mask uint64
+	}
+	for _, c := range []struct {
+		off, n int64
+		want   []wm
+	}{
+		{0, 4096, []wm{{0, 1}}},
+		{512, 512, []wm{{0, 1}}},
+		{4095, 2, []wm{{0, 3}}},
+		{4096 * 63, 4096 * 2, []wm{{0, 1 << 63}, {1, 1}}},
+		{0, 4096 * 64, []wm{{0, ^uint64(0)}}},
+		{4096 * 65, 4096 * 130, []wm{{1, ^uint64(1)}, {2, ^uint64(0)}, {3, 7}}},
+		{0, 0, nil},
+	} {
+		var got []wm
+		pageBits(c.off, c.n, func(w int, mask uint64) bool { got = append(got, wm{w, mask}); return true })
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("pageBits(%d, %d) = %v, want %v", c.off, c.n, got, c.want)
+		}
 	}
 }
