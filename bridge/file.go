@@ -91,7 +91,7 @@ func (b *fileBackend) WriteAt(bufs [][]byte, off int64) (int, error) {
 // error.
 //
 // A READ goes through the mapping only if every page of it is allocated
-// (mincore): touching a hole of a tmpfs file through a mapping allocates
+// (fileMap.allocated): touching a hole of a tmpfs file through a mapping allocates
 // a page, where preadv reads zeros and allocates nothing, and a sparse
 // LUN must stay sparse when it is read.
 func (b *fileBackend) viaMap(bufs [][]byte, off int64, write bool) (int, bool) {

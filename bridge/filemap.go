@@ -13,8 +13,9 @@ import (
 
 // fileMap is a shared mapping of the backing file. On a memory-backed
 // file (tmpfs, ramfs) READ and WRITE are then copies between two
-// mappings, the file's and the ring's data area, with no system call. On
-// a local page-cache file system (ext4, XFS, Btrfs) the file is mapped
+// mappings, the file's and the ring's data area, with no system call (a
+// READ only where every page is known to be allocated, alloc: a hole
+// touched through a mapping would be allocated). On a local page-cache file system (ext4, XFS, Btrfs) the file is mapped
 // for reading only, and a READ whose pages mincore finds all in the page
 // cache is such a copy too (ReadAtNowait); the others, and every WRITE,
 // take a blocking slot and a system call.
