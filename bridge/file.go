@@ -91,28 +91,31 @@ func (b *fileBackend) WriteAt(bufs [][]byte, off int64) (int, error) {
 // error.
 //
 // A READ goes through the mapping only if every page of it is allocated
-// (fileMap.allocated): touching a hole of a tmpfs file through a mapping allocates
+// (allocatedPages): touching a hole of a tmpfs file through a mapping allocates
 // a page, where preadv reads zeros and allocates nothing, and a sparse
 // LUN must stay sparse when it is read.
 func (b *fileBackend) viaMap(bufs [][]byte, off int64, write bool) (int, bool) {
 	if !b.memory {
 		return 0, false
 	}
-	n := bufsLen(bufs)
-	if off+n > int64(b.mm.size()) && off+n <= b.sizeBytes.Load() {
+	check := allocatedPages
+	if write {
+		check = anyPages
+	}
+	n, err := b.mm.transfer(bufs, off, write, check)
+	if errors.Is(err, errNotMapped) && off+bufsLen(bufs) <= b.sizeBytes.Load() {
 		if b.mm.remap(b.fd, b.sizeBytes.Load()) != nil {
 			return 0, false
 		}
+		n, err = b.mm.transfer(bufs, off, write, check)
 	}
-	if !write && !b.mm.allocated(off, n) {
-		return 0, false
-	}
-	got, err := b.mm.transfer(bufs, off, write)
-	return got, err == nil
+	return n, err == nil
 }
 
-// ReadAtNowait fills bufs from off with preadv2(RWF_NOWAIT): from the page
-// cache, or not at all (scsi.NowaitReader). A page not cached (EAGAIN),
+// ReadAtNowait fills bufs from off from the page cache, or not at all
+// (scsi.NowaitReader): a copy from the file's mapping when every page is
+// cached (mincore) and the file is mapped (cached), else preadv2 with
+// RWF_NOWAIT. A page not cached (mincore, EAGAIN),
 // a short count, or any error is scsi.ErrWouldBlock: the command goes to a
 // worker, whose ReadAt gives the answer of record. A file system that
 // refuses the flag (EOPNOTSUPP: tmpfs on Linux 6.1, most FUSE ones;
@@ -124,11 +127,7 @@ func (b *fileBackend) ReadAtNowait(bufs [][]byte, off int64) (int, error) {
 	}
 	if b.cached {
 		// A page-cache hit is a copy from the mapping.
-		n := bufsLen(bufs)
-		if !b.mm.resident(off, n) {
-			return 0, scsi.ErrWouldBlock
-		}
-		if got, err := b.mm.transfer(bufs, off, false); err == nil {
+		if got, err := b.mm.transfer(bufs, off, false, cachedPages); err == nil {
 			return got, nil
 		}
 		return 0, scsi.ErrWouldBlock

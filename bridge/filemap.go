@@ -14,11 +14,12 @@ import (
 // fileMap is a shared mapping of the backing file. On a memory-backed
 // file (tmpfs, ramfs) READ and WRITE are then copies between two
 // mappings, the file's and the ring's data area, with no system call (a
-// READ only where every page is known to be allocated, alloc: a hole
-// touched through a mapping would be allocated). On a local page-cache file system (ext4, XFS, Btrfs) the file is mapped
-// for reading only, and a READ whose pages mincore finds all in the page
-// cache is such a copy too (ReadAtNowait); the others, and every WRITE,
-// take a blocking slot and a system call.
+// READ only where every page is allocated, allocatedPages: a hole touched
+// through a mapping would be allocated). On a local page-cache file
+// system (ext4, XFS, Btrfs) the file is mapped for reading only, and a
+// READ whose pages mincore finds all in the page cache is such a copy too
+// (ReadAtNowait, cachedPages); the others, and every WRITE, take a
+// blocking slot and a system call.
 //
 // Why: a preadv or pwritev is the kernel copying with its own routine
 // (on x86, rep movsb where the CPU has ERMS), plus a page-cache lookup
@@ -64,45 +65,35 @@ type fileMap struct {
 	alloc []atomic.Uint64
 }
 
-// residentWindow is the most bytes resident checks with one mincore call:
+// residentWindow is the most bytes residentLocked checks with one mincore call:
 // its vector is on the stack.
 const residentWindow = 1 << 20
 
-// resident reports whether every page of [off, off+n) of the file is in
-// the page cache, with mincore(2) over the mapping; false if the range is
-// not mapped. A page can still be reclaimed right after: then the copy
-// that trusted the answer faults it back in from the disk, a blocking
-// read that the ring's watchdog bounds.
-func (m *fileMap) resident(off, n int64) bool {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if m.data == nil || off < 0 || n <= 0 || off+n > int64(len(m.data)) {
-		return false
-	}
-	return m.residentLocked(off, n)
-}
+// pageCheck is what transfer checks of the range's pages before it copies.
+type pageCheck uint8
 
-// allocated reports whether every page of [off, off+n) is allocated in the
-// file: known to be (alloc), else resident by mincore, which is then
-// remembered. For memory-backed files, whose pages stay until a hole is
-// punched or the file is cut.
-func (m *fileMap) allocated(off, n int64) bool {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if m.data == nil || off < 0 || n <= 0 || off+n > int64(len(m.data)) {
-		return false
-	}
-	if m.knownLocked(off, n) {
-		return true
-	}
-	if !m.residentLocked(off, n) {
-		return false
-	}
-	m.markLocked(off, n)
-	return true
-}
+const (
+	// anyPages: none (a WRITE, which allocates what it touches).
+	anyPages pageCheck = iota
+	// allocatedPages: every page allocated in the file (a READ of a
+	// memory-backed file): known to be (alloc), else resident by
+	// mincore, which is then remembered. Pages stay allocated until a
+	// hole is punched or the file is cut.
+	allocatedPages
+	// cachedPages: every page in the page cache by mincore (a READ of
+	// a page-cache file). A page can still be reclaimed right after:
+	// then the copy faults it back in from the disk, a blocking read
+	// that the ring's watchdog bounds.
+	cachedPages
+)
 
-// residentLocked is resident with m.mu held and the range checked.
+// errNotReady: a page of the range is not what pageCheck asked for.
+var errNotReady = errors.New("pages not allocated or not cached")
+
+// residentLocked reports whether every page of [off, off+n) of the file is
+// in the page cache, with mincore(2) over the mapping.
+//
+// Preconditions: m.mu is held; the range is inside the mapping.
 func (m *fileMap) residentLocked(off, n int64) bool {
 	var vec [residentWindow/pageSize + 1]byte
 	start := off &^ (pageSize - 1)
@@ -218,6 +209,16 @@ func (m *fileMap) markLocked(off, n int64) {
 	})
 }
 
+// clearLocked forgets the pages of [off, off+n) as allocated.
+//
+// Preconditions: m.mu is held; the range is inside the mapping.
+func (m *fileMap) clearLocked(off, n int64) {
+	pageBits(off, n, func(w int, mask uint64) bool {
+		m.alloc[w].And(^mask)
+		return true
+	})
+}
+
 // forget clears the pages wholly inside [off, off+n): lunbridge punched a
 // hole there.
 func (m *fileMap) forget(off, n int64) {
@@ -228,10 +229,7 @@ func (m *fileMap) forget(off, n int64) {
 	if m.data == nil || first >= end {
 		return
 	}
-	pageBits(first, end-first, func(w int, mask uint64) bool {
-		m.alloc[w].And(^mask)
-		return true
-	})
+	m.clearLocked(first, end-first)
 }
 
 // remap maps size bytes again if the mapping is shorter (the LUN grew).
@@ -242,13 +240,6 @@ func (m *fileMap) remap(fd int, size int64) error {
 		return nil
 	}
 	return m.remapLocked(fd, size)
-}
-
-// size is the mapping's length (0 when unmapped).
-func (m *fileMap) size() int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return len(m.data)
 }
 
 // close unmaps the file; later transfers use system calls.
@@ -265,24 +256,35 @@ func (m *fileMap) close() error {
 }
 
 // transfer copies bufs to (write) or from the file at off through the
-// mapping. It returns the bytes moved, errNotMapped if [off, off+len)
-// is not inside the mapping (or a write on a read-only one), or
-// errMapFault if a page faulted.
-func (m *fileMap) transfer(bufs [][]byte, off int64, write bool) (int, error) {
+// mapping, once the range's pages pass check. It returns the bytes moved,
+// errNotMapped if [off, off+len) is not inside the mapping (or a write on
+// a read-only one), errNotReady if check failed, or errMapFault if a
+// page faulted.
+func (m *fileMap) transfer(bufs [][]byte, off int64, write bool, check pageCheck) (int, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	n := bufsLen(bufs)
 	if m.data == nil || off < 0 || off+n > int64(len(m.data)) || (write && !m.writable) {
 		return 0, errNotMapped
 	}
+	switch check {
+	case allocatedPages:
+		if !m.knownLocked(off, n) {
+			if !m.residentLocked(off, n) {
+				return 0, errNotReady
+			}
+			m.markLocked(off, n)
+		}
+	case cachedPages:
+		if !m.residentLocked(off, n) {
+			return 0, errNotReady
+		}
+	}
 	if err := copyMapped(m.data[off:off+n], bufs, write); err != nil {
 		m.faults.Add(1)
 		// Some page of the range is gone (the file was cut): what
 		// was known of it is not any more.
-		pageBits(off, n, func(w int, mask uint64) bool {
-			m.alloc[w].And(^mask)
-			return true
-		})
+		m.clearLocked(off, n)
 		return 0, err
 	}
 	if write {

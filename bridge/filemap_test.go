@@ -150,7 +150,7 @@ func TestMemoryFileCutShort(t *testing.T) {
 	}
 	// A read that trusted an older answer (the cut came in between)
 	// faults, and the caller goes to preadv.
-	if _, err := l.be.mm.transfer(split(buf), 2<<20, false); !errors.Is(err, errMapFault) {
+	if _, err := l.be.mm.transfer(split(buf), 2<<20, false, anyPages); !errors.Is(err, errMapFault) {
 		t.Errorf("transfer from the cut range = %v, want errMapFault", err)
 	}
 	in := mapPattern(8192, 11)
@@ -261,8 +261,8 @@ func TestMemoryFileHoleStaysSparse(t *testing.T) {
 	if _, err := l.be.WriteAt(split(in), 2<<20); err != nil {
 		t.Fatal(err)
 	}
-	if !l.be.mm.resident(2<<20, 1<<20) {
-		t.Fatal("a range written through the mapping is not resident")
+	if _, err := l.be.mm.transfer(split(buf), 2<<20, false, allocatedPages); err != nil {
+		t.Fatalf("a range written through the mapping, read back through it: %v", err)
 	}
 	if _, err := l.be.ReadAt(split(buf), 2<<20); err != nil || !bytes.Equal(buf, in) {
 		t.Fatalf("ReadAt of the written range: %v, equal %v", err, bytes.Equal(buf, in))

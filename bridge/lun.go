@@ -240,7 +240,6 @@ func Open(o Options) (_ *LUN, err error) {
 		if err := be.mm.mapFile(be.fd, size, !be.readOnlyFile()); err != nil {
 			log.Info("memory-backed file not mapped; reads and writes are system calls", "lun", o.Name, "path", o.Path, "err", err)
 		}
-		undo.push(func() { be.mm.close() })
 	case !o.DirectIO && backingFS(be.fd) == fsPageCache:
 		// READs of what is in the page cache become copies from the
 		// mapping (ReadAtNowait); without it, preadv2(RWF_NOWAIT).
@@ -249,8 +248,8 @@ func Open(o Options) (_ *LUN, err error) {
 		} else {
 			be.cached = true
 		}
-		undo.push(func() { be.mm.close() })
 	}
+	undo.push(func() { be.mm.close() }) // a no-op when nothing is mapped
 	if testHookOpened != nil {
 		testHookOpened()
 	}
