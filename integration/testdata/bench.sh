@@ -543,6 +543,8 @@ for p in /tmp/perf.*; do
 	hostrun perf report -i $p --stdio --no-children --sort comm,dso,symbol --percent-limit 0.7 -g none > $R/${p#/tmp/}.txt 2>&1 || true
 	hostrun perf report -i $p --stdio --no-children --sort comm --percent-limit 0.5 -g none > $R/${p#/tmp/}.comm.txt 2>&1 || true
 	hostrun perf report -i $p --stdio --no-children --sort symbol --percent-limit 4 -g caller,2,callee,function,percent > $R/${p#/tmp/}.calls.txt 2>&1 || true
+	# Every thread's code down to 0.1%: the handlers' user code too.
+	hostrun perf report -i $p --stdio --no-children --sort comm,dso,symbol --percent-limit 0.1 -g none > $R/${p#/tmp/}.daemon.txt 2>&1 || true
 done
 [ -z "$PEER_PID" ] || peer_stop 5001405000000b50
 for o in $OTHERS; do
