@@ -322,6 +322,12 @@ func lunSuite(t *testing.T, path string) {
 	if s.Kinds[KindRead].Latency.Count() != s.Kinds[KindRead].Ops {
 		t.Errorf("read latency count %d != read ops %d", s.Kinds[KindRead].Latency.Count(), s.Kinds[KindRead].Ops)
 	}
+	// The ring's counters: every command was handed back by some kick,
+	// the kernel signalled, and a kick carries at least one command.
+	ops, _, _ := s.Total()
+	if s.RingKicks == 0 || s.RingKicks > ops || s.RingWakeups == 0 {
+		t.Errorf("ring kicks %d, wakeups %d for %d commands, want 1..%d kicks and some wakeups", s.RingKicks, s.RingWakeups, ops, ops)
+	}
 }
 
 func TestLUNPlainDir(t *testing.T) {
@@ -394,8 +400,14 @@ func TestControls(t *testing.T) {
 	if err := l.Control("reset-stats"); err != nil {
 		t.Fatal(err)
 	}
-	if ops, _, _ := func() (uint64, uint64, uint64) { s := l.Stats(); return s.Total() }(); ops != 0 {
-		t.Errorf("ops after reset-stats = %d, want 0", ops)
+	s := l.Stats()
+	if ops, _, _ := s.Total(); ops != 0 || s.RingKicks != 0 || s.RingWakeups != 0 {
+		t.Errorf("after reset-stats: %d ops, %d kicks, %d wakeups; want none", ops, s.RingKicks, s.RingWakeups)
+	}
+	// Counting starts again from the reset.
+	l.mustGood(t, testUnitReady, nil, 0)
+	if s := l.Stats(); s.RingKicks == 0 || s.RingKicks > 1 {
+		t.Errorf("one command after reset-stats: %d kicks, want 1", s.RingKicks)
 	}
 }
 
@@ -653,5 +665,22 @@ func TestDirectIO(t *testing.T) {
 	}
 	if n := l.be.directIOs.Load() - before; n != 2 {
 		t.Errorf("an unaligned buffer went through O_DIRECT (%d direct transfers)", n)
+	}
+}
+
+// TestRingCountersSum: a LUN's ring counters add up over the rings it
+// serves one after the other (a restart of Serve, a gateway's takeover).
+func TestRingCountersSum(t *testing.T) {
+	first := serveLUN(t, Options{Name: "disk0", Path: filepath.Join(t.TempDir(), "d.img"), Size: 1 << 20})
+	first.mustGood(t, testUnitReady, nil, 0)
+	if err := first.stop(); err != nil {
+		t.Fatal(err)
+	}
+	k1 := first.Stats().RingKicks
+	second := serveOpened(t, first.LUN)
+	second.mustGood(t, testUnitReady, nil, 0)
+	second.mustGood(t, testUnitReady, nil, 0)
+	if got := second.Stats().RingKicks; k1 != 1 || got != 3 {
+		t.Errorf("kicks after one command on the first ring %d, after two more on the second %d; want 1 and 3", k1, got)
 	}
 }

@@ -130,6 +130,8 @@ func (l *LUN) Serve(ctx context.Context, ring *tcmu.Ring) error {
 	l.infoMu.Lock()
 	l.srv = s
 	l.infoMu.Unlock()
+	l.stats.ring.serve(ring)
+	defer l.stats.ring.serve(nil)
 	err := ring.Run(ctx, s)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		l.state.Store(uint32(StateFailed))

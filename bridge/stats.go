@@ -4,8 +4,11 @@ package bridge
 
 import (
 	"math/bits"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/lunbridge/lunbridge/tcmu"
 )
 
 // Kind classifies a SCSI command for statistics.
@@ -134,7 +137,14 @@ type Stats struct {
 	// (RWF_NOWAIT) on a page-cache file system; NowaitFallbacks those
 	// tried so that would have blocked, and went to a worker.
 	NowaitReads, NowaitFallbacks uint64
-	Uptime                       time.Duration
+	// RingKicks, RingWakeups and RingHandoffs are the LUN's TCMU ring's
+	// (tcmu.RingStats): the kicks that handed completions to the kernel
+	// (a system call each: total_ops / ring_kicks is how many commands
+	// share one), the kernel's signals the ring woke for, and the times
+	// an executor woke another for queued commands. Summed over the
+	// rings the LUN has served since the last reset.
+	RingKicks, RingWakeups, RingHandoffs uint64
+	Uptime                               time.Duration
 }
 
 // Total returns the sum of the operation counts of all kinds.
@@ -159,6 +169,53 @@ type counters struct {
 	inFlightMax atomic.Uint64
 	// nowaitHits and nowaitMisses back NowaitReads and NowaitFallbacks.
 	nowaitHits, nowaitMisses atomic.Uint64
+	// ring backs RingKicks, RingWakeups and RingHandoffs.
+	ring ringCounters
+}
+
+// ringCounters sums the counters of the rings a LUN serves: those that
+// stopped (past) and the one serving now (live), less their sum at the
+// last reset (zero).
+type ringCounters struct {
+	mu         sync.Mutex
+	live       *tcmu.Ring
+	past, zero [3]uint64
+}
+
+func ringValues(r *tcmu.Ring) [3]uint64 {
+	if r == nil {
+		return [3]uint64{}
+	}
+	st := r.Stats()
+	return [3]uint64{st.Kicks, st.Wakeups, st.Handoffs}
+}
+
+// serve makes r the live ring; serve(nil) adds the live one's counters to
+// past.
+func (rc *ringCounters) serve(r *tcmu.Ring) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	v := ringValues(rc.live)
+	for i := range v {
+		rc.past[i] += v[i]
+	}
+	rc.live = r
+}
+
+// total returns past and live since the last reset; with reset, the
+// total becomes the new zero.
+func (rc *ringCounters) total(reset bool) [3]uint64 {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	v := ringValues(rc.live)
+	for i := range v {
+		v[i] += rc.past[i]
+		if reset {
+			rc.zero[i] = v[i]
+		}
+		v[i] -= min(rc.zero[i], v[i])
+	}
+	return v
 }
 
 // begin records a command entering the LUN.
@@ -208,6 +265,8 @@ func (c *counters) snapshot(s *Stats) {
 	s.InFlightMax = c.inFlightMax.Load()
 	s.NowaitReads = c.nowaitHits.Load()
 	s.NowaitFallbacks = c.nowaitMisses.Load()
+	v := c.ring.total(false)
+	s.RingKicks, s.RingWakeups, s.RingHandoffs = v[0], v[1], v[2]
 }
 
 // reset zeroes every counter except InFlight, and sets the high-water mark
@@ -228,6 +287,7 @@ func (c *counters) reset() {
 	}
 	c.nowaitHits.Store(0)
 	c.nowaitMisses.Store(0)
+	c.ring.total(true)
 	n := c.inFlight.Load()
 	if n < 0 {
 		n = 0

@@ -49,8 +49,8 @@
 // total_ops, total_bytes, total_errors, errors_SENSEKEY for every SCSI
 // sense key (no_sense ... miscompare; reserved keys as errors_0x0c and
 // errors_0x0f), in_flight, in_flight_max, uptime_seconds,
-// inline_page_cache_reads and inline_page_cache_misses; new keys only
-// ever go at the end.
+// inline_page_cache_reads and inline_page_cache_misses, ring_kicks,
+// ring_wakeups and ring_handoffs; new keys only ever go at the end.
 //
 // Each line of /luns is "NAME PATH size=BYTES block-size=N read-only=0|1
 // fabric=loop|iscsi|none write-through=0|1": prefixed with "export", it is

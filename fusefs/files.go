@@ -216,7 +216,7 @@ type stat struct {
 // statList flattens s into the counters of the stats files, always the same
 // keys in the same order, so scripts can rely on them.
 func statList(s *bridge.Stats) []stat {
-	out := make([]stat, 0, 3*bridge.NumKinds+3+16+5)
+	out := make([]stat, 0, 3*bridge.NumKinds+3+16+8)
 	for k := range bridge.NumKinds {
 		ks := &s.Kinds[k]
 		name := bridge.Kind(k).String()
@@ -235,7 +235,10 @@ func statList(s *bridge.Stats) []stat {
 		stat{"in_flight_max", s.InFlightMax},
 		stat{"uptime_seconds", uint64(s.Uptime / time.Second)},
 		stat{"inline_page_cache_reads", s.NowaitReads},
-		stat{"inline_page_cache_misses", s.NowaitFallbacks})
+		stat{"inline_page_cache_misses", s.NowaitFallbacks},
+		stat{"ring_kicks", s.RingKicks},
+		stat{"ring_wakeups", s.RingWakeups},
+		stat{"ring_handoffs", s.RingHandoffs})
 }
 
 func renderStats(_ *View, _ []bridge.LUNInfo, l *bridge.LUNInfo) []byte {

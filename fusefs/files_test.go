@@ -161,6 +161,7 @@ func testLUN(name string) bridge.LUNInfo {
 	}
 	s.InFlight, s.InFlightMax, s.Uptime = 7, 9, 90*time.Second+500*time.Millisecond
 	s.NowaitReads, s.NowaitFallbacks = 11, 12
+	s.RingKicks, s.RingWakeups, s.RingHandoffs = 13, 14, 15
 	return l
 }
 
@@ -195,12 +196,13 @@ func TestRenderStats(t *testing.T) {
 		"errors_0x0c": 1012, "errors_miscompare": 1014, "errors_0x0f": 1015,
 		"in_flight": 7, "in_flight_max": 9, "uptime_seconds": 90,
 		"inline_page_cache_reads": 11, "inline_page_cache_misses": 12,
+		"ring_kicks": 13, "ring_wakeups": 14, "ring_handoffs": 15,
 	} {
 		if got, ok := vals[k]; !ok || got != want {
 			t.Errorf("stats %s = %d (present %v), want %d", k, got, ok, want)
 		}
 	}
-	if n := 3*bridge.NumKinds + 3 + 16 + 5; len(keys) != n {
+	if n := 3*bridge.NumKinds + 3 + 16 + 8; len(keys) != n {
 		t.Errorf("stats has %d keys, want %d", len(keys), n)
 	}
 

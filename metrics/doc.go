@@ -39,6 +39,9 @@
 //	                                          counter  inline_page_cache_reads
 //	lunbridge_inline_page_cache_misses_total{lun}
 //	                                          counter  inline_page_cache_misses
+//	lunbridge_ring_kicks_total{lun}           counter  ring_kicks
+//	lunbridge_ring_wakeups_total{lun}         counter  ring_wakeups
+//	lunbridge_ring_handoffs_total{lun}        counter  ring_handoffs
 //	lunbridge_snapshots{lun,state}            gauge    snapshots by state
 //	                                                   (copying, ready,
 //	                                                   failed)

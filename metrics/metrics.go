@@ -55,6 +55,7 @@ type Collector struct {
 	state, info, uptime, buildInfo        *prometheus.Desc
 	aluaState, aluaOwner, aluaEpoch       *prometheus.Desc // gateway.go
 	nowaitReads, nowaitMiss               *prometheus.Desc
+	ringKicks, ringWakeups, ringHandoff   *prometheus.Desc
 	snap                                  snapshotDescs // snapshots.go
 }
 
@@ -86,6 +87,9 @@ func NewCollector(luns LUNs, version string) *Collector {
 		aluaEpoch:   d("alua_epoch", "For a gateway of a group: the ownership epoch (its own while it owns the file).", "lun"),
 		nowaitReads: d("inline_page_cache_reads_total", "READs served from the page cache on the ring's waiter (RWF_NOWAIT), on ext4, XFS or Btrfs.", "lun"),
 		nowaitMiss:  d("inline_page_cache_misses_total", "READs tried from the page cache that would have blocked and went to a worker.", "lun"),
+		ringKicks:   d("ring_kicks_total", "Kicks of the LUN's TCMU ring: system calls that hand the kernel the completions written since the last.", "lun"),
+		ringWakeups: d("ring_wakeups_total", "Signals from the kernel that the LUN's TCMU ring woke for.", "lun"),
+		ringHandoff: d("ring_handoffs_total", "Times an executor of the LUN's TCMU ring woke another for queued commands.", "lun"),
 		snap:        newSnapshotDescs(d),
 	}
 }
@@ -96,6 +100,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.commands, c.bytes, c.errors, c.duration, c.inFlight, c.inFlightMax,
 		c.size, c.readOnly, c.state, c.info, c.uptime, c.buildInfo,
 		c.aluaState, c.aluaOwner, c.aluaEpoch, c.nowaitReads, c.nowaitMiss,
+		c.ringKicks, c.ringWakeups, c.ringHandoff,
 	} {
 		ch <- d
 	}
@@ -135,6 +140,9 @@ func (c *Collector) collectLUN(ch chan<- prometheus.Metric, l *bridge.LUNInfo) {
 	gauge(c.inFlightMax, float64(s.InFlightMax), l.Name)
 	counter(c.nowaitReads, s.NowaitReads, l.Name)
 	counter(c.nowaitMiss, s.NowaitFallbacks, l.Name)
+	counter(c.ringKicks, s.RingKicks, l.Name)
+	counter(c.ringWakeups, s.RingWakeups, l.Name)
+	counter(c.ringHandoff, s.RingHandoffs, l.Name)
 	gauge(c.size, float64(l.Size), l.Name)
 	gauge(c.readOnly, boolValue(l.ReadOnly), l.Name)
 	for _, st := range states {

@@ -46,6 +46,7 @@ func testLUN() bridge.LUNInfo {
 	l.Stats.InFlight = 3
 	l.Stats.InFlightMax = 9
 	l.Stats.NowaitReads, l.Stats.NowaitFallbacks = 40, 2
+	l.Stats.RingKicks, l.Stats.RingWakeups, l.Stats.RingHandoffs = 5, 6, 1
 	l.Stats.Uptime = 90 * time.Second
 	return l
 }
@@ -104,12 +105,22 @@ lunbridge_inline_page_cache_reads_total{lun="disk0"} 40
 # HELP lunbridge_inline_page_cache_misses_total READs tried from the page cache that would have blocked and went to a worker.
 # TYPE lunbridge_inline_page_cache_misses_total counter
 lunbridge_inline_page_cache_misses_total{lun="disk0"} 2
+# HELP lunbridge_ring_kicks_total Kicks of the LUN's TCMU ring: system calls that hand the kernel the completions written since the last.
+# TYPE lunbridge_ring_kicks_total counter
+lunbridge_ring_kicks_total{lun="disk0"} 5
+# HELP lunbridge_ring_wakeups_total Signals from the kernel that the LUN's TCMU ring woke for.
+# TYPE lunbridge_ring_wakeups_total counter
+lunbridge_ring_wakeups_total{lun="disk0"} 6
+# HELP lunbridge_ring_handoffs_total Times an executor of the LUN's TCMU ring woke another for queued commands.
+# TYPE lunbridge_ring_handoffs_total counter
+lunbridge_ring_handoffs_total{lun="disk0"} 1
 `
 	names := []string{
 		"lunbridge_commands_total", "lunbridge_bytes_total", "lunbridge_in_flight_commands",
 		"lunbridge_in_flight_commands_max", "lunbridge_size_bytes", "lunbridge_read_only",
 		"lunbridge_state", "lunbridge_lun_info", "lunbridge_lun_uptime_seconds", "lunbridge_build_info",
 		"lunbridge_inline_page_cache_reads_total", "lunbridge_inline_page_cache_misses_total",
+		"lunbridge_ring_kicks_total", "lunbridge_ring_wakeups_total", "lunbridge_ring_handoffs_total",
 	}
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), names...); err != nil {
 		t.Error(err)
