@@ -79,7 +79,7 @@ import (
 //	                         next to the results (perf in a TCG guest
 //	                         cannot attribute time inside code that runs
 //	                         with interrupts off). Costs CPU too.
-//	LUNBRIDGE_BENCH_SCHED    stat, 1, all or qfull: the scheduler's
+//	LUNBRIDGE_BENCH_SCHED    stat, 1, all, qfull or perf: the scheduler's
 //	                         evidence (testdata/bench.sh): per-thread
 //	                         schedstat of the daemons and fio around every
 //	                         run (stat: only that, no tracer); for the
@@ -90,7 +90,10 @@ import (
 //	                         summary) and an ftrace timeline of
 //	                         sched_switch/wakeup with the TCMU functions;
 //	                         "qfull" also counts the commands the kernel
-//	                         parked in its qfull list (a kretprobe).
+//	                         parked in its qfull list (a kretprobe);
+//	                         "perf": perf sched alone, for lunbridge,
+//	                         baseline and tcmu-runner (the per-command
+//	                         timeline, scripts/bench-sched.sh cycles).
 //	                         Needs LUNBRIDGE_BENCH_RUNTIME of at least 8;
 //	                         skews the numbers of those runs.
 //	LUNBRIDGE_BENCH_GOTRACE  if set, the main lunbridge runs with
@@ -341,7 +344,7 @@ type benchConfig struct {
 	lbFlags, lbEnv        string
 	perf                  bool
 	ftrace                bool
-	sched                 string // LUNBRIDGE_BENCH_SCHED: "", "stat", "1", "all" or "qfull"
+	sched                 string // LUNBRIDGE_BENCH_SCHED: "", "stat", "1", "all", "qfull" or "perf"
 	gotrace               bool   // LUNBRIDGE_BENCH_GOTRACE
 	kernelArgs            string
 	baseline              string // host path of the baseline binary, or ""
@@ -450,8 +453,8 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 	default:
 		t.Fatalf("LUNBRIDGE_BENCH_CLOCK=%q: want tsc or default", clock)
 	}
-	if c.sched != "" && c.sched != "stat" && c.sched != "1" && c.sched != "all" && c.sched != "qfull" {
-		t.Fatalf("LUNBRIDGE_BENCH_SCHED=%q: want stat, 1, all or qfull", c.sched)
+	if c.sched != "" && c.sched != "stat" && c.sched != "1" && c.sched != "all" && c.sched != "qfull" && c.sched != "perf" {
+		t.Fatalf("LUNBRIDGE_BENCH_SCHED=%q: want stat, 1, all, qfull or perf", c.sched)
 	}
 	if c.sched != "" && c.runtime < 8 {
 		t.Fatal("LUNBRIDGE_BENCH_SCHED needs LUNBRIDGE_BENCH_RUNTIME of at least 8")
@@ -476,7 +479,12 @@ type benchResult struct {
 	Sampled     bool    // the CPU and RSS fields below were measured
 	CPUusPerIO  float64 // guest busy CPU time per I/O, µs
 	LBusPerIO   float64 // the serving daemon's own CPU time per I/O, µs (lunbridge targets)
+	LBUserus    float64 // of which in user mode (its own code and Go's runtime)
 	LBRSSKiB    int64   // its VmRSS at the end of the window (lunbridge targets)
+	// CmdsPerKick is how many commands shared one kick of the ring in
+	// the window (the main lunbridge's FUSE view: total_ops over
+	// ring_kicks); 0 when not measured.
+	CmdsPerKick float64
 }
 
 // benchIdle is the idle setup's measurement of one daemon serving many LUNs.
@@ -527,6 +535,7 @@ type fioDir struct {
 // procSample is one daemon in a sample file.
 type procSample struct {
 	ticks                float64 // utime+stime, clock ticks
+	uticks               float64 // utime
 	rssKiB, hwmKiB, thrs int64
 	// VmRSS's parts (proc(5)): the process's own memory, and the pages
 	// of files and of shared memory (tmpfs) it maps.
@@ -538,13 +547,16 @@ type sampleData struct {
 	busy, total float64 // jiffies summed over CPUs
 	uptime      float64 // seconds
 	procs       map[string]*procSample
+	// ring sums the main lunbridge's LUNs' stats files: total_ops,
+	// ring_kicks, ring_wakeups, ring_handoffs.
+	ring map[string]float64
 }
 
 // userHZ is USER_HZ, the unit of /proc/stat and /proc/PID/stat times.
 const userHZ = 100
 
 func readSample(path string) (sampleData, error) {
-	s := sampleData{procs: map[string]*procSample{}}
+	s := sampleData{procs: map[string]*procSample{}, ring: map[string]float64{}}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return s, err
@@ -585,6 +597,13 @@ func readSample(path string) (sampleData, error) {
 				u, _ := strconv.ParseFloat(f[15], 64)
 				st, _ := strconv.ParseFloat(f[16], 64)
 				proc(f[1]).ticks = u + st
+				proc(f[1]).uticks = u
+			}
+		case "ringstat":
+			// ringstat LUN KEY VALUE...
+			for i := 2; i+1 < len(f); i += 2 {
+				v, _ := strconv.ParseFloat(f[i+1], 64)
+				s.ring[f[i]] += v
 			}
 		case "VmRSS", "VmHWM", "Threads", "RssAnon", "RssFile", "RssShmem":
 			if len(f) < 3 {
@@ -744,7 +763,11 @@ func readOne(dir, target, job, daemon string) (benchResult, error) {
 		r.CPUusPerIO = (post.busy - pre.busy) / userHZ * 1e6 / ios
 		if daemon != "-" {
 			r.LBusPerIO = (post.get(daemon).ticks - pre.get(daemon).ticks) / userHZ * 1e6 / ios
+			r.LBUserus = (post.get(daemon).uticks - pre.get(daemon).uticks) / userHZ * 1e6 / ios
 			r.LBRSSKiB = post.get(daemon).rssKiB
+		}
+		if k := post.ring["ring_kicks"] - pre.ring["ring_kicks"]; daemon == "lunbridge" && k > 0 {
+			r.CmdsPerKick = (post.ring["total_ops"] - pre.ring["total_ops"]) / k
 		}
 	}
 	return r, nil
@@ -801,19 +824,22 @@ func (rep *benchReport) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### %s\n\nconfig: %v\n\n", rep.Setup, rep.Config)
 	if len(rep.Results) > 0 {
-		b.WriteString("| job | target | IOPS | MiB/s | p50 µs | p99 µs | guest CPU µs/IO | daemon CPU µs/IO | daemon RSS MiB |\n")
-		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("| job | target | IOPS | MiB/s | p50 µs | p99 µs | guest CPU µs/IO | daemon CPU µs/IO | of it user | daemon RSS MiB | cmds/kick |\n")
+		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, r := range rep.Results {
-			cpu, lbCPU, rss := math.NaN(), math.NaN(), math.NaN()
+			cpu, lbCPU, user, rss, cpk := math.NaN(), math.NaN(), math.NaN(), math.NaN(), math.NaN()
 			if r.Sampled {
 				cpu = r.CPUusPerIO
 				if r.LBRSSKiB > 0 {
-					lbCPU, rss = r.LBusPerIO, float64(r.LBRSSKiB)/1024
+					lbCPU, user, rss = r.LBusPerIO, r.LBUserus, float64(r.LBRSSKiB)/1024
 				}
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Job, r.Target,
+			if r.CmdsPerKick > 0 {
+				cpk = r.CmdsPerKick
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Job, r.Target,
 				fmtNum(r.IOPS, 0), fmtNum(r.MiBps, 1), fmtNum(r.P50us, 0), fmtNum(r.P99us, 0),
-				fmtNum(cpu, 1), fmtNum(lbCPU, 1), fmtNum(rss, 1))
+				fmtNum(cpu, 1), fmtNum(lbCPU, 1), fmtNum(user, 1), fmtNum(rss, 1), fmtNum(cpk, 1))
 		}
 		// Only the ratio columns this setup has.
 		var cols [][3]string

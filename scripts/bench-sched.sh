@@ -8,6 +8,11 @@
 #       perf sched timehist per thread: switches, on-CPU ms (run), off-CPU
 #       ms (wait: asleep until woken; delay: woken until running), mean and
 #       max wake-up latency (sch delay), and the CPUs' idle time
+#   bench-sched.sh cycles sched.T.J.timehist.txt
+#       one command at a time (a QD1 job): each sleep of fio's I/O thread
+#       between submitting and reaping, who ran inside it and for how
+#       long (per thread, mean per command), the time no thread ran (the
+#       wake-ups), and the median sleep as a timeline
 #   bench-sched.sh ftrace sched.T.J.ftrace.txt
 #       the ftrace window per thread: on/off-CPU ms, switches, wake-ups
 #       with their latency (sched_waking to switched in), the traced
@@ -28,7 +33,7 @@
 #       stop-the-world time. T0 T1 bound the window in trace nanoseconds
 #       (the trace's Sync events map them to wall-clock time).
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '3,29p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '3,34p' "$0" >&2; exit 2; }
 mode=$1 file=$2
 case $mode in
 timehist)
@@ -176,8 +181,72 @@ END {
 }
 '
 	;;
+cycles)
+	# Every line of perf sched timehist is a thread switched out at
+	# time T after running R ms: it ran [T-R, T]. fio's I/O thread (the
+	# fio thread with the most switches) sleeps after each submission
+	# until the completion wakes it; at queue depth 1 each of its sleeps
+	# is one command's trip through the kernel and the handler. For each
+	# sleep: who ran inside it, when and how long, and how much of it no
+	# thread ran at all (every vCPU idle, or in interrupts: the wake-ups).
+	awk '
+$1 ~ /^[0-9]+\.[0-9]+$/ && NF >= 6 && $3 !~ /idle/ {
+	n++; T[n] = $1 * 1000; R[n] = $6; task[n] = $3; cpu[n] = $2
+	if ($3 ~ /^fio\[/) fsw[$3]++
+	if ($6 > maxrun) maxrun = $6
+}
+function group(t) { sub(/\[.*/, "", t); sub(/\/[0-9]+:[0-9]+.*/, "", t); sub(/-[0-9]+$/, "", t); return t }
+END {
+	for (t in fsw) if (fsw[t] > best) { best = fsw[t]; fio = t }
+	prev = 0; j0 = 1
+	for (i = 1; i <= n; i++) {
+		if (task[i] != fio) continue
+		if (prev) {
+			ws = T[prev]; we = T[i] - R[i]
+			if (we > ws) {
+				c++; len = we - ws; tot += len; lens[c] = len
+				while (j0 < n && T[j0] < ws) j0++
+				m = 0
+				for (j = j0; j <= n && T[j] - R[j] <= we + maxrun; j++) {
+					if (j == i || task[j] == fio) continue
+					s0 = T[j] - R[j]; e0 = T[j]
+					if (s0 < ws) s0 = ws
+					if (e0 > we) e0 = we
+					if (e0 <= s0) continue
+					m++; st[m] = s0; en[m] = e0
+					g = group(task[j]); on[g] += e0 - s0; runs[g]++
+					line[c, m] = sprintf("%9.3f %9.3f  %s %s", s0 - ws, e0 - s0, cpu[j], task[j])
+				}
+				nl[c] = m
+				# union of the run intervals: the time some thread ran
+				for (a = 2; a <= m; a++) { x = st[a]; y = en[a]; for (b = a - 1; b >= 1 && st[b] > x; b--) { st[b+1] = st[b]; en[b+1] = en[b] }; st[b+1] = x; en[b+1] = y }
+				cov = 0; cs = -1
+				for (a = 1; a <= m; a++) {
+					if (cs < 0 || st[a] > ce) { if (cs >= 0) cov += ce - cs; cs = st[a]; ce = en[a] } else if (en[a] > ce) ce = en[a]
+				}
+				if (cs >= 0) cov += ce - cs
+				covered += cov
+			}
+		}
+		prev = i
+	}
+	if (c == 0) { print "# no cycles of " fio; exit }
+	# the cycle of median length, as a timeline
+	for (a = 1; a <= c; a++) idx[a] = a
+	for (a = 2; a <= c; a++) { x = idx[a]; for (b = a - 1; b >= 1 && lens[idx[b]] > lens[x]; b--) idx[b+1] = idx[b]; idx[b+1] = x }
+	med = idx[int((c + 1) / 2)]
+	printf "# %s: %d sleeps (commands at QD1), mean %.3f ms, median %.3f ms\n", fio, c, tot / c, lens[med]
+	printf "# per sleep: some thread on a CPU %.3f ms, no thread at all %.3f ms (%.0f%%)\n", covered / c, (tot - covered) / c, 100 * (tot - covered) / tot
+	printf "%-28s %10s %12s\n", "thread (by name)", "runs/cmd", "ms/cmd"
+	for (g in on) printf "%-28s %10.2f %12.3f\n", g, runs[g] / c, on[g] / c | "sort -k3 -n -r"
+	close("sort -k3 -n -r")
+	printf "# the median sleep (%.3f ms): start ms from fio asleep, ms on CPU, [cpu] thread\n", lens[med]
+	for (a = 1; a <= nl[med]; a++) print line[med, a]
+}
+' "$file"
+	;;
 *)
-	echo "$0: unknown mode $mode (timehist, ftrace or gotrace)" >&2
+	echo "$0: unknown mode $mode (timehist, cycles, ftrace, schedstat or gotrace)" >&2
 	exit 2
 	;;
 esac

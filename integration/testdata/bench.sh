@@ -23,14 +23,15 @@
 #   PERF     1: perf profiles of the guest during the lunbridge,
 #            lunbridge-dio, tcmu-runner and fileio runs
 #   FTRACE_FUNCS  kernel functions to time with ftrace during those runs
-#   SCHED    stat, 1, all or qfull: per-thread schedstat of the daemons and fio in
+#   SCHED    stat, 1, all, qfull or perf: per-thread schedstat of the daemons and fio in
 #            every sample (threads; stat: only that); and the scheduler's evidence
 #            (sched_evidence): perf sched and an ftrace timeline of
 #            sched_switch/sched_wakeup with the TCMU functions, for the
 #            lunbridge runs (1) or for the tcmu-runner runs too (all:
 #            three boots with the tracers wedged the guest in the peer's
 #            runs); qfull: all, and every queue_cmd_ring return (1: the
-#            command went to the kernel's qfull list). Each run's evidence is copied to
+#            command went to the kernel's qfull list); perf: only perf
+#            sched, for lunbridge, baseline and tcmu-runner (no ftrace). Each run's evidence is copied to
 #            the share's bench-partial/ right after the run, so a guest
 #            that wedges keeps what it had.
 #   GOTRACE  1: the main lunbridge runs with LUNBRIDGE_TRACE, its Go
@@ -70,6 +71,10 @@ LB=/tmp/lunbridge
 : > $R/runs
 # DAEMONS: NAME=PID words, the daemons sample records.
 DAEMONS=
+# VIEW is where the main lunbridge mounts its FUSE view; none in the idle
+# setup, whose memory figures are the ring's and the LUNs' alone.
+VIEW=/tmp/lbview
+[ "$SETUP" != idle ] || VIEW=
 
 # want TARGET: whether TARGET is selected.
 want() {
@@ -95,7 +100,8 @@ lb_main() {
 	LB="env $LB_ENV $_lb"
 	[ "$GOTRACE" != 1 ] || LB="env $LB_ENV LUNBRIDGE_TRACE=$R/lunbridge.gotrace $_lb"
 	# shellcheck disable=SC2086
-	lb_start $_o --log-level warn export --mount= $LB_FLAGS $_fl $_names "$@"
+	# Its FUSE view gives each LUN's ring counters to sample.
+	lb_start $_o --log-level warn export --mount=$VIEW $LB_FLAGS $_fl $_names "$@"
 	LB=$_lb
 	DAEMONS="$DAEMONS lunbridge=$LB_PID"
 }
@@ -312,6 +318,11 @@ sample() {
 			echo "proc ${_p%%=*} $(cat /proc/${_p#*=}/stat)"
 			grep -E '^(VmRSS|VmHWM|Threads|RssAnon|RssFile|RssShmem):' /proc/${_p#*=}/status | sed "s/: */ ${_p%%=*} /"
 		done
+		# The main lunbridge's LUNs: commands and ring kicks (FUSE view).
+		for _st in $VIEW/*/stats; do
+			[ -r "$_st" ] || continue
+			echo "ringstat ${_st%/stats} $(awk '$1 ~ /^(total_ops|ring_kicks|ring_wakeups|ring_handoffs)$/ {printf "%s %s ", $1, $2}' "$_st")"
+		done
 		[ -z "$SCHED" ] || threads
 	} > "$1"
 }
@@ -442,6 +453,18 @@ sched_evidence() {
 	sed "s/^/qfull $1 $2: /" $R/qfull.$1.$2.txt
 }
 
+# sched_perf TARGET JOB: perf sched records 2 s of scheduler events and
+# nothing else (SCHED=perf): no ftrace, whose windows wedged the guest.
+# What sched_report makes of them is the per-command timeline
+# (scripts/bench-sched.sh cycles).
+sched_perf() {
+	[ -e /hostroot/sys/kernel/tracing/trace ] || mount -t tracefs nodev /hostroot/sys/kernel/tracing
+	[ ! -e /proc/sys/vm/compaction_proactiveness ] || echo 0 > /proc/sys/vm/compaction_proactiveness
+	hostrun perf sched record -q -o /tmp/sched.$1.$2 -- sleep 2 > /dev/null 2>&1 ||
+		echo "# perf sched record failed" > $R/sched.$1.$2.err
+	sleep 1.4
+}
+
 # sched_report TARGET JOB: after a run with sched_evidence, perf sched's
 # reports of it (per event: wait time off CPU until woken, scheduling
 # delay from wake-up to running, run time, of every thread; -s sums them
@@ -470,6 +493,9 @@ run() {
 		case "$SCHED,$PERF,${FTRACE_FUNCS:+1},$_t" in
 		1,*,*,lunbridge | all,*,*,lunbridge | all,*,*,tcmu-runner | qfull,*,*,lunbridge | qfull,*,*,tcmu-runner)
 			sched_evidence $_t $_j
+			sleep $((RT - 6)) ;;
+		perf,*,*,lunbridge | perf,*,*,tcmu-runner | perf,*,*,baseline)
+			sched_perf $_t $_j
 			sleep $((RT - 6)) ;;
 		*,1,*,lunbridge | *,1,*,lunbridge-dio | *,1,*,tcmu-runner | *,1,*,fileio)
 			hostrun perf record -q -a -g -F 499 -o /tmp/perf.$_t.$_j -- sleep $((RT - 2)) > /dev/null 2>&1 ;;
