@@ -385,3 +385,129 @@ func TestRingDoneAfterStuckExecutor(t *testing.T) {
 		t.Fatal("Done not closed after the stuck executor returned")
 	}
 }
+
+// gateHandler completes TURs at once; INQUIRY and MODE SENSE(6) each wait
+// for their gate (MODE SENSE after WillBlock if announce is set),
+// signalling entered first.
+type gateHandler struct {
+	r               *Ring
+	announce        bool
+	inqGate, msGate chan struct{}
+	entered         chan byte
+}
+
+var modeSense6 = []byte{0x1a, 0, 0x3f, 0, 4, 0}
+
+func newGateHandler(announce bool) *gateHandler {
+	return &gateHandler{announce: announce, inqGate: make(chan struct{}), msGate: make(chan struct{}), entered: make(chan byte, 4)}
+}
+
+func (h *gateHandler) setRing(r *Ring) { h.r = r }
+
+func (h *gateHandler) Handle(c *Cmd) {
+	switch c.CDB[0] {
+	case inquiry[0]:
+		h.entered <- c.CDB[0]
+		<-h.inqGate
+	case modeSense6[0]:
+		if h.announce && !h.r.WillBlock(c) {
+			return
+		}
+		h.entered <- c.CDB[0]
+		<-h.msGate
+	}
+	h.r.Complete(c, Response{})
+}
+
+func (h *gateHandler) TMR(TMRType, []*Cmd) {}
+
+// submitBehind submits an INQUIRY, which the only running executor waits
+// in, then cdbs; then it lets the INQUIRY complete. So the executor finds
+// all of cdbs queued when it comes back.
+func submitBehind(t *testing.T, k *fakering.Kernel, h *gateHandler, cdbs ...[]byte) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := k.Submit(ctx, inquiry, nil, 36); err != nil {
+		t.Fatal(err)
+	}
+	<-h.entered
+	for _, cdb := range cdbs {
+		if _, err := k.Submit(ctx, cdb, nil, 4); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(h.inqGate)
+}
+
+// TestExecutorHoldsCompletions: an executor that finds more commands
+// queued runs the next one before it writes the completion of the last,
+// so commands served from memory share kicks: at most holdMax per kick.
+func TestExecutorHoldsCompletions(t *testing.T) {
+	k := newKernel(t, fakering.Options{})
+	h := newGateHandler(false)
+	r, stop := runRing(t, k, RingOptions{Parallel: 1, InlineBound: time.Minute}, h)
+	const n = 40
+	turs := make([][]byte, n)
+	for i := range turs {
+		turs[i] = testUnitReady
+	}
+	submitBehind(t, k, h, turs...)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := k.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.Completed(); got != n+1 {
+		t.Fatalf("kernel completed %d commands, want %d", got, n+1)
+	}
+	// One kick per holdMax (16) completions, and one for the rest; at
+	// most a quarter of a kick per command whatever holdMax becomes.
+	want := min(uint64((n+1)/holdMax+2), (n+1)/4)
+	if st := r.Stats(); st.Kicks > want {
+		t.Errorf("%d kicks for %d commands served back to back, want at most %d: %+v", st.Kicks, n+1, want, st)
+	}
+}
+
+// TestHeldCompletionsDoNotWait: completions an executor holds do not wait
+// for a command after them that blocks: WillBlock writes them, and so
+// does the watchdog for a command that runs long without it.
+func TestHeldCompletionsDoNotWait(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		announce bool
+		bound    time.Duration
+	}{
+		{"WillBlock", true, time.Minute},
+		{"watchdog", false, 10 * time.Millisecond},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			k := newKernel(t, fakering.Options{})
+			h := newGateHandler(tt.announce)
+			_, stop := runRing(t, k, RingOptions{Parallel: 1, InlineBound: tt.bound}, h)
+			submitBehind(t, k, h, testUnitReady, modeSense6)
+			<-h.entered // MODE SENSE blocks, behind the INQUIRY and the TUR
+			deadline := time.Now().Add(10 * time.Second)
+			for k.Completed() < 2 {
+				if time.Now().After(deadline) {
+					t.Fatalf("kernel completed %d commands while the third blocks, want 2", k.Completed())
+				}
+				time.Sleep(time.Millisecond)
+			}
+			close(h.msGate)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := k.WaitIdle(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			if got := k.Completed(); got != 3 {
+				t.Errorf("kernel completed %d commands, want 3", got)
+			}
+		})
+	}
+}
