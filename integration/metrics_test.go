@@ -146,6 +146,12 @@ func TestPrometheusScrape(t *testing.T) {
 		t.Errorf("Prometheus lunbridge_in_flight_commands_max = %v, view in_flight_max = %d; want them equal and at least 1",
 			got, stats["in_flight_max"])
 	}
+	// The ring's kicks on the real kernel: each hands back at least one
+	// command, and every command went back by one.
+	if got := one(t, share, "kicks.json"); got < 1 || got != float64(stats["ring_kicks"]) || got > float64(stats["total_ops"]) {
+		t.Errorf("Prometheus lunbridge_ring_kicks_total = %v, view ring_kicks = %d, total_ops %d; want them equal, between 1 and total_ops",
+			got, stats["ring_kicks"], stats["total_ops"])
+	}
 	for file, want := range map[string]float64{"state.json": 1, "size.json": 64 << 20} {
 		if got := one(t, share, file); got != want {
 			t.Errorf("%s = %v, want %v", file, got, want)

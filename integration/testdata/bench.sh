@@ -458,6 +458,9 @@ sched_evidence() {
 # What sched_report makes of them is the per-command timeline
 # (scripts/bench-sched.sh cycles).
 sched_perf() {
+	# perf in hostrun finds the tracepoints only with tracefs mounted
+	# in the guest's /sys and in hostroot's (see sched_evidence).
+	[ -e /sys/kernel/tracing/trace ] || mount -t tracefs nodev /sys/kernel/tracing
 	[ -e /hostroot/sys/kernel/tracing/trace ] || mount -t tracefs nodev /hostroot/sys/kernel/tracing
 	[ ! -e /proc/sys/vm/compaction_proactiveness ] || echo 0 > /proc/sys/vm/compaction_proactiveness
 	hostrun perf sched record -q -o /tmp/sched.$1.$2 -- sleep 2 > /dev/null 2>&1 ||

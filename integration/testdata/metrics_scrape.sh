@@ -71,6 +71,7 @@ query count.json 'lunbridge_command_duration_seconds_count{lun="disk0",kind="wri
 query p99.json 'histogram_quantile(0.99, sum by (le) (rate(lunbridge_command_duration_seconds_bucket{lun="disk0",kind="write"}[2m])))'
 query rate.json 'max_over_time(rate(lunbridge_bytes_total{lun="disk0",kind="write"}[4s])[2m:1s])'
 query inflight.json 'lunbridge_in_flight_commands_max{lun="disk0"}'
+query kicks.json 'lunbridge_ring_kicks_total{lun="disk0"}'
 query state.json 'lunbridge_state{lun="disk0",state="online"}'
 query size.json 'lunbridge_size_bytes{lun="disk0"}'
 query process.json 'process_resident_memory_bytes{job="lunbridge"}'
