@@ -10,7 +10,6 @@ package tcmu
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"time"
 )
 
@@ -82,75 +81,6 @@ type executor struct {
 	// without completing it, and the executor queues it for a slot.
 	// Guarded by Ring.mu.
 	deferred *Cmd
-	// handling is the command whose Handle call runs, until Handle
-	// returns or Complete claims it (heldMark): a command completed
-	// inside its own Handle call is held by the executor instead of
-	// being written at once (see held).
-	handling atomic.Pointer[Cmd]
-	// held is a lock-free stack (linked through Cmd.next) of completions
-	// of commands this executor ran that it has not handed to the ring
-	// yet: while more commands wait in the queue, it runs the next one
-	// first and writes them all with one kick (holdMax). The watchdog
-	// takes them from an executor whose command runs long.
-	held atomic.Pointer[Cmd]
-	// heldN and heldBytes count what the executor put in held since it
-	// last released it (the watchdog may have taken some meanwhile).
-	// Only the executor's own goroutine touches them.
-	heldN, heldBytes int
-}
-
-// heldMark is what Complete leaves in executor.handling when it claims a
-// command completed inside its own Handle call.
-var heldMark = new(Cmd)
-
-// Limits of the completions one executor holds back while it runs the
-// next queued command: a kick is a system call that takes the device's
-// cmdr_lock and, for READs, copies the data to the initiator; one per
-// small command is most of what a 4 KiB command costs the kernel. Large
-// transfers are not held: their kick's copy overlaps the next command's.
-const (
-	holdMax      = 16
-	holdMaxBytes = 128 << 10
-)
-
-// hold puts c, completed inside its own Handle call, on ex's held stack;
-// n is its data length. Called by the executor's goroutine.
-func (ex *executor) hold(c *Cmd, n int) {
-	for {
-		old := ex.held.Load()
-		c.next = old
-		if ex.held.CompareAndSwap(old, c) {
-			break
-		}
-	}
-	ex.heldN++
-	ex.heldBytes += n
-}
-
-// takeHeld moves ex's held completions to the ring's completion stack,
-// which the holder of Ring.mu writes before it lets go. Safe from any
-// goroutine (the watchdog's too).
-func (r *Ring) takeHeld(ex *executor) {
-	for c := ex.held.Swap(nil); c != nil; {
-		next := c.next
-		r.push(c)
-		c = next
-	}
-}
-
-// releaseHeld is takeHeld by the executor's own goroutine.
-//
-// Preconditions: Ring.mu is held.
-func (r *Ring) releaseHeld(ex *executor) {
-	r.takeHeld(ex)
-	ex.heldN, ex.heldBytes = 0, 0
-}
-
-// holds reports whether ex keeps its held completions while it runs the
-// command it just took: only below the limits, and only when it took it
-// from the queue (a command from the slow queue is about to block).
-func (ex *executor) holds() bool {
-	return ex.heldN > 0 && ex.heldN < holdMax && ex.heldBytes < holdMaxBytes && ex.counted
 }
 
 // execEpoch is the origin of executor.since.
@@ -307,18 +237,8 @@ func (r *Ring) executor(ex *executor) {
 		if c == nil {
 			break
 		}
-		if !ex.holds() {
-			r.releaseHeld(ex)
-		}
 		r.unlock()
-		ex.handling.Store(c)
-		n := c.DataLen()
 		r.h.Handle(c)
-		if !ex.handling.CompareAndSwap(c, nil) {
-			// Complete claimed it: the completion is ours to write.
-			ex.handling.Store(nil)
-			ex.hold(c, n)
-		}
 		r.mu.Lock()
 		ex.since = 0
 		if ex.counted {
@@ -334,7 +254,6 @@ func (r *Ring) executor(ex *executor) {
 			ex.deferred = nil
 		}
 	}
-	r.releaseHeld(ex)
 	s.execs--
 	for i, e := range s.all {
 		if e == ex {
@@ -361,7 +280,6 @@ func (r *Ring) next(ex *executor) *Cmd {
 			// A command that waited for a blocking slot: it runs
 			// with the slot taken (its WillBlock returns true).
 			c := s.slow.pop()
-			r.releaseHeld(ex)
 			s.blocking++
 			ex.slot, ex.since = true, execClock()
 			c.ex = ex
@@ -393,7 +311,6 @@ func (r *Ring) next(ex *executor) *Cmd {
 			// the slots, as they free them.
 			return nil
 		}
-		r.releaseHeld(ex)
 		if !s.waiting {
 			s.waiting = true
 			r.unlock()
@@ -455,12 +372,9 @@ func (r *Ring) WillBlock(c *Cmd) bool {
 		r.mu.Unlock()
 		return true
 	}
-	// Completions held back for a kick after this command would wait
-	// for the block: they go now.
-	r.releaseHeld(ex)
 	if s.blocking >= r.maxExecs-1 {
 		ex.deferred = c
-		r.unlock()
+		r.mu.Unlock()
 		return false
 	}
 	s.blocking++
@@ -517,11 +431,6 @@ func (r *Ring) watchdog(ctx context.Context) {
 		}
 		now := execClock()
 		for _, ex := range s.all {
-			if ex.since != 0 && now-ex.since >= int64(r.inlineBound) {
-				// Completions it held for a kick after this command
-				// go now (unlock, below).
-				r.takeHeld(ex)
-			}
 			if ex.counted && now-ex.since >= int64(r.inlineBound) {
 				ex.counted = false
 				s.running--

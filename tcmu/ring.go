@@ -154,15 +154,6 @@ type ringCounters struct {
 // While holding mu nothing blocks: the kick, in which the kernel copies a
 // READ's data to the initiator, is made after mu is released.
 //
-// Kicks are shared: an executor whose command completed inside its own
-// Handle call, and that finds more commands queued, holds the completion
-// and runs the next command first (up to holdMax commands or
-// holdMaxBytes of data), so that commands served back to back from
-// memory go to the kernel with one kick. Held completions go before
-// anything that waits: the executor's wait for the kernel or parking, a
-// WillBlock, and the watchdog's look at a command that runs past
-// InlineBound.
-//
 // Completions are out of order when the kernel advertises CapOOOC (current
 // kernels do: flags 0xf on 6.1): each response is written into the oldest
 // unretired CMD slot with its cmd_id rewritten, as the kernel's
@@ -312,34 +303,23 @@ func (r *Ring) Complete(c *Cmd, resp Response) {
 	if !c.state.CompareAndSwap(cmdInFlight, cmdCompleted) {
 		panic("tcmu: Complete: Cmd completed twice")
 	}
-	ex := c.ex
 	c.ex = nil
 	c.status = resp.Status
 	c.senseLen = uint8(copy(c.sense[:], resp.Sense))
 	c.shortRead = resp.ShortRead
 	c.readLen = resp.ReadLen
-	if ex != nil && ex.handling.CompareAndSwap(c, heldMark) {
-		// Completed inside its own Handle call: the executor holds
-		// it and writes it, with the next ones, when Handle returns.
-		return
+	for {
+		old := r.done.Load()
+		c.next = old
+		if r.done.CompareAndSwap(old, c) {
+			break
+		}
 	}
-	r.push(c)
 	if !r.mu.TryLock() {
 		// The holder sees the push when it unlocks (unlock).
 		return
 	}
 	r.unlock()
-}
-
-// push puts a completed c on the completion stack.
-func (r *Ring) push(c *Cmd) {
-	for {
-		old := r.done.Load()
-		c.next = old
-		if r.done.CompareAndSwap(old, c) {
-			return
-		}
-	}
 }
 
 // unlock releases mu after writing the completions pushed so far, and
