@@ -4,6 +4,7 @@ package integration
 
 import (
 	"bytes"
+	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -371,6 +372,24 @@ func benchList(t *testing.T, key string, known []string) []string {
 	return out
 }
 
+// staticBinary reports an error unless path is an ELF executable that
+// needs no program interpreter: the guest runs binaries from the host's
+// share without the host's dynamic loader and libraries, and a dynamic
+// one fails there with "No such file or directory".
+func staticBinary(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked, which the guest cannot run: build it with CGO_ENABLED=0", path)
+		}
+	}
+	return nil
+}
+
 func benchConfigFromEnv(t *testing.T) benchConfig {
 	t.Helper()
 	num := func(key string, def, min int) int {
@@ -425,6 +444,9 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 	}
 	if c.baseline != "" {
 		if _, err := os.Stat(c.baseline); err != nil {
+			t.Fatalf("LUNBRIDGE_BENCH_BASELINE: %v", err)
+		}
+		if err := staticBinary(c.baseline); err != nil {
 			t.Fatalf("LUNBRIDGE_BENCH_BASELINE: %v", err)
 		}
 		if !slices.Contains(c.targets, "lunbridge") {
@@ -1004,4 +1026,33 @@ func saveBench(out, md string, reps []*benchReport, raw map[string]map[string][]
 		}
 	}
 	return nil
+}
+
+// TestStaticBinary: a dynamically linked program (the system's shell) and
+// a file that is no ELF are refused as the benchmark's baseline; the
+// check runs without the VM.
+func TestStaticBinary(t *testing.T) {
+	sh, err := filepath.EvalSymlinks("/bin/sh")
+	if err != nil {
+		t.Skip(err)
+	}
+	f, err := elf.Open(sh)
+	if err != nil {
+		t.Skip(err)
+	}
+	dynamic := slices.ContainsFunc(f.Progs, func(p *elf.Prog) bool { return p.Type == elf.PT_INTERP })
+	f.Close()
+	if !dynamic {
+		t.Skipf("%s is not dynamically linked here", sh)
+	}
+	if err := staticBinary(sh); err == nil || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
+		t.Errorf("staticBinary(%s) = %v, want the dynamic-linking error", sh, err)
+	}
+	script := filepath.Join(t.TempDir(), "lunbridge")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := staticBinary(script); err == nil {
+		t.Errorf("staticBinary(a shell script) = nil, want an error")
+	}
 }
