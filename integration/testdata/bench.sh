@@ -323,6 +323,12 @@ sample() {
 			[ -r "$_st" ] || continue
 			echo "ringstat ${_st%/stats} $(awk '$1 ~ /^(total_ops|ring_kicks|ring_wakeups|ring_handoffs)$/ {printf "%s %s ", $1, $2}' "$_st")"
 		done
+		# Page migration and compaction (kcompactd moves tmpfs pages,
+		# which a mapping then faults on).
+		grep -E '^(pgmigrate_success|pgmigrate_fail|compact_migrate_scanned|compact_free_scanned|compact_isolated|compact_stall|compact_daemon_wake|compact_daemon_migrate_scanned|pgfault|pgmajfault|thp_fault_alloc|numa_pte_updates) ' /proc/vmstat | sed 's/^/vmstat /'
+		for _kc in $(grep -l '^kcompactd' /proc/[0-9]*/comm 2>/dev/null); do
+			echo "kthread $(cat $_kc) utime+stime $(cut -d' ' -f14,15 ${_kc%comm}stat)"
+		done
 		[ -z "$SCHED" ] || threads
 	} > "$1"
 }
