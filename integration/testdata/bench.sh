@@ -389,6 +389,27 @@ ftrace_window() {
 	echo 1408 > $_tr/buffer_size_kb
 }
 
+# tracing_setup: tracefs mounted where the tracers look, and proactive
+# compaction off.
+tracing_setup() {
+	[ -e /sys/kernel/tracing/trace ] || mount -t tracefs nodev /sys/kernel/tracing
+	# hostrun's /sys is a plain bind of the guest's: perf finds the
+	# tracepoints only with tracefs mounted there too.
+	[ -e /hostroot/sys/kernel/tracing/trace ] || mount -t tracefs nodev /hostroot/sys/kernel/tracing
+	# A first try (2026-12-05) wedged the guest in kcompactd for minutes
+	# during the peer's run; proactive compaction is no part of what is
+	# measured, so it is off while tracing.
+	[ ! -e /proc/sys/vm/compaction_proactiveness ] || echo 0 > /proc/sys/vm/compaction_proactiveness
+}
+
+# perf_sched_record TARGET JOB: 2 s of perf sched record, for
+# sched_report.
+perf_sched_record() {
+	hostrun perf sched record -q -o /tmp/sched.$1.$2 -- sleep 2 > /dev/null 2>&1 ||
+		echo "# perf sched record failed" > $R/sched.$1.$2.err
+	sleep 1.4
+}
+
 # sched_evidence TARGET JOB: the scheduler's view of 4 s of a run (SCHED=1).
 # Over the whole 4 s, a kretprobe on queue_cmd_ring (in a tracing instance
 # of its own) records what each submission returned: 0 queued in the ring,
@@ -401,14 +422,7 @@ ftrace_window() {
 # after it fell behind the end of fio's run.
 sched_evidence() {
 	_tr=/sys/kernel/tracing
-	[ -e $_tr/trace ] || mount -t tracefs nodev $_tr
-	# hostrun's /sys is a plain bind of the guest's: perf finds the
-	# tracepoints only with tracefs mounted there too.
-	[ -e /hostroot/sys/kernel/tracing/trace ] || mount -t tracefs nodev /hostroot/sys/kernel/tracing
-	# A first try (2026-12-05) wedged the guest in kcompactd for minutes
-	# during the peer's run; proactive compaction is no part of what is
-	# measured, so it is off while tracing.
-	[ ! -e /proc/sys/vm/compaction_proactiveness ] || echo 0 > /proc/sys/vm/compaction_proactiveness
+	tracing_setup
 	_q=$_tr/instances/qfull
 	if [ "$SCHED" = qfull ]; then
 		[ -d $_q ] || mkdir $_q
@@ -445,9 +459,7 @@ sched_evidence() {
 	: > $_tr/set_event
 	: > $_tr/set_ftrace_filter
 	echo 1408 > $_tr/buffer_size_kb
-	hostrun perf sched record -q -o /tmp/sched.$1.$2 -- sleep 2 > /dev/null 2>&1 ||
-		echo "# perf sched record failed" > $R/sched.$1.$2.err
-	sleep 1.4
+	perf_sched_record $1 $2
 	[ "$SCHED" = qfull ] || return 0
 	echo 0 > $_q/tracing_on
 	[ ! -e $_q/events/kprobes/lbqcr/enable ] || echo 0 > $_q/events/kprobes/lbqcr/enable
@@ -464,14 +476,8 @@ sched_evidence() {
 # What sched_report makes of them is the per-command timeline
 # (scripts/bench-sched.sh cycles).
 sched_perf() {
-	# perf in hostrun finds the tracepoints only with tracefs mounted
-	# in the guest's /sys and in hostroot's (see sched_evidence).
-	[ -e /sys/kernel/tracing/trace ] || mount -t tracefs nodev /sys/kernel/tracing
-	[ -e /hostroot/sys/kernel/tracing/trace ] || mount -t tracefs nodev /hostroot/sys/kernel/tracing
-	[ ! -e /proc/sys/vm/compaction_proactiveness ] || echo 0 > /proc/sys/vm/compaction_proactiveness
-	hostrun perf sched record -q -o /tmp/sched.$1.$2 -- sleep 2 > /dev/null 2>&1 ||
-		echo "# perf sched record failed" > $R/sched.$1.$2.err
-	sleep 1.4
+	tracing_setup
+	perf_sched_record $1 $2
 }
 
 # sched_report TARGET JOB: after a run with sched_evidence, perf sched's
