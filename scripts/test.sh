@@ -79,5 +79,22 @@ if [ "$rc" != 0 ] && [ "$failed" = 0 ]; then
 fi
 echo
 grep -aE '^(ok|FAIL|---)' "$log" | grep -vE '^ *--- (PASS|SKIP)' || true
+# Why each failed test failed, just above the tally (CI shows the end of
+# the output): the last lines of its log that name a failure (a test's own
+# message, the guest's "FAIL:", a panic, a timeout), or its last lines when
+# none does; the guest's shell trace left out.
+if [ "$failed" != 0 ]; then
+	grep -aoE '^ *--- FAIL: [^ ]+' "$log" | awk '{print $3}' | head -3 | while read -r name; do
+		echo "== the end of $name's log:"
+		awk -v run="=== RUN   $name" -v end="--- FAIL: $name " '
+			function keep(b, line) { if (cnt[b] == 10) { for (i = 1; i < 10; i++) buf[b, i-1] = buf[b, i]; cnt[b]-- } buf[b, cnt[b]++] = substr(line, 1, 300) }
+			$0 == run { cnt[0] = 0; cnt[1] = 0; next }
+			index($0, end) { b = cnt[1] ? 1 : 0; for (i = 0; i < cnt[b]; i++) print buf[b, i]; exit }
+			/gate\.go:[0-9]+: \+ / { next }
+			{ keep(0, $0) }
+			/_test\.go:[0-9]+: |FAIL: |panic: |timed out|deadline/ { keep(1, $0) }
+		' "$log"
+	done
+fi
 echo "$passed passed, $failed failed, $skipped skipped"
 exit $rc

@@ -30,6 +30,14 @@ lb_dev() { sed -n "s|^$2: loop \(/dev/sd[a-z]*\) .*|\1|p" "$1.out"; }
 # stat_of FILE KEY: the value of KEY in a "key value" stats file.
 stat_of() { sed -n "s/^$2 //p" "$1"; }
 
+# show_on_failure FILE...: when the script exits with a failure (a die, or
+# a command failing under set -e), print the last lines of each FILE that
+# exists, so that the test's log says what the daemons saw.
+show_on_failure() {
+	SHOW_FILES="$*"
+	trap '_rc=$?; if [ $_rc != 0 ]; then for _f in $SHOW_FILES; do [ -e "$_f" ] && { echo "== last lines of $_f:"; tail -n 15 "$_f"; }; done; fi' EXIT
+}
+
 # wait_log FILE TEXT [SECONDS]: wait up to SECONDS (default 60) until FILE
 # contains TEXT; print FILE and die if it never does.
 wait_log() {

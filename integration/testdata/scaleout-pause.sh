@@ -22,6 +22,7 @@ gateway() { # gateway OUT GROUP PEER IQN MOUNT DIR
 		--alua-group "$2" --alua-peer "$3" --size 8M --mount "$5" --cmd-timeout 5s "$6/lun.img"
 }
 
+show_on_failure /tmp/gw1.err /tmp/gw2.err /tmp/c1.out /tmp/c2.out
 mkdir -p /etc/target/pr /tmp/shared
 client /tmp/c1
 FS1=$FS_PID

@@ -16,6 +16,7 @@ gateway() { # gateway OUT GROUP PEER IQN MOUNT DIR
 		--alua-group "$2" --alua-peer "$3" --size 8M --mount "$5" --cmd-timeout 5s "$6/lun.img"
 }
 
+show_on_failure /tmp/gw1.err /tmp/gw2.err /tmp/gw1b.err
 mkdir -p /etc/target/pr
 if [ -n "$GLUSTER" ]; then
 	gluster_up
