@@ -507,6 +507,12 @@ type benchResult struct {
 	// the window (the main lunbridge's FUSE view: total_ops over
 	// ring_kicks); 0 when not measured.
 	CmdsPerKick float64
+	// IPIsPerIO is the interrupts the guest's CPUs sent each other per
+	// I/O (rescheduling, function calls and TLB shootdowns, from
+	// /proc/interrupts), TLBPerIO the shootdowns alone, when
+	// measured (IPIsSampled).
+	IPIsPerIO, TLBPerIO float64
+	IPIsSampled         bool
 }
 
 // benchIdle is the idle setup's measurement of one daemon serving many LUNs.
@@ -572,13 +578,16 @@ type sampleData struct {
 	// ring sums the main lunbridge's LUNs' stats files: total_ops,
 	// ring_kicks, ring_wakeups, ring_handoffs.
 	ring map[string]float64
+	// irq is /proc/interrupts' LOC, RES, CAL and TLB rows, summed over
+	// the CPUs.
+	irq map[string]float64
 }
 
 // userHZ is USER_HZ, the unit of /proc/stat and /proc/PID/stat times.
 const userHZ = 100
 
 func readSample(path string) (sampleData, error) {
-	s := sampleData{procs: map[string]*procSample{}, ring: map[string]float64{}}
+	s := sampleData{procs: map[string]*procSample{}, ring: map[string]float64{}, irq: map[string]float64{}}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return s, err
@@ -620,6 +629,11 @@ func readSample(path string) (sampleData, error) {
 				st, _ := strconv.ParseFloat(f[16], 64)
 				proc(f[1]).ticks = u + st
 				proc(f[1]).uticks = u
+			}
+		case "irq":
+			// irq ROW COUNT
+			if len(f) == 3 {
+				s.irq[f[1]], _ = strconv.ParseFloat(f[2], 64)
 			}
 		case "ringstat":
 			// ringstat LUN KEY VALUE...
@@ -788,6 +802,12 @@ func readOne(dir, target, job, daemon string) (benchResult, error) {
 			r.LBUserus = (post.get(daemon).uticks - pre.get(daemon).uticks) / userHZ * 1e6 / ios
 			r.LBRSSKiB = post.get(daemon).rssKiB
 		}
+		if _, ok := post.irq["RES"]; ok {
+			r.IPIsSampled = true
+			ipi := func(s sampleData) float64 { return s.irq["RES"] + s.irq["CAL"] + s.irq["TLB"] }
+			r.IPIsPerIO = (ipi(post) - ipi(pre)) / ios
+			r.TLBPerIO = (post.irq["TLB"] - pre.irq["TLB"]) / ios
+		}
 		if k := post.ring["ring_kicks"] - pre.ring["ring_kicks"]; daemon == "lunbridge" && k > 0 {
 			r.CmdsPerKick = (post.ring["total_ops"] - pre.ring["total_ops"]) / k
 		}
@@ -846,8 +866,8 @@ func (rep *benchReport) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### %s\n\nconfig: %v\n\n", rep.Setup, rep.Config)
 	if len(rep.Results) > 0 {
-		b.WriteString("| job | target | IOPS | MiB/s | p50 µs | p99 µs | guest CPU µs/IO | daemon CPU µs/IO | of it user | daemon RSS MiB | cmds/kick |\n")
-		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("| job | target | IOPS | MiB/s | p50 µs | p99 µs | guest CPU µs/IO | daemon CPU µs/IO | of it user | daemon RSS MiB | cmds/kick | IPIs/IO (TLB) |\n")
+		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, r := range rep.Results {
 			cpu, lbCPU, user, rss, cpk := math.NaN(), math.NaN(), math.NaN(), math.NaN(), math.NaN()
 			if r.Sampled {
@@ -859,9 +879,13 @@ func (rep *benchReport) markdown() string {
 			if r.CmdsPerKick > 0 {
 				cpk = r.CmdsPerKick
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Job, r.Target,
+			ipis := "-"
+			if r.Sampled && r.IPIsSampled {
+				ipis = fmtNum(r.IPIsPerIO, 2) + " (" + fmtNum(r.TLBPerIO, 2) + ")"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Job, r.Target,
 				fmtNum(r.IOPS, 0), fmtNum(r.MiBps, 1), fmtNum(r.P50us, 0), fmtNum(r.P99us, 0),
-				fmtNum(cpu, 1), fmtNum(lbCPU, 1), fmtNum(user, 1), fmtNum(rss, 1), fmtNum(cpk, 1))
+				fmtNum(cpu, 1), fmtNum(lbCPU, 1), fmtNum(user, 1), fmtNum(rss, 1), fmtNum(cpk, 1), ipis)
 		}
 		// Only the ratio columns this setup has.
 		var cols [][3]string

@@ -326,6 +326,16 @@ sample() {
 		# Page migration and compaction (kcompactd moves tmpfs pages,
 		# which a mapping then faults on).
 		grep -E '^(pgmigrate_success|pgmigrate_fail|compact_migrate_scanned|compact_free_scanned|compact_isolated|compact_stall|compact_daemon_wake|compact_daemon_migrate_scanned|pgfault|pgmajfault|thp_fault_alloc|numa_pte_updates) ' /proc/vmstat | sed 's/^/vmstat /'
+		# Interrupts the CPUs sent each other (wake-ups, function calls,
+		# TLB shootdowns) and the local timer, summed over the CPUs: a
+		# mapping's page-table changes cost every CPU a TLB flush, which
+		# the emulator pays dearly.
+		awk '$1 ~ /^(LOC|RES|CAL|TLB):$/ { n = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i; printf "irq %s %d\n", substr($1, 1, length($1) - 1), n }' /proc/interrupts
+		# Huge pages in the daemons' mappings (anonymous: the Go heap
+		# under THP "always"; shared memory: a tmpfs file mapped).
+		for _p in $DAEMONS; do
+			grep -E '^(AnonHugePages|ShmemPmdMapped):' /proc/${_p#*=}/smaps_rollup 2>/dev/null | sed "s/: */ ${_p%%=*} /;s/^/huge /"
+		done
 		for _kc in $(grep -l '^kcompactd' /proc/[0-9]*/comm 2>/dev/null); do
 			echo "kthread $(cat $_kc) utime+stime $(cut -d' ' -f14,15 ${_kc%comm}stat)"
 		done
