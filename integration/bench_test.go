@@ -248,11 +248,25 @@ func benchSetup(t *testing.T, cfg benchConfig, setup string, files map[string]st
 		// emulated guest.
 		opts.Timeout += time.Duration(runs) * 5 * time.Minute
 	}
+	probe := startHostProbe()
+	time.Sleep(2 * time.Second) // the cores' speed before qemu runs
+	booted := float64(time.Now().UnixNano()) / 1e9
 	res := vmtest.Run(t, opts)
+	speed := probe.stop()
 	dir := filepath.Join(res.ShareDir, "bench")
 	rep, err := readBench(dir, cfg, setup, mb)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if base, n := probeMedian(speed, 0, booted); n > 0 {
+		for i := range rep.Results {
+			r := &rep.Results[i]
+			// A second off each end: the guest's clock is the host's
+			// to within its RTC's second.
+			if m, k := probeMedian(speed, r.wall[0]+1, r.wall[1]-1); r.wall[0] > 0 && k > 0 {
+				r.HostSpeed = base / m
+			}
+		}
 	}
 	for _, r := range rep.Results {
 		if r.IOPS <= 0 || r.IOs <= 0 {
@@ -267,6 +281,12 @@ func benchSetup(t *testing.T, cfg benchConfig, setup string, files map[string]st
 	}
 	t.Logf("\n%s", rep.markdown())
 	raw := map[string][]byte{}
+	var tsv bytes.Buffer
+	tsv.WriteString("# unix_s\tns_per_iteration (host speed probe; the boot started at " + strconv.FormatFloat(booted, 'f', 3, 64) + ")\n")
+	for _, x := range speed {
+		fmt.Fprintf(&tsv, "%.3f\t%.4f\n", x.at, x.ns)
+	}
+	raw["hostprobe.tsv"] = tsv.Bytes()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -513,6 +533,13 @@ type benchResult struct {
 	// measured (IPIsSampled).
 	IPIsPerIO, TLBPerIO float64
 	IPIsSampled         bool
+	// HostSpeed is how fast the host's cores ran during the window,
+	// against the 2 s before the boot (hostprobe_test.go): 1 as fast,
+	// 0.5 half as fast; 0 when not measured.
+	HostSpeed float64
+	// wall is the window's start and end, Unix seconds by the guest's
+	// clock (0 if the samples have none).
+	wall [2]float64
 }
 
 // benchIdle is the idle setup's measurement of one daemon serving many LUNs.
@@ -574,6 +601,7 @@ type procSample struct {
 type sampleData struct {
 	busy, total float64 // jiffies summed over CPUs
 	uptime      float64 // seconds
+	wall        float64 // Unix seconds by the guest's clock, 0 if absent
 	procs       map[string]*procSample
 	// ring sums the main lunbridge's LUNs' stats files: total_ops,
 	// ring_kicks, ring_wakeups, ring_handoffs.
@@ -620,6 +648,8 @@ func readSample(path string) (sampleData, error) {
 			}
 		case "uptime":
 			s.uptime, _ = strconv.ParseFloat(f[1], 64)
+		case "wall":
+			s.wall, _ = strconv.ParseFloat(f[1], 64)
 		case "proc":
 			// proc NAME, then /proc/PID/stat: utime and stime are its
 			// fields 14 and 15 (proc(5)); comm "(lunbridge)" has no
@@ -796,6 +826,7 @@ func readOne(dir, target, job, daemon string) (benchResult, error) {
 		// I/Os in the sampling window, at the rate fio measured.
 		ios := r.IOPS * (post.uptime - pre.uptime)
 		r.Sampled = true
+		r.wall = [2]float64{pre.wall, post.wall}
 		r.CPUusPerIO = (post.busy - pre.busy) / userHZ * 1e6 / ios
 		if daemon != "-" {
 			r.LBusPerIO = (post.get(daemon).ticks - pre.get(daemon).ticks) / userHZ * 1e6 / ios
@@ -866,8 +897,8 @@ func (rep *benchReport) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### %s\n\nconfig: %v\n\n", rep.Setup, rep.Config)
 	if len(rep.Results) > 0 {
-		b.WriteString("| job | target | IOPS | MiB/s | p50 µs | p99 µs | guest CPU µs/IO | daemon CPU µs/IO | of it user | daemon RSS MiB | cmds/kick | IPIs/IO (TLB) |\n")
-		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("| job | target | IOPS | MiB/s | p50 µs | p99 µs | guest CPU µs/IO | daemon CPU µs/IO | of it user | daemon RSS MiB | cmds/kick | IPIs/IO (TLB) | host speed |\n")
+		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, r := range rep.Results {
 			cpu, lbCPU, user, rss, cpk := math.NaN(), math.NaN(), math.NaN(), math.NaN(), math.NaN()
 			if r.Sampled {
@@ -883,9 +914,13 @@ func (rep *benchReport) markdown() string {
 			if r.Sampled && r.IPIsSampled {
 				ipis = fmtNum(r.IPIsPerIO, 2) + " (" + fmtNum(r.TLBPerIO, 2) + ")"
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Job, r.Target,
+			speed := math.NaN()
+			if r.HostSpeed > 0 {
+				speed = r.HostSpeed
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Job, r.Target,
 				fmtNum(r.IOPS, 0), fmtNum(r.MiBps, 1), fmtNum(r.P50us, 0), fmtNum(r.P99us, 0),
-				fmtNum(cpu, 1), fmtNum(lbCPU, 1), fmtNum(user, 1), fmtNum(rss, 1), fmtNum(cpk, 1), ipis)
+				fmtNum(cpu, 1), fmtNum(lbCPU, 1), fmtNum(user, 1), fmtNum(rss, 1), fmtNum(cpk, 1), ipis, fmtNum(speed, 2))
 		}
 		// Only the ratio columns this setup has.
 		var cols [][3]string

@@ -314,6 +314,7 @@ sample() {
 	{
 		head -1 /proc/stat
 		echo "uptime $(cut -d' ' -f1 /proc/uptime)"
+		echo "wall $(date +%s)" # busybox: whole seconds
 		for _p in $DAEMONS; do
 			echo "proc ${_p%%=*} $(cat /proc/${_p#*=}/stat)"
 			grep -E '^(VmRSS|VmHWM|Threads|RssAnon|RssFile|RssShmem):' /proc/${_p#*=}/status | sed "s/: */ ${_p%%=*} /"
@@ -523,7 +524,12 @@ run() {
 			sched_perf $_t $_j
 			sleep $((RT - 6)) ;;
 		*,1,*,lunbridge | *,1,*,lunbridge-dio | *,1,*,tcmu-runner | *,1,*,fileio)
-			hostrun perf record -q -a -g -F 499 -o /tmp/perf.$_t.$_j -- sleep $((RT - 2)) > /dev/null 2>&1 ;;
+			# The window ends when perf stops recording, not when
+			# it has written its file (seconds later in the
+			# emulated guest, after fio ended).
+			hostrun perf record -q -a -g -F 499 -o /tmp/perf.$_t.$_j -- sleep $((RT - 2)) > /dev/null 2>&1 &
+			_pp=$!
+			sleep $((RT - 2)) ;;
 		*,*,1,lunbridge | *,*,1,fileio | *,*,1,baseline)
 			ftrace_window 2 > $R/ftrace.$_t.$_j.txt
 			sed "s/^/ftrace $_t $_j: /" $R/ftrace.$_t.$_j.txt | head -24
@@ -532,6 +538,7 @@ run() {
 			sleep $((RT - 2)) ;;
 		esac
 		sample $R/$_t.$_j.post
+		[ -z "${_pp:-}" ] || wait $_pp
 	) &
 	_s=$!
 	_per=
@@ -596,6 +603,13 @@ for p in /tmp/perf.*; do
 	hostrun perf report -i $p --stdio --no-children --sort symbol --percent-limit 4 -g caller,2,callee,function,percent > $R/${p#/tmp/}.calls.txt 2>&1 || true
 	# Every thread's code down to 0.1%: the handlers' user code too.
 	hostrun perf report -i $p --stdio --no-children --sort comm,dso,symbol --percent-limit 0.1 -g none > $R/${p#/tmp/}.daemon.txt 2>&1 || true
+	# Each thread's time split by where it ran (its program, the
+	# kernel, libc, the vDSO), and lunbridge's time by symbol as shares
+	# of lunbridge's alone (its threads all carry its name; the peer's
+	# are named per device and role): what its user time is made of.
+	hostrun perf report -i $p --stdio --no-children --sort comm,dso --percent-limit 0.05 -g none > $R/${p#/tmp/}.dso.txt 2>&1 || true
+	hostrun perf report -i $p --stdio --no-children --comms lunbridge --sort dso,symbol --percentage relative \
+		--percent-limit 0.3 -g none > $R/${p#/tmp/}.lunbridge.txt 2>&1 || true
 done
 [ -z "$PEER_PID" ] || peer_stop 5001405000000b50
 for o in $OTHERS; do
