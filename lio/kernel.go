@@ -61,9 +61,11 @@ type Config struct {
 	// Hostname names default iSCSI targets (DefaultIQN).
 	Hostname string
 	Logger   *slog.Logger
-	// RingWaiter is the experimental setting of how every LUN's ring
-	// waits for the kernel (tcmu.RingOptions.Waiter): "" or "netpoll"
-	// (the default), or "blocking". See CheckRingOptions.
+	// RingWaiter is how every LUN's ring waits for the kernel
+	// (tcmu.RingOptions.Waiter): "" or "blocking" (the default: the
+	// waiting executor's thread blocks in poll(2), and the kernel wakes
+	// it), or "netpoll" (Go's netpoller), kept to measure one against the
+	// other (BENCHMARKS.md). See CheckRingOptions.
 	RingWaiter string
 	// NameLockDir holds one lock file per LUN name served on this
 	// machine (lease.ClaimName): a name in use by another daemon is
@@ -130,7 +132,7 @@ func CheckRingOptions(waiter string) error {
 }
 
 func ringOptions(waiter string) (tcmu.RingOptions, error) {
-	var o tcmu.RingOptions
+	o := tcmu.RingOptions{Waiter: tcmu.WaiterBlocking}
 	if waiter != "" {
 		m, err := tcmu.ParseWaiterMode(waiter)
 		if err != nil {
