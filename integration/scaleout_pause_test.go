@@ -185,8 +185,23 @@ func TestScaleOutPause(t *testing.T) {
 		}
 	}
 
+	// The read-back too: a hand-back may begin after the last write,
+	// and the gateway handing over answers NOT READY (ASYMMETRIC ACCESS
+	// STATE TRANSITION) meanwhile, which a multipath initiator retries.
 	back := filepath.Join(t.TempDir(), "back.raw")
-	hostCmd(ctx, t, "qemu-img", "convert", "-f", "raw", "-O", "raw", paths[cur], back)
+	start := time.Now()
+	for {
+		out, err := exec.CommandContext(ctx, "qemu-img", "convert", "-f", "raw", "-O", "raw", paths[cur], back).CombinedOutput()
+		if err == nil {
+			break
+		}
+		if time.Since(start) > 90*time.Second {
+			t.Fatalf("read-back: no path answered for 90 s: %v: %s", err, bytes.TrimSpace(out))
+		}
+		t.Logf("read-back through path %d: %v: %s", cur+1, err, bytes.TrimSpace(out))
+		cur = 1 - cur
+		time.Sleep(500 * time.Millisecond)
+	}
 	checkChunks(t, fmt.Sprintf("read through gateway %d", cur+1), back, want, chunk)
 	if err := vm.Signal("finish"); err != nil {
 		t.Fatal(err)
