@@ -90,9 +90,12 @@ if [ "$failed" != 0 ]; then
 			function keep(b, line) { if (cnt[b] == 10) { for (i = 1; i < 10; i++) buf[b, i-1] = buf[b, i]; cnt[b]-- } buf[b, cnt[b]++] = substr(line, 1, 300) }
 			$0 == run { cnt[0] = 0; cnt[1] = 0; next }
 			index($0, end) { b = cnt[1] ? 1 : 0; for (i = 0; i < cnt[b]; i++) print buf[b, i]; exit }
-			/gate\.go:[0-9]+: \+ / { next }
+			/gate\.go:[0-9]+: \+ / { cont = 0; next }
 			{ keep(0, $0) }
-			/_test\.go:[0-9]+: |FAIL: |panic: |timed out|deadline/ { keep(1, $0) }
+			/_test\.go:[0-9]+: |FAIL: |panic: |timed out|deadline/ { keep(1, $0); cont = 1; next }
+			# A kept message'"'"'s own continuation lines (go test indents them).
+			cont && /^        / { keep(1, $0); next }
+			{ cont = 0 }
 		' "$log"
 	done
 fi
