@@ -19,7 +19,7 @@ import (
 // once measured. GOMAXPROCS needs no flag: the Go runtime reads the
 // environment variable.
 type tuning struct {
-	Waiter     string        // lio.Config.RingWaiter: "blocking" or "netpoll"
+	Waiter     string        // lio.Config.RingWaiter: "netpoll" or "blocking"
 	TimerSlack time.Duration // every thread's PR_SET_TIMERSLACK; 0: the kernel's (50µs)
 }
 
@@ -29,8 +29,8 @@ const maxTimerSlack = time.Second
 // experimentalFlags are export's and serve's hidden flags for tuning.
 func experimentalFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "x-waiter", Value: "blocking", Hidden: true,
-			Usage: "EXPERIMENTAL, may change or go: how each ring waits for the kernel: blocking (poll(2), the default) or netpoll (Go's poller)"},
+		&cli.StringFlag{Name: "x-waiter", Value: "netpoll", Hidden: true,
+			Usage: "EXPERIMENTAL, may change or go: how each ring waits for the kernel: netpoll (Go's poller) or blocking (poll(2))"},
 		&cli.DurationFlag{Name: "x-timerslack", Hidden: true,
 			Usage: "EXPERIMENTAL, may change or go: prctl(PR_SET_TIMERSLACK) on every thread, e.g. 1us (0: the kernel's default, 50us)"},
 	}

@@ -21,9 +21,9 @@ func TestTuningFlags(t *testing.T) {
 		want tuning
 		err  string // in the error; "" for none
 	}{
-		{nil, tuning{Waiter: "blocking"}, ""},
-		{[]string{"--x-waiter", "netpoll", "--x-timerslack", "1us"},
-			tuning{Waiter: "netpoll", TimerSlack: time.Microsecond}, ""},
+		{nil, tuning{Waiter: "netpoll"}, ""},
+		{[]string{"--x-waiter", "blocking", "--x-timerslack", "1us"},
+			tuning{Waiter: "blocking", TimerSlack: time.Microsecond}, ""},
 		{[]string{"--x-waiter", "poll"}, tuning{}, "--x-waiter"},
 		{[]string{"--x-timerslack", "2s"}, tuning{}, "--x-timerslack"},
 		{[]string{"--x-timerslack", "-1ns"}, tuning{}, "--x-timerslack"},

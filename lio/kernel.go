@@ -61,11 +61,9 @@ type Config struct {
 	// Hostname names default iSCSI targets (DefaultIQN).
 	Hostname string
 	Logger   *slog.Logger
-	// RingWaiter is how every LUN's ring waits for the kernel
-	// (tcmu.RingOptions.Waiter): "" or "blocking" (the default: the
-	// waiting executor's thread blocks in poll(2), and the kernel wakes
-	// it), or "netpoll" (Go's netpoller), kept to measure one against the
-	// other (BENCHMARKS.md). See CheckRingOptions.
+	// RingWaiter is the experimental setting of how every LUN's ring
+	// waits for the kernel (tcmu.RingOptions.Waiter): "" or "netpoll"
+	// (the default), or "blocking". See CheckRingOptions.
 	RingWaiter string
 	// NameLockDir holds one lock file per LUN name served on this
 	// machine (lease.ClaimName): a name in use by another daemon is
@@ -132,7 +130,7 @@ func CheckRingOptions(waiter string) error {
 }
 
 func ringOptions(waiter string) (tcmu.RingOptions, error) {
-	o := tcmu.RingOptions{Waiter: tcmu.WaiterBlocking}
+	var o tcmu.RingOptions
 	if waiter != "" {
 		m, err := tcmu.ParseWaiterMode(waiter)
 		if err != nil {

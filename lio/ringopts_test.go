@@ -15,7 +15,7 @@ func TestRingOptions(t *testing.T) {
 		want   tcmu.WaiterMode
 		ok     bool
 	}{
-		{"", tcmu.WaiterBlocking, true},
+		{"", tcmu.WaiterNetpoll, true},
 		{"netpoll", tcmu.WaiterNetpoll, true},
 		{"blocking", tcmu.WaiterBlocking, true},
 		{"blocked", 0, false},

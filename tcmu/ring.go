@@ -77,8 +77,7 @@ type RingOptions struct {
 	// means DefaultInlineBound.
 	InlineBound time.Duration
 	// Waiter is how an executor waits for the kernel (see WaiterMode);
-	// the zero value is WaiterNetpoll (any Notifier); lunbridge's LUNs
-	// run with WaiterBlocking (package lio).
+	// the zero value is WaiterNetpoll.
 	Waiter WaiterMode
 	// Executors bounds the goroutines that execute commands (Handle) at
 	// once, blocked ones included (at least 2: one of them is never
