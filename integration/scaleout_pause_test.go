@@ -169,39 +169,39 @@ func TestScaleOutPause(t *testing.T) {
 	// new owner hands over. Either way only one gateway acknowledges.
 	paths := []string{path1, path2}
 	cur := 1
-	for k := 12; k < 16; k++ {
+	// multipath runs do through the current path, moving to the other
+	// one on each error, until it succeeds; what names it in the log.
+	multipath := func(what string, do func(path string) error) {
+		t.Helper()
 		start := time.Now()
 		for {
-			err := write(paths[cur], k, byte(0x80+k))
+			err := do(paths[cur])
 			if err == nil {
-				break
+				return
 			}
 			if time.Since(start) > 90*time.Second {
-				t.Fatalf("chunk %d: no path took it for 90 s: %v", k, err)
+				t.Fatalf("%s: no path took it for 90 s: %v", what, err)
 			}
-			t.Logf("chunk %d through path %d: %v", k, cur+1, err)
+			t.Logf("%s through path %d: %v", what, cur+1, err)
 			cur = 1 - cur
 			time.Sleep(500 * time.Millisecond)
 		}
+	}
+	for k := 12; k < 16; k++ {
+		multipath(fmt.Sprintf("chunk %d", k), func(path string) error { return write(path, k, byte(0x80+k)) })
 	}
 
 	// The read-back too: a hand-back may begin after the last write,
 	// and the gateway handing over answers NOT READY (ASYMMETRIC ACCESS
 	// STATE TRANSITION) meanwhile, which a multipath initiator retries.
 	back := filepath.Join(t.TempDir(), "back.raw")
-	start := time.Now()
-	for {
-		out, err := exec.CommandContext(ctx, "qemu-img", "convert", "-f", "raw", "-O", "raw", paths[cur], back).CombinedOutput()
-		if err == nil {
-			break
+	multipath("read-back", func(path string) error {
+		out, err := exec.CommandContext(ctx, "qemu-img", "convert", "-f", "raw", "-O", "raw", path, back).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, bytes.TrimSpace(out))
 		}
-		if time.Since(start) > 90*time.Second {
-			t.Fatalf("read-back: no path answered for 90 s: %v: %s", err, bytes.TrimSpace(out))
-		}
-		t.Logf("read-back through path %d: %v: %s", cur+1, err, bytes.TrimSpace(out))
-		cur = 1 - cur
-		time.Sleep(500 * time.Millisecond)
-	}
+		return nil
+	})
 	checkChunks(t, fmt.Sprintf("read through gateway %d", cur+1), back, want, chunk)
 	if err := vm.Signal("finish"); err != nil {
 		t.Fatal(err)
