@@ -291,7 +291,12 @@ func (r *Ring) next(ex *executor) *Cmd {
 			// taken without waiting for its signal.
 			r.setErr(r.parse())
 		}
-		if c := s.queue.pop(); c != nil {
+		// At the bound, the queue is left to the executors counted in
+		// running: each of them comes back here once its command is
+		// done. A waiter back from the kernel or a woken executor that
+		// finds the bound taken (by one that took a command first)
+		// waits or parks instead.
+		if c := s.popUnder(r.parallel); c != nil {
 			ex.counted, ex.since = true, execClock()
 			c.ex = ex
 			s.running++
@@ -308,7 +313,8 @@ func (r *Ring) next(ex *executor) *Cmd {
 		}
 		if s.stopping {
 			// What is left in slow runs on the executors holding
-			// the slots, as they free them.
+			// the slots, as they free them; what is left in queue
+			// (at the bound) on the executors counted in running.
 			return nil
 		}
 		if !s.waiting {
@@ -335,6 +341,17 @@ func (r *Ring) next(ex *executor) *Cmd {
 		r.mu.Lock()
 		s.woken--
 	}
+}
+
+// popUnder takes the oldest queued command if fewer than parallel
+// executors run commands that may not block; nil otherwise.
+//
+// Preconditions: Ring.mu is held.
+func (s *sched) popUnder(parallel int) *Cmd {
+	if s.running >= parallel {
+		return nil
+	}
+	return s.queue.pop()
 }
 
 // wait waits for the kernel's signal in the configured way.

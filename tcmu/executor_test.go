@@ -271,6 +271,97 @@ func TestExecutorParallel(t *testing.T) {
 	}
 }
 
+// boundHandler: an INQUIRY takes a blocking slot (WillBlock) and waits
+// for hold; the first TUR waits for gate without WillBlock (counted
+// against Parallel); every TUR is sent to tur when it starts, and the
+// most TURs that ran at once is kept.
+type boundHandler struct {
+	r             *Ring
+	hold, gate    chan struct{}
+	inq, tur      chan *Cmd
+	first         atomic.Bool
+	running, most atomic.Int32
+}
+
+func (h *boundHandler) setRing(r *Ring) { h.r = r }
+
+func (h *boundHandler) Handle(c *Cmd) {
+	if c.CDB[0] == inquiry[0] {
+		if !h.r.WillBlock(c) {
+			panic("boundHandler: no blocking slot")
+		}
+		h.inq <- c
+		<-h.hold
+		h.r.Complete(c, Response{})
+		return
+	}
+	n := h.running.Add(1)
+	for m := h.most.Load(); n > m && !h.most.CompareAndSwap(m, n); m = h.most.Load() {
+	}
+	h.tur <- c
+	if h.first.CompareAndSwap(false, true) {
+		<-h.gate
+	}
+	h.running.Add(-1)
+	h.r.Complete(c, Response{})
+}
+
+func (h *boundHandler) TMR(TMRType, []*Cmd) {}
+
+// TestExecutorParallelBound: with one executor blocked in a slot and one
+// running a command counted against Parallel 1, the executor that then
+// waits for the kernel (there must be one, for TMRs) takes the next
+// command off the ring but does not run it: it runs once the counted one
+// is done, on an executor coming back for more.
+func TestExecutorParallelBound(t *testing.T) {
+	forWaiters(t, func(t *testing.T, opts RingOptions) {
+		k := newKernel(t, fakering.Options{})
+		h := &boundHandler{hold: make(chan struct{}), gate: make(chan struct{}),
+			inq: make(chan *Cmd, 4), tur: make(chan *Cmd, 4)}
+		opts.Parallel, opts.Executors, opts.InlineBound = 1, 4, time.Minute
+		r, stop := runRing(t, k, opts, h)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := k.Submit(ctx, inquiry, nil, 36); err != nil {
+			t.Fatal(err)
+		}
+		<-h.inq
+		if _, err := k.Submit(ctx, testUnitReady, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		<-h.tur // the first TUR runs, counted, until gate
+		if _, err := k.Submit(ctx, testUnitReady, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		// The second TUR must not start while the first runs. Give an
+		// executor that would wrongly take it time to do so.
+		select {
+		case <-h.tur:
+			t.Fatalf("a second TUR ran beside a counted one with Parallel 1 (%+v)", r.Stats())
+		case <-time.After(200 * time.Millisecond):
+		}
+		close(h.gate)
+		select {
+		case <-h.tur:
+		case <-ctx.Done():
+			t.Fatal("the second TUR never ran after the first one finished")
+		}
+		close(h.hold)
+		if err := k.WaitIdle(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		if got := k.Completed(); got != 3 {
+			t.Errorf("kernel completed %d commands, want 3", got)
+		}
+		if m := h.most.Load(); m != 1 {
+			t.Errorf("%d TURs ran at once, want 1", m)
+		}
+	})
+}
+
 // TestWillBlockKeepsServing: while commands block after WillBlock, another
 // executor waits for the kernel: TURs and TMRs still flow. With
 // Executors 3 there are 2 blocking slots: the third blocking command is
