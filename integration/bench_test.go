@@ -28,7 +28,7 @@ import (
 // fileio LUNs, and the idle RSS and threads of one daemon serving 64 LUNs.
 // In a setup every fio job runs against each target in turn before the
 // next job, so host noise hits the targets alike. It writes tables (IOPS,
-// MiB/s, p50/p99 completion latency, guest CPU per I/O, the daemon's own
+// MiB/s, p50/p99 total latency, guest CPU per I/O, the daemon's own
 // CPU per I/O and RSS, ratios, and issue 14's targets) to bench-out/ and
 // the test log. It runs only with LUNBRIDGE_BENCH set (scripts/bench.sh)
 // and asserts only that fio ran without errors and measured something: the
@@ -515,7 +515,7 @@ type benchResult struct {
 	Job, Target string
 	IOPS        float64
 	MiBps       float64
-	P50us       float64 // completion latency percentiles, µs
+	P50us       float64 // total latency percentiles (submission to completion), µs
 	P99us       float64
 	IOs         int64   // I/Os fio counted (ramp excluded)
 	Sampled     bool    // the CPU and RSS fields below were measured
@@ -582,9 +582,12 @@ type fioDir struct {
 	IOPS     float64 `json:"iops"`
 	BwBytes  float64 `json:"bw_bytes"`
 	TotalIOs int64   `json:"total_ios"`
-	ClatNs   struct {
-		Percentile map[string]float64 `json:"percentile"`
-	} `json:"clat_ns"`
+	ClatNs   fioLat  `json:"clat_ns"`
+	LatNs    fioLat  `json:"lat_ns"`
+}
+
+type fioLat struct {
+	Percentile map[string]float64 `json:"percentile"`
 }
 
 // procSample is one daemon in a sample file.
@@ -818,8 +821,18 @@ func readOne(dir, target, job, daemon string) (benchResult, error) {
 		d = j.Write
 	}
 	r.IOPS, r.MiBps, r.IOs = d.IOPS, d.BwBytes/(1<<20), d.TotalIOs
-	r.P50us = d.ClatNs.Percentile["50.000000"] / 1000
-	r.P99us = d.ClatNs.Percentile["99.000000"] / 1000
+	// Total latency, submission to completion (fio's lat_percentiles).
+	// Completion latency alone (clat) misleads for a TCMU target: at
+	// queue depth 1 the handler often runs and completes inside fio's
+	// io_submit (on the submitting CPU), and how much of the round trip
+	// clat sees then depends on which thread the kernel woke where.
+	// Reports written before lat_percentiles have clat only.
+	pct := d.LatNs.Percentile
+	if len(pct) == 0 {
+		pct = d.ClatNs.Percentile
+	}
+	r.P50us = pct["50.000000"] / 1000
+	r.P99us = pct["99.000000"] / 1000
 	pre, err1 := readSample(base + ".pre")
 	post, err2 := readSample(base + ".post")
 	if err1 == nil && err2 == nil && post.uptime > pre.uptime && r.IOPS > 0 {

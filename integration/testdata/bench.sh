@@ -547,7 +547,7 @@ run() {
 	hostrun fio --eta=never --direct=$_d --ioengine=libaio \
 		--size=$FSZ --time_based --runtime=$RT --ramp_time=$RAMP \
 		--randrepeat=1 --randseed=20261125 --norandommap --group_reporting \
-		--output-format=json --output=$R/$_t.$_j.json "$@" $_per ||
+		--lat_percentiles=1 --output-format=json --output=$R/$_t.$_j.json "$@" $_per ||
 		die "fio $_j on $_t ($_fs) failed"
 	wait $_s
 	[ -z "$SCHED" ] || sched_report $_t $_j
