@@ -65,7 +65,6 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 		MaxTransfer:  cfg.MaxTransfer,
 		Hostname:     hostname(),
 		Logger:       log,
-		RingWaiter:   cfg.Tuning.Waiter,
 	})
 	if err != nil {
 		return errors.Join(cli.Exit(err.Error(), exitFailure), cfg.Gateways.Close())

@@ -8,18 +8,13 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/lunbridge/lunbridge/lio"
 )
 
-// tuning holds the experimental settings of issue 14's waiter
-// measurement: how each ring waits for the kernel, and the process's
-// timer slack. They are hidden flags of export
-// and serve (experimentalFlags), not config keys: they may change or go
-// once measured. GOMAXPROCS needs no flag: the Go runtime reads the
-// environment variable.
+// tuning holds the experimental settings: the process's timer slack.
+// They are hidden flags of export and serve (experimentalFlags), not
+// config keys: they may change or go once measured. GOMAXPROCS needs no
+// flag: the Go runtime reads the environment variable.
 type tuning struct {
-	Waiter     string        // lio.Config.RingWaiter: "netpoll" or "blocking"
 	TimerSlack time.Duration // every thread's PR_SET_TIMERSLACK; 0: the kernel's (50µs)
 }
 
@@ -29,8 +24,6 @@ const maxTimerSlack = time.Second
 // experimentalFlags are export's and serve's hidden flags for tuning.
 func experimentalFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "x-waiter", Value: "netpoll", Hidden: true,
-			Usage: "EXPERIMENTAL, may change or go: how each ring waits for the kernel: netpoll (Go's poller) or blocking (poll(2))"},
 		&cli.DurationFlag{Name: "x-timerslack", Hidden: true,
 			Usage: "EXPERIMENTAL, may change or go: prctl(PR_SET_TIMERSLACK) on every thread, e.g. 1us (0: the kernel's default, 50us)"},
 	}
@@ -38,10 +31,7 @@ func experimentalFlags() []cli.Flag {
 
 // tuningFlags reads and checks the experimental flags.
 func tuningFlags(c *cli.Context) (tuning, error) {
-	t := tuning{Waiter: c.String("x-waiter"), TimerSlack: c.Duration("x-timerslack")}
-	if err := lio.CheckRingOptions(t.Waiter); err != nil {
-		return t, usageErr("--x-waiter: %v", err)
-	}
+	t := tuning{TimerSlack: c.Duration("x-timerslack")}
 	if t.TimerSlack < 0 || t.TimerSlack > maxTimerSlack {
 		return t, usageErr("--x-timerslack %v: want 0 (the kernel's default) to %v", t.TimerSlack, maxTimerSlack)
 	}

@@ -21,10 +21,8 @@ func TestTuningFlags(t *testing.T) {
 		want tuning
 		err  string // in the error; "" for none
 	}{
-		{nil, tuning{Waiter: "netpoll"}, ""},
-		{[]string{"--x-waiter", "blocking", "--x-timerslack", "1us"},
-			tuning{Waiter: "blocking", TimerSlack: time.Microsecond}, ""},
-		{[]string{"--x-waiter", "poll"}, tuning{}, "--x-waiter"},
+		{nil, tuning{}, ""},
+		{[]string{"--x-timerslack", "1us"}, tuning{TimerSlack: time.Microsecond}, ""},
 		{[]string{"--x-timerslack", "2s"}, tuning{}, "--x-timerslack"},
 		{[]string{"--x-timerslack", "-1ns"}, tuning{}, "--x-timerslack"},
 	} {

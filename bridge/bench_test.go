@@ -4,7 +4,6 @@ package bridge
 
 import (
 	"context"
-	"flag"
 	"log/slog"
 	"math"
 	"os"
@@ -144,34 +143,11 @@ type servedLUN struct {
 	errc   chan error
 }
 
-// The UIO waiter variant the benchmarks and serveFake's tests run with
-// (tcmu.RingOptions.Waiter and Spin), to compare them with benchstat:
-//
-//	go test -run '^$' -bench BenchmarkServe -count 6 ./bridge/ >netpoll.txt
-//	go test -run '^$' -bench BenchmarkServe -count 6 ./bridge/ -ring.waiter=blocking >blocking.txt
-//
-// With the fake kernel, "blocking" locks the waiter's thread but waits in
-// a channel receive, not poll(2): only the real kernel measures it fully.
-var (
-	ringWaiter = flag.String("ring.waiter", "netpoll", "UIO waiter: netpoll or blocking")
-)
-
-// flagRingOptions returns the ring options of -ring.waiter.
-func flagRingOptions(tb testing.TB) tcmu.RingOptions {
-	tb.Helper()
-	m, err := tcmu.ParseWaiterMode(*ringWaiter)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return tcmu.RingOptions{Waiter: m}
-}
-
 // serveFake starts l.Serve on a ring over a new fake kernel with a data area
-// of dataMB MiB, with the ring options of the -ring flags. Stop it with
-// stop.
+// of dataMB MiB. Stop it with stop.
 func serveFake(tb testing.TB, l *LUN, dataMB int) *servedLUN {
 	tb.Helper()
-	return serveFakeOpts(tb, l, dataMB, flagRingOptions(tb))
+	return serveFakeOpts(tb, l, dataMB, tcmu.RingOptions{})
 }
 
 // serveFakeOpts is serveFake with ring options.

@@ -4,7 +4,6 @@ package bridge
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -38,21 +37,15 @@ func (g gateNowaitBackend) ReadAtNowait(bufs [][]byte, off int64) (int, error) {
 // on a backend that blocks, with Execute (inlineAll) and with TryRead
 // (inlineNowait): once the ring's watchdog has another executor wait for
 // the kernel, commands the disk answers from memory and TMRs still flow,
-// and everything completes when the read returns. It runs with each
-// waiter variant.
+// and everything completes when the read returns.
 func TestServeInlineBlocked(t *testing.T) {
 	for _, mode := range []inlineMode{inlineAll, inlineNowait} {
-		for _, opts := range []tcmu.RingOptions{
-			{},
-			{Waiter: tcmu.WaiterBlocking},
-		} {
-			name := fmt.Sprintf("%s/%v", map[inlineMode]string{inlineAll: "all", inlineNowait: "nowait"}[mode], opts.Waiter)
-			t.Run(name, func(t *testing.T) { testServeInlineBlocked(t, mode, opts) })
-		}
+		name := map[inlineMode]string{inlineAll: "all", inlineNowait: "nowait"}[mode]
+		t.Run(name, func(t *testing.T) { testServeInlineBlocked(t, mode) })
 	}
 }
 
-func testServeInlineBlocked(t *testing.T, mode inlineMode, opts tcmu.RingOptions) {
+func testServeInlineBlocked(t *testing.T, mode inlineMode) {
 	g := gateBackend{entered: make(chan struct{}, 16), release: make(chan struct{}, 16)}
 	var be scsi.Backend = g
 	if mode == inlineNowait {
@@ -61,8 +54,7 @@ func testServeInlineBlocked(t *testing.T, mode inlineMode, opts tcmu.RingOptions
 	l := newBackendLUN(t, 2, be)
 	l.inline = mode
 	l.stalledAfter = 10 * time.Millisecond
-	opts.InlineBound = 20 * time.Millisecond
-	s := serveFakeOpts(t, l, 8, opts)
+	s := serveFakeOpts(t, l, 8, tcmu.RingOptions{InlineBound: 20 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := s.k.Submit(ctx, read10(0, 8), nil, 4096); err != nil {

@@ -61,10 +61,6 @@ type Config struct {
 	// Hostname names default iSCSI targets (DefaultIQN).
 	Hostname string
 	Logger   *slog.Logger
-	// RingWaiter is the experimental setting of how every LUN's ring
-	// waits for the kernel (tcmu.RingOptions.Waiter): "" or "netpoll"
-	// (the default), or "blocking". See CheckRingOptions.
-	RingWaiter string
 	// NameLockDir holds one lock file per LUN name served on this
 	// machine (lease.ClaimName): a name in use by another daemon is
 	// refused before configfs is touched. Empty: no name locks (tests
@@ -122,25 +118,6 @@ func (t *target) remove() error {
 	return t.iscsi.Remove()
 }
 
-// CheckRingOptions checks the experimental ring setting of a Config
-// (RingWaiter).
-func CheckRingOptions(waiter string) error {
-	_, err := ringOptions(waiter)
-	return err
-}
-
-func ringOptions(waiter string) (tcmu.RingOptions, error) {
-	var o tcmu.RingOptions
-	if waiter != "" {
-		m, err := tcmu.ParseWaiterMode(waiter)
-		if err != nil {
-			return o, fmt.Errorf("lio: %w", err)
-		}
-		o.Waiter = m
-	}
-	return o, nil
-}
-
 // RingOptions returns the options every ring of k gets, but the Logger.
 func (k *Kernel) RingOptions() tcmu.RingOptions { return k.ring }
 
@@ -153,10 +130,6 @@ func (k *Kernel) ringOptions(lun string) tcmu.RingOptions {
 
 // New checks (and loads) the kernel modules every LUN needs.
 func New(ctx context.Context, cfg Config) (*Kernel, error) {
-	ring, err := ringOptions(cfg.RingWaiter)
-	if err != nil {
-		return nil, err
-	}
 	if cfg.ConfigfsRoot == "" {
 		cfg.ConfigfsRoot = configfs.DefaultRoot
 	}
@@ -172,7 +145,6 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	k := &Kernel{
 		cfg:    cfg,
 		log:    cfg.Logger,
-		ring:   ring,
 		loaded: map[string]bool{},
 		loop:   map[string]*target{},
 		iscsi:  map[string]*target{},

@@ -3,8 +3,8 @@
 package tcmu
 
 // This file is the codec: the TCMU ring ABI as single-threaded code. The
-// scheduler that decides who runs it is in ring.go, the UIO waiter in
-// waiter.go.
+// Ring that drives it is in ring.go, the executors that run it under the
+// Ring's lock in executor.go, the UIO descriptor in uio.go.
 
 import (
 	"context"

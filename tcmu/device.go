@@ -186,9 +186,6 @@ type Device struct {
 	f      *os.File     // protected by mu; nil once closed
 	mem    []byte       // protected by mu; nil once closed
 	closed bool         // protected by mu
-	// notifiers are those Notifier handed out, which Close interrupts;
-	// protected by mu.
-	notifiers []*uioNotifier
 }
 
 // OpenDevice creates the backstore described by cfg, enables it and maps
@@ -487,9 +484,7 @@ func (d *Device) Mem() []byte {
 func (d *Device) Notifier() Notifier {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	n := &uioNotifier{f: d.f}
-	d.notifiers = append(d.notifiers, n)
-	return n
+	return &uioNotifier{f: d.f}
 }
 
 // Path returns the backstore's configfs directory; a fabric links it to
@@ -721,10 +716,6 @@ func (d *Device) Close() error {
 		d.mem = nil
 	}
 	if d.f != nil {
-		// A wait blocked in poll(2) holds the descriptor: end it first.
-		for _, n := range d.notifiers {
-			n.interrupt()
-		}
 		errs = append(errs, d.f.Close())
 		d.f = nil
 	}

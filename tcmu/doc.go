@@ -59,13 +59,6 @@
 // to a ring goroutine to a worker and back, and under load its goroutines
 // spent several times longer waiting for a P than running.
 //
-// How the waiting executor waits is experimental (RingOptions.Waiter;
-// lunbridge's hidden --x-waiter flag). By default (WaiterNetpoll) it
-// parks in Go's netpoller on the non-blocking UIO descriptor.
-// WaiterBlocking blocks its thread in poll(2) on the descriptor and an
-// eventfd (which the end of the context, or Device.Close, writes to
-// interrupt it), so that the kernel wakes the serving thread itself.
-//
 // # Restart
 //
 // A restarted daemon cannot trust what a killed one left in the ring: some

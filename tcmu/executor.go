@@ -13,52 +13,6 @@ import (
 	"time"
 )
 
-// WaiterMode says how the executor whose turn it is waits for the
-// kernel's signal.
-type WaiterMode uint8
-
-const (
-	// WaiterNetpoll parks the waiting executor in Go's netpoller: it
-	// reads the non-blocking UIO descriptor, and the runtime's poller
-	// thread wakes it.
-	WaiterNetpoll WaiterMode = iota
-	// WaiterBlocking blocks the waiting executor's thread in poll(2) on
-	// the UIO descriptor and an eventfd that interrupts it, so that the
-	// kernel wakes the thread that then serves the ring. A Notifier that
-	// cannot block in the kernel (a fake) waits as usual.
-	WaiterBlocking
-)
-
-var waiterNames = [...]string{WaiterNetpoll: "netpoll", WaiterBlocking: "blocking"}
-
-// String returns the name ParseWaiterMode takes.
-func (m WaiterMode) String() string {
-	if int(m) < len(waiterNames) {
-		return waiterNames[m]
-	}
-	return fmt.Sprintf("WaiterMode(%d)", uint8(m))
-}
-
-// ParseWaiterMode returns the WaiterMode named s: "netpoll" or "blocking".
-func ParseWaiterMode(s string) (WaiterMode, error) {
-	for m, name := range waiterNames {
-		if s == name {
-			return WaiterMode(m), nil
-		}
-	}
-	return 0, fmt.Errorf("tcmu: waiter %q: want netpoll or blocking", s)
-}
-
-// threadWaiter is implemented by a Notifier that can wait with the calling
-// OS thread blocked in the kernel (WaiterBlocking): uioNotifier.
-type threadWaiter interface {
-	// waitThread is Wait, blocking the calling thread in the kernel.
-	waitThread(ctx context.Context) error
-	// releaseWait frees what waitThread set up; Run calls it once no
-	// executor waits any more.
-	releaseWait()
-}
-
 // DefaultInlineBound is used when RingOptions.InlineBound is zero: far
 // above what a command served from memory takes (microseconds), far below
 // the kernel's cmd_time_out and an initiator's abort timeouts.
@@ -320,7 +274,7 @@ func (r *Ring) next(ex *executor) *Cmd {
 		if !s.waiting {
 			s.waiting = true
 			r.unlock()
-			err := r.wait()
+			err := r.n.Wait(s.ctx)
 			r.mu.Lock()
 			s.waiting = false
 			if s.stopping {
@@ -352,14 +306,6 @@ func (s *sched) popUnder(parallel int) *Cmd {
 		return nil
 	}
 	return s.queue.pop()
-}
-
-// wait waits for the kernel's signal in the configured way.
-func (r *Ring) wait() error {
-	if tw, ok := r.n.(threadWaiter); ok && r.waiter == WaiterBlocking {
-		return tw.waitThread(r.sched.ctx)
-	}
-	return r.n.Wait(r.sched.ctx)
 }
 
 // WillBlock asks the Ring whether the Handle call running c may now wait

@@ -6,152 +6,42 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/lunbridge/lunbridge/internal/fakering"
 )
 
-// waiterVariants are the UIO waiter settings the ring tests run under.
-var waiterVariants = []struct {
-	name string
-	opts RingOptions
-}{
-	{"netpoll", RingOptions{}},
-	{"blocking", RingOptions{Waiter: WaiterBlocking}},
-}
-
-// forWaiters runs test once per waiter variant.
-func forWaiters(t *testing.T, test func(t *testing.T, opts RingOptions)) {
-	t.Helper()
-	for _, v := range waiterVariants {
-		t.Run(v.name, func(t *testing.T) { test(t, v.opts) })
-	}
-}
-
-// pollNotifier drives a Ring's WaiterBlocking path over the fake kernel:
-// Kick goes to the fake, and the waits go to a uioNotifier over a FIFO,
-// into which a goroutine writes 4 bytes for each of the fake's signals.
-// So the waiter really blocks in poll(2), is interrupted through the
-// eventfd, and reads the descriptor, as on /dev/uioN.
-type pollNotifier struct {
-	fake *fakering.Notifier
-	uio  *uioNotifier
-}
-
-func newPollNotifier(t *testing.T, k *fakering.Kernel) *pollNotifier {
-	t.Helper()
-	n := &pollNotifier{fake: k.Notifier(), uio: fifoNotifier(t)}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for n.fake.Wait(ctx) == nil {
-			// A full FIFO (EAGAIN) already holds a pending signal.
-			_, _ = unix.Write(fifoFd(t, n.uio), n.uio.wbuf[:])
-		}
-	})
-	t.Cleanup(func() { cancel(); wg.Wait() }) // before fifoNotifier's Close
-	return n
-}
-
-// fifoFd returns the raw descriptor of n's FIFO without (*os.File).Fd,
-// which would make it blocking.
-func fifoFd(t *testing.T, n *uioNotifier) int {
-	raw, err := n.f.SyscallConn()
-	if err != nil {
-		t.Error(err)
-		return -1
-	}
-	fd := -1
-	raw.Control(func(f uintptr) { fd = int(f) })
-	return fd
-}
-
-func (n *pollNotifier) Wait(ctx context.Context) error       { return n.uio.Wait(ctx) }
-func (n *pollNotifier) Kick() error                          { return n.fake.Kick() }
-func (n *pollNotifier) waitThread(ctx context.Context) error { return n.uio.waitThread(ctx) }
-func (n *pollNotifier) releaseWait()                         { n.uio.releaseWait() }
-
-func TestParseWaiterMode(t *testing.T) {
-	for _, tt := range []struct {
-		in   string
-		want WaiterMode
-		ok   bool
-	}{
-		{"netpoll", WaiterNetpoll, true},
-		{"blocking", WaiterBlocking, true},
-		{"", 0, false},
-		{"Blocking", 0, false},
-		{"spin", 0, false},
-	} {
-		got, err := ParseWaiterMode(tt.in)
-		if got != tt.want || (err == nil) != tt.ok {
-			t.Errorf("ParseWaiterMode(%q) = %v, %v; want %v, ok %v", tt.in, got, err, tt.want, tt.ok)
-		}
-		if tt.ok && got.String() != tt.in {
-			t.Errorf("%v.String() = %q, want %q", got, got.String(), tt.in)
-		}
-	}
-}
-
-func TestNewRingWaiterOptions(t *testing.T) {
+func TestNewRingBadOptions(t *testing.T) {
 	k := newKernel(t, fakering.Options{})
-	for _, opts := range []RingOptions{{Waiter: 2}, {Executors: -1}, {Executors: 1}, {Parallel: -1}} {
+	for _, opts := range []RingOptions{{Executors: -1}, {Executors: 1}, {Parallel: -1}} {
 		if _, err := NewRing(k.Mem(), k.Notifier(), opts); err == nil {
 			t.Errorf("NewRing(%+v) succeeded", opts)
 		}
 	}
 }
 
-// TestRingWaiterCancel: cancelling Run ends the wait at once in every
-// waiter variant (the blocking one is in poll(2)).
+// TestRingWaiterCancel: cancelling Run ends the executor's wait for the
+// kernel at once.
 func TestRingWaiterCancel(t *testing.T) {
-	forWaiters(t, func(t *testing.T, opts RingOptions) {
-		k := newKernel(t, fakering.Options{})
-		_, stop := runRing(t, k, opts, &echoHandler{})
-		if _, _, err := k.Do(context.Background(), testUnitReady, nil, 0); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(10 * time.Millisecond) // the waiter is back waiting
-		done := make(chan error, 1)
-		go func() { done <- stop() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run = %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("Run still running 10s after its context was cancelled")
-		}
-	})
-}
-
-// TestRingBlockingWaiterError: a failing wait in poll(2) (the device
-// closed under the ring) ends Run with the error rather than hang.
-func TestRingBlockingWaiterError(t *testing.T) {
 	k := newKernel(t, fakering.Options{})
-	n := newPollNotifier(t, k)
-	r, err := NewRing(k.Mem(), n, RingOptions{Waiter: WaiterBlocking})
-	if err != nil {
+	_, stop := runRing(t, k, RingOptions{}, &echoHandler{})
+	if _, _, err := k.Do(context.Background(), testUnitReady, nil, 0); err != nil {
 		t.Fatal(err)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(context.Background(), &echoHandler{r: r}) }()
-	time.Sleep(10 * time.Millisecond)
-	n.uio.interrupt() // what Device.Close does
+	time.Sleep(10 * time.Millisecond) // the waiter is back waiting
+	done := make(chan error, 1)
+	go func() { done <- stop() }()
 	select {
-	case err := <-errc:
-		if !errors.Is(err, os.ErrClosed) {
-			t.Errorf("Run = %v, want os.ErrClosed", err)
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("Run still running 10s after the device closed")
+		t.Fatal("Run still running 10s after its context was cancelled")
 	}
 }
 
@@ -217,28 +107,26 @@ func goid() uint64 {
 
 // TestExecutorRunsWhatItTakes: commands sent one at a time run on the
 // executor that took them from the ring, with no other goroutine woken
-// (Inline, no Handoffs), whichever way it waits.
+// (Inline, no Handoffs).
 func TestExecutorRunsWhatItTakes(t *testing.T) {
-	forWaiters(t, func(t *testing.T, opts RingOptions) {
-		k := newKernel(t, fakering.Options{})
-		h := newExecHandler(false)
-		r, stop := runRing(t, k, opts, h)
-		for range 50 {
-			if resp, _, err := k.Do(context.Background(), testUnitReady, nil, 0); err != nil || resp.Status != 0 {
-				t.Fatalf("TUR: %+v, %v", resp, err)
-			}
+	k := newKernel(t, fakering.Options{})
+	h := newExecHandler(false)
+	r, stop := runRing(t, k, RingOptions{}, h)
+	for range 50 {
+		if resp, _, err := k.Do(context.Background(), testUnitReady, nil, 0); err != nil || resp.Status != 0 {
+			t.Fatalf("TUR: %+v, %v", resp, err)
 		}
-		if err := stop(); err != nil {
-			t.Fatal(err)
-		}
-		st := r.Stats()
-		if st.Inline != 50 || st.Handoffs != 0 {
-			t.Errorf("50 TURs one at a time: Inline %d, Handoffs %d; want 50, 0", st.Inline, st.Handoffs)
-		}
-		if len(h.gids) != 1 {
-			t.Errorf("the TURs ran on %d goroutines, want 1", len(h.gids))
-		}
-	})
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	st := r.Stats()
+	if st.Inline != 50 || st.Handoffs != 0 {
+		t.Errorf("50 TURs one at a time: Inline %d, Handoffs %d; want 50, 0", st.Inline, st.Handoffs)
+	}
+	if len(h.gids) != 1 {
+		t.Errorf("the TURs ran on %d goroutines, want 1", len(h.gids))
+	}
 }
 
 // TestExecutorParallel: a burst of commands served from memory runs on
@@ -314,52 +202,49 @@ func (h *boundHandler) TMR(TMRType, []*Cmd) {}
 // command off the ring but does not run it: it runs once the counted one
 // is done, on an executor coming back for more.
 func TestExecutorParallelBound(t *testing.T) {
-	forWaiters(t, func(t *testing.T, opts RingOptions) {
-		k := newKernel(t, fakering.Options{})
-		h := &boundHandler{hold: make(chan struct{}), gate: make(chan struct{}),
-			inq: make(chan *Cmd, 4), tur: make(chan *Cmd, 4)}
-		opts.Parallel, opts.Executors, opts.InlineBound = 1, 4, time.Minute
-		r, stop := runRing(t, k, opts, h)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if _, err := k.Submit(ctx, inquiry, nil, 36); err != nil {
-			t.Fatal(err)
-		}
-		<-h.inq
-		if _, err := k.Submit(ctx, testUnitReady, nil, 0); err != nil {
-			t.Fatal(err)
-		}
-		<-h.tur // the first TUR runs, counted, until gate
-		if _, err := k.Submit(ctx, testUnitReady, nil, 0); err != nil {
-			t.Fatal(err)
-		}
-		// The second TUR must not start while the first runs. Give an
-		// executor that would wrongly take it time to do so.
-		select {
-		case <-h.tur:
-			t.Fatalf("a second TUR ran beside a counted one with Parallel 1 (%+v)", r.Stats())
-		case <-time.After(200 * time.Millisecond):
-		}
-		close(h.gate)
-		select {
-		case <-h.tur:
-		case <-ctx.Done():
-			t.Fatal("the second TUR never ran after the first one finished")
-		}
-		close(h.hold)
-		if err := k.WaitIdle(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := stop(); err != nil {
-			t.Fatal(err)
-		}
-		if got := k.Completed(); got != 3 {
-			t.Errorf("kernel completed %d commands, want 3", got)
-		}
-		if m := h.most.Load(); m != 1 {
-			t.Errorf("%d TURs ran at once, want 1", m)
-		}
-	})
+	k := newKernel(t, fakering.Options{})
+	h := &boundHandler{hold: make(chan struct{}), gate: make(chan struct{}),
+		inq: make(chan *Cmd, 4), tur: make(chan *Cmd, 4)}
+	r, stop := runRing(t, k, RingOptions{Parallel: 1, Executors: 4, InlineBound: time.Minute}, h)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := k.Submit(ctx, inquiry, nil, 36); err != nil {
+		t.Fatal(err)
+	}
+	<-h.inq
+	if _, err := k.Submit(ctx, testUnitReady, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	<-h.tur // the first TUR runs, counted, until gate
+	if _, err := k.Submit(ctx, testUnitReady, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	// The second TUR must not start while the first runs. Give an
+	// executor that would wrongly take it time to do so.
+	select {
+	case <-h.tur:
+		t.Fatalf("a second TUR ran beside a counted one with Parallel 1 (%+v)", r.Stats())
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(h.gate)
+	select {
+	case <-h.tur:
+	case <-ctx.Done():
+		t.Fatal("the second TUR never ran after the first one finished")
+	}
+	close(h.hold)
+	if err := k.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.Completed(); got != 3 {
+		t.Errorf("kernel completed %d commands, want 3", got)
+	}
+	if m := h.most.Load(); m != 1 {
+		t.Errorf("%d TURs ran at once, want 1", m)
+	}
 }
 
 // TestWillBlockKeepsServing: while commands block after WillBlock, another
@@ -367,88 +252,82 @@ func TestExecutorParallelBound(t *testing.T) {
 // Executors 3 there are 2 blocking slots: the third blocking command is
 // refused a slot (Handle returns it) and runs once a slot is free.
 func TestWillBlockKeepsServing(t *testing.T) {
-	forWaiters(t, func(t *testing.T, opts RingOptions) {
-		k := newKernel(t, fakering.Options{})
-		h := newExecHandler(true)
-		opts.Executors = 3
-		r, stop := runRing(t, k, opts, h)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		for range 3 {
-			if _, err := k.Submit(ctx, inquiry, nil, 36); err != nil {
-				t.Fatal(err)
-			}
-		}
-		<-h.entered
-		<-h.entered
-		for h.refused.Load() == 0 {
-			if ctx.Err() != nil {
-				t.Fatal("the third blocking command was never refused a slot")
-			}
-			time.Sleep(time.Millisecond)
-		}
-		for range 10 {
-			if resp, _, err := k.Do(ctx, testUnitReady, nil, 0); err != nil || resp.Status != 0 {
-				t.Fatalf("TUR while two commands block: %+v, %v", resp, err)
-			}
-		}
-		if err := k.SubmitTMR(ctx, uint8(TMRAbortTask), []uint16{0}); err != nil {
+	k := newKernel(t, fakering.Options{})
+	h := newExecHandler(true)
+	r, stop := runRing(t, k, RingOptions{Executors: 3}, h)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for range 3 {
+		if _, err := k.Submit(ctx, inquiry, nil, 36); err != nil {
 			t.Fatal(err)
 		}
-		for h.tmrs.Load() == 0 {
-			if ctx.Err() != nil {
-				t.Fatal("TMR not taken while two commands block")
-			}
-			time.Sleep(time.Millisecond)
+	}
+	<-h.entered
+	<-h.entered
+	for h.refused.Load() == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the third blocking command was never refused a slot")
 		}
-		close(h.block)
-		if err := k.WaitIdle(ctx); err != nil {
-			t.Fatal(err)
+		time.Sleep(time.Millisecond)
+	}
+	for range 10 {
+		if resp, _, err := k.Do(ctx, testUnitReady, nil, 0); err != nil || resp.Status != 0 {
+			t.Fatalf("TUR while two commands block: %+v, %v", resp, err)
 		}
-		if err := stop(); err != nil {
-			t.Fatal(err)
+	}
+	if err := k.SubmitTMR(ctx, uint8(TMRAbortTask), []uint16{0}); err != nil {
+		t.Fatal(err)
+	}
+	for h.tmrs.Load() == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("TMR not taken while two commands block")
 		}
-		if got := k.Completed(); got != 13 {
-			t.Errorf("kernel completed %d commands, want 13", got)
-		}
-		if st := r.Stats(); st.Executors > 3 {
-			t.Errorf("%d executors, want at most 3", st.Executors)
-		}
-	})
+		time.Sleep(time.Millisecond)
+	}
+	close(h.block)
+	if err := k.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.Completed(); got != 13 {
+		t.Errorf("kernel completed %d commands, want 13", got)
+	}
+	if st := r.Stats(); st.Executors > 3 {
+		t.Errorf("%d executors, want at most 3", st.Executors)
+	}
 }
 
 // TestWatchdogHandover: a command that blocks without WillBlock is seen
 // by the watchdog after InlineBound, and another executor takes over
 // waiting for the kernel: TURs flow again before it returns.
 func TestWatchdogHandover(t *testing.T) {
-	forWaiters(t, func(t *testing.T, opts RingOptions) {
-		k := newKernel(t, fakering.Options{})
-		h := newExecHandler(false)
-		opts.InlineBound = 10 * time.Millisecond
-		r, stop := runRing(t, k, opts, h)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if _, err := k.Submit(ctx, inquiry, nil, 36); err != nil {
-			t.Fatal(err)
-		}
-		<-h.entered
-		if resp, _, err := k.Do(ctx, testUnitReady, nil, 0); err != nil || resp.Status != 0 {
-			t.Fatalf("TUR while a command is stuck: %+v, %v", resp, err)
-		}
-		if st := r.Stats(); st.Handovers == 0 {
-			t.Errorf("TUR served with no handover: %+v", st)
-		}
-		if d := r.Oldest(); d < 10*time.Millisecond {
-			t.Errorf("Oldest = %v with a command stuck past the bound", d)
-		}
-		close(h.block)
-		if err := k.WaitIdle(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := stop(); err != nil {
-			t.Fatal(err)
-		}
-	})
+	k := newKernel(t, fakering.Options{})
+	h := newExecHandler(false)
+	r, stop := runRing(t, k, RingOptions{InlineBound: 10 * time.Millisecond}, h)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := k.Submit(ctx, inquiry, nil, 36); err != nil {
+		t.Fatal(err)
+	}
+	<-h.entered
+	if resp, _, err := k.Do(ctx, testUnitReady, nil, 0); err != nil || resp.Status != 0 {
+		t.Fatalf("TUR while a command is stuck: %+v, %v", resp, err)
+	}
+	if st := r.Stats(); st.Handovers == 0 {
+		t.Errorf("TUR served with no handover: %+v", st)
+	}
+	if d := r.Oldest(); d < 10*time.Millisecond {
+		t.Errorf("Oldest = %v with a command stuck past the bound", d)
+	}
+	close(h.block)
+	if err := k.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestRingDoneAfterStuckExecutor: Run returns after its drain timeout with

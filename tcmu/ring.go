@@ -2,9 +2,9 @@
 
 package tcmu
 
-// This file is the scheduler: Ring, who holds its lock when, and what
-// runs inline or on workers. The codec it drives is in codec.go, the UIO
-// waiter and its watchdog in waiter.go.
+// This file is Ring: its options, statistics, lock, Run and Complete.
+// The codec it drives is in codec.go; the executors that wait for the
+// kernel and run commands, and their watchdog, are in executor.go.
 
 import (
 	"context"
@@ -76,9 +76,6 @@ type RingOptions struct {
 	// it as blocked and has another executor wait for the kernel: 0
 	// means DefaultInlineBound.
 	InlineBound time.Duration
-	// Waiter is how an executor waits for the kernel (see WaiterMode);
-	// the zero value is WaiterNetpoll.
-	Waiter WaiterMode
 	// Executors bounds the goroutines that execute commands (Handle) at
 	// once, blocked ones included (at least 2: one of them is never
 	// blocked, see WillBlock): 0 means DefaultExecutors.
@@ -174,7 +171,6 @@ type Ring struct {
 	log         *slog.Logger
 	drainTO     time.Duration
 	inlineBound time.Duration
-	waiter      WaiterMode
 	maxExecs    int
 	parallel    int
 
@@ -234,9 +230,6 @@ func NewRing(mem []byte, n Notifier, opts RingOptions) (*Ring, error) {
 	if ib <= 0 {
 		ib = DefaultInlineBound
 	}
-	if opts.Waiter >= WaiterMode(len(waiterNames)) {
-		return nil, fmt.Errorf("tcmu: NewRing: unknown %v", opts.Waiter)
-	}
 	if opts.Executors < 0 || opts.Executors == 1 || opts.Parallel < 0 {
 		return nil, fmt.Errorf("tcmu: NewRing: executors %d (want 0 or at least 2) or parallel %d (want 0 or more)", opts.Executors, opts.Parallel)
 	}
@@ -253,7 +246,6 @@ func NewRing(mem []byte, n Notifier, opts RingOptions) (*Ring, error) {
 		log:         log,
 		drainTO:     d,
 		inlineBound: ib,
-		waiter:      opts.Waiter,
 		maxExecs:    ex,
 		parallel:    min(par, ex),
 		wake:        make(chan struct{}, 1),
@@ -413,10 +405,6 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 		r.sched.spawn(r)
 	}
 	r.unlock()
-	if tw, ok := r.n.(threadWaiter); ok && r.waiter == WaiterBlocking {
-		// After every executor stopped waiting (stopped, below).
-		defer tw.releaseWait()
-	}
 	var wdg sync.WaitGroup
 	wdg.Go(func() { r.watchdog(wctx) })
 	defer wdg.Wait()

@@ -35,22 +35,9 @@ func newKernel(t *testing.T, o fakering.Options) *fakering.Kernel {
 
 // runRing starts Run in a goroutine; stop cancels it and returns Run's
 // error. Cleanup stops it if the test did not.
-//
-// With opts.Waiter WaiterBlocking the ring waits in poll(2) on a FIFO that
-// the fake kernel's signals are forwarded to (pollNotifier).
 func runRing(t *testing.T, k *fakering.Kernel, opts RingOptions, h Handler) (r *Ring, stop func() error) {
 	t.Helper()
-	var n Notifier = k.Notifier()
-	if opts.Waiter == WaiterBlocking {
-		n = newPollNotifier(t, k)
-	}
-	return runRingOn(t, k, n, opts, h)
-}
-
-// runRingOn is runRing on the Notifier n.
-func runRingOn(t *testing.T, k *fakering.Kernel, n Notifier, opts RingOptions, h Handler) (r *Ring, stop func() error) {
-	t.Helper()
-	r, err := NewRing(k.Mem(), n, opts)
+	r, err := NewRing(k.Mem(), k.Notifier(), opts)
 	if err != nil {
 		t.Fatalf("NewRing: %v", err)
 	}
@@ -836,15 +823,15 @@ func ExampleRing() {
 func TestRingStress(t *testing.T) {
 	for _, flags := range []uint16{fakering.AllCaps, fakering.CapReadLen | fakering.CapTMR} {
 		t.Run(fmt.Sprintf("flags=%#x", flags), func(t *testing.T) {
-			forWaiters(t, func(t *testing.T, opts RingOptions) { testRingStress(t, flags, opts) })
+			testRingStress(t, flags)
 		})
 	}
 }
 
-func testRingStress(t *testing.T, flags uint16, opts RingOptions) {
+func testRingStress(t *testing.T, flags uint16) {
 	k := newKernel(t, fakering.Options{CmdrSize: 1504, DataSize: 16 * 4096, Flags: flags, ExactFlags: true})
 	h := &stressHandler{work: make(chan *Cmd, 4096)}
-	r, stop := runRing(t, k, opts, h)
+	r, stop := runRing(t, k, RingOptions{}, h)
 	var workers sync.WaitGroup
 	for seed := range 4 {
 		workers.Go(func() { h.worker(r, uint64(seed)) })
@@ -985,13 +972,9 @@ func TestRingRunCancelled(t *testing.T) {
 // writes the response and kicks the kernel itself, so the kernel has the
 // completion when Complete returns.
 func TestCompleteWritesDirectly(t *testing.T) {
-	forWaiters(t, testCompleteWritesDirectly)
-}
-
-func testCompleteWritesDirectly(t *testing.T, opts RingOptions) {
 	k := newKernel(t, fakering.Options{})
 	h := newHoldHandler()
-	_, stop := runRing(t, k, opts, h)
+	_, stop := runRing(t, k, RingOptions{}, h)
 	direct := 0
 	for i := range 20 {
 		submit(t, k, testUnitReady, nil, 0)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -33,67 +32,55 @@ func fifoNotifier(t *testing.T) *uioNotifier {
 	return &uioNotifier{f: f}
 }
 
-// waitModes are the two ways a uioNotifier waits: Wait parks in Go's
-// netpoller, waitThread blocks the (locked) thread in poll(2).
-var waitModes = []struct {
-	name string
-	wait func(n *uioNotifier, ctx context.Context) error
-}{
-	{"netpoll", (*uioNotifier).Wait},
-	{"blocking", func(n *uioNotifier, ctx context.Context) error {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		return n.waitThread(ctx)
-	}},
+// fifoFd returns the raw descriptor of n's FIFO without (*os.File).Fd,
+// which would make it blocking.
+func fifoFd(t *testing.T, n *uioNotifier) int {
+	raw, err := n.f.SyscallConn()
+	if err != nil {
+		t.Error(err)
+		return -1
+	}
+	fd := -1
+	raw.Control(func(f uintptr) { fd = int(f) })
+	return fd
 }
 
 func TestNotifierKickWakesWait(t *testing.T) {
-	for _, m := range waitModes {
-		t.Run(m.name, func(t *testing.T) {
-			n := fifoNotifier(t)
-			defer n.releaseWait()
-			if err := n.Kick(); err != nil {
-				t.Fatal(err)
-			}
-			if err := m.wait(n, t.Context()); err != nil {
-				t.Fatalf("Wait after Kick = %v", err)
-			}
-		})
+	n := fifoNotifier(t)
+	if err := n.Kick(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Wait(t.Context()); err != nil {
+		t.Fatalf("Wait after Kick = %v", err)
 	}
 }
 
 func TestNotifierWaitParksUntilEvent(t *testing.T) {
-	for _, m := range waitModes {
-		t.Run(m.name, func(t *testing.T) {
-			n := fifoNotifier(t)
-			defer n.releaseWait()
-			done := make(chan error, 1)
-			go func() { done <- m.wait(n, t.Context()) }()
-			select {
-			case err := <-done:
-				t.Fatalf("Wait returned %v with no event", err)
-			case <-time.After(20 * time.Millisecond):
-			}
-			if err := n.Kick(); err != nil {
-				t.Fatal(err)
-			}
-			if err := <-done; err != nil {
-				t.Fatalf("Wait = %v", err)
-			}
-		})
+	n := fifoNotifier(t)
+	done := make(chan error, 1)
+	go func() { done <- n.Wait(t.Context()) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Wait returned %v with no event", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	if err := n.Kick(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Wait = %v", err)
 	}
 }
 
-// checkCancelEndsWait parks a wait on ctx, cancels ctx and checks the
-// wait ends with context.Canceled, and that a wait on another context then
-// returns after a Kick: what interrupts the wait (a read deadline, the
-// eventfd) must not leak into the next wait.
-func checkCancelEndsWait(t *testing.T, n *uioNotifier, wait func(*uioNotifier, context.Context) error,
-	ctx context.Context, cancel context.CancelFunc) {
+// checkCancelEndsWait parks a Wait on ctx, cancels ctx and checks the
+// Wait ends with context.Canceled, and that a Wait on another context then
+// returns after a Kick: the read deadline that interrupts the Wait must
+// not leak into the next one.
+func checkCancelEndsWait(t *testing.T, n *uioNotifier, ctx context.Context, cancel context.CancelFunc) {
 	t.Helper()
 	done := make(chan error, 1)
-	go func() { done <- wait(n, ctx) }()
-	// Let the wait park (not asserted: a cancel before it parks takes
+	go func() { done <- n.Wait(ctx) }()
+	// Let the Wait park (not asserted: a cancel before it parks takes
 	// the ctx.Err path instead, which must give the same result).
 	time.Sleep(5 * time.Millisecond)
 	cancel()
@@ -108,99 +95,58 @@ func checkCancelEndsWait(t *testing.T, n *uioNotifier, wait func(*uioNotifier, c
 	if err := n.Kick(); err != nil {
 		t.Fatal(err)
 	}
-	if err := wait(n, t.Context()); err != nil {
+	if err := n.Wait(t.Context()); err != nil {
 		t.Fatalf("Wait after a cancelled Wait = %v", err)
 	}
 }
 
 func TestNotifierWaitCancel(t *testing.T) {
-	for _, m := range waitModes {
-		t.Run(m.name, func(t *testing.T) {
-			n := fifoNotifier(t)
-			defer n.releaseWait()
-			ctx, cancel := context.WithCancel(t.Context())
-			checkCancelEndsWait(t, n, m.wait, ctx, cancel)
-			if err := m.wait(n, ctx); !errors.Is(err, context.Canceled) {
-				t.Errorf("Wait with a done context = %v, want context.Canceled", err)
-			}
-		})
+	n := fifoNotifier(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	checkCancelEndsWait(t, n, ctx, cancel)
+	if err := n.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Wait with a done context = %v, want context.Canceled", err)
 	}
 }
 
 // TestNotifierWaitNoAlloc: a Ring waits with one context for its whole
 // life, and each wake-up must allocate nothing.
 func TestNotifierWaitNoAlloc(t *testing.T) {
-	for _, m := range waitModes {
-		t.Run(m.name, func(t *testing.T) {
-			n := fifoNotifier(t)
-			defer n.releaseWait()
-			ctx, cancel := context.WithCancel(t.Context())
-			defer cancel()
-			wait := (*uioNotifier).Wait
-			if m.name == "blocking" {
-				// Without the test's LockOSThread wrapper, which
-				// allocates nothing either but is not what is measured.
-				wait = (*uioNotifier).waitThread
-			}
-			allocs := testing.AllocsPerRun(100, func() {
-				if err := n.Kick(); err != nil {
-					t.Fatal(err)
-				}
-				if err := wait(n, ctx); err != nil {
-					t.Fatal(err)
-				}
-			})
-			if allocs != 0 {
-				t.Errorf("Kick+Wait: %v allocations, want 0", allocs)
-			}
-			// The registration kept from those Waits still ends a
-			// parked Wait when ctx ends, and is dropped for the next
-			// context.
-			checkCancelEndsWait(t, n, m.wait, ctx, cancel)
-		})
+	n := fifoNotifier(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := n.Kick(); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("Kick+Wait: %v allocations, want 0", allocs)
 	}
+	// The registration kept from those Waits still ends a parked Wait
+	// when ctx ends, and is dropped for the next context.
+	checkCancelEndsWait(t, n, ctx, cancel)
 }
 
-// TestNotifierWaitThreadInterrupt: Device.Close interrupts a wait blocked
-// in poll(2) (the descriptor's close would wait for it), and later waits
-// fail with os.ErrClosed.
-func TestNotifierWaitThreadInterrupt(t *testing.T) {
+// TestNotifierCloseEndsWait: closing the descriptor (Device.Close) ends a
+// Wait parked in the netpoller with os.ErrClosed.
+func TestNotifierCloseEndsWait(t *testing.T) {
 	n := fifoNotifier(t)
-	defer n.releaseWait()
 	done := make(chan error, 1)
-	go func() { done <- waitModes[1].wait(n, t.Context()) }()
-	time.Sleep(5 * time.Millisecond)
-	n.interrupt()
+	go func() { done <- n.Wait(t.Context()) }()
+	time.Sleep(5 * time.Millisecond) // let it park (not asserted)
+	n.f.Close()
 	select {
 	case err := <-done:
 		if !errors.Is(err, os.ErrClosed) {
-			t.Errorf("wait after interrupt = %v, want os.ErrClosed", err)
+			t.Errorf("Wait after close = %v, want os.ErrClosed", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("wait still blocked 10s after interrupt")
+		t.Fatal("Wait still parked 10s after the descriptor closed")
 	}
-	if err := n.waitThread(t.Context()); !errors.Is(err, os.ErrClosed) {
-		t.Errorf("wait after interrupt = %v, want os.ErrClosed", err)
-	}
-}
-
-// TestNotifierReleaseWait: after releaseWait (Run's end) the eventfd is
-// closed, and a later wait makes a new one.
-func TestNotifierReleaseWait(t *testing.T) {
-	n := fifoNotifier(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	checkCancelEndsWait(t, n, waitModes[1].wait, ctx, cancel)
-	efd := n.thread.efd
-	n.releaseWait()
-	if n.thread.efdOK {
-		t.Fatal("eventfd still open after releaseWait")
-	}
-	if _, err := unix.FcntlInt(uintptr(efd), unix.F_GETFD, 0); !errors.Is(err, unix.EBADF) {
-		t.Errorf("fcntl(eventfd %d) after releaseWait = %v, want EBADF", efd, err)
-	}
-	ctx, cancel = context.WithCancel(t.Context())
-	checkCancelEndsWait(t, n, waitModes[1].wait, ctx, cancel)
-	n.releaseWait()
 }
 
 func TestCheckMailbox(t *testing.T) {
