@@ -76,7 +76,6 @@ func runDaemon(ctx context.Context, cfg daemonConfig, dio daemonIO) error {
 			ConfigfsRoot: dio.Configfs,
 			MaxTransfer:  cfg.MaxTransfer,
 			Workers:      cfg.Workers,
-			Ring:         k.RingOptions(),
 			Logger:       log,
 		})
 		kern = disc

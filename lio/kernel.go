@@ -76,9 +76,8 @@ type Config struct {
 // share one loopback target; iSCSI LUNs share one target per IQN. LUNs
 // are numbered from 0 in each target, the lowest free number first.
 type Kernel struct {
-	cfg  Config
-	log  *slog.Logger
-	ring tcmu.RingOptions // every ring's options but the Logger
+	cfg Config
+	log *slog.Logger
 
 	mu     sync.Mutex
 	loaded map[string]bool          // protected by mu: kernel modules checked
@@ -118,14 +117,10 @@ func (t *target) remove() error {
 	return t.iscsi.Remove()
 }
 
-// RingOptions returns the options every ring of k gets, but the Logger.
-func (k *Kernel) RingOptions() tcmu.RingOptions { return k.ring }
-
-// ringOptions returns the options of the ring of LUN lun.
+// ringOptions returns the options of the ring of LUN lun: the defaults
+// and a logger.
 func (k *Kernel) ringOptions(lun string) tcmu.RingOptions {
-	o := k.ring
-	o.Logger = k.log.With("lun", lun)
-	return o
+	return tcmu.RingOptions{Logger: k.log.With("lun", lun)}
 }
 
 // New checks (and loads) the kernel modules every LUN needs.

@@ -43,13 +43,10 @@ var _ bridge.Kernel = (*Discovery)(nil)
 
 // Config is what a Discovery gives the LUNs it finds.
 type Config struct {
-	ConfigfsRoot string // the configfs mount point
-	MaxTransfer  int64  // bytes; a backstore's hw_max_sectors may lower it
-	Workers      int    // I/O workers per LUN; 0: bridge's default
-	// Ring is every found ring's options but the Logger: the daemon's
-	// (Kernel.RingOptions), so that found and own LUNs wait alike.
-	Ring   tcmu.RingOptions
-	Logger *slog.Logger // nil: discard
+	ConfigfsRoot string       // the configfs mount point
+	MaxTransfer  int64        // bytes; a backstore's hw_max_sectors may lower it
+	Workers      int          // I/O workers per LUN; 0: bridge's default
+	Logger       *slog.Logger // nil: discard
 }
 
 // New returns a Discovery over the backstores in cfg's configfs
@@ -116,9 +113,7 @@ func (x *Discovery) openFound(ctx context.Context, info tcmu.DeviceInfo) (bridge
 	if err := dev.Recover(); err != nil {
 		return nil, errors.Join(fmt.Errorf("recover %s: %w", dev.Path(), err), dev.Close())
 	}
-	opts := x.cfg.Ring
-	opts.Logger = x.log.With("lun", info.Name)
-	ring, err := tcmu.NewRing(dev.Mem(), dev.Notifier(), opts)
+	ring, err := tcmu.NewRing(dev.Mem(), dev.Notifier(), tcmu.RingOptions{Logger: x.log.With("lun", info.Name)})
 	if err != nil {
 		return nil, errors.Join(err, dev.Close())
 	}
