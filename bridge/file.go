@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -52,6 +53,17 @@ type fileBackend struct {
 	// resident. Unmapped otherwise.
 	mm     fileMap
 	cached bool
+	// serialWrites: buffered writes to this file take writeMu and run
+	// one at a time. Set on local page-cache file systems (fsPageCache),
+	// whose buffered writes hold the inode's lock exclusively: there,
+	// concurrent pwritev calls only wait for each other in the kernel,
+	// spinning on the lock's owner and then asleep, and each sleeper's
+	// thread keeps its Go P until sysmon takes it back, so the waiter
+	// for the kernel and the completions wait for a P on an idle CPU
+	// (BENCHMARKS.md, "Where the idle third went", section 13). Waiting
+	// on writeMu parks the goroutine and frees its P at once.
+	serialWrites bool
+	writeMu      sync.Mutex
 }
 
 // ReadAt fills bufs from off with preadv, retrying short transfers. A read
@@ -77,6 +89,10 @@ func (b *fileBackend) WriteAt(bufs [][]byte, off int64) (int, error) {
 		return n, nil
 	}
 	fd := b.fdFor(bufs, off)
+	if b.serialWrites && fd == b.fd {
+		b.writeMu.Lock()
+		defer b.writeMu.Unlock()
+	}
 	n, err := vectored(fd, bufs, off, true, 0, b.memory && fd == b.fd)
 	if err != nil {
 		return n, fmt.Errorf("pwritev %s at %d: %w", b.f.Name(), off+int64(n), err)

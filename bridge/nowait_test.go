@@ -204,6 +204,60 @@ func TestReadAtNowaitDirect(t *testing.T) {
 	}
 }
 
+// TestSerialWrites checks that buffered writes to a file on a page-cache
+// file system run one at a time (fileBackend.writeMu): a WriteAt waits
+// while another holds the lock, then writes its bytes. Direct I/O writes
+// and writes to a memory-backed file are not serialised.
+func TestSerialWrites(t *testing.T) {
+	dir := t.TempDir()
+	pageCacheFS(t, dir)
+	l, _ := openNowaitLUN(t, dir, Options{})
+	be := l.be
+	if !be.serialWrites {
+		t.Fatal("buffered writes to a file on a page-cache file system are not serialised")
+	}
+	data := pattern(8192, 9)
+	be.writeMu.Lock()
+	done := make(chan error, 1)
+	go func() {
+		_, err := be.WriteAt([][]byte{data[:4096], data[4096:]}, 4096)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		be.writeMu.Unlock()
+		t.Fatalf("WriteAt returned (%v) while another write held the file's write lock", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	be.writeMu.Unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(data))
+	if _, err := be.f.ReadAt(got, 4096); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Error("the serialised write did not write its bytes")
+	}
+
+	ld, _ := openNowaitLUN(t, t.TempDir(), Options{DirectIO: true})
+	if ld.be.serialWrites {
+		t.Error("writes with --direct-io are serialised")
+	}
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		d, err := os.MkdirTemp("/dev/shm", "lunbridge-serial-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(d) })
+		lm, _ := openNowaitLUN(t, d, Options{})
+		if lm.be.serialWrites {
+			t.Error("writes to a memory-backed file are serialised")
+		}
+	}
+}
+
 // patternAt is the byte the pattern backends hold at offset off.
 func patternAt(off int64) byte { return byte(off*7 + off>>9) }
 
