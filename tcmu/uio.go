@@ -106,20 +106,32 @@ type uioNotifier struct {
 	stop    func() bool
 	fired   chan struct{} // closed when the AfterFunc has run
 
-	// Wait's read buffer and Kick's value (ignored by tcmu_irqcontrol,
-	// never written), here rather than on the stack because the race
-	// detector's instrumentation of read and write makes stack buffers
-	// escape.
-	rbuf, wbuf [4]byte
+	// Wait's read buffer, here rather than on the stack because the race
+	// detector's instrumentation of read makes stack buffers escape.
+	rbuf [4]byte
 
-	// kickMu serialises Kick, which executors call concurrently (the
-	// descriptor's write lock would serialise them anyway); the fields
-	// below are its state, made on the first Kick.
-	kickMu    sync.Mutex
-	kickRaw   syscall.RawConn
-	kickFn    func(fd uintptr) bool // kickOn as a value: made once
-	kickErrno unix.Errno
+	// kickOnce makes kickRaw (or kickErr) on the first Kick.
+	kickOnce sync.Once
+	kickRaw  syscall.RawConn
+	kickErr  error
 }
+
+// kickValue is what Kick writes: tcmu_irqcontrol ignores it. Never
+// written; a package variable so that no kick allocates a buffer.
+var kickValue [4]byte
+
+// kickCall is one Kick's RawConn callback and its result, pooled so that a
+// kick allocates nothing while kicks run concurrently.
+type kickCall struct {
+	errno unix.Errno
+	fn    func(fd uintptr) // write, as a value: made once per kickCall
+}
+
+var kickCalls = sync.Pool{New: func() any {
+	c := new(kickCall)
+	c.fn = c.write
+	return c
+}}
 
 // longAgo is a deadline in the past: it wakes a parked Read at once.
 var longAgo = time.Unix(1, 0)
@@ -186,28 +198,38 @@ func (n *uioNotifier) unwatch() {
 // its P meanwhile: a blocking-style system call would let the runtime's
 // sysmon hand the P to another thread after 20 µs, and the executor would
 // come back to no P and park (BENCHMARKS.md, "Where the idle third
-// went"). It never blocks: tcmu_irqcontrol only takes the device's lock.
-// The write goes through the descriptor's RawConn, which holds it open.
+// went"). It never blocks for long: tcmu_irqcontrol only takes the
+// device's lock.
+//
+// Kicks from several executors run concurrently: the kernel serialises
+// them on its own mutexes (uio's info_lock, the device's cmdr_lock), whose
+// waiters spin while the holder runs. The write goes through the
+// descriptor's RawConn.Control, which holds the descriptor open for the
+// call without taking the os.File's write lock: that lock parked a second
+// kicker for the length of the first kick, and a parked executor waited
+// hundreds of microseconds for a P after it (section 13 there).
 func (n *uioNotifier) Kick() error {
 	if n.f == nil {
 		return fmt.Errorf("tcmu: kick: %w", os.ErrClosed)
 	}
-	n.kickMu.Lock()
-	defer n.kickMu.Unlock()
-	if n.kickRaw == nil {
-		raw, err := n.f.SyscallConn()
-		if err != nil {
-			return fmt.Errorf("tcmu: kick %s: %w", n.f.Name(), err)
-		}
-		n.kickRaw, n.kickFn = raw, n.kickOn
+	n.kickOnce.Do(func() {
+		n.kickRaw, n.kickErr = n.f.SyscallConn()
+	})
+	if n.kickErr != nil {
+		return fmt.Errorf("tcmu: kick %s: %w", n.f.Name(), n.kickErr)
 	}
-	if err := n.kickRaw.Write(n.kickFn); err != nil {
+	c := kickCalls.Get().(*kickCall)
+	err := n.kickRaw.Control(c.fn)
+	errno := c.errno
+	c.errno = 0
+	kickCalls.Put(c)
+	if err != nil {
 		// RawConn fails without a system call only on a descriptor
 		// being closed ("use of closed file").
 		return fmt.Errorf("tcmu: kick %s: %w (%v)", n.f.Name(), os.ErrClosed, err)
 	}
-	if n.kickErrno != 0 {
-		return fmt.Errorf("tcmu: kick %s: %w", n.f.Name(), n.kickErrno)
+	if errno != 0 {
+		return fmt.Errorf("tcmu: kick %s: %w", n.f.Name(), errno)
 	}
 	return nil
 }

@@ -8,14 +8,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// kickOn is Kick's RawConn callback.
-func (n *uioNotifier) kickOn(fd uintptr) bool {
+// write is Kick's RawConn callback: the 4-byte write to the UIO
+// descriptor.
+func (c *kickCall) write(fd uintptr) {
 	for {
-		_, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&n.wbuf[0])), uintptr(len(n.wbuf)))
+		_, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&kickValue[0])), uintptr(len(kickValue)))
 		if e == unix.EINTR {
 			continue
 		}
-		n.kickErrno = e
-		return true
+		c.errno = e
+		return
 	}
 }
