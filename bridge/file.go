@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -53,17 +52,23 @@ type fileBackend struct {
 	// resident. Unmapped otherwise.
 	mm     fileMap
 	cached bool
-	// serialWrites: buffered writes to this file take writeMu and run
-	// one at a time. Set on local page-cache file systems (fsPageCache),
-	// whose buffered writes hold the inode's lock exclusively: there,
-	// concurrent pwritev calls only wait for each other in the kernel,
-	// spinning on the lock's owner and then asleep, and each sleeper's
-	// thread keeps its Go P until sysmon takes it back, so the waiter
-	// for the kernel and the completions wait for a P on an idle CPU
-	// (BENCHMARKS.md, "Where the idle third went", section 13). Waiting
-	// on writeMu parks the goroutine and frees its P at once.
-	serialWrites bool
-	writeMu      sync.Mutex
+	// writeTurn, when not nil, makes buffered writes to this file run
+	// one at a time: a write holds its one token (a send) for the
+	// length of its pwritev. Made on local page-cache file systems
+	// (fsPageCache), whose buffered writes hold the inode's lock
+	// exclusively: there, concurrent pwritev calls only wait for each
+	// other in the kernel, spinning on the lock's owner and then asleep,
+	// and each sleeper's thread keeps its Go P until sysmon takes it
+	// back, so the waiter for the kernel and the completions wait for a
+	// P on an idle CPU (BENCHMARKS.md, "Where the idle third went",
+	// section 13). Waiting for the token parks the goroutine and frees
+	// its P at once. A channel rather than a sync.Mutex: a mutex whose
+	// waiters waited over a millisecond (every 1 MiB write) hands itself
+	// over in Unlock by yielding the unlocker's P to the waiter, and the
+	// unlocker, which has yet to complete its command, then waited a
+	// median 420 us for a P again; a receive that frees a turn readies
+	// the next writer and goes on.
+	writeTurn chan struct{}
 }
 
 // ReadAt fills bufs from off with preadv, retrying short transfers. A read
@@ -89,9 +94,9 @@ func (b *fileBackend) WriteAt(bufs [][]byte, off int64) (int, error) {
 		return n, nil
 	}
 	fd := b.fdFor(bufs, off)
-	if b.serialWrites && fd == b.fd {
-		b.writeMu.Lock()
-		defer b.writeMu.Unlock()
+	if b.writeTurn != nil && fd == b.fd {
+		b.writeTurn <- struct{}{}
+		defer func() { <-b.writeTurn }()
 	}
 	n, err := vectored(fd, bufs, off, true, 0, b.memory && fd == b.fd)
 	if err != nil {

@@ -248,8 +248,8 @@ func Open(o Options) (_ *LUN, err error) {
 		} else {
 			be.cached = true
 		}
-		// Buffered writes one at a time (fileBackend.serialWrites).
-		be.serialWrites = true
+		// Buffered writes one at a time (fileBackend.writeTurn).
+		be.writeTurn = make(chan struct{}, 1)
 	}
 	undo.push(func() { be.mm.close() }) // a no-op when nothing is mapped
 	if testHookOpened != nil {

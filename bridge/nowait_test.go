@@ -205,7 +205,7 @@ func TestReadAtNowaitDirect(t *testing.T) {
 }
 
 // TestSerialWrites checks that buffered writes to a file on a page-cache
-// file system run one at a time (fileBackend.writeMu): a WriteAt waits
+// file system run one at a time (fileBackend.writeTurn): a WriteAt waits
 // while another holds the lock, then writes its bytes. Direct I/O writes
 // and writes to a memory-backed file are not serialised.
 func TestSerialWrites(t *testing.T) {
@@ -213,11 +213,11 @@ func TestSerialWrites(t *testing.T) {
 	pageCacheFS(t, dir)
 	l, _ := openNowaitLUN(t, dir, Options{})
 	be := l.be
-	if !be.serialWrites {
+	if be.writeTurn == nil {
 		t.Fatal("buffered writes to a file on a page-cache file system are not serialised")
 	}
 	data := pattern(8192, 9)
-	be.writeMu.Lock()
+	be.writeTurn <- struct{}{} // another write's turn
 	done := make(chan error, 1)
 	go func() {
 		_, err := be.WriteAt([][]byte{data[:4096], data[4096:]}, 4096)
@@ -225,11 +225,11 @@ func TestSerialWrites(t *testing.T) {
 	}()
 	select {
 	case err := <-done:
-		be.writeMu.Unlock()
+		<-be.writeTurn
 		t.Fatalf("WriteAt returned (%v) while another write held the file's write lock", err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	be.writeMu.Unlock()
+	<-be.writeTurn
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestSerialWrites(t *testing.T) {
 	}
 
 	ld, _ := openNowaitLUN(t, t.TempDir(), Options{DirectIO: true})
-	if ld.be.serialWrites {
+	if ld.be.writeTurn != nil {
 		t.Error("writes with --direct-io are serialised")
 	}
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
@@ -252,7 +252,7 @@ func TestSerialWrites(t *testing.T) {
 		}
 		t.Cleanup(func() { os.RemoveAll(d) })
 		lm, _ := openNowaitLUN(t, d, Options{})
-		if lm.be.serialWrites {
+		if lm.be.writeTurn != nil {
 			t.Error("writes to a memory-backed file are serialised")
 		}
 	}
