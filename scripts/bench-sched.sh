@@ -32,8 +32,14 @@
 #       netpoller or scheduler, no goroutine); GC cycles and
 #       stop-the-world time. T0 T1 bound the window in trace nanoseconds
 #       (the trace's Sync events map them to wall-clock time).
+#   bench-sched.sh gowait lunbridge.gotrace [PATTERN]
+#       for the goroutines whose root frame matches PATTERN (default
+#       "executor"): how long they stayed runnable (woken but not yet
+#       on a P) after each kind of wait or system call, as count, sum,
+#       median, p90 and p99; and where they parked, by reason, at the
+#       first frame outside the runtime and the standard library
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '3,34p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '3,40p' "$0" >&2; exit 2; }
 mode=$1 file=$2
 case $mode in
 timehist)
@@ -181,6 +187,60 @@ END {
 }
 '
 	;;
+gowait)
+	go tool trace -d=parsed "$file" | awk -v PAT="${3:-executor}" '
+function lab(g) { return (g in L) ? L[g] : "g" g }
+/^M=/ {
+	stackfor = ""; parkfor = ""
+	if ($0 !~ / StateTransition / || $0 !~ /GoID=/) next
+	match($0, /Time=[0-9]+/); t = substr($0, RSTART + 5, RLENGTH - 5) + 0
+	match($0, /GoID=[0-9]+/); g = substr($0, RSTART + 5, RLENGTH - 5)
+	match($0, /[A-Za-z]+->[A-Za-z]+/); split(substr($0, RSTART, RLENGTH), st, "->")
+	match($0, /Reason="[^"]*"/); rs = substr($0, RSTART + 8, RLENGTH - 9); gsub(/ /, "_", rs)
+	if (state[g] == "Runnable" && (g in since)) { n++; rg[n] = g; rk[n] = prev[g]; rd[n] = t - since[g] }
+	if (st[2] == "Runnable") prev[g] = (st[1] == "Waiting" ? "wake:" (why[g] == "" ? "-" : why[g]) : tolower(st[1]))
+	if (st[1] == "Running" && st[2] == "Waiting") { parkfor = g; parkwhy = (rs == "" ? "-" : rs) }
+	if (st[1] == "Running" && (st[2] == "Waiting" || st[2] == "Syscall") && !(g in L)) stackfor = g
+	state[g] = st[2]; since[g] = t; why[g] = rs
+	next
+}
+/^TransitionStack=/ { instack = 1; lastf = ""; lastany = ""; firstf = ""; next }
+(/^Stack=/ || /^$/ || /^M=/) && instack {
+	instack = 0
+	if (stackfor != "") { L[stackfor] = (lastf != "" ? lastf : lastany); stackfor = "" }
+	if (parkfor != "") { pn++; pg[pn] = parkfor; pw[pn] = parkwhy; pf[pn] = (firstf != "" ? firstf : lastany); parkfor = "" }
+	next
+}
+instack && $1 !~ /^\// && $1 !~ /\.go:[0-9]+$/ {
+	f = $1
+	sub(/^github.com\/lunbridge\/lunbridge\//, "", f)
+	lastany = f
+	if (f ~ /^(runtime|internal|sync|syscall|os|time|context)[.\/]/ || f ~ /golang.org\/x\/sys/) next
+	lastf = f
+	if (firstf == "") firstf = f
+}
+END {
+	for (i = 1; i <= n; i++) if (lab(rg[i]) ~ PAT) print "R", rk[i], rd[i]
+	for (i = 1; i <= pn; i++) if (lab(pg[i]) ~ PAT) print "P", pw[i], pf[i]
+}
+' | sort -k1,1 -k2,2 -k3,3n | awk '
+function flush() {
+	if (key == "") return
+	printf "%-26s %7d %9.1f %9.1f %9.1f %9.1f\n", key, m, sum / 1e6, v[int((m - 1) * 0.5) + 1] / 1e3, v[int((m - 1) * 0.9) + 1] / 1e3, v[int((m - 1) * 0.99) + 1] / 1e3
+}
+$1 == "R" {
+	if ($2 != key) { if (!hdr) { printf "%-26s %7s %9s %9s %9s %9s\n", "runnable after", "count", "sum_ms", "p50_us", "p90_us", "p99_us"; hdr = 1 }; flush(); key = $2; m = 0; sum = 0 }
+	m++; v[m] = $3; sum += $3
+	next
+}
+$1 == "P" { park[$2 " at " $3]++ }
+END {
+	flush()
+	print "# parked (reason at frame): count"
+	for (k in park) printf "%s %d\n", k, park[k] | "sort -k4 -n -r | head -20"
+}
+'
+	;;
 cycles)
 	# Every line of perf sched timehist is a thread switched out at
 	# time T after running R ms: it ran [T-R, T]. fio's I/O thread (the
@@ -246,7 +306,7 @@ END {
 ' "$file"
 	;;
 *)
-	echo "$0: unknown mode $mode (timehist, cycles, ftrace, schedstat or gotrace)" >&2
+	echo "$0: unknown mode $mode (timehist, cycles, ftrace, schedstat, gotrace or gowait)" >&2
 	exit 2
 	;;
 esac
