@@ -28,7 +28,11 @@
 //     is mapped for reading, and a READ whose pages mincore finds all in
 //     the page cache is a copy from the mapping (preadv2(RWF_NOWAIT) if
 //     the file could not be mapped); a miss takes a slot and reads with
-//     preadv. WRITE takes a slot (dirty-page throttling, journal waits).
+//     preadv. WRITE takes a slot (dirty-page throttling, journal waits),
+//     and buffered WRITEs to the file take turns in userspace
+//     (fileBackend.writeTurn): the file system serialises them on the
+//     inode's lock anyway, and a goroutine waiting for its turn frees
+//     its P where a thread asleep on that lock would hold it.
 //     Gateway LUNs are never mapped (their takeover drops the page cache,
 //     which a mapping would pin);
 //   - with --direct-io, on a block device (its node is on devtmpfs, which
