@@ -165,7 +165,7 @@ func TestReadAtNowaitMapped(t *testing.T) {
 }
 
 // TestReadAtNowaitRefused: a file system that refuses RWF_NOWAIT turns
-// it off for the backend. tmpfs does on Linux 6.1 (REAL-KERNEL.md); newer
+// it off for the backend. tmpfs does on Linux 6.1 (measured in the test VM); newer
 // kernels accept it, and then there is nothing to test here.
 func TestReadAtNowaitRefused(t *testing.T) {
 	if st, err := os.Stat("/dev/shm"); err != nil || !st.IsDir() {

@@ -218,8 +218,8 @@ const (
 	fsOther fsKind = iota
 	// fsMemory: a file system that keeps its files in memory (tmpfs,
 	// ramfs): reads and writes never wait on a device. RWF_NOWAIT
-	// cannot tell, as tmpfs refuses it (EOPNOTSUPP on Debian's 6.1, see
-	// REAL-KERNEL.md, and on 6.18).
+	// cannot tell, as tmpfs refuses it (EOPNOTSUPP on Debian's 6.1, as
+	// measured in the test VM, and on 6.18).
 	fsMemory
 	// fsPageCache: a local file system whose buffered reads honour
 	// RWF_NOWAIT, a page-cache hit served at once and a miss EAGAIN.

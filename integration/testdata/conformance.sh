@@ -5,7 +5,7 @@
 # the host runs libiscsi's iscsi-test-cu against both, one after the other.
 
 # LIO keeps persistent reservation state here; without it PR OUT fails
-# with 02/08/00 (REAL-KERNEL.md).
+# with 02/08/00 (measured on Debian's 6.1 in the test VM).
 mkdir -p /etc/target/pr
 # The suite's two initiator names, and nobody else, may log in to lunbridge.
 lb_start /tmp/lb export --fabric iscsi --iqn "$LB_IQN" \
