@@ -41,6 +41,30 @@
 set -euo pipefail
 [ $# -ge 2 ] || { sed -n '3,40p' "$0" >&2; exit 2; }
 mode=$1 file=$2
+
+# The stack rules of the gotrace and gowait awk programs, for the output of
+# go tool trace -d=parsed. After a transition line that set stackfor (a
+# goroutine not yet labelled) or parkfor (one that parked), they read its
+# TransitionStack: L[g] becomes the outermost frame outside the runtime and
+# the standard library (the goroutine's root frame); a park is recorded as
+# pg/pw/pf[pn], with the innermost such frame (where it parked).
+stackrules='
+/^TransitionStack=/ { instack = 1; lastf = ""; lastany = ""; firstf = ""; next }
+(/^Stack=/ || /^$/ || /^M=/) && instack {
+	instack = 0
+	if (stackfor != "") { L[stackfor] = (lastf != "" ? lastf : lastany); stackfor = "" }
+	if (parkfor != "") { pn++; pg[pn] = parkfor; pw[pn] = parkwhy; pf[pn] = (firstf != "" ? firstf : lastany); parkfor = "" }
+	next
+}
+instack && $1 !~ /^\// && $1 !~ /\.go:[0-9]+$/ {
+	f = $1
+	sub(/^github.com\/lunbridge\/lunbridge\//, "", f)
+	lastany = f
+	if (f ~ /^(runtime|internal|sync|syscall|os|time|context)[.\/]/ || f ~ /golang.org\/x\/sys/) next
+	lastf = f
+	if (firstf == "") firstf = f
+}
+'
 case $mode in
 timehist)
 	awk '
@@ -161,15 +185,7 @@ function inwin(t) { return (T0 == 0 && T1 == 0) || (t >= T0 && t <= T1) }
 	if (st[1] == "Running" && (st[2] == "Waiting" || st[2] == "Syscall") && !(g in L)) stackfor = g
 	next
 }
-/^TransitionStack=/ { instack = 1; lastf = ""; lastany = ""; next }
-(/^Stack=/ || /^$/ || /^M=/) && instack { instack = 0; if (stackfor != "") { L[stackfor] = (lastf != "" ? lastf : lastany); stackfor = "" }; next }
-instack && $1 !~ /^\// && $1 !~ /\.go:[0-9]+$/ {
-	f = $1
-	sub(/^github.com\/lunbridge\/lunbridge\//, "", f)
-	lastany = f
-	if (f ~ /^(runtime|internal|sync|syscall|os|time|context)[.\/]/ || f ~ /golang.org\/x\/sys/) next
-	lastf = f
-}
+'"$stackrules"'
 END {
 	if (gc != "" || nstw) printf "# GC cycles %d; stop-the-world %d, %.3f ms\n", gc, nstw, stw / 1e6
 	printf "%-44s %9s %9s %9s %7s %6s %9s  %s\n", "goroutine (its root frame)", "run_ms", "runnbl_ms", "sysc_ms", "nsysc", "P_lost", "lat_max", "waiting ms by reason"
@@ -204,21 +220,7 @@ function lab(g) { return (g in L) ? L[g] : "g" g }
 	state[g] = st[2]; since[g] = t; why[g] = rs
 	next
 }
-/^TransitionStack=/ { instack = 1; lastf = ""; lastany = ""; firstf = ""; next }
-(/^Stack=/ || /^$/ || /^M=/) && instack {
-	instack = 0
-	if (stackfor != "") { L[stackfor] = (lastf != "" ? lastf : lastany); stackfor = "" }
-	if (parkfor != "") { pn++; pg[pn] = parkfor; pw[pn] = parkwhy; pf[pn] = (firstf != "" ? firstf : lastany); parkfor = "" }
-	next
-}
-instack && $1 !~ /^\// && $1 !~ /\.go:[0-9]+$/ {
-	f = $1
-	sub(/^github.com\/lunbridge\/lunbridge\//, "", f)
-	lastany = f
-	if (f ~ /^(runtime|internal|sync|syscall|os|time|context)[.\/]/ || f ~ /golang.org\/x\/sys/) next
-	lastf = f
-	if (firstf == "") firstf = f
-}
+'"$stackrules"'
 END {
 	for (i = 1; i <= n; i++) if (lab(rg[i]) ~ PAT) print "R", rk[i], rd[i]
 	for (i = 1; i <= pn; i++) if (lab(pg[i]) ~ PAT) print "P", pw[i], pf[i]
