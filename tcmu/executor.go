@@ -35,6 +35,8 @@ type executor struct {
 	// without completing it, and the executor queues it for a slot.
 	// Guarded by Ring.mu.
 	deferred *Cmd
+	// bell wakes it when it is parked (bell.go).
+	bell *bell
 }
 
 // execEpoch is the origin of executor.since.
@@ -54,10 +56,13 @@ type sched struct {
 	blocking int
 	// all lists the live executors, for the watchdog.
 	all []*executor
-	// execs counts the live executors; parked those parked on tokens and
-	// not yet sent one; woken those sent a token that have not taken the
-	// lock since.
-	execs, parked, woken int
+	// parked lists the executors parked on their bells and not rung
+	// since, the latest last (it is woken first: its thread and caches
+	// are the warmest).
+	parked []*executor
+	// execs counts the live executors; woken those rung (or started)
+	// that have not taken the lock since.
+	execs, woken int
 	// running counts the executors running a command that may not block
 	// (executor.counted).
 	running int
@@ -65,8 +70,6 @@ type sched struct {
 	waiting bool
 	// stopping: intake ended; executors finish the queue and exit.
 	stopping bool
-	// tokens wake parked executors, one each.
-	tokens chan struct{}
 	// failed is closed by stopLocked when the ring failed or stops.
 	failed chan struct{}
 	// waitDone is closed once stopping and nobody waits for the kernel.
@@ -85,7 +88,6 @@ type sched struct {
 // Preconditions: Ring.mu is held.
 func (s *sched) init(r *Ring, ctx context.Context) {
 	s.ctx = ctx
-	s.tokens = make(chan struct{}, r.maxExecs)
 	s.failed = make(chan struct{})
 	s.waitDone = make(chan struct{})
 	s.exited = make(chan struct{})
@@ -103,9 +105,8 @@ func (r *Ring) stopLocked() {
 	}
 	s.stopping = true
 	close(s.failed)
-	for ; s.parked > 0; s.parked-- {
-		s.tokens <- struct{}{}
-		s.woken++
+	for len(s.parked) > 0 {
+		s.wake()
 	}
 	if !s.waiting {
 		close(s.waitDone)
@@ -128,12 +129,23 @@ func (s *sched) checkExited() {
 	}
 }
 
+// wake rings the bell of the executor that parked last.
+//
+// Preconditions: Ring.mu is held; an executor is parked.
+func (s *sched) wake() {
+	ex := s.parked[len(s.parked)-1]
+	s.parked[len(s.parked)-1] = nil
+	s.parked = s.parked[:len(s.parked)-1]
+	s.woken++
+	ex.bell.ring()
+}
+
 // spawn starts an executor.
 //
 // Preconditions: Ring.mu is held; intake has not ended, or commands wait
 // in the queue.
 func (s *sched) spawn(r *Ring) {
-	ex := new(executor)
+	ex := &executor{bell: newBell()}
 	s.all = append(s.all, ex)
 	s.execs++
 	s.woken++ // a new executor counts as woken until it takes the lock
@@ -149,10 +161,8 @@ func (s *sched) helper(r *Ring) bool {
 	if s.stopping {
 		return false
 	}
-	if s.parked > 0 {
-		s.parked--
-		s.woken++
-		s.tokens <- struct{}{}
+	if len(s.parked) > 0 {
+		s.wake()
 	} else if s.execs < r.maxExecs {
 		s.spawn(r)
 	} else {
@@ -174,7 +184,7 @@ func (s *sched) dispatch(r *Ring) {
 			break
 		}
 	}
-	if !s.waiting && s.woken == 0 && s.running < s.execs-s.parked {
+	if !s.waiting && s.woken == 0 && s.running < s.execs-len(s.parked) {
 		// Some executor is blocked (not counted in running): make
 		// sure someone waits for the kernel.
 		s.helper(r)
@@ -218,6 +228,7 @@ func (r *Ring) executor(ex *executor) {
 		}
 	}
 	r.st.executors.Store(uint64(s.execs))
+	ex.bell.close() // nobody rings it: it is not parked
 	s.checkExited()
 	r.unlock()
 }
@@ -289,9 +300,9 @@ func (r *Ring) next(ex *executor) *Cmd {
 			r.st.wakeups.Add(1)
 			continue
 		}
-		s.parked++
+		s.parked = append(s.parked, ex)
 		r.unlock()
-		<-s.tokens
+		ex.bell.wait()
 		r.mu.Lock()
 		s.woken--
 	}
