@@ -42,9 +42,12 @@
 // empty), executes it (Handler.Handle) and completes it, writing the
 // response and kicking the kernel itself, the way a C handler's thread
 // reads, executes and completes. When nothing is left to take, one
-// executor waits for the kernel's signal and the others park; an executor
+// executor waits for the kernel's signal and the others park, each on its
+// own eventfd in the netpoller (bell.go), so that the thread idle in
+// epoll_wait on another CPU runs the one woken at once; an executor
 // wakes another only for commands left in the queue while fewer than
-// RingOptions.Parallel run, or to wait for the kernel while it blocks. A
+// RingOptions.Parallel run, or to wait for the kernel while it blocks.
+// Kicks asked for while one is in progress are merged into one more. A
 // Handler that is about to wait on a file system asks Ring.WillBlock for
 // one of the Executors-1 blocking slots first, so that one executor always
 // stays free for the kernel's signal, memory commands and TMRs; a watchdog

@@ -182,6 +182,9 @@ type Ring struct {
 	// wake has room for one token: Complete sends one when it could not
 	// write its completion itself while Run drains.
 	wake chan struct{}
+	// kicks counts the kick requests since the kick in progress started
+	// (kick); 0: no kick in progress.
+	kicks atomic.Int32
 
 	st ringCounters
 
@@ -332,16 +335,40 @@ func (r *Ring) unlock() {
 		}
 		r.mu.Unlock()
 		if kick {
-			if err := r.codec.kick(); err != nil {
-				r.mu.Lock()
-				r.codec.noWrites = true
-				r.setErr(err)
-				r.mu.Unlock()
-			}
+			r.kick()
 		}
 		if !direct || r.done.Load() == nil || !r.mu.TryLock() {
 			return
 		}
+	}
+}
+
+// kick tells the kernel that cmd_tail moved, merging kicks asked for
+// while one is in progress: the goroutine whose request finds no kick in
+// progress kicks, and kicks again for as long as requests arrived during
+// its last kick; any other returns at once. Each tail store comes before
+// its request, and a request counted during a kick is served by a later
+// kick, so no completion waits for a kick that is not coming. The
+// kernel's kick (tcmu_irqcontrol) walks every completion posted so far,
+// so one kick serves all the requests merged into it.
+//
+// Preconditions: mu is not held.
+func (r *Ring) kick() {
+	if r.kicks.Add(1) != 1 {
+		return
+	}
+	for {
+		if err := r.codec.kick(); err != nil {
+			r.mu.Lock()
+			r.codec.noWrites = true
+			r.setErr(err)
+			r.mu.Unlock()
+		}
+		if r.kicks.CompareAndSwap(1, 0) {
+			return
+		}
+		// Requests came during the kick: one more kick serves them all.
+		r.kicks.Store(1)
 	}
 }
 

@@ -1001,3 +1001,83 @@ func TestCompleteWritesDirectly(t *testing.T) {
 	}
 	t.Logf("%d of 20 completions written directly", direct)
 }
+
+// gatedNotifier holds the first Kick until release is closed, and counts
+// the kicks.
+type gatedNotifier struct {
+	Notifier
+	calls   atomic.Int32
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedNotifier) Kick() error {
+	if g.calls.Add(1) == 1 {
+		close(g.entered)
+		<-g.release
+	}
+	return g.Notifier.Kick()
+}
+
+// TestKickMerged: kicks asked for while one is in progress are merged
+// into one more kick by the goroutine that is kicking, and every
+// completion reaches the kernel (the peer's handler merges its kicks the
+// same way).
+func TestKickMerged(t *testing.T) {
+	k := newKernel(t, fakering.Options{})
+	g := &gatedNotifier{Notifier: k.Notifier(), entered: make(chan struct{}), release: make(chan struct{})}
+	r, err := NewRing(k.Mem(), g, RingOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &echoHandler{r: r}
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- r.Run(ctx, h) }()
+	defer func() {
+		cancel()
+		if err := <-runErr; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+		h.wait()
+	}()
+
+	done := make(chan error, 3)
+	do := func() {
+		_, _, err := k.Do(ctx, testUnitReady, nil, 0)
+		done <- err
+	}
+	go do()
+	select {
+	case <-g.entered: // the first completion's kick is held
+	case <-time.After(10 * time.Second):
+		t.Fatal("no kick 10s after the first command")
+	}
+	go do()
+	go do()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.Stats().Completions < 3 {
+		if time.Now().After(deadline) {
+			close(g.release)
+			t.Fatalf("%d completions written 10s after three commands, want 3", r.Stats().Completions)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := g.calls.Load(); n != 1 {
+		t.Errorf("%d kicks made while the first was held, want 1 (the others merged)", n)
+	}
+	close(g.release)
+	for range 3 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a completion merged into the held kick never reached the kernel")
+		}
+	}
+	if n := g.calls.Load(); n != 2 {
+		t.Errorf("%d kicks in all, want 2 (the held one and one for the two merged into it)", n)
+	}
+}

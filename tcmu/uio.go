@@ -201,9 +201,10 @@ func (n *uioNotifier) unwatch() {
 // went"). It never blocks for long: tcmu_irqcontrol only takes the
 // device's lock.
 //
-// Kicks from several executors run concurrently: the kernel serialises
-// them on its own mutexes (uio's info_lock, the device's cmdr_lock), whose
-// waiters spin while the holder runs. The write goes through the
+// A Ring merges its own kicks (Ring.kick), but Kick is safe to call
+// concurrently: the kernel serialises kicks on its own mutexes (uio's
+// info_lock, the device's cmdr_lock), whose waiters spin while the holder
+// runs. The write goes through the
 // descriptor's RawConn.Control, which holds the descriptor open for the
 // call without taking the os.File's write lock: that lock parked a second
 // kicker for the length of the first kick, and a parked executor waited
