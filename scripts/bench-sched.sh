@@ -38,8 +38,15 @@
 #       on a P) after each kind of wait or system call, as count, sum,
 #       median, p90 and p99; and where they parked, by reason, at the
 #       first frame outside the runtime and the standard library
+#   bench-sched.sh gowake lunbridge.gotrace [REASON]
+#       for every goroutine woken from a wait whose reason matches REASON
+#       (default "chan receive|network"; the executors park on bells in
+#       the netpoller, "network", since section 14), grouped by the reason
+#       and by where it parked: how long it stayed runnable, and whether
+#       some other P was idle (running no goroutine) at the wake-up and it
+#       then ran on the waker's P or another
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '3,40p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '3,47p' "$0" >&2; exit 2; }
 mode=$1 file=$2
 
 # The stack rules of the gotrace and gowait awk programs, for the output of
@@ -307,8 +314,52 @@ END {
 }
 ' "$file"
 	;;
+gowake)
+	go tool trace -d=parsed "$file" | awk -v WHY="${3:-chan receive|network}" '
+/^M=/ {
+	look = ""
+	if ($0 !~ / StateTransition / || $0 !~ /GoID=/) next
+	match($0, /P=-?[0-9]+/); p = substr($0, RSTART + 2, RLENGTH - 2) + 0
+	match($0, /Time=[0-9]+/); t = substr($0, RSTART + 5, RLENGTH - 5) + 0
+	match($0, /GoID=[0-9]+/); g = substr($0, RSTART + 5, RLENGTH - 5)
+	match($0, /[A-Za-z]+->[A-Za-z]+/); tr = substr($0, RSTART, RLENGTH)
+	if (p > np - 1) np = p + 1
+	# what each P runs: a goroutine (run), one in a system call (sys),
+	# or nothing (idle)
+	if (tr ~ /->Running$/ && p >= 0) { cur[p] = g; ps[p] = "run"; onp[g] = p }
+	if (tr == "Running->Syscall" && (g in onp)) ps[onp[g]] = "sys"
+	if (tr ~ /^Running->(Waiting|Runnable)$/ && (g in onp) && cur[onp[g]] == g) ps[onp[g]] = "idle"
+	if (tr ~ /^Syscall->Runnable$/ && (g in onp) && cur[onp[g]] == g) ps[onp[g]] = "idle"
+	if (tr == "Running->Waiting") {
+		match($0, /Reason="[^"]*"/); rs = substr($0, RSTART + 8, RLENGTH - 9)
+		if (rs ~ WHY) { look = g; why[g] = rs; site[g] = "?" } else delete why[g]
+	}
+	if (tr == "Waiting->Runnable" && (g in why)) {
+		idle = "no"
+		for (q = 0; q < np; q++) if (q != p && ps[q] != "run" && ps[q] != "sys") idle = "yes"
+		wk[g] = why[g] " at " site[g] "|" idle; wt[g] = t; wp[g] = p; delete why[g]
+	}
+	if (tr == "Runnable->Running" && (g in wt)) {
+		k = wk[g] "|" (p == wp[g] ? "waker" : "other")
+		n[k]++; sum[k] += t - wt[g]
+		delete wt[g]
+	}
+	next
+}
+look != "" && /^\t/ && $1 !~ /\.go:[0-9]+$/ {
+	f = $1
+	if (f ~ /^(runtime|internal|sync|syscall|os|time|context)[.\/]/ || f ~ /golang.org\/x\/sys/) next
+	sub(/^github.com\/lunbridge\/lunbridge\//, "", f)
+	site[look] = f; look = ""
+}
+END {
+	printf "%-52s %8s %8s %8s %12s\n", "woken from (reason at frame)", "other_P", "ran_on", "count", "runnable_us"
+	for (k in n) { split(k, a, "|"); printf "%-52s %8s %8s %8d %12.1f\n", substr(a[1], 1, 52), (a[2] == "yes" ? "idle" : "busy"), a[3], n[k], sum[k] / n[k] / 1e3 | "sort -k4 -n -r" }
+}
+'
+	;;
 *)
-	echo "$0: unknown mode $mode (timehist, cycles, ftrace, schedstat, gotrace or gowait)" >&2
+	echo "$0: unknown mode $mode (timehist, cycles, ftrace, schedstat, gotrace, gowait or gowake)" >&2
 	exit 2
 	;;
 esac
