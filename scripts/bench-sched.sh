@@ -49,7 +49,7 @@ set -euo pipefail
 [ $# -ge 2 ] || { sed -n '3,47p' "$0" >&2; exit 2; }
 mode=$1 file=$2
 
-# The stack rules of the gotrace and gowait awk programs, for the output of
+# The stack rules of the gotrace, gowait and gowake awk programs, for the output of
 # go tool trace -d=parsed. After a transition line that set stackfor (a
 # goroutine not yet labelled) or parkfor (one that parked), they read its
 # TransitionStack: L[g] becomes the outermost frame outside the runtime and
@@ -317,7 +317,9 @@ END {
 gowake)
 	go tool trace -d=parsed "$file" | awk -v WHY="${3:-chan receive|network}" '
 /^M=/ {
-	look = ""
+	stackfor = ""; parkfor = ""
+	# the parks stackrules recorded since the last line: where each parked
+	for (; seenpn < pn; seenpn++) site[pg[seenpn + 1]] = pf[seenpn + 1]
 	if ($0 !~ / StateTransition / || $0 !~ /GoID=/) next
 	match($0, /P=-?[0-9]+/); p = substr($0, RSTART + 2, RLENGTH - 2) + 0
 	match($0, /Time=[0-9]+/); t = substr($0, RSTART + 5, RLENGTH - 5) + 0
@@ -332,7 +334,7 @@ gowake)
 	if (tr ~ /^Syscall->Runnable$/ && (g in onp) && cur[onp[g]] == g) ps[onp[g]] = "idle"
 	if (tr == "Running->Waiting") {
 		match($0, /Reason="[^"]*"/); rs = substr($0, RSTART + 8, RLENGTH - 9)
-		if (rs ~ WHY) { look = g; why[g] = rs; site[g] = "?" } else delete why[g]
+		if (rs ~ WHY) { parkfor = g; parkwhy = rs; why[g] = rs; site[g] = "?" } else delete why[g]
 	}
 	if (tr == "Waiting->Runnable" && (g in why)) {
 		idle = "no"
@@ -346,12 +348,7 @@ gowake)
 	}
 	next
 }
-look != "" && /^\t/ && $1 !~ /\.go:[0-9]+$/ {
-	f = $1
-	if (f ~ /^(runtime|internal|sync|syscall|os|time|context)[.\/]/ || f ~ /golang.org\/x\/sys/) next
-	sub(/^github.com\/lunbridge\/lunbridge\//, "", f)
-	site[look] = f; look = ""
-}
+'"$stackrules"'
 END {
 	printf "%-52s %8s %8s %8s %12s\n", "woken from (reason at frame)", "other_P", "ran_on", "count", "runnable_us"
 	for (k in n) { split(k, a, "|"); printf "%-52s %8s %8s %8d %12.1f\n", substr(a[1], 1, 52), (a[2] == "yes" ? "idle" : "busy"), a[3], n[k], sum[k] / n[k] / 1e3 | "sort -k4 -n -r" }
