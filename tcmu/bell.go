@@ -16,16 +16,17 @@ import (
 // goroutine lands. A channel send puts it on the sender's P, next in line,
 // where it waits until the sender blocks or another P's thread, itself
 // woken first, steals it: in the emulated guest of the benchmarks that was
-// a median of 340 µs with the other P idle (BENCHMARKS.md, section 14). An
-// eventfd's readiness is seen by the thread parked in epoll_wait on an
-// idle CPU, which the kernel wakes directly and which takes an idle P and
-// runs the executor at once, as it does for the kernel's ring signal (a
-// median of 1.5 µs runnable there).
+// a mean of 571 µs, with the other P idle in 2497 of 2585 wake-ups
+// (BENCHMARKS.md, section 14). An eventfd's readiness is seen by the
+// thread parked in epoll_wait on an idle CPU, which the kernel wakes
+// directly and which takes an idle P and runs the executor at once, as it
+// does for the kernel's ring signal (a mean of 42 µs for the bells in the
+// same job).
 //
 // If no eventfd can be made (the descriptor limit), the bell is a channel.
 type bell struct {
 	f   *os.File // the eventfd, read by wait; nil: ch is the bell
-	fd  int      // f's descriptor, written by ring
+	fd  int      // f's descriptor, written by ring (f.Fd would make it blocking)
 	ch  chan struct{}
 	buf [8]byte // wait's read buffer
 }

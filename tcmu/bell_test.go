@@ -26,11 +26,7 @@ func TestBell(t *testing.T) {
 			}
 			b.ring()
 			b.wait() // returns at once: the ring was kept
-			woke := make(chan struct{})
-			go func() {
-				b.wait()
-				close(woke)
-			}()
+			woke := waitAsync(b)
 			select {
 			case <-woke:
 				t.Fatal("wait returned with no ring pending")
@@ -54,16 +50,22 @@ func TestBellRingsCounted(t *testing.T) {
 	b.ring()
 	b.ring()
 	b.wait()
+	select {
+	case <-waitAsync(b):
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second ring was lost")
+	}
+}
+
+// waitAsync waits on b in a goroutine; the channel is closed when the
+// wait returns.
+func waitAsync(b *bell) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		b.wait()
 		close(done)
 	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the second ring was lost")
-	}
+	return done
 }
 
 // BenchmarkBell: one ring and one wait on the same goroutine, and a ring
