@@ -400,11 +400,16 @@ func (d *codec) flush(list *Cmd) (moved bool, err error) {
 // serialises kicks (tcmu_irqcontrol takes the device's cmdr_lock), and a
 // kick that finds nothing new is a no-op there. A failed kick is returned;
 // the caller then stops writes (noWrites, under the lock).
+//
+// The kick is counted before it is made: once the kernel has it, the
+// initiator can see the command complete, and whoever then reads Stats
+// must see the kick counted. A failed kick is uncounted again.
 func (d *codec) kick() error {
+	d.st.kicks.Add(1)
 	if err := d.n.Kick(); err != nil {
+		d.st.kicks.Add(^uint64(0))
 		return fmt.Errorf("tcmu: kick the kernel: %w", err)
 	}
-	d.st.kicks.Add(1)
 	return nil
 }
 

@@ -1053,6 +1053,11 @@ func TestKickMerged(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no kick 10s after the first command")
 	}
+	// The kernel has the kick, so the initiator may already see the
+	// command complete: Stats must already count it.
+	if n := r.Stats().Kicks; n != 1 {
+		t.Errorf("Stats().Kicks = %d while the kernel takes the first kick, want 1", n)
+	}
 	go do()
 	go do()
 	deadline := time.Now().Add(10 * time.Second)
