@@ -36,7 +36,9 @@
 // The script runs as root under busybox sh with "set -e -x" (Options.NoTrace
 // drops -x) in /tmp; its exit status is Result.ExitCode. The guest then
 // powers off. A kernel panic ends qemu (panic=-1, -no-reboot): Wait reports
-// ErrCrashed; a run longer than Options.Timeout (default 5 min) is killed:
+// ErrCrashed. A guest that dies before its script starts (TCG rarely
+// panics a kernel in early boot) is booted again, once, with a line in the
+// console saying so; a crash once the script runs is never retried. A run longer than Options.Timeout (default 5 min) is killed:
 // ErrTimeout. The console (kernel warnings, the script's xtrace and output)
 // goes to Options.Console line by line, to t.Log by default in tests, and
 // the last lines are in every error.

@@ -90,7 +90,9 @@ var (
 type VM struct {
 	share   string
 	port    int
-	cmd     *exec.Cmd
+	cmd     *exec.Cmd // the current qemu: wait replaces it on a reboot
+	qemu    string
+	args    []string
 	cancel  context.CancelFunc
 	timeout time.Duration
 	timeCtx context.Context
@@ -181,29 +183,38 @@ func Start(ctx context.Context, opts Options) (*VM, error) {
 
 	vm.timeCtx, vm.cancel = context.WithTimeout(ctx, opts.Timeout)
 	vm.timeout = opts.Timeout
-	vm.cmd = exec.CommandContext(vm.timeCtx, a.qemu, args...)
+	vm.qemu, vm.args = a.qemu, args
+	vm.start = time.Now()
+	pr, err := vm.launch(opts.Console)
+	if err != nil {
+		vm.cancel()
+		return nil, err
+	}
+	go vm.wait(pr, opts.Console)
+	ok = true
+	return vm, nil
+}
+
+// launch starts qemu and returns the read end of its console.
+func (vm *VM) launch(console io.Writer) (*os.File, error) {
+	vm.cmd = exec.CommandContext(vm.timeCtx, vm.qemu, vm.args...)
 	// If the test process dies (a go test -timeout panic), take qemu with it
 	// rather than leave a guest running for minutes.
 	vm.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		vm.cancel()
 		return nil, fmt.Errorf("vmtest: pipe: %w", err)
 	}
 	vm.cmd.Stdout, vm.cmd.Stderr = pw, pw // qemu errors land in the console too
-	vm.start = time.Now()
 	if err := vm.cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()
-		vm.cancel()
 		return nil, fmt.Errorf("vmtest: start qemu: %w", err)
 	}
 	pw.Close()
-	fmt.Fprintf(opts.Console, "vmtest: qemu pid %d, share %s, timeout %s%s\n",
-		vm.cmd.Process.Pid, share, opts.Timeout, vm.portNote())
-	go vm.wait(pr, opts.Console)
-	ok = true
-	return vm, nil
+	fmt.Fprintf(console, "vmtest: qemu pid %d, share %s, timeout %s%s\n",
+		vm.cmd.Process.Pid, vm.share, vm.timeout, vm.portNote())
+	return pr, nil
 }
 
 func (vm *VM) portNote() string {
@@ -284,8 +295,69 @@ func freePort() (int, error) {
 
 // wait copies the console until qemu closes it, reaps qemu, and decides the
 // outcome. It is the only goroutine Start starts; done is its join.
-func (vm *VM) wait(console io.Reader, w io.Writer) {
+func (vm *VM) wait(console io.ReadCloser, w io.Writer) {
 	defer close(vm.done)
+	defer vm.release()
+	defer vm.cancel()
+	for boots := 1; ; boots++ {
+		out, qerr := vm.copyConsole(console, w)
+		timedOut := errors.Is(vm.timeCtx.Err(), context.DeadlineExceeded)
+		canceled := vm.timeCtx.Err() != nil && !timedOut
+		vm.result = Result{Console: out, ShareDir: vm.share, Elapsed: time.Since(vm.start)}
+		fmt.Fprintf(w, "vmtest: qemu exited after %s\n", vm.result.Elapsed.Round(100*time.Millisecond))
+		data, rerr := os.ReadFile(filepath.Join(vm.share, ".vmtest", "exit"))
+		code, perr := strconv.Atoi(strings.TrimSpace(string(data)))
+		switch {
+		case rerr == nil && perr == nil:
+			vm.result.ExitCode = code
+		case timedOut:
+			vm.err = fmt.Errorf("%w after %s (killed)%s", ErrTimeout, vm.timeout, tail(out, 30))
+		case canceled:
+			vm.err = fmt.Errorf("vmtest: guest killed: %w", context.Cause(vm.timeCtx))
+		case diedBooting(out) && boots <= bootRetries:
+			// Nothing of the test ran in the guest yet: boot it again.
+			fmt.Fprintf(w, "vmtest: the guest died while booting, before its script started "+
+				"(a kernel or emulator fault, not the test's); booting again (%d of %d)\n", boots, bootRetries)
+			next, err := vm.launch(w)
+			if err != nil {
+				vm.err = fmt.Errorf("%w: reboot after a boot crash: %v%s", ErrCrashed, err, tail(out, 30))
+				return
+			}
+			console = next
+			continue
+		default:
+			reason := "qemu exited: " + fmt.Sprint(qerr)
+			if qerr == nil {
+				reason = "qemu exited 0 (guest powered off or panicked)"
+			}
+			if i := strings.LastIndex(out, "vmtest: SETUP FAILED:"); i >= 0 {
+				reason = strings.SplitN(out[i:], "\n", 2)[0]
+			}
+			vm.err = fmt.Errorf("%w: %s%s", ErrCrashed, reason, tail(out, 30))
+		}
+		return
+	}
+}
+
+// bootRetries is how many times a guest that dies before its script starts
+// is booted again. Under TCG a guest kernel rarely panics in early boot (CI
+// saw "Fatal exception in interrupt" 1.3 s into a 6.12 boot); that says
+// nothing about the test, whose script never ran.
+const bootRetries = 1
+
+// readyLine is what the guest's init prints just before it runs the script.
+const readyLine = "vmtest: guest ready"
+
+// diedBooting reports whether a guest whose qemu exited without an exit
+// status did so before its script started: no ready line, and no harness
+// setup failure (a broken setup fails the same way every time).
+func diedBooting(console string) bool {
+	return !strings.Contains(console, readyLine) && !strings.Contains(console, "vmtest: SETUP FAILED:")
+}
+
+// copyConsole copies one qemu's console to w until qemu closes it, reaps
+// qemu, and returns what it printed (cleaned) and qemu's exit error.
+func (vm *VM) copyConsole(console io.ReadCloser, w io.Writer) (string, error) {
 	var all bytes.Buffer
 	sc := bufio.NewScanner(console)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -296,35 +368,8 @@ func (vm *VM) wait(console io.Reader, w io.Writer) {
 		fmt.Fprintln(w, line)
 	}
 	// The read end is ours; qemu has exited or closed stdout.
-	if c, ok := console.(io.Closer); ok {
-		c.Close()
-	}
-	qerr := vm.cmd.Wait()
-	timedOut := errors.Is(vm.timeCtx.Err(), context.DeadlineExceeded)
-	canceled := vm.timeCtx.Err() != nil && !timedOut
-	vm.cancel()
-	vm.release()
-	vm.result = Result{Console: all.String(), ShareDir: vm.share, Elapsed: time.Since(vm.start)}
-	fmt.Fprintf(w, "vmtest: qemu exited after %s\n", vm.result.Elapsed.Round(100*time.Millisecond))
-	data, rerr := os.ReadFile(filepath.Join(vm.share, ".vmtest", "exit"))
-	code, perr := strconv.Atoi(strings.TrimSpace(string(data)))
-	switch {
-	case rerr == nil && perr == nil:
-		vm.result.ExitCode = code
-	case timedOut:
-		vm.err = fmt.Errorf("%w after %s (killed)%s", ErrTimeout, vm.timeout, tail(vm.result.Console, 30))
-	case canceled:
-		vm.err = fmt.Errorf("vmtest: guest killed: %w", context.Cause(vm.timeCtx))
-	default:
-		reason := "qemu exited: " + fmt.Sprint(qerr)
-		if qerr == nil {
-			reason = "qemu exited 0 (guest powered off or panicked)"
-		}
-		if i := strings.LastIndex(vm.result.Console, "vmtest: SETUP FAILED:"); i >= 0 {
-			reason = strings.SplitN(vm.result.Console[i:], "\n", 2)[0]
-		}
-		vm.err = fmt.Errorf("%w: %s%s", ErrCrashed, reason, tail(vm.result.Console, 30))
-	}
+	console.Close()
+	return all.String(), vm.cmd.Wait()
 }
 
 // ansiRE matches the terminal control sequences SeaBIOS and the kernel's
