@@ -85,11 +85,13 @@ import (
 //	                         schedstat of the daemons and fio around every
 //	                         run (stat: only that, no tracer); for the
 //	                         lunbridge runs (and with "all" or "qfull" the
-//	                         tcmu-runner runs: three boots with the
-//	                         tracers wedged the guest there) perf sched
-//	                         record (timehist, latency, per-thread
-//	                         summary) and an ftrace timeline of
-//	                         sched_switch/wakeup with the TCMU functions;
+//	                         tcmu-runner runs) perf sched record
+//	                         (timehist, latency, per-thread summary) and a
+//	                         0.5 s timeline of tracepoints armed before
+//	                         fio starts: the scheduler's, LIO's command
+//	                         start and completion, the block layer's and
+//	                         the handlers' system calls
+//	                         (scripts/bench-sched.sh ftrace and commands);
 //	                         "qfull" also counts the commands the kernel
 //	                         parked in its qfull list (a kretprobe);
 //	                         "perf": perf sched alone, for lunbridge,

@@ -18,6 +18,16 @@
 #       with their latency (sched_waking to switched in), the traced
 #       functions it called (tcmu_irqcontrol = a kick, uio_poll, futex...)
 #       and who woke it
+#   bench-sched.sh commands sched.T.J.ftrace.txt [DEV]
+#       the timeline window as commands (LUNBRIDGE_BENCH_SCHED's
+#       tracepoints; DEV is the LUN's block device, default 8,0): each
+#       command's phases (block issue -> LIO takes it from the fabric ->
+#       LIO completes it -> block completion -> fio's next issue; at QD1
+#       also when a handler thread got the CPU), the kicks (a handler's
+#       4-byte write to its UIO device) and the time inside them, the
+#       number of commands inside LIO over time, and the window's CPU time
+#       split by who ran (a handler thread, anything else, or nothing) and
+#       by whether commands were inside LIO, and per CPU by command name
 #   bench-sched.sh schedstat T.J.pre T.J.post
 #       per thread of the daemons and fio, between two samples of a run
 #       (LUNBRIDGE_BENCH_SCHED): on-CPU ms, runnable-but-waiting ms (the
@@ -132,6 +142,112 @@ END {
 		if (run[n] == 0 && c == "") continue
 		printf "%-26s %8.2f %8.2f %6d %6d %8.1f %8.1f %s;%s\n", n, run[n] * 1000, (win - run[n]) * 1000, sw[n], nl[n], nl[n] ? lat[n] / nl[n] * 1e6 : 0, ml[n] * 1e6, c, wb
 	}
+}
+' "$file"
+	;;
+commands)
+	awk -v DEV="${3:-8,0}" -v HANDLER='^(lunbridge|cmdproc|aio-|tcmu-runner)' '
+function ts(s) { sub(/:$/, "", s); return s + 0 }
+# lba(cdb): the LBA of a READ/WRITE(10) or (16) from its bytes in hex.
+function hex(x) { x = tolower(x); return index("0123456789abcdef", substr(x, 1, 1)) * 16 + index("0123456789abcdef", substr(x, 2, 1)) - 17 }
+function lba(b,    n, v, k) {
+	n = split(b, h, " "); v = 0
+	if (h[1] ~ /^(28|2a|2A)$/) { for (k = 3; k <= 6; k++) v = v * 256 + hex(h[k]); return v }
+	if (h[1] ~ /^(88|8a|8A)$/) { for (k = 3; k <= 10; k++) v = v * 256 + hex(h[k]); return v }
+	return -1
+}
+function pname(s) { sub(/-[0-9]+$/, "", s); return s }
+# advance(t): account the time since the last event to the state it was in.
+function advance(t,    dt, c, nrun, hrun, st, k) {
+	dt = t - last; last = t
+	if (dt <= 0 || ncpus == 0) return
+	for (c in known) {
+		k = (nh > 0 ? "with" : "none")
+		if (cur[c] == "") st = "idle"; else if (pname(cur[c]) ~ HANDLER) st = "handler"; else st = "other"
+		cpu_t[k, st] += dt
+		cls = (cur[c] == "" ? "idle" : pname(cur[c])); sub(/\/.*/, "", cls)
+		per[c, cls] += dt; clss[cls] = 1
+	}
+	inq[nh + 0] += dt; span += dt
+}
+/^#/ { next }
+{
+	for (i = 1; i <= NF; i++) if ($i ~ /^\[[0-9]+\]$/) break
+	if (i > NF) next
+	c = substr($i, 2, length($i) - 2) + 0
+	task = $1; for (j = 2; j < i; j++) task = task " " $j
+	t = ts($(i + 2)); ev = $(i + 3)
+	advance(t)
+	if (ev == "sched_switch:") {
+		match($0, /next_comm=.* next_pid=[0-9]+/); n = substr($0, RSTART + 10, RLENGTH - 10); sub(/ next_pid=/, "-", n)
+		if (!(c in known)) { known[c] = 1; ncpus++ }
+		cur[c] = ($0 ~ / next_pid=0( |$)/) ? "" : n
+		if (cur[c] != "" && pname(n) ~ HANDLER && waitrun != "") { ph["2 wake-up: LIO start -> a handler thread on a CPU"] += t - waitrun; phn["2 wake-up: LIO start -> a handler thread on a CPU"]++; waitrun = "" }
+		next
+	}
+	# A kick: a handler thread writes the 4-byte irq word to its UIO device
+	# (tcmu_irqcontrol: under the device cmdr_lock the kernel walks the
+	# completions, copying READ data out of the data area, for as long as
+	# cmd_tail keeps moving).
+	if (ev == "sys_enter:" && $(i + 5) == 1 && pname(task) ~ HANDLER) {
+		split($0, ka, "("); split(ka[2], kb, ", ")
+		if (kb[3] == "4") { kst[task] = t; nkick++ }
+		next
+	}
+	if (ev == "sys_exit:" && $(i + 5) == 1 && (task in kst)) {
+		k = t - kst[task]; kin += k; if (k > kmax) kmax = k; delete kst[task]; nkend++
+		next
+	}
+	if (ev == "block_rq_issue:" || ev == "block_rq_complete:") {
+		if ($(i + 4) != DEV) next
+		for (k = i + 5; k <= NF; k++) if ($k == "+") break
+		sec = $(k - 1)
+		if (ev == "block_rq_issue:") {
+			iss[sec] = t; nblk++
+			if (lastdone != "") { ph["5 initiator: block completion -> next block issue"] += t - lastdone; phn["5 initiator: block completion -> next block issue"]++ ; lastdone = "" }
+		} else if (sec in iss) {
+			if (sec in cmp) { ph["4 back: LIO completion -> block completion"] += t - cmp[sec]; phn["4 back: LIO completion -> block completion"]++; delete cmp[sec] }
+			tot += t - iss[sec]; ntot++; delete iss[sec]; nblk--; lastdone = t
+		}
+		next
+	}
+	if (ev == "target_sequencer_start:" || ev == "target_cmd_complete:") {
+		match($0, /CDB [0-9a-fA-F ]+/); b = substr($0, RSTART + 4, RLENGTH - 4); sec = lba(b)
+		match($0, /tag 0x[0-9a-f]+/); tg = substr($0, RSTART + 4, RLENGTH - 4)
+		if (ev == "target_sequencer_start:") {
+			seq[tg] = t; nh++; if (nh > maxnh) maxnh = nh
+			if (sec in iss) { ph["1 front: block issue -> LIO start"] += t - iss[sec]; phn["1 front: block issue -> LIO start"]++ }
+			if (nh == 1) {
+				hr = 0; for (cc in known) if (cur[cc] != "" && pname(cur[cc]) ~ HANDLER) hr = 1
+				if (!hr) waitrun = t
+			}
+		} else if (tg in seq) {
+			ph["3 inside LIO: LIO start -> LIO completion"] += t - seq[tg]; phn["3 inside LIO: LIO start -> LIO completion"]++
+			delete seq[tg]; nh--
+			if (sec >= 0) cmp[sec] = t
+		}
+		next
+	}
+}
+END {
+	printf "# window %.1f ms over %d CPUs; %d commands completed; mean block latency %.1f us; at most %d commands inside LIO at once\n", span * 1000, ncpus, ntot, ntot ? tot / ntot * 1e6 : 0, maxnh
+	printf "# phases (means; 2 only counts commands that found no handler thread on a CPU while nothing else was inside LIO):\n"
+	for (k in ph) printf "%-58s %8d %10.1f us\n", k, phn[k], phn[k] ? ph[k] / phn[k] * 1e6 : 0 | "sort"
+	close("sort")
+	printf "# kicks (4-byte writes to the UIO device): %d, %d ended in the window, %.1f ms inside them (%.0f%% of the window), mean %.0f us, max %.0f us\n", nkick, nkend, kin * 1000, span ? 100 * kin / span : 0, nkend ? kin / nkend * 1e6 : 0, kmax * 1e6
+	printf "# time by commands inside LIO (LIO start to LIO completion):\n"
+	for (k in inq) printf "  %3d inside: %6.1f%%\n", k, 100 * inq[k] / span | "sort -n"
+	close("sort -n")
+	printf "# CPU time (ms, summed over CPUs) by who ran, with commands inside LIO or none:\n"
+	printf "%-8s %10s %10s %10s\n", "inside", "handler", "other", "idle"
+	for (k = 0; k < 2; k++) { w = (k ? "with" : "none"); printf "%-8s %10.1f %10.1f %10.1f\n", w, cpu_t[w, "handler"] * 1000, cpu_t[w, "other"] * 1000, cpu_t[w, "idle"] * 1000 }
+	printf "# the time of each CPU (ms) by who ran (comm without its CPU suffix):\n"
+	for (cls in clss) {
+		line = sprintf("%-16s", cls); sum = 0
+		for (c = 0; c < ncpus; c++) { line = line sprintf(" cpu%d %8.1f", c, per[c, cls] * 1000); sum += per[c, cls] }
+		if (sum * 1000 >= 1) print line | "sort -k3 -n -r"
+	}
+	close("sort -k3 -n -r")
 }
 ' "$file"
 	;;
@@ -356,7 +472,7 @@ END {
 '
 	;;
 *)
-	echo "$0: unknown mode $mode (timehist, cycles, ftrace, schedstat, gotrace, gowait or gowake)" >&2
+	echo "$0: unknown mode $mode (timehist, cycles, ftrace, commands, schedstat, gotrace, gowait or gowake)" >&2
 	exit 2
 	;;
 esac

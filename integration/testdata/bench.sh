@@ -25,15 +25,15 @@
 #   FTRACE_FUNCS  kernel functions to time with ftrace during those runs
 #   SCHED    stat, 1, all, qfull or perf: per-thread schedstat of the daemons and fio in
 #            every sample (threads; stat: only that); and the scheduler's evidence
-#            (sched_evidence): perf sched and an ftrace timeline of
-#            sched_switch/sched_wakeup with the TCMU functions, for the
-#            lunbridge runs (1) or for the tcmu-runner runs too (all:
-#            three boots with the tracers wedged the guest in the peer's
-#            runs); qfull: all, and every queue_cmd_ring return (1: the
+#            (sched_arm, sched_evidence): perf sched and a timeline of
+#            tracepoints (the scheduler's, LIO's command start and
+#            completion, the block layer's, the handlers' system calls),
+#            for the lunbridge runs (1) or for the tcmu-runner runs too
+#            (all); qfull: all, and every queue_cmd_ring return (1: the
 #            command went to the kernel's qfull list); perf: only perf
-#            sched, for lunbridge, baseline and tcmu-runner (no ftrace). Each run's evidence is copied to
-#            the share's bench-partial/ right after the run, so a guest
-#            that wedges keeps what it had.
+#            sched, for lunbridge, baseline and tcmu-runner (no timeline).
+#            Each run's evidence is copied to the share's bench-partial/
+#            right after the run, so a guest that wedges keeps what it had.
 #   GOTRACE  1: the main lunbridge runs with LUNBRIDGE_TRACE, its Go
 #            execution trace saved as lunbridge.gotrace
 #
@@ -421,64 +421,109 @@ perf_sched_record() {
 	sleep 1.4
 }
 
-# sched_evidence TARGET JOB: the scheduler's view of 4 s of a run (SCHED=1).
-# Over the whole 4 s, a kretprobe on queue_cmd_ring (in a tracing instance
-# of its own) records what each submission returned: 0 queued in the ring,
-# 1 parked in the kernel's qfull list for lack of ring or data-area space.
-# Meanwhile 0.3 s of ftrace: sched_switch and sched_wakeup with the TCMU
-# functions and the system calls of the handlers and fio, as a timeline
-# (sched.TARGET.JOB.ftrace.txt); then perf sched records 2 s of scheduler
-# events (sched_report: timehist and latency per thread). In that order:
-# starting perf in the emulated guest takes seconds, and an ftrace window
-# after it fell behind the end of fio's run.
-sched_evidence() {
+# The timeline's events, all static tracepoints: the function tracer
+# patched thousands of call sites, and under TCG that panicked one guest
+# (irqentry_nmi_enter, 2026-12-06) and stalled another for seconds. LIO's
+# own command events (target_sequencer_start: LIO takes a command from the
+# fabric, target_cmd_init_cdb; target_cmd_complete: LIO completes it), the
+# block layer's for fio's requests on the LUN, the scheduler's, and the
+# system calls that make the handlers' data path (sched_syscalls).
+sched_events="sched:sched_switch sched:sched_wakeup sched:sched_waking
+target:target_sequencer_start target:target_cmd_complete
+block:block_rq_issue block:block_rq_complete
+raw_syscalls:sys_enter raw_syscalls:sys_exit"
+
+# sched_syscalls: x86-64 numbers of read write poll pread64 pwrite64
+# nanosleep futex epoll_wait io_getevents io_submit ppoll epoll_pwait
+# preadv pwritev preadv2 pwritev2 io_pgetevents io_uring_enter.
+sched_syscalls="0 1 7 17 18 35 202 232 208 209 271 281 295 296 327 328 333 426"
+
+# sched_timeline TARGET: whether TARGET's runs get the timeline (SCHED).
+sched_timeline() {
+	case "$SCHED,$1" in
+	1,lunbridge | all,lunbridge | all,tcmu-runner | qfull,lunbridge | qfull,tcmu-runner) return 0 ;;
+	esac
+	return 1
+}
+
+# sched_arm TARGET JOB: before fio starts, everything the timeline needs is
+# set up with tracing off, so that during the run a window only flips
+# tracing_on. (Set up mid-run, the 8 MiB buffers and the event filters took
+# the guest 17 s and the window missed fio, 2026-12-06.) A kretprobe on
+# queue_cmd_ring, in a tracing instance of its own, records for "qfull"
+# what each submission returned: 0 queued in the ring, 1 parked in the
+# kernel's qfull list for lack of ring or data-area space.
+sched_arm() {
 	_tr=/sys/kernel/tracing
 	tracing_setup
-	_q=$_tr/instances/qfull
-	if [ "$SCHED" = qfull ]; then
-		[ -d $_q ] || mkdir $_q
-		grep -q lbqcr $_tr/kprobe_events 2>/dev/null ||
-			echo 'r:lbqcr queue_cmd_ring ret=$retval:s32' >> $_tr/kprobe_events ||
-			echo "# no kretprobe on queue_cmd_ring"
-		echo 4096 > $_q/buffer_size_kb
-		: > $_q/trace
-		[ ! -e $_q/events/kprobes/lbqcr/enable ] || echo 1 > $_q/events/kprobes/lbqcr/enable
-		echo 1 > $_q/tracing_on
-	fi
 	echo 0 > $_tr/tracing_on
-	echo function > $_tr/current_tracer
-	: > $_tr/set_ftrace_filter
-	for _fn in tcmu_queue_cmd queue_cmd_ring tcmu_irqcontrol tcmu_handle_completions \
-		tcmu_handle_completion run_qfull_queue tcmu_get_empty_blocks uio_poll uio_read uio_write \
-		__x64_sys_preadv __x64_sys_pwritev __x64_sys_pread64 __x64_sys_pwrite64 __x64_sys_futex \
-		__x64_sys_epoll_pwait __x64_sys_io_submit __x64_sys_io_getevents __x64_sys_nanosleep \
-		__x64_sys_read __x64_sys_write __x64_sys_poll __x64_sys_ppoll; do
-		echo $_fn >> $_tr/set_ftrace_filter 2>/dev/null || true
-	done
-	: > $_tr/set_event
-	for _ev in sched_switch sched_wakeup sched_waking; do echo sched:$_ev >> $_tr/set_event; done
+	echo nop > $_tr/current_tracer
 	echo 8192 > $_tr/buffer_size_kb
+	: > $_tr/set_event
+	for _se in $sched_events; do
+		echo $_se >> $_tr/set_event 2>/dev/null || echo "# no event $_se" >> $R/sched.$1.$2.armed
+	done
+	_flt=
+	for _sn in $sched_syscalls; do _flt="${_flt:+$_flt || }id == $_sn"; done
+	for _sd in sys_enter sys_exit; do
+		[ ! -e $_tr/events/raw_syscalls/$_sd/filter ] || echo "$_flt" > $_tr/events/raw_syscalls/$_sd/filter
+	done
 	: > $_tr/trace
+	echo "# armed: $(cat $_tr/set_event | tr '\n' ' ')" >> $R/sched.$1.$2.armed
+	[ "$SCHED" = qfull ] || return 0
+	_q=$_tr/instances/qfull
+	[ -d $_q ] || mkdir $_q
+	grep -q lbqcr $_tr/kprobe_events 2>/dev/null ||
+		echo 'r:lbqcr queue_cmd_ring ret=$retval:s32' >> $_tr/kprobe_events ||
+		echo "# no kretprobe on queue_cmd_ring" >> $R/sched.$1.$2.armed
+	echo 0 > $_q/tracing_on
+	echo 4096 > $_q/buffer_size_kb
+	: > $_q/trace
+	[ ! -e $_q/events/kprobes/lbqcr/enable ] || echo 1 > $_q/events/kprobes/lbqcr/enable
+}
+
+# sched_evidence TARGET JOB: the scheduler's view of a run (SCHED=1; armed
+# by sched_arm). A 0.5 s window of the timeline (dumped after fio by
+# sched_report to sched.TARGET.JOB.ftrace.txt; scripts/bench-sched.sh
+# ftrace and commands read it), then perf sched records 2 s of scheduler
+# events (sched_report: timehist and latency per thread). The qfull probe
+# counts over the whole 4 s.
+sched_evidence() {
+	_tr=/sys/kernel/tracing
+	_q=$_tr/instances/qfull
+	[ "$SCHED" != qfull ] || echo 1 > $_q/tracing_on
 	echo 1 > $_tr/tracing_on
-	sleep 0.3
+	sleep 0.5
 	echo 0 > $_tr/tracing_on
+	perf_sched_record $1 $2
+	[ "$SCHED" != qfull ] || echo 0 > $_q/tracing_on
+}
+
+# sched_dump TARGET JOB: after fio, the timeline window to the results and
+# the tracers back off.
+sched_dump() {
+	_tr=/sys/kernel/tracing
 	{
-		echo "# ftrace window 0.3 s: sched events and functions; lost events: $(grep -h overrun $_tr/per_cpu/cpu*/stats | awk '{s += $2} END {print s}')"
+		cat $R/sched.$1.$2.armed 2>/dev/null
+		echo "# ftrace window 0.5 s: tracepoints; lost events: $(grep -h overrun $_tr/per_cpu/cpu*/stats | awk '{s += $2} END {print s}')"
 		cat $_tr/trace
 	} > $R/sched.$1.$2.ftrace.txt
-	echo nop > $_tr/current_tracer
+	rm -f $R/sched.$1.$2.armed
 	: > $_tr/set_event
-	: > $_tr/set_ftrace_filter
+	for _sd in sys_enter sys_exit; do
+		[ ! -e $_tr/events/raw_syscalls/$_sd/filter ] || echo 0 > $_tr/events/raw_syscalls/$_sd/filter
+	done
+	: > $_tr/trace
 	echo 1408 > $_tr/buffer_size_kb
-	perf_sched_record $1 $2
 	[ "$SCHED" = qfull ] || return 0
-	echo 0 > $_q/tracing_on
+	_q=$_tr/instances/qfull
 	[ ! -e $_q/events/kprobes/lbqcr/enable ] || echo 0 > $_q/events/kprobes/lbqcr/enable
 	{
 		echo "# queue_cmd_ring returns over 4 s: count value"
 		grep -o 'ret=-\?[0-9]*' $_q/trace | sort | uniq -c
 		echo "# lost events: $(grep -h overrun $_q/per_cpu/cpu*/stats | awk '{s += $2} END {print s}')"
 	} > $R/qfull.$1.$2.txt
+	: > $_q/trace
 	sed "s/^/qfull $1 $2: /" $R/qfull.$1.$2.txt
 }
 
@@ -513,13 +558,14 @@ sched_report() {
 run() {
 	_t=$1 _dm=$2 _j=$3 _d=$4 _fs=$5
 	shift 5
+	! sched_timeline $_t || sched_arm $_t $_j
 	(
 		sleep $((RAMP + 1))
 		sample $R/$_t.$_j.pre
 		case "$SCHED,$PERF,${FTRACE_FUNCS:+1},$_t" in
 		1,*,*,lunbridge | all,*,*,lunbridge | all,*,*,tcmu-runner | qfull,*,*,lunbridge | qfull,*,*,tcmu-runner)
 			sched_evidence $_t $_j
-			sleep $((RT - 6)) ;;
+			sleep $((RT - 7)) ;;
 		perf,*,*,lunbridge | perf,*,*,tcmu-runner | perf,*,*,baseline)
 			sched_perf $_t $_j
 			sleep $((RT - 6)) ;;
@@ -550,6 +596,7 @@ run() {
 		--lat_percentiles=1 --output-format=json --output=$R/$_t.$_j.json "$@" $_per ||
 		die "fio $_j on $_t ($_fs) failed"
 	wait $_s
+	! sched_timeline $_t || sched_dump $_t $_j
 	[ -z "$SCHED" ] || sched_report $_t $_j
 	echo "$_t $_j $_dm" >> $R/runs
 	echo "bench: $_j on $_t done"
