@@ -38,10 +38,11 @@
 // powers off. A kernel panic ends qemu (panic=-1, -no-reboot): Wait reports
 // ErrCrashed. A guest that dies before its script starts (TCG rarely
 // panics a kernel in early boot) is booted again, once, with a line in the
-// console saying so; a crash once the script runs is never retried. A run longer than Options.Timeout (default 5 min) is killed:
-// ErrTimeout. The console (kernel warnings, the script's xtrace and output)
-// goes to Options.Console line by line, to t.Log by default in tests, and
-// the last lines are in every error.
+// console saying so; a crash once the script runs is never retried. A run
+// longer than Options.Timeout (default 5 min) is killed: ErrTimeout. The
+// console (kernel warnings, the script's xtrace and output) goes to
+// Options.Console line by line, to t.Log by default in tests, and the last
+// lines are in every error.
 //
 // Assets are cached in CacheDir ($LUNBRIDGE_CACHE, default
 // <module root>/.cache/vmtest, git-ignored): the .debs (~70 MB for 6.1,

@@ -330,7 +330,7 @@ func (vm *VM) wait(console io.ReadCloser, w io.Writer) {
 			if qerr == nil {
 				reason = "qemu exited 0 (guest powered off or panicked)"
 			}
-			if i := strings.LastIndex(out, "vmtest: SETUP FAILED:"); i >= 0 {
+			if i := strings.LastIndex(out, setupFailedLine); i >= 0 {
 				reason = strings.SplitN(out[i:], "\n", 2)[0]
 			}
 			vm.err = fmt.Errorf("%w: %s%s", ErrCrashed, reason, tail(out, 30))
@@ -345,14 +345,18 @@ func (vm *VM) wait(console io.ReadCloser, w io.Writer) {
 // nothing about the test, whose script never ran.
 const bootRetries = 1
 
-// readyLine is what the guest's init prints just before it runs the script.
-const readyLine = "vmtest: guest ready"
+// readyLine is what the guest's init prints just before it runs the script;
+// setupFailedLine starts what it prints when its own setup fails.
+const (
+	readyLine       = "vmtest: guest ready"
+	setupFailedLine = "vmtest: SETUP FAILED:"
+)
 
 // diedBooting reports whether a guest whose qemu exited without an exit
 // status did so before its script started: no ready line, and no harness
 // setup failure (a broken setup fails the same way every time).
 func diedBooting(console string) bool {
-	return !strings.Contains(console, readyLine) && !strings.Contains(console, "vmtest: SETUP FAILED:")
+	return !strings.Contains(console, readyLine) && !strings.Contains(console, setupFailedLine)
 }
 
 // copyConsole copies one qemu's console to w until qemu closes it, reaps

@@ -13,6 +13,9 @@ func TestDiedBooting(t *testing.T) {
 	if !strings.Contains(initScript, `echo "`+readyLine) {
 		t.Fatalf("the guest's init no longer prints %q: diedBooting would reboot every crash", readyLine)
 	}
+	if !strings.Contains(initScript, `echo "`+setupFailedLine) {
+		t.Fatalf("the guest's init no longer prints %q: a broken setup would be booted again", setupFailedLine)
+	}
 	for _, tc := range []struct {
 		name, console string
 		want          bool
