@@ -158,7 +158,7 @@ function lba(b,    n, v, k) {
 }
 function pname(s) { sub(/-[0-9]+$/, "", s); return s }
 # advance(t): account the time since the last event to the state it was in.
-function advance(t,    dt, c, nrun, hrun, st, k) {
+function advance(t,    dt, c, st, k, cls) {
 	dt = t - last; last = t
 	if (dt <= 0 || ncpus == 0) return
 	for (c in known) {
@@ -203,11 +203,11 @@ function advance(t,    dt, c, nrun, hrun, st, k) {
 		for (k = i + 5; k <= NF; k++) if ($k == "+") break
 		sec = $(k - 1)
 		if (ev == "block_rq_issue:") {
-			iss[sec] = t; nblk++
+			iss[sec] = t
 			if (lastdone != "") { ph["5 initiator: block completion -> next block issue"] += t - lastdone; phn["5 initiator: block completion -> next block issue"]++ ; lastdone = "" }
 		} else if (sec in iss) {
 			if (sec in cmp) { ph["4 back: LIO completion -> block completion"] += t - cmp[sec]; phn["4 back: LIO completion -> block completion"]++; delete cmp[sec] }
-			tot += t - iss[sec]; ntot++; delete iss[sec]; nblk--; lastdone = t
+			tot += t - iss[sec]; ntot++; delete iss[sec]; lastdone = t
 		}
 		next
 	}

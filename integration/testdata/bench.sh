@@ -562,8 +562,13 @@ run() {
 	(
 		sleep $((RAMP + 1))
 		sample $R/$_t.$_j.pre
-		case "$SCHED,$PERF,${FTRACE_FUNCS:+1},$_t" in
-		1,*,*,lunbridge | all,*,*,lunbridge | all,*,*,tcmu-runner | qfull,*,*,lunbridge | qfull,*,*,tcmu-runner)
+		if sched_timeline $_t; then
+			_mode=timeline
+		else
+			_mode=$SCHED,$PERF,${FTRACE_FUNCS:+1},$_t
+		fi
+		case "$_mode" in
+		timeline)
 			sched_evidence $_t $_j
 			sleep $((RT - 7)) ;;
 		perf,*,*,lunbridge | perf,*,*,tcmu-runner | perf,*,*,baseline)
