@@ -124,7 +124,10 @@ var conformanceAllow = map[string]struct {
 // to the same LUN) from the host through the 127.0.0.1 port forward against
 // a lunbridge LUN and, in the same boot, an in-kernel fileio LUN of the same
 // size. Every lunbridge failure must be on conformanceAllow; both scores
-// are logged. The guest side is testdata/conformance.sh.
+// are logged. Each run is bounded (lbSuiteLimit, fileioSuiteLimit): a hung
+// lunbridge run fails the test, a hung fileio run is logged with the
+// guest's blocked tasks and its finished results are the reference. The
+// guest side is testdata/conformance.sh.
 func TestConformance(t *testing.T) {
 	vmtest.RequireTools(t, "iscsi-test-cu")
 	const (
@@ -136,12 +139,12 @@ func TestConformance(t *testing.T) {
 	vm := vmtest.Boot(t, vmtest.Options{
 		Net:     true,
 		NoTrace: true,
-		Timeout: 25 * time.Minute,
+		Timeout: 18 * time.Minute,
 		Files:   map[string]string{"lunbridge": lb},
 		Script: lunbridgeLib + fmt.Sprintf("LB_IQN=%s FILEIO_IQN=%s INIT1=%s INIT2=%s SIZE=%d\n",
 			lbIQN, fileioIQN, suiteInitiator1, suiteInitiator2, size) + scenario("conformance"),
 	})
-	ctx, cancel := context.WithTimeout(t.Context(), 24*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 16*time.Minute)
 	defer cancel()
 	if err := vm.WaitReady(ctx, "exported"); err != nil {
 		t.Fatal(err)
@@ -149,8 +152,21 @@ func TestConformance(t *testing.T) {
 	url := func(iqn string) string {
 		return fmt.Sprintf("iscsi://127.0.0.1:%d/%s/0", vm.HostPort(), iqn)
 	}
-	lbRes := runSuite(ctx, t, "lunbridge", url(lbIQN))
-	fioRes := runSuite(ctx, t, "fileio", url(fileioIQN))
+	// Each run has a bound: the suite has no timeout of its own and waits
+	// forever for a response that never comes. A lunbridge run that hangs
+	// fails the test. The fileio run is only the reference score: when the
+	// kernel's own backstore hangs (seen once on 6.12 in CI, in the last
+	// suites, iSCSITMF or MultipathIO) the test says so, has the guest log
+	// its blocked tasks, and compares with what fileio finished.
+	lbRes, lbDone := runSuite(ctx, t, vm, "lunbridge", url(lbIQN), lbSuiteLimit)
+	if !lbDone {
+		t.Fatalf("lunbridge: iscsi-test-cu did not finish in %v", lbSuiteLimit)
+	}
+	fioRes, fioDone := runSuite(ctx, t, vm, "fileio", url(fileioIQN), fileioSuiteLimit)
+	if !fioDone {
+		t.Logf("fileio: iscsi-test-cu did not finish in %v (the kernel's own backstore; %d results kept)",
+			fileioSuiteLimit, len(fioRes))
+	}
 	if err := vm.Signal("done"); err != nil {
 		t.Fatal(err)
 	}
@@ -214,49 +230,83 @@ func (s suiteResults) status(name string) string {
 	return "failed"
 }
 
+// Bounds on one run of the suite, about three times the longest run
+// measured (lunbridge 2m58s, fileio 1m22s, 6.1 and 6.12 under TCG).
+// Variables, so that a scratch test can shorten one to try the path of a
+// run that does not finish.
+var (
+	lbSuiteLimit     = 8 * time.Minute
+	fileioSuiteLimit = 5 * time.Minute
+)
+
 // runSuite runs "iscsi-test-cu -t ALL" in XML mode against url (and, for
-// the multipath tests, a second session to the same url) and returns its
-// per-test results. The console output goes to the test log.
-func runSuite(ctx context.Context, t *testing.T, label, url string) suiteResults {
+// the multipath tests, a second session to the same url) for at most limit
+// and returns its per-test results and whether it finished. The console
+// output goes to the test log. When a run does not finish in time, the
+// guest is signalled stuck-LABEL (testdata/conformance.sh then logs its
+// blocked tasks) while the suite still waits, and the run is killed 5 s
+// later; its results are those its XML file holds, and the last of them is
+// logged.
+func runSuite(ctx context.Context, t *testing.T, vm *vmtest.VM, label, url string, limit time.Duration) (suiteResults, bool) {
 	t.Helper()
 	dir := t.TempDir()
 	args := []string{"--dataloss", "--xml", "-i", suiteInitiator1, "-I", suiteInitiator2, "-t", "ALL", url, url}
-	cmd := exec.CommandContext(ctx, "iscsi-test-cu", args...)
+	runCtx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	// Line-buffered (coreutils' stdbuf), so that a killed run's console
+	// log goes up to where it stopped; the XML file is cut at a buffer.
+	cmd := exec.CommandContext(runCtx, "stdbuf", append([]string{"-oL", "-eL", "iscsi-test-cu"}, args...)...)
 	cmd.Dir = dir
+	cmd.Cancel = func() error {
+		if err := vm.Signal("stuck-" + label); err != nil {
+			t.Log(err)
+		} else {
+			time.Sleep(5 * time.Second)
+		}
+		return cmd.Process.Kill()
+	}
+	cmd.WaitDelay = 10 * time.Second
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
+	done := runCtx.Err() == nil
 	t.Logf("host: iscsi-test-cu %s (%s, %v, %s):\n%s", strings.Join(args, " "), label, err,
 		time.Since(start).Round(time.Second), out)
 	files, _ := filepath.Glob(filepath.Join(dir, "*.xml"))
 	var res suiteResults
 	for _, f := range files {
-		r, perr := parseCUnitXML(f)
-		if perr != nil {
+		r, last, perr := parseCUnitXML(f)
+		if perr != nil && done {
 			t.Fatalf("%s: %v", label, perr)
+		}
+		if !done && (len(r) > 0 || perr != nil) {
+			t.Logf("%s: iscsi-test-cu killed after %v; %s holds %d results, the last %s (%v)",
+				label, limit, filepath.Base(f), len(r), last, perr)
 		}
 		if len(r) > len(res) {
 			res = r
 		}
 	}
-	if len(res) == 0 {
+	if len(res) == 0 && done {
 		t.Fatalf("%s: iscsi-test-cu wrote no test results (files %v, exit %v)", label, files, err)
 	}
-	return res
+	return res, done
 }
 
 // parseCUnitXML reads a CUnit automated-mode results file:
 // CUNIT_RUN_SUITE elements hold a SUITE_NAME and CUNIT_RUN_TEST_RECORDs,
 // each a CUNIT_RUN_TEST_SUCCESS or a CUNIT_RUN_TEST_FAILURE (one per
-// failed assertion) with a TEST_NAME.
-func parseCUnitXML(path string) (suiteResults, error) {
+// failed assertion) with a TEST_NAME. It also returns the last record's
+// test. On a malformed or cut-short file it returns the records complete
+// before the error, with the error.
+func parseCUnitXML(path string) (res suiteResults, last string, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer f.Close()
 	dec := xml.NewDecoder(f)
 	dec.Strict = false
-	res := suiteResults{}
+	res = suiteResults{}
 	var suite, test, elem, cond, file, line string
 	var fail bool
 	for {
@@ -265,7 +315,8 @@ func parseCUnitXML(path string) (suiteResults, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("parse %s: %w", path, err)
+			// What was read so far: a killed run leaves the file cut short.
+			return res, last, fmt.Errorf("parse %s: %w", path, err)
 		}
 		switch tok := tok.(type) {
 		case xml.StartElement:
@@ -295,6 +346,7 @@ func parseCUnitXML(path string) (suiteResults, error) {
 				suite = ""
 			case "CUNIT_RUN_TEST_SUCCESS", "CUNIT_RUN_TEST_FAILURE":
 				name := suite + "." + test
+				last = name
 				r := res[name]
 				if r == nil {
 					r = &suiteResult{ok: true}
@@ -308,7 +360,7 @@ func parseCUnitXML(path string) (suiteResults, error) {
 			elem = ""
 		}
 	}
-	return res, nil
+	return res, last, nil
 }
 
 // TestOpenISCSI runs a lunbridge iSCSI LUN through the Linux initiator
@@ -352,5 +404,65 @@ func TestOpenISCSI(t *testing.T) {
 			t.Errorf("%s: fstrim freed %d bytes of the backing file (%d -> %d blocks), want at least %d",
 				c.file, freed, before, after, c.min)
 		}
+	}
+}
+
+// TestCUnitCutShort: the results file of a killed suite run is cut short;
+// parseCUnitXML keeps the records completed before the cut (and says it is
+// cut) and the last of them. No guest: this is the host side of a hung
+// run.
+func TestCUnitCutShort(t *testing.T) {
+	const xmlHead = `<?xml version="1.0" ?>
+<CUNIT_TEST_RUN_REPORT>
+  <CUNIT_RESULT_LISTING>
+    <CUNIT_RUN_SUITE>
+      <CUNIT_RUN_SUITE_SUCCESS>
+        <SUITE_NAME> iSCSIResiduals </SUITE_NAME>
+        <CUNIT_RUN_TEST_RECORD>
+          <CUNIT_RUN_TEST_SUCCESS>
+            <TEST_NAME> Read10Invalid </TEST_NAME>
+          </CUNIT_RUN_TEST_SUCCESS>
+        </CUNIT_RUN_TEST_RECORD>
+        <CUNIT_RUN_TEST_RECORD>
+          <CUNIT_RUN_TEST_FAILURE>
+            <TEST_NAME> Write10Residuals </TEST_NAME>
+            <FILE_NAME> test_iscsi_residuals.c </FILE_NAME>
+            <LINE_NUMBER> 213 </LINE_NUMBER>
+            <CONDITION> Block was not written correctly </CONDITION>
+          </CUNIT_RUN_TEST_FAILURE>
+        </CUNIT_RUN_TEST_RECORD>
+      </CUNIT_RUN_SUITE_SUCCESS>
+    </CUNIT_RUN_SUITE>
+    <CUNIT_RUN_SUITE>
+      <CUNIT_RUN_SUITE_SUCCESS>
+        <SUITE_NAME> iSCSITMF </SUITE_NAME>
+        <CUNIT_RUN_TEST_RECORD>
+          <CUNIT_RUN_TEST_SUCC`
+	path := filepath.Join(t.TempDir(), "CUnitAutomated-Results.xml")
+	if err := os.WriteFile(path, []byte(xmlHead), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, last, err := parseCUnitXML(path)
+	if err == nil {
+		t.Error("parseCUnitXML of a cut-short file: no error")
+	}
+	if last != "iSCSIResiduals.Write10Residuals" {
+		t.Errorf("parseCUnitXML of a cut-short file: last record %q, want iSCSIResiduals.Write10Residuals", last)
+	}
+	if len(res) != 2 || res.status("iSCSIResiduals.Read10Invalid") != "passed" ||
+		res.status("iSCSIResiduals.Write10Residuals") != "failed" {
+		t.Errorf("parseCUnitXML of a cut-short file = %v, want Read10Invalid passed and Write10Residuals failed", res)
+	}
+	if d := res["iSCSIResiduals.Write10Residuals"]; d != nil && !strings.Contains(d.detail, "test_iscsi_residuals.c:213: Block was not written correctly") {
+		t.Errorf("Write10Residuals detail %q", d.detail)
+	}
+
+	// The whole file parses without error.
+	whole := xmlHead[:strings.LastIndex(xmlHead, "    <CUNIT_RUN_SUITE>")] + "  </CUNIT_RESULT_LISTING>\n</CUNIT_TEST_RUN_REPORT>\n"
+	if err := os.WriteFile(path, []byte(whole), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res, _, err := parseCUnitXML(path); err != nil || len(res) != 2 {
+		t.Errorf("parseCUnitXML of a whole file = %v, %v; want 2 results", res, err)
 	}
 }

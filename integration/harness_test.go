@@ -16,8 +16,8 @@ import (
 // TestHarness checks the vmtest machinery the other real-kernel tests rely
 // on, in one guest: files in and out of the share, a static lunbridge from
 // BuildLunbridge, host tools through hostrun, both directions of
-// signal/waitfor, target_leftovers noticing a leftover, and a non-zero exit
-// status reported as such (not as a crash).
+// signal/waitfor/signalled, target_leftovers noticing a leftover, and a
+// non-zero exit status reported as such (not as a crash).
 func TestHarness(t *testing.T) {
 	in := filepath.Join(t.TempDir(), "in.txt")
 	if err := os.WriteFile(in, []byte("from the host\n"), 0o644); err != nil {
@@ -41,8 +41,10 @@ d=$(fileio_create stray /tmp/stray.img 1048576)
 if target_leftovers; then die "target_leftovers missed $d"; fi
 fileio_remove stray
 target_leftovers
+! signalled go || die "signalled go before the host's VM.Signal"
 signal up
 waitfor go 120
+signalled go || die "waitfor go returned, signalled go is false"
 exit 7
 `})
 	if err := vm.WaitReady(t.Context(), "up"); err != nil {

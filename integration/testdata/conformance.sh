@@ -11,6 +11,25 @@ mkdir -p /etc/target/pr
 lb_start /tmp/lb export --fabric iscsi --iqn "$LB_IQN" \
 	--initiator "$INIT1" --initiator "$INIT2" \
 	--size "$SIZE" --name conf /tmp/conf.img
+# When a run of the suite does not finish in time the host signals
+# stuck-lunbridge or stuck-fileio: log the blocked tasks (sysrq w) and
+# LIO's view of each device, once per signal.
+dump_when_stuck() {
+	while ! signalled done; do
+		for _s in stuck-lunbridge stuck-fileio; do
+			signalled "$_s" && [ ! -e "/tmp/$_s" ] || continue
+			: > "/tmp/$_s"
+			echo "conformance: $_s: the guest's blocked tasks and LIO devices"
+			echo w > /proc/sysrq-trigger
+			sleep 1
+			# Without the suite's thousands of out-of-range notes.
+			dmesg | grep -v 'exceeds last lba' | tail -n 150
+			for _i in "$CFG"/core/*/*/info; do echo "$_i: $(cat "$_i")"; done
+		done
+		sleep 0.5
+	done
+}
+dump_when_stuck &
 d=$(fileio_create ref /tmp/ref.img "$SIZE")
 iscsi_export "$FILEIO_IQN" "$d"
 signal exported

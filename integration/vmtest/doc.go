@@ -96,6 +96,7 @@
 //
 //	die MSG                      print FAIL: MSG and exit 1
 //	signal NAME                  make the host's VM.WaitReady(NAME) return
+//	signalled NAME               true once the host has called VM.Signal(NAME)
 //	waitfor NAME [SECONDS]       wait for the host's VM.Signal(NAME) (default 300 s)
 //	fileio_create NAME FILE SIZE [CONTROL]
 //	                             in-kernel fileio backstore core/fileio_0/NAME on

@@ -104,11 +104,16 @@ signal() {
 	: > "/mnt/host/.vmtest/guest/$1.tmp" && mv "/mnt/host/.vmtest/guest/$1.tmp" "/mnt/host/.vmtest/guest/$1"
 }
 
+# signalled NAME: true once the host has called VM.Signal(NAME).
+signalled() {
+	[ -e "/mnt/host/.vmtest/host/$1" ]
+}
+
 # waitfor NAME [SECONDS]: wait (default 300 s) until the host calls
 # VM.Signal(NAME); fail if it does not.
 waitfor() {
 	_n=$(( ${2:-300} * 10 ))
-	while [ ! -e "/mnt/host/.vmtest/host/$1" ]; do
+	while ! signalled "$1"; do
 		_n=$((_n - 1))
 		[ $_n -gt 0 ] || { echo "waitfor $1: timed out after ${2:-300}s" >&2; return 1; }
 		sleep 0.1
