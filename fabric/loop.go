@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -249,6 +250,43 @@ func (t *LoopTarget) findDisk(ctx context.Context, lun int) (string, error) {
 	}
 }
 
+// LUNs returns the backstore each LUN of the target links now, by LUN
+// number, as a cleaned configfs path: this process's LUNs and any an
+// earlier run left. A LUN directory without a link maps to ""; a target
+// that does not exist has no LUNs.
+func (t *LoopTarget) LUNs() (map[int]string, error) {
+	fsys := t.fs()
+	dir := filepath.Join(t.tpg(), "lun")
+	names, err := fsys.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fabric: read %s: %w", dir, err)
+	}
+	luns := map[int]string{}
+	for _, n := range names {
+		num, ok := strings.CutPrefix(n, "lun_")
+		lun, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			continue
+		}
+		p := filepath.Join(dir, n)
+		_, target, err := linkTo(fsys, p)
+		if err != nil {
+			return nil, fmt.Errorf("fabric: read %s: %w", p, err)
+		}
+		if target != "" {
+			if !filepath.IsAbs(target) {
+				target = filepath.Join(p, target)
+			}
+			target = filepath.Clean(target)
+		}
+		luns[lun] = target
+	}
+	return luns, nil
+}
+
 // RemoveLUN unlinks LUN lun and removes its directory. The kernel
 // deletes the SCSI disk on unlink and may send it a SYNCHRONIZE CACHE,
 // so the backstore's ring must still be served. Removing a LUN this
@@ -260,12 +298,24 @@ func (t *LoopTarget) RemoveLUN(lun int) error {
 }
 
 // Remove removes every LUN this target added, then the tpgt and WWN
-// directories if this target created them: configfs is left as found.
-// Missing entries are skipped; errors are joined.
+// directories if this target created them (or adopted them empty):
+// configfs is left as found. A tpgt that still holds LUNs this target
+// did not add (an earlier run's, left for their own daemon) stays, with
+// its WWN. Missing entries are skipped; errors are joined.
 func (t *LoopTarget) Remove() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return removeAll(t.fs(), &t.luns, &t.base)
+	fsys := t.fs()
+	var errs []error
+	for _, lun := range slices.Backward(slices.Sorted(maps.Keys(t.luns))) {
+		errs = append(errs, t.luns[lun].undo(fsys))
+	}
+	t.luns = nil
+	if others, err := fsys.ReadDir(filepath.Join(t.tpg(), "lun")); err == nil && len(others) > 0 {
+		t.base = nil
+		return errors.Join(errs...)
+	}
+	return errors.Join(append(errs, removeAll(fsys, &t.luns, &t.base))...)
 }
 
 // removeLUN undoes the journal of LUN lun and forgets it; what names the

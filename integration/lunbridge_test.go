@@ -98,8 +98,11 @@ func readStats(t *testing.T, path string) map[string]uint64 {
 // the TCMU device, the loopback LUN and the stale FUSE mount, the kernel's
 // in-flight commands are retried (reset_ring BUSY), dd finishes without an
 // error and every byte is in place. Then a write acknowledged after
-// SYNCHRONIZE CACHE survives a second SIGKILL. A clean stop at the end
-// leaves configfs as it was.
+// SYNCHRONIZE CACHE survives a second SIGKILL. Then a daemon killed with
+// two LUNs comes back with one of them and a new one: the kept LUN keeps
+// its number and /dev/sdX and its bytes, the new one is served beside the
+// stale LUN, and a clean stop leaves that stale LUN for whoever serves it
+// next. A clean stop at the end leaves configfs as it was.
 func TestKillRestart(t *testing.T) {
 	lb := vmtest.BuildLunbridge(t)
 	res := vmtest.Run(t, vmtest.Options{
@@ -113,6 +116,10 @@ func TestKillRestart(t *testing.T) {
 	sums = md5s(t, filepath.Join(res.ShareDir, "md5.sync"))
 	if len(sums) != 2 || sums[1] != sums[0] {
 		t.Errorf("synced write after SIGKILL: md5 of pattern and backing file region = %v, want equal", sums)
+	}
+	sums = md5s(t, filepath.Join(res.ShareDir, "md5.other"))
+	if len(sums) != 3 || sums[1] != sums[0] || sums[2] != sums[0] {
+		t.Errorf("restart with other LUNs: md5 of pattern, disk1 read back, disk2's file = %v, want all equal", sums)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -390,4 +391,29 @@ func ClaimName(dir, name, path string) (*Hold, error) {
 	// shared: Close leaves the file (removing it would let a newcomer
 	// lock a new inode while a waiter still holds the old one).
 	return &Hold{f: f, path: lockPath, self: self, shared: true}, nil
+}
+
+// NameHeld reports whether a LUN name lock of ClaimName is held on this
+// machine (by this process or another), without taking it: F_OFD_GETLK
+// on dir/NAME.lock. A missing lock file means nobody holds it.
+func NameHeld(dir, name string) (bool, error) {
+	f, err := os.OpenFile(filepath.Join(dir, name+".lock"), os.O_RDWR|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("lease: LUN name lock: %w", err)
+	}
+	defer f.Close()
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 1}
+	for {
+		err = unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		return false, fmt.Errorf("lease: LUN name lock %s: %w", f.Name(), err)
+	}
+	return lk.Type != unix.F_UNLCK, nil
 }

@@ -74,7 +74,9 @@ type Config struct {
 // Kernel is the production bridge.Kernel: TCMU devices in configfs,
 // served through UIO, exported through tcm_loop or iSCSI. All loop LUNs
 // share one loopback target; iSCSI LUNs share one target per IQN. LUNs
-// are numbered from 0 in each target, the lowest free number first.
+// are numbered from 0 in each target, the lowest free number first; in
+// a loopback target left by a killed lunbridge, a LUN keeps the number it
+// had (reserve).
 type Kernel struct {
 	cfg Config
 	log *slog.Logger
@@ -84,6 +86,9 @@ type Kernel struct {
 	loop   map[string]*target       // protected by mu: by loopTargetName
 	iscsi  map[string]*target       // protected by mu: by IQN
 	luns   map[*target]map[int]bool // protected by mu: LUN numbers in use
+	// attached holds the backstore paths of this daemon's devices, from
+	// Attach to Remove. Protected by mu.
+	attached map[string]bool
 }
 
 var _ bridge.Kernel = (*Kernel)(nil)
@@ -144,6 +149,8 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 		loop:   map[string]*target{},
 		iscsi:  map[string]*target{},
 		luns:   map[*target]map[int]bool{},
+
+		attached: map[string]bool{},
 	}
 	if err := k.load(ctx, fabric.ModConfigfs, fabric.ModTargetCore, fabric.ModUser); err != nil {
 		return nil, err
@@ -230,6 +237,9 @@ func (k *Kernel) attach(ctx context.Context, l *bridge.LUN, spec bridge.ExportSp
 	if err != nil {
 		return nil, errors.Join(err, dev.Remove())
 	}
+	k.mu.Lock()
+	k.attached[filepath.Clean(dev.Path())] = true
+	k.mu.Unlock()
 	return &device{k: k, dev: dev, ring: ring, spec: spec, name: l.Name(), lun: -1,
 		loopName: loopTargetName(info.Gateway)}, nil
 }
@@ -269,7 +279,7 @@ func (d *device) Export(ctx context.Context) (string, string, error) {
 	if err := d.k.load(ctx, mod); err != nil {
 		return "", "", err
 	}
-	t, lun, err := d.k.reserve(d.spec, d.loopName)
+	t, lun, err := d.k.reserve(d.spec, d.loopName, d.dev.Path())
 	if err != nil {
 		return "", "", err
 	}
@@ -294,10 +304,19 @@ func (d *device) Export(ctx context.Context) (string, string, error) {
 	return t.kind, where, nil
 }
 
-// reserve finds (or makes) the target for spec and the lowest free LUN
-// number in it. An iSCSI target made by an earlier LUN must have the
-// same settings: a conflict is an error, never a silent merge.
-func (k *Kernel) reserve(spec bridge.ExportSpec, loop string) (*target, int, error) {
+// reserve finds (or makes) the target for spec and a LUN number in it for
+// the backstore at path: the lowest free one. An iSCSI target made by an
+// earlier LUN must have the same settings: a conflict is an error, never
+// a silent merge.
+//
+// A loopback target may hold LUNs a killed lunbridge left (it is adopted,
+// not remade: its disks stay in place). There the backstore keeps the
+// number it had, and a new LUN skips the numbers of backstores this
+// daemon attached (they will take theirs back) and of stale ones, whose
+// name no live lunbridge holds (logged: nobody serves them). A number
+// whose backstore another live lunbridge holds is taken anyway, so that
+// AddLUN refuses it and says why.
+func (k *Kernel) reserve(spec bridge.ExportSpec, loop, path string) (*target, int, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var t *target
@@ -353,12 +372,53 @@ func (k *Kernel) reserve(spec bridge.ExportSpec, loop string) (*target, int, err
 		used = map[int]bool{}
 		k.luns[t] = used
 	}
+	var left map[int]string // the loopback target's LUNs now
+	if t.loop != nil {
+		var err error
+		if left, err = t.loop.LUNs(); err != nil {
+			return nil, 0, err
+		}
+	}
+	path = filepath.Clean(path)
+	for lun, p := range left {
+		if p == path && !used[lun] {
+			k.log.Info("LUN keeps the number it had in the loopback target", "backstore", path, "lun", lun)
+			used[lun] = true
+			return t, lun, nil
+		}
+	}
 	lun := 0
-	for used[lun] {
-		lun++
+	for ; ; lun++ {
+		if used[lun] {
+			continue
+		}
+		p, ok := left[lun]
+		if !ok || p == "" || !(k.attached[p] || k.stale(p)) {
+			break
+		}
+		if !k.attached[p] {
+			k.log.Warn("a killed lunbridge left this LUN in the loopback target and nobody serves it: export it again to serve it, or remove it",
+				"lun", lun, "backstore", p)
+		}
 	}
 	used[lun] = true
 	return t, lun, nil
+}
+
+// stale reports whether the backstore at configfs path p is a lunbridge
+// backstore whose LUN name no live lunbridge on this machine holds: left
+// by one that was killed. Without Config.NameLockDir nothing is stale.
+// Preconditions: k.mu is held.
+func (k *Kernel) stale(p string) bool {
+	if k.cfg.NameLockDir == "" || !k.ownedBackstore(p) {
+		return false
+	}
+	held, err := lease.NameHeld(k.cfg.NameLockDir, filepath.Base(p))
+	if err != nil {
+		k.log.Warn("reading a LUN name lock", "backstore", p, "err", err)
+		return false
+	}
+	return !held
 }
 
 // ownedBackstore reports whether the configfs directory p is one of
@@ -458,4 +518,9 @@ func (d *device) Resize(size int64) error {
 }
 
 // Remove deletes the TCMU device, then gives up the LUN's name.
-func (d *device) Remove() error { return errors.Join(d.dev.Remove(), d.nameLock.Close()) }
+func (d *device) Remove() error {
+	d.k.mu.Lock()
+	delete(d.k.attached, filepath.Clean(d.dev.Path()))
+	d.k.mu.Unlock()
+	return errors.Join(d.dev.Remove(), d.nameLock.Close())
+}

@@ -4,6 +4,7 @@ package lio
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -117,5 +118,93 @@ func TestLoopSecondProcessRefused(t *testing.T) {
 	got, err := os.Readlink(filepath.Join(r1.fake.Configfs, "target", "loopback", wwn, "tpgt_1", "lun", "lun_0", "lunbridge"))
 	if err != nil || filepath.Base(got) != "a" {
 		t.Errorf("lun_0 links %q (%v) after the refusal, want a", got, err)
+	}
+}
+
+// A lunbridge killed with loop LUNs a (lun_0) and b (lun_1) leaves them in
+// configfs, and its successor serves b and a new c: b keeps lun_1 (its
+// disk stays where it was), c takes lun_2, not the stale lun_0 of a,
+// which nobody serves and which is logged; where once c was refused as if
+// another lunbridge held lun_0. A clean stop then removes b and c and
+// leaves a's LUN, with the target holding it. With a's name held by a live
+// lunbridge, the refusal stands.
+func TestLoopRestartOtherLUNs(t *testing.T) {
+	for _, aLive := range []bool{false, true} {
+		t.Run(map[bool]string{false: "a stale", true: "a live"}[aLive], func(t *testing.T) {
+			locks := t.TempDir()
+			killed := newRig(t)
+			killed.k.cfg.NameLockDir = locks
+			next := killed.sibling(t)
+			next.k.cfg.NameLockDir = locks
+			loop := bridge.ExportSpec{Fabric: FabricLoop}
+			var old []bridge.Device
+			for _, name := range []string{"a", "b"} {
+				d := killed.attach(t, name, loop)
+				if _, _, err := d.Export(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				old = append(old, d)
+			}
+			// The kill: the kernel keeps configfs; the name locks go with
+			// the process (a's stays when it is another live daemon's).
+			for i, d := range old {
+				if i > 0 || !aLive {
+					d.(*device).nameLock.Close()
+				}
+			}
+			wwn, _ := fabric.LoopWWNs(loopName)
+			lunDir := filepath.Join("target", "loopback", wwn, "tpgt_1", "lun")
+			links := func() map[string]string {
+				m := map[string]string{}
+				names, _ := next.fake.ReadDir(filepath.Join(next.fake.Configfs, lunDir))
+				for _, n := range names {
+					got, _ := os.Readlink(filepath.Join(next.fake.Configfs, lunDir, n, "lunbridge"))
+					m[n] = filepath.Base(got)
+				}
+				return m
+			}
+
+			b := next.attach(t, "b", loop)
+			c := next.attach(t, "c", loop)
+			_, _, errB := b.Export(t.Context())
+			_, _, errC := c.Export(t.Context())
+			if errB != nil {
+				t.Fatalf("b's Export = %v, want b adopted at its LUN number", errB)
+			}
+			if aLive {
+				if errC == nil || !strings.Contains(errC.Error(), "in use by another lunbridge on this machine") {
+					t.Fatalf("c's Export = %v, want a refusal naming another lunbridge", errC)
+				}
+				if got, want := links(), map[string]string{"lun_0": "a", "lun_1": "b"}; !maps.Equal(got, want) {
+					t.Errorf("LUNs after the refusal %v, want %v", got, want)
+				}
+				b.Unexport(t.Context())
+				b.Remove()
+				c.Remove()
+				old[0].Unexport(t.Context())
+				old[0].Remove()
+				return
+			}
+			if errC != nil {
+				t.Fatalf("c's Export = %v, want it beside a's stale LUN", errC)
+			}
+			if got, want := links(), map[string]string{"lun_0": "a", "lun_1": "b", "lun_2": "c"}; !maps.Equal(got, want) {
+				t.Errorf("LUNs %v, want %v", got, want)
+			}
+			if !strings.Contains(next.logs.String(), "nobody serves it") || !strings.Contains(next.logs.String(), "user_0/a") {
+				t.Errorf("no warning about a's stale LUN in the log:\n%s", next.logs)
+			}
+			for _, d := range []bridge.Device{c, b} {
+				if err := d.Unexport(t.Context()); err != nil {
+					t.Errorf("Unexport = %v, want a clean stop beside a's stale LUN", err)
+				}
+				if err := d.Remove(); err != nil {
+					t.Error(err)
+				}
+			}
+			if got, want := links(), map[string]string{"lun_0": "a"}; !maps.Equal(got, want) {
+				t.Errorf("LUNs after the clean stop %v, want a's alone", got)
+			}
+		})
 	}
 }
