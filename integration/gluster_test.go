@@ -59,26 +59,7 @@ func TestGluster(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(share, "times")); err == nil {
 		t.Logf("measured (seconds of guest uptime):\n%s", b)
 	}
-	got := map[string]string{}
-	if b, err := os.ReadFile(filepath.Join(share, "checks")); err == nil {
-		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-			if name, result, ok := strings.Cut(line, " "); ok {
-				got[name] = result
-			}
-		}
-	}
-	for _, name := range glusterChecks {
-		t.Run(name, func(t *testing.T) {
-			log, _ := os.ReadFile(filepath.Join(share, "check-"+name+".log"))
-			switch got[name] {
-			case "ok":
-			case "":
-				t.Fatal("the guest did not run this check")
-			default:
-				t.Errorf("guest check failed; its log:\n%s", tail(string(log), 80))
-			}
-		})
-	}
+	guestChecks(t, share, glusterChecks, false)
 	t.Run("zeroing_probe", func(t *testing.T) {
 		b, err := os.ReadFile(filepath.Join(share, "zeroing.txt"))
 		if err != nil {

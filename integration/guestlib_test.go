@@ -5,8 +5,11 @@ package integration
 import (
 	"embed"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
+	"testing"
 )
 
 // lunbridgeLib is guest shell shared by the tests that run the lunbridge
@@ -53,4 +56,36 @@ func guestScript(name string, vars ...string) string {
 	}
 	sort.Strings(set)
 	return lunbridgeLib + strings.Join(set, "\n") + "\n" + b
+}
+
+// guestChecks reports each of names, the checks of a guest scenario that
+// runs them with lib.sh's check, as a subtest: it fails when the guest
+// recorded the check as failed in share/checks, or did not run it. The
+// end of the check's log is logged when it failed, or always with
+// alwaysLog.
+func guestChecks(t *testing.T, share string, names []string, alwaysLog bool) {
+	t.Helper()
+	got := map[string]string{}
+	if b, err := os.ReadFile(filepath.Join(share, "checks")); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if name, result, ok := strings.Cut(strings.TrimSpace(line), " "); ok {
+				got[name] = result
+			}
+		}
+	}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			log, _ := os.ReadFile(filepath.Join(share, "check-"+name+".log"))
+			if alwaysLog || got[name] != "ok" {
+				t.Logf("guest log:\n%s", tail(string(log), 80))
+			}
+			switch got[name] {
+			case "ok":
+			case "":
+				t.Fatal("the guest did not run this check")
+			default:
+				t.Error("guest check failed")
+			}
+		})
+	}
 }

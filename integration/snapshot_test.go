@@ -37,27 +37,7 @@ func TestSnapshots(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(share, "times")); err == nil {
 		t.Logf("measured:\n%s", b)
 	}
-	got := map[string]string{}
-	if b, err := os.ReadFile(filepath.Join(share, "checks")); err == nil {
-		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-			if name, result, ok := strings.Cut(line, " "); ok {
-				got[name] = result
-			}
-		}
-	}
-	for _, name := range snapshotChecks {
-		t.Run(name, func(t *testing.T) {
-			log, _ := os.ReadFile(filepath.Join(share, "check-"+name+".log"))
-			t.Logf("guest log:\n%s", tail(string(log), 40))
-			switch got[name] {
-			case "ok":
-			case "":
-				t.Fatal("the guest did not run this check")
-			default:
-				t.Error("guest check failed")
-			}
-		})
-	}
+	guestChecks(t, share, snapshotChecks, true)
 }
 
 // TestSnapshotsGluster snapshots a LUN whose backing file lives on the

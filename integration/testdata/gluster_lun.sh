@@ -9,33 +9,9 @@
 
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 elapsed() { awk "BEGIN{printf \"%.1f\", $(uptime_s) - $1}"; }
-record() { echo "$1 $2" >> /mnt/host/times; }
-
-# check NAME: run c_NAME and record its result. The subshell runs in the
-# background and is waited for, so errexit holds inside it.
-check() {
-	_rc=0
-	( set -e; c_$1 ) > /mnt/host/check-$1.log 2>&1 &
-	wait $! || _rc=$?
-	if [ $_rc = 0 ]; then
-		echo "$1 ok" >> /mnt/host/checks
-	else
-		echo "$1 FAIL" >> /mnt/host/checks
-		tail -n 30 /mnt/host/check-$1.log
-	fi
-}
 
 # proc_gone PID: the process has exited (gone, or a zombie not yet reaped).
 proc_gone() { [ "$(cut -d' ' -f3 /proc/$1/stat 2>/dev/null)" = Z ] || [ ! -e /proc/$1 ]; }
-
-# until_true SECONDS CMD...: poll CMD every 0.2 s until it succeeds.
-until_true() {
-	_n=$(($1 * 5)); shift
-	until "$@"; do
-		_n=$((_n - 1)); [ $_n -gt 0 ] || return 1
-		sleep 0.2
-	done
-}
 
 SIZE=32M
 ARGS="export --cmd-timeout 10s --size $SIZE --name gv0 --name local --name nofa $GV/disk.img /tmp/local.img /tmp/nofa/disk.img"

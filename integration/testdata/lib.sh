@@ -48,3 +48,40 @@ wait_log() {
 		sleep 0.1
 	done
 }
+
+# Checks: a scenario of many checks defines c_NAME for each and runs
+# `check NAME`; the host reads /mnt/host/checks ("NAME ok|FAIL") and each
+# check's log /mnt/host/check-NAME.log, so every check is reported on its
+# own (guestChecks in integration/guestlib_test.go).
+
+# check NAME: run c_NAME and record its result. The subshell runs in the
+# background and is waited for, so errexit holds inside it.
+check() {
+	_rc=0
+	( set -e; c_$1 ) > /mnt/host/check-$1.log 2>&1 &
+	wait $! || _rc=$?
+	if [ $_rc = 0 ]; then
+		echo "$1 ok" >> /mnt/host/checks
+	else
+		echo "$1 FAIL" >> /mnt/host/checks
+		tail -n 30 /mnt/host/check-$1.log
+	fi
+}
+
+# record KEY VALUE: a measurement, a line of /mnt/host/times.
+record() { echo "$1 $2" >> /mnt/host/times; }
+
+# until_true SECONDS CMD...: poll CMD every 0.2 s until it succeeds.
+until_true() {
+	_n=$(($1 * 5)); shift
+	until "$@"; do
+		_n=$((_n - 1)); [ $_n -gt 0 ] || return 1
+		sleep 0.2
+	done
+}
+
+# lun_dev LUN: the /dev/sdX of a LUN, from its info in the FUSE view.
+lun_dev() { sed -n 's/^fabric_path //p' /run/lunbridge/$1/info; }
+# snap_state LUN SNAP: a snapshot's state in the FUSE view.
+snap_state() { cat /run/lunbridge/$1/snapshots/$2/state; }
+not_copying() { [ "$(snap_state $1 $2)" != copying ]; }

@@ -10,28 +10,6 @@
 V=/run/lunbridge
 H=/mnt/host
 MiB=1048576
-record() { echo "$1 $2" >> $H/times; }
-check() {
-	_rc=0
-	( set -e; c_$1 ) > $H/check-$1.log 2>&1 &
-	wait $! || _rc=$?
-	if [ $_rc = 0 ]; then
-		echo "$1 ok" >> $H/checks
-	else
-		echo "$1 FAIL" >> $H/checks
-		tail -n 30 $H/check-$1.log
-	fi
-}
-until_true() {
-	_n=$(($1 * 5)); shift
-	until "$@"; do
-		_n=$((_n - 1)); [ $_n -gt 0 ] || return 1
-		sleep 0.2
-	done
-}
-snap_state() { cat $V/$1/snapshots/$2/state; }
-not_copying() { [ "$(snap_state $1 $2)" != copying ]; }
-lun_dev() { sed -n 's/^fabric_path //p' $V/$1/info; }
 
 dd if=/dev/urandom of=/tmp/A bs=1M count=32 2>/dev/null
 gluster_up

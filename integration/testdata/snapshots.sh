@@ -9,36 +9,6 @@
 V=/run/lunbridge
 H=/mnt/host
 MiB=1048576
-record() { echo "$1 $2" >> $H/times; }
-
-# check NAME: run c_NAME and record its result. The subshell runs in the
-# background and is waited for, so errexit holds inside it.
-check() {
-	_rc=0
-	( set -e; c_$1 ) > $H/check-$1.log 2>&1 &
-	wait $! || _rc=$?
-	if [ $_rc = 0 ]; then
-		echo "$1 ok" >> $H/checks
-	else
-		echo "$1 FAIL" >> $H/checks
-		tail -n 30 $H/check-$1.log
-	fi
-}
-
-# until_true SECONDS CMD...: poll CMD every 0.2 s until it succeeds.
-until_true() {
-	_n=$(($1 * 5)); shift
-	until "$@"; do
-		_n=$((_n - 1)); [ $_n -gt 0 ] || return 1
-		sleep 0.2
-	done
-}
-
-# snap_state LUN SNAP: the snapshot's state file.
-snap_state() { cat $V/$1/snapshots/$2/state; }
-not_copying() { [ "$(snap_state $1 $2)" != copying ]; }
-# lun_dev LUN: the /dev/sdX of a LUN, from its info.
-lun_dev() { sed -n 's/^fabric_path //p' $V/$1/info; }
 
 # XFS with reflink on a 512 MiB brd RAM disk (brd allocates pages only
 # as they are written; mkfs.xfs refuses less than 300 MiB).
