@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -306,16 +305,13 @@ func (t *LoopTarget) Remove() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	fsys := t.fs()
-	var errs []error
-	for _, lun := range slices.Backward(slices.Sorted(maps.Keys(t.luns))) {
-		errs = append(errs, t.luns[lun].undo(fsys))
-	}
-	t.luns = nil
-	if others, err := fsys.ReadDir(filepath.Join(t.tpg(), "lun")); err == nil && len(others) > 0 {
+	var none journal
+	err := removeAll(fsys, &t.luns, &none)
+	if others, rerr := fsys.ReadDir(filepath.Join(t.tpg(), "lun")); rerr == nil && len(others) > 0 {
 		t.base = nil
-		return errors.Join(errs...)
+		return err
 	}
-	return errors.Join(append(errs, removeAll(fsys, &t.luns, &t.base))...)
+	return errors.Join(err, removeAll(fsys, &t.luns, &t.base))
 }
 
 // removeLUN undoes the journal of LUN lun and forgets it; what names the

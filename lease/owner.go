@@ -198,12 +198,7 @@ func Claim(f *os.File, self Owner) (*Hold, error) {
 		typ = unix.F_RDLCK
 	}
 	lk := unix.Flock_t{Type: typ, Whence: 0, Start: ownerLockOffset, Len: 1}
-	for {
-		err = unix.FcntlFlock(lf.Fd(), unix.F_OFD_SETLK, &lk)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
+	err = ofdLock(lf, unix.F_OFD_SETLK, &lk)
 	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
 		herr := &HeldError{Path: path, Record: rec, Self: self.Gateway}
 		// Which kind of lock is in the way: F_OFD_GETLK reports the
@@ -357,18 +352,13 @@ func ClaimName(dir, name, path string) (*Hold, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("lease: LUN name lock directory: %w", err)
 	}
-	lockPath := filepath.Join(dir, name+".lock")
+	lockPath := nameLockPath(dir, name)
 	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lease: LUN name lock: %w", err)
 	}
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 1}
-	for {
-		err = unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
+	err = ofdLock(f, unix.F_OFD_SETLK, &lk)
 	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
 		herr := &NameHeldError{Name: name}
 		b := make([]byte, maxOwnerRecord)
@@ -397,7 +387,7 @@ func ClaimName(dir, name, path string) (*Hold, error) {
 // machine (by this process or another), without taking it: F_OFD_GETLK
 // on dir/NAME.lock. A missing lock file means nobody holds it.
 func NameHeld(dir, name string) (bool, error) {
-	f, err := os.OpenFile(filepath.Join(dir, name+".lock"), os.O_RDWR|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	f, err := os.OpenFile(nameLockPath(dir, name), os.O_RDWR|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -406,14 +396,21 @@ func NameHeld(dir, name string) (bool, error) {
 	}
 	defer f.Close()
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 1}
-	for {
-		err = unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
+	if err := ofdLock(f, unix.F_OFD_GETLK, &lk); err != nil {
 		return false, fmt.Errorf("lease: LUN name lock %s: %w", f.Name(), err)
 	}
 	return lk.Type != unix.F_UNLCK, nil
+}
+
+// nameLockPath is the lock file of LUN name name in dir.
+func nameLockPath(dir, name string) string { return filepath.Join(dir, name+".lock") }
+
+// ofdLock is fcntl(f, cmd, lk) for an OFD lock command, retried on EINTR.
+func ofdLock(f *os.File, cmd int, lk *unix.Flock_t) error {
+	for {
+		err := unix.FcntlFlock(f.Fd(), cmd, lk)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }

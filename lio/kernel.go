@@ -392,8 +392,8 @@ func (k *Kernel) reserve(spec bridge.ExportSpec, loop, path string) (*target, in
 		if used[lun] {
 			continue
 		}
-		p, ok := left[lun]
-		if !ok || p == "" || !(k.attached[p] || k.stale(p)) {
+		p := left[lun] // "": no LUN there, or one without a backstore
+		if p == "" || !k.attached[p] && !k.stale(p) {
 			break
 		}
 		if !k.attached[p] {
