@@ -15,8 +15,11 @@ import (
 
 func exportCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "export",
-		Usage:     "export FILEs as LUNs 0..n-1 of one target until SIGINT or SIGTERM",
+		Name:  "export",
+		Usage: "export FILEs as LUNs of one target until SIGINT or SIGTERM",
+		Description: "The FILEs become LUNs 0, 1, ... in order. On the loop fabric a FILE served before keeps\n" +
+			"the LUN number it had, and a new one skips the numbers of LUNs a killed lunbridge left\n" +
+			"(logged: \"nobody serves it\"); \"lunbridge list\" shows where each LUN is.",
 		ArgsUsage: "FILE...",
 		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "name", Usage: "LUN name, once per FILE (default: from the file name)"},
