@@ -432,6 +432,13 @@ func (k *Kernel) ownedBackstore(p string) bool {
 	return slices.ContainsFunc(devs, func(d tcmu.DeviceInfo) bool { return filepath.Clean(d.Path) == p })
 }
 
+// onlyLUN reports whether lun is the last LUN number t holds.
+func (k *Kernel) onlyLUN(t *target, lun int) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.luns[t]) == 1 && k.luns[t][lun]
+}
+
 // release frees a LUN number and reports whether the target is now empty
 // (and forgotten: the caller removes it).
 func (k *Kernel) release(t *target, lun int) (empty bool) {
@@ -456,14 +463,22 @@ func (k *Kernel) release(t *target, lun int) (empty bool) {
 }
 
 // Unexport removes the LUN from its target, and the target when it was
-// the last LUN.
+// the last LUN. The last LUN of an iSCSI target goes after its portal
+// group is disabled, as at shutdown (StopFabrics): a session that saw
+// it unlinked first would get DATA PROTECT, not a path error. Should
+// another LUN join the target meanwhile, its AddLUN enables the group
+// again.
 func (d *device) Unexport(ctx context.Context) error {
 	if d.t == nil {
 		return nil
 	}
 	t, lun := d.t, d.lun
 	d.t = nil
-	err := t.removeLUN(lun)
+	var err error
+	if t.iscsi != nil && d.k.onlyLUN(t, lun) {
+		err = t.iscsi.Disable()
+	}
+	err = errors.Join(err, t.removeLUN(lun))
 	if d.k.release(t, lun) {
 		err = errors.Join(err, t.remove())
 	}

@@ -80,3 +80,53 @@ func TestDaemonCloseDisablesBeforeUnlink(t *testing.T) {
 		t.Errorf("Close: enable=0 at %d, lun_0 unlinked at %d in %q; want both, enable=0 first", disabled, unlinked, log)
 	}
 }
+
+// Removing LUNs at run time (the control interface's unexport): a LUN
+// that leaves others behind is unlinked under the live portal group,
+// whose sessions keep the other LUNs; the last one is unlinked only after
+// the group is disabled, so that a session sees a path error rather than
+// DATA PROTECT.
+func TestUnexportLastISCSILUNDisablesFirst(t *testing.T) {
+	r := newRig(t)
+	iqn := "iqn.2026-12.org.lunbridge.test:last"
+	spec := bridge.ExportSpec{Fabric: FabricISCSI, IQN: iqn, Portal: "127.0.0.1:3260", Initiators: []string{"iqn.2026-12.org.lunbridge.test:init"}}
+	a := r.attach(t, "a", spec)
+	b := r.attach(t, "b", spec)
+	for _, d := range []bridge.Device{a, b} {
+		if _, _, err := d.Export(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		defer d.Remove()
+	}
+	tpg := filepath.Join("config", "target", "iscsi", iqn, "tpgt_1")
+	unlinked := func(log []string, lun string) int {
+		return slices.IndexFunc(log, func(op string) bool {
+			return strings.HasPrefix(op, "unlink ") && strings.Contains(op, "/"+lun+"/")
+		})
+	}
+	r.fake.TakeLog()
+	if err := a.Unexport(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	log := r.fake.TakeLog()
+	if unlinked(log, "lun_0") < 0 {
+		t.Errorf("Unexport(a) did not unlink lun_0: %q", log)
+	}
+	if slices.Contains(log, "write "+tpg+"/enable=0") {
+		t.Errorf("Unexport(a) disabled the group while b is still served: %q", log)
+	}
+	if err := b.Unexport(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	log = r.fake.TakeLog()
+	disabled, gone := slices.Index(log, "write "+tpg+"/enable=0"), unlinked(log, "lun_1")
+	if disabled < 0 || gone < 0 || disabled > gone {
+		t.Errorf("Unexport(b): enable=0 at %d, lun_1 unlinked at %d in %q; want both, enable=0 first", disabled, gone, log)
+	}
+	if n := strings.Count(strings.Join(log, "\n"), "/enable=0"); n != 1 {
+		t.Errorf("Unexport(b) wrote enable=0 %d times, want once: %q", n, log)
+	}
+	if r.exists(filepath.Join("target", "iscsi", iqn)) {
+		t.Error("iSCSI target left after its last LUN went")
+	}
+}
