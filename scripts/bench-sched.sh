@@ -28,6 +28,13 @@
 #       number of commands inside LIO over time, and the window's CPU time
 #       split by who ran (a handler thread, anything else, or nothing) and
 #       by whether commands were inside LIO, and per CPU by command name
+#   bench-sched.sh threads sched.T.J.ftrace.txt [COMM]
+#       the same window per thread whose name matches the regular
+#       expression COMM (default: both daemons' threads and fio): time on
+#       a CPU, how many times it was switched in, and its system calls by
+#       name (x86-64 numbers), so that a thread that is neither an
+#       executor nor a handler (Go's sysmon: only nanosleep and futex)
+#       shows up with its cost
 #   bench-sched.sh schedstat T.J.pre T.J.post
 #       per thread of the daemons and fio, between two samples of a run
 #       (LUNBRIDGE_BENCH_SCHED): on-CPU ms, runnable-but-waiting ms (the
@@ -56,7 +63,7 @@
 #       some other P was idle (running no goroutine) at the wake-up and it
 #       then ran on the waker's P or another
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '3,47p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '3,/^set -euo/p' "$0" | sed '$d' >&2; exit 2; }
 mode=$1 file=$2
 
 # The stack rules of the gotrace, gowait and gowake awk programs, for the output of
@@ -248,6 +255,45 @@ END {
 		if (sum * 1000 >= 1) print line | "sort -k3 -n -r"
 	}
 	close("sort -k3 -n -r")
+}
+' "$file"
+	;;
+threads)
+	awk -v COMM="${3:-^(lunbridge|cmdproc|aio-|tcmu-runner|fio)}" '
+BEGIN {
+	split("0 read 1 write 7 poll 17 pread64 18 pwrite64 27 mincore 35 nanosleep 74 fsync 75 fdatasync 202 futex 208 io_getevents 209 io_submit 230 clock_nanosleep 232 epoll_wait 271 ppoll 281 epoll_pwait 285 fallocate 295 preadv 296 pwritev 327 preadv2 328 pwritev2", a, " ")
+	for (i = 1; i < length(a); i += 2) name[a[i]] = a[i + 1]
+}
+/^#/ { next }
+{
+	for (i = 1; i <= NF; i++) if ($i ~ /^\[[0-9]+\]$/) break
+	if (i > NF) next
+	c = $i; t = $(i + 2); sub(/:$/, "", t); t += 0
+	if (first == "") first = t
+	last = t
+}
+/ sched_switch: / {
+	if (c in since) { run[cur[c]] += t - since[c]; runs[cur[c]]++ }
+	match($0, /next_comm=.* next_pid=[0-9]+/); n = substr($0, RSTART + 10, RLENGTH - 10); sub(/ next_pid=/, "-", n)
+	cur[c] = n; since[c] = t
+	next
+}
+/ sys_enter: NR / {
+	for (k = i + 3; k <= NF; k++) if ($k == "NR") break
+	nr = $(k + 1); task = $1; for (j = 2; j < i; j++) task = task " " $j
+	sc[task, (nr in name ? name[nr] : "NR" nr)]++; tasks[task] = 1
+}
+END {
+	for (c in since) { run[cur[c]] += last - since[c] }
+	printf "# window %.1f ms\n", (last - first) * 1e3
+	printf "%-24s %9s %6s  %s\n", "thread", "on_cpu_ms", "runs", "system calls"
+	for (th in run) {
+		if (th !~ COMM) continue
+		calls = ""
+		for (k in sc) { split(k, b, SUBSEP); if (b[1] == th) calls = calls sprintf("%s %d, ", b[2], sc[k]) }
+		sub(/, $/, "", calls)
+		printf "%-24s %9.1f %6d  %s\n", th, run[th] * 1e3, runs[th], calls | "sort -k2 -n -r"
+	}
 }
 ' "$file"
 	;;
@@ -472,7 +518,7 @@ END {
 '
 	;;
 *)
-	echo "$0: unknown mode $mode (timehist, cycles, ftrace, commands, schedstat, gotrace, gowait or gowake)" >&2
+	echo "$0: unknown mode $mode (timehist, cycles, ftrace, commands, threads, schedstat, gotrace, gowait or gowake)" >&2
 	exit 2
 	;;
 esac
