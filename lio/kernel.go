@@ -89,6 +89,11 @@ type Kernel struct {
 	// attached holds the backstore paths of this daemon's devices, from
 	// Attach to Remove. Protected by mu.
 	attached map[string]bool
+	// claimed holds the LUN names this daemon holds the name lock of,
+	// from Attach's ClaimName to Remove: a LUN left in the loopback
+	// target under such a name is this daemon's, on its way back, even
+	// before its backstore is attached. Protected by mu.
+	claimed map[string]bool
 }
 
 var _ bridge.Kernel = (*Kernel)(nil)
@@ -151,6 +156,7 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 		luns:   map[*target]map[int]bool{},
 
 		attached: map[string]bool{},
+		claimed:  map[string]bool{},
 	}
 	if err := k.load(ctx, fabric.ModConfigfs, fabric.ModTargetCore, fabric.ModUser); err != nil {
 		return nil, err
@@ -196,13 +202,29 @@ func (k *Kernel) Attach(ctx context.Context, l *bridge.LUN, spec bridge.ExportSp
 		if name, err = lease.ClaimName(k.cfg.NameLockDir, l.Name(), info.Path); err != nil {
 			return nil, err // it names the LUN
 		}
+		k.claim(l.Name(), true)
 	}
 	d, err := k.attach(ctx, l, spec, info)
 	if err != nil {
+		if name != nil {
+			k.claim(l.Name(), false)
+		}
 		return nil, errors.Join(err, name.Close())
 	}
 	d.nameLock = name
 	return d, nil
+}
+
+// claim records (or forgets) that this daemon holds the name lock of LUN
+// name.
+func (k *Kernel) claim(name string, held bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if held {
+		k.claimed[name] = true
+	} else {
+		delete(k.claimed, name)
+	}
 }
 
 func (k *Kernel) attach(ctx context.Context, l *bridge.LUN, spec bridge.ExportSpec, info bridge.LUNInfo) (*device, error) {
@@ -393,10 +415,11 @@ func (k *Kernel) reserve(spec bridge.ExportSpec, loop, path string) (*target, in
 			continue
 		}
 		p := left[lun] // "": no LUN there, or one without a backstore
-		if p == "" || !k.attached[p] && !k.stale(p) {
+		ours := k.attached[p] || k.claimed[filepath.Base(p)]
+		if p == "" || !ours && !k.stale(p) {
 			break
 		}
-		if !k.attached[p] {
+		if !ours {
 			k.log.Warn("a killed lunbridge left this LUN in the loopback target and nobody serves it: export it again to serve it, or remove it",
 				"lun", lun, "backstore", p)
 		}
@@ -537,5 +560,9 @@ func (d *device) Remove() error {
 	d.k.mu.Lock()
 	delete(d.k.attached, filepath.Clean(d.dev.Path()))
 	d.k.mu.Unlock()
-	return errors.Join(d.dev.Remove(), d.nameLock.Close())
+	err := errors.Join(d.dev.Remove(), d.nameLock.Close())
+	if d.nameLock != nil {
+		d.k.claim(d.name, false)
+	}
+	return err
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/lunbridge/lunbridge/bridge"
 	"github.com/lunbridge/lunbridge/fabric"
+	"github.com/lunbridge/lunbridge/lease"
 )
 
 // sibling is newRig for a second lunbridge process on the same machine:
@@ -206,5 +207,62 @@ func TestLoopRestartOtherLUNs(t *testing.T) {
 				t.Errorf("LUNs after the clean stop %v, want a's alone", got)
 			}
 		})
+	}
+}
+
+// A restarted daemon that exports two LUNs at once after a kill: while
+// one of them, a, is between Attach's ClaimName and the end of its
+// attach, its old LUN in the loopback target has a live name lock (this
+// daemon's) and a backstore not attached yet. Another LUN exported at
+// that moment skips a's number as this daemon's own, neither refused as
+// another lunbridge's nor logged as stale; a then takes its number back.
+func TestLoopRestartClaimWindow(t *testing.T) {
+	locks := t.TempDir()
+	killed := newRig(t)
+	killed.k.cfg.NameLockDir = locks
+	next := killed.sibling(t)
+	next.k.cfg.NameLockDir = locks
+	loop := bridge.ExportSpec{Fabric: FabricLoop}
+	for _, name := range []string{"a", "b"} {
+		d := killed.attach(t, name, loop)
+		if _, _, err := d.Export(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		d.(*device).nameLock.Close() // the kill
+	}
+	// a's Attach in next, stopped right after its first step.
+	hold, err := lease.ClaimName(locks, "a", filepath.Join(t.TempDir(), "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next.k.claim("a", true)
+
+	c := next.attach(t, "c", loop)
+	_, where, err := c.Export(t.Context())
+	if err != nil {
+		t.Fatalf("c's Export during a's attach = %v, want it beside a's LUN", err)
+	}
+	t.Cleanup(func() { c.Unexport(context.Background()); c.Remove() })
+	if lun := c.(*device).lun; lun != 2 {
+		t.Errorf("c got LUN %d (%s), want 2: lun_0 is a's, lun_1 b's stale one", lun, where)
+	}
+	logs := next.logs.String()
+	if strings.Contains(logs, "user_0/a") {
+		t.Errorf("a's LUN, being served again by this daemon, was logged:\n%s", logs)
+	}
+	if !strings.Contains(logs, "nobody serves it") || !strings.Contains(logs, "user_0/b") {
+		t.Errorf("no warning about b's stale LUN in the log:\n%s", logs)
+	}
+
+	// a's attach goes on (its real Attach claims the name itself).
+	next.k.claim("a", false)
+	hold.Close()
+	a := next.attach(t, "a", loop)
+	if _, _, err := a.Export(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Unexport(context.Background()); a.Remove() })
+	if lun := a.(*device).lun; lun != 0 {
+		t.Errorf("a got LUN %d, want its old 0", lun)
 	}
 }
