@@ -61,8 +61,6 @@ func (p *hostProbe) stop() []probeSample {
 }
 
 func (p *hostProbe) run() {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	t := time.NewTicker(probeEvery)
 	defer t.Stop()
 	for {
@@ -81,8 +79,11 @@ func (p *hostProbe) run() {
 var probeSink uint64
 
 // probeLoop runs probeIters steps of xorshift64 and returns the thread
-// CPU time per step.
+// CPU time per step. The goroutine stays on one thread meanwhile: read on
+// two threads, CLOCK_THREAD_CPUTIME_ID gave a negative cost.
 func probeLoop() (float64, bool) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	var a, b unix.Timespec
 	if unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &a) != nil {
 		return 0, false
