@@ -23,7 +23,7 @@ func exportCommand() *cli.Command {
 		ArgsUsage: "FILE...",
 		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "name", Usage: "LUN name, once per FILE (default: from the file name)"},
-			&cli.StringFlag{Name: "size", Usage: "LUN size (64M, 10G, 1T); creates a missing FILE sparse, grows a smaller one"},
+			&cli.StringSliceFlag{Name: "size", Usage: "LUN size (64M, 10G, 1T), once for every FILE or once per FILE in order; creates a missing FILE sparse, grows a smaller one"},
 			&cli.UintFlag{Name: "block-size", Value: lio.DefaultBlockSize, Usage: "logical block size: 512 or 4096"},
 			&cli.BoolFlag{Name: "read-only", Usage: "write-protect the LUNs"},
 			&cli.BoolFlag{Name: "write-through", Usage: "complete writes only once durable (WCE=0); default is write-back with SYNCHRONIZE CACHE and FUA honoured"},
@@ -104,8 +104,19 @@ func exportConfig(c *cli.Context, files, names []string) (fileConfig, error) {
 	if t.Fabric == lio.FabricISCSI {
 		t.Portal = c.String("portal")
 	}
+	sizes := c.StringSlice("size")
+	if len(sizes) > 1 && len(sizes) != len(files) {
+		return fileConfig{}, usageErr("export: %d --size flags for %d FILEs: give one for every FILE, or one per FILE", len(sizes), len(files))
+	}
 	seen := map[string]bool{}
 	for i, f := range files {
+		size := ""
+		switch {
+		case len(sizes) == 1:
+			size = sizes[0]
+		case len(sizes) > 1:
+			size = sizes[i]
+		}
 		name := nameFromPath(f)
 		if i < len(names) {
 			name = names[i]
@@ -120,7 +131,7 @@ func exportConfig(c *cli.Context, files, names []string) (fileConfig, error) {
 		t.LUNs = append(t.LUNs, lunFileConfig{
 			Name:         name,
 			Path:         f,
-			Size:         c.String("size"),
+			Size:         size,
 			BlockSize:    uint32(c.Uint("block-size")),
 			ReadOnly:     c.Bool("read-only"),
 			WriteThrough: c.Bool("write-through"),

@@ -409,6 +409,54 @@ chap_password_file = "` + secret + `"
 	}
 }
 
+// TestExportSizes: --size once gives every FILE that size, once per FILE
+// gives each its own, and any other count is refused before anything is
+// created.
+func TestExportSizes(t *testing.T) {
+	files := []string{"/srv/a.img", "/srv/b.img", "/srv/c.img"}
+	for _, tc := range []struct {
+		sizes []string
+		want  []string // nil: refused
+	}{
+		{nil, []string{"", "", ""}},
+		{[]string{"64M"}, []string{"64M", "64M", "64M"}},
+		{[]string{"1G", "2G", "3G"}, []string{"1G", "2G", "3G"}},
+		{[]string{"1G", "2G"}, nil},
+		{[]string{"1G", "2G", "3G", "4G"}, nil},
+	} {
+		args := []string{"lunbridge", "export", "--mount", ""}
+		for _, sz := range tc.sizes {
+			args = append(args, "--size", sz)
+		}
+		args = append(args, files...)
+		var got []string
+		cmd := exportCommand()
+		cmd.Action = func(c *cli.Context) error {
+			fc, err := exportConfig(c, c.Args().Slice(), nil)
+			if err != nil {
+				return err
+			}
+			for _, l := range fc.Targets[0].LUNs {
+				got = append(got, l.Size)
+			}
+			return nil
+		}
+		app := &cli.App{Commands: []*cli.Command{cmd}, Writer: io.Discard, ErrWriter: io.Discard,
+			ExitErrHandler: func(*cli.Context, error) {}} // usage errors are cli.Exit: no os.Exit here
+		err := app.Run(args)
+		switch {
+		case tc.want == nil && err == nil:
+			t.Errorf("--size %q for 3 FILEs: sizes %q, want a refusal", tc.sizes, got)
+		case tc.want == nil && !strings.Contains(err.Error(), "give one for every FILE, or one per FILE"):
+			t.Errorf("--size %q for 3 FILEs: %v, want the rule in the error", tc.sizes, err)
+		case tc.want != nil && err != nil:
+			t.Errorf("--size %q: %v", tc.sizes, err)
+		case tc.want != nil && !slices.Equal(got, tc.want):
+			t.Errorf("--size %q: sizes %q, want %q", tc.sizes, got, tc.want)
+		}
+	}
+}
+
 func TestNameFromPath(t *testing.T) {
 	for in, want := range map[string]string{
 		"/srv/disk0.img":                  "disk0",
