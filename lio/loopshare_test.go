@@ -122,6 +122,27 @@ func TestLoopSecondProcessRefused(t *testing.T) {
 	}
 }
 
+// exportedBeforeKill sets up two lunbridge processes sharing a name lock
+// directory: the first has exported loop LUNs a (lun_0) and b (lun_1),
+// whose devices it returns (the caller kills it by closing their name
+// locks); next is its successor.
+func exportedBeforeKill(t *testing.T) (locks string, next *rig, old []bridge.Device) {
+	t.Helper()
+	locks = t.TempDir()
+	killed := newRig(t)
+	killed.k.cfg.NameLockDir = locks
+	next = killed.sibling(t)
+	next.k.cfg.NameLockDir = locks
+	for _, name := range []string{"a", "b"} {
+		d := killed.attach(t, name, bridge.ExportSpec{Fabric: FabricLoop})
+		if _, _, err := d.Export(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		old = append(old, d)
+	}
+	return locks, next, old
+}
+
 // A lunbridge killed with loop LUNs a (lun_0) and b (lun_1) leaves them in
 // configfs, and its successor serves b and a new c: b keeps lun_1 (its
 // disk stays where it was), c takes lun_2, not the stale lun_0 of a,
@@ -132,20 +153,8 @@ func TestLoopSecondProcessRefused(t *testing.T) {
 func TestLoopRestartOtherLUNs(t *testing.T) {
 	for _, aLive := range []bool{false, true} {
 		t.Run(map[bool]string{false: "a stale", true: "a live"}[aLive], func(t *testing.T) {
-			locks := t.TempDir()
-			killed := newRig(t)
-			killed.k.cfg.NameLockDir = locks
-			next := killed.sibling(t)
-			next.k.cfg.NameLockDir = locks
+			_, next, old := exportedBeforeKill(t)
 			loop := bridge.ExportSpec{Fabric: FabricLoop}
-			var old []bridge.Device
-			for _, name := range []string{"a", "b"} {
-				d := killed.attach(t, name, loop)
-				if _, _, err := d.Export(t.Context()); err != nil {
-					t.Fatal(err)
-				}
-				old = append(old, d)
-			}
 			// The kill: the kernel keeps configfs; the name locks go with
 			// the process (a's stays when it is another live daemon's).
 			for i, d := range old {
@@ -217,17 +226,9 @@ func TestLoopRestartOtherLUNs(t *testing.T) {
 // that moment skips a's number as this daemon's own, neither refused as
 // another lunbridge's nor logged as stale; a then takes its number back.
 func TestLoopRestartClaimWindow(t *testing.T) {
-	locks := t.TempDir()
-	killed := newRig(t)
-	killed.k.cfg.NameLockDir = locks
-	next := killed.sibling(t)
-	next.k.cfg.NameLockDir = locks
+	locks, next, old := exportedBeforeKill(t)
 	loop := bridge.ExportSpec{Fabric: FabricLoop}
-	for _, name := range []string{"a", "b"} {
-		d := killed.attach(t, name, loop)
-		if _, _, err := d.Export(t.Context()); err != nil {
-			t.Fatal(err)
-		}
+	for _, d := range old {
 		d.(*device).nameLock.Close() // the kill
 	}
 	// a's Attach in next, stopped right after its first step.
