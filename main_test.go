@@ -138,14 +138,16 @@ func importRules() map[string][]string {
 		// bridge opens the backing file and holds its ownership lock
 		// for the LUN's lifetime (lease.Claim): the lock lives in lease
 		// so that plain exports and gateway leases use one mechanism
-		// and refuse each other.
-		mod + "/bridge":              {mod + "/tcmu", mod + "/scsi", mod + "/lease", unix},
+		// and refuse each other; large buffered writes go through
+		// internal/uring.
+		mod + "/bridge":              {mod + "/tcmu", mod + "/scsi", mod + "/lease", mod + "/internal/uring", unix},
 		mod + "/tcmu":                {unix, configfs},
 		mod + "/scsi":                {},
 		mod + "/fabric":              {unix, configfs},
 		mod + "/internal/configfs":   {},
 		mod + "/internal/fakering":   {},
 		mod + "/internal/memdisk":    {},
+		mod + "/internal/uring":      {unix},
 		mod + "/internal/cmd/loopfs": {fuseFS, fuse},
 		// The packaging tool (scripts/package.sh): std only.
 		mod + "/internal/cmd/debcopyright": {},

@@ -32,7 +32,12 @@
 //     and buffered WRITEs to the file take turns in userspace
 //     (fileBackend.writeTurn): the file system serialises them on the
 //     inode's lock anyway, and a goroutine waiting for its turn frees
-//     its P where a thread asleep on that lock would hold it.
+//     its P where a thread asleep on that lock would hold it. A WRITE
+//     of 128 KiB or more goes through the LUN's io_uring
+//     (internal/uring, fileBackend.ring) where the kernel offers one:
+//     it runs in the kernel's worker while the goroutine is parked,
+//     instead of a blocking-style pwritev that wakes the runtime's
+//     sysmon to preempt it every few tens of microseconds.
 //     Gateway LUNs are never mapped (their takeover drops the page cache,
 //     which a mapping would pin);
 //   - with --direct-io, on a block device (its node is on devtmpfs, which

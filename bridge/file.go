@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lunbridge/lunbridge/internal/uring"
 	"github.com/lunbridge/lunbridge/scsi"
 )
 
@@ -69,7 +70,35 @@ type fileBackend struct {
 	// median 420 us for a P again; a receive that frees a turn readies
 	// the next writer and goes on.
 	writeTurn chan struct{}
+	// ring, when not nil, carries the buffered writes of a page-cache
+	// file system (ringFor): they may wait on the journal or on dirty-page
+	// throttling, so they cannot be raw system calls, and as blocking-style
+	// ones they woke the runtime's sysmon, which then preempted the
+	// writing thread every few tens of microseconds for the whole write
+	// (BENCHMARKS.md, section 17). Through io_uring they run in the
+	// kernel's workers while the goroutine is parked. Nil where io_uring
+	// is missing or refused: pwritev as before.
+	ring *uring.Ring
 }
+
+// ringFor returns the ring for a write of n bytes through fd, or nil for
+// a system call. Only the buffered descriptor's writes of at least
+// ringMinWrite go through it: direct I/O's are aligned transfers to the
+// device, and a short page-cache write costs less than the two wake-ups
+// of the kernel worker's round trip, which, with the writes taking turns,
+// every write behind it waits for too (4 KiB writes at QD32 on ext4 lost
+// half their IOPS through the ring; BENCHMARKS.md, section 17).
+func (b *fileBackend) ringFor(fd int, n int64) *uring.Ring {
+	if fd != b.fd || n < ringMinWrite {
+		return nil
+	}
+	return b.ring
+}
+
+// ringMinWrite is the smallest write fileBackend.ring carries: an eighth
+// of the largest transfer. Measured at the two ends only (4 KiB through
+// the ring lost, 1 MiB won).
+const ringMinWrite = 128 << 10
 
 // ReadAt fills bufs from off with preadv, retrying short transfers. A read
 // that ends before the buffers are full (the file shrank under us) is an
@@ -79,7 +108,7 @@ func (b *fileBackend) ReadAt(bufs [][]byte, off int64) (int, error) {
 		return n, nil
 	}
 	fd := b.fdFor(bufs, off)
-	n, err := vectored(fd, bufs, off, false, 0, b.memory && fd == b.fd)
+	n, err := vectored(fd, bufs, off, false, 0, b.memory && fd == b.fd, nil)
 	if err != nil {
 		return n, fmt.Errorf("preadv %s at %d: %w", b.f.Name(), off+int64(n), err)
 	}
@@ -98,7 +127,7 @@ func (b *fileBackend) WriteAt(bufs [][]byte, off int64) (int, error) {
 		b.writeTurn <- struct{}{}
 		defer func() { <-b.writeTurn }()
 	}
-	n, err := vectored(fd, bufs, off, true, 0, b.memory && fd == b.fd)
+	n, err := vectored(fd, bufs, off, true, 0, b.memory && fd == b.fd, b.ringFor(fd, bufsLen(bufs)))
 	if err != nil {
 		return n, fmt.Errorf("pwritev %s at %d: %w", b.f.Name(), off+int64(n), err)
 	}
@@ -157,7 +186,7 @@ func (b *fileBackend) ReadAtNowait(bufs [][]byte, off int64) (int, error) {
 		return 0, scsi.ErrWouldBlock
 	}
 	// A page-cache hit is a copy and a miss returns at once: raw.
-	n, err := vectored(b.fd, bufs, off, false, unix.RWF_NOWAIT, true)
+	n, err := vectored(b.fd, bufs, off, false, unix.RWF_NOWAIT, true, nil)
 	if err == nil {
 		return n, nil
 	}

@@ -3,11 +3,14 @@
 package bridge
 
 import (
+	"errors"
 	"io"
 	"math/bits"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lunbridge/lunbridge/internal/uring"
 )
 
 // stackIovecs is how many buffers vectored handles without allocating. The
@@ -33,7 +36,11 @@ const stackIovecs = 64
 // thread hand-off BENCHMARKS.md measured ("Where the idle third went").
 // Never raw for what may wait: a raw call holds off garbage collection
 // and the P for as long as it lasts.
-func vectored(fd int, bufs [][]byte, off int64, write bool, flags int, raw bool) (int, error) {
+//
+// ring, when not nil (and flags 0), carries the transfers instead: what
+// may wait then waits in the kernel's io_uring workers, with no system
+// call of the runtime's blocking kind (internal/uring).
+func vectored(fd int, bufs [][]byte, off int64, write bool, flags int, raw bool, ring *uring.Ring) (int, error) {
 	var stack [stackIovecs]unix.Iovec
 	iov := stack[:0]
 	if len(bufs) > stackIovecs {
@@ -67,7 +74,22 @@ func vectored(fd int, bufs [][]byte, off int64, write bool, flags int, raw bool)
 		// kept alive for the call's duration only in a direct call.
 		var r uintptr
 		var e unix.Errno
-		if raw {
+		if ring != nil && flags == 0 {
+			var n int
+			var err error
+			if write {
+				n, err = ring.Writev(fd, iov[:cnt], off)
+			} else {
+				n, err = ring.Readv(fd, iov[:cnt], off)
+			}
+			r = uintptr(n)
+			if err != nil && !errors.As(err, &e) {
+				// The ring itself failed (closed, or an
+				// io_uring_enter error): the system call does it.
+				ring = nil
+				continue
+			}
+		} else if raw {
 			r, _, e = unix.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(cnt), lo, hi, uintptr(flags))
 		} else {
 			r, _, e = unix.Syscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(cnt), lo, hi, uintptr(flags))

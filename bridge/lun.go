@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lunbridge/lunbridge/internal/uring"
 	"github.com/lunbridge/lunbridge/lease"
 	"github.com/lunbridge/lunbridge/scsi"
 	"github.com/lunbridge/lunbridge/tcmu"
@@ -248,8 +249,17 @@ func Open(o Options) (_ *LUN, err error) {
 		} else {
 			be.cached = true
 		}
-		// Buffered writes one at a time (fileBackend.writeTurn).
+		// Buffered writes one at a time (fileBackend.writeTurn),
+		// through io_uring where the kernel offers it (fileBackend.ring).
 		be.writeTurn = make(chan struct{}, 1)
+		if !be.readOnlyFile() {
+			if r, err := uring.New(writeRingEntries); err != nil {
+				log.Info("io_uring not available; buffered writes are system calls", "lun", o.Name, "path", o.Path, "err", err)
+			} else {
+				be.ring = r
+				undo.push(func() { r.Close() })
+			}
+		}
 	}
 	undo.push(func() { be.mm.close() }) // a no-op when nothing is mapped
 	if testHookOpened != nil {
@@ -770,8 +780,16 @@ func (l *LUN) closeFiles() error {
 	hold := l.hold
 	l.hold = nil
 	l.infoMu.Unlock()
+	if l.be.ring != nil {
+		err = errors.Join(err, l.be.ring.Close())
+	}
 	return errors.Join(err, l.be.mm.close(), l.be.f.Close(), hold.Close())
 }
+
+// writeRingEntries is the size of a LUN's io_uring (fileBackend.ring):
+// its buffered writes take turns (writeTurn), so one is in flight at a
+// time; a few more entries cost a page.
+const writeRingEntries = 4
 
 // openFlags returns the access mode f was opened with.
 func openFlags(f *os.File) (int, error) {

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lunbridge/lunbridge/internal/uring"
 	"github.com/lunbridge/lunbridge/scsi"
 )
 
@@ -188,7 +189,7 @@ func TestReadAtNowaitRefused(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	l, _ := openNowaitLUN(t, dir, Options{})
 	buf := [][]byte{make([]byte, 4096)}
-	_, raw := vectored(l.be.fd, buf, 0, false, unix.RWF_NOWAIT, true)
+	_, raw := vectored(l.be.fd, buf, 0, false, unix.RWF_NOWAIT, true, nil)
 	if !errors.Is(raw, unix.EOPNOTSUPP) {
 		t.Skipf("preadv2(RWF_NOWAIT) on tmpfs: %v, not EOPNOTSUPP, on this kernel", raw)
 	}
@@ -507,5 +508,54 @@ func TestBackingFSNotRegular(t *testing.T) {
 	}
 	if got := backingFS(int(f.Fd())); got != fsOther {
 		t.Errorf("backingFS(/dev/null) = %d, want fsOther", got)
+	}
+}
+
+// TestRingWrites checks that a LUN on a page-cache file system gets an
+// io_uring where the kernel offers one, that large buffered writes go
+// through it and small ones and reads do not, and that what goes through
+// it lands in the file.
+func TestRingWrites(t *testing.T) {
+	dir := t.TempDir()
+	pageCacheFS(t, dir)
+	l, _ := openNowaitLUN(t, dir, Options{})
+	be := l.be
+	if be.ring == nil {
+		r, err := uring.New(2)
+		if err != nil {
+			t.Skipf("no io_uring here: %v", err)
+		}
+		r.Close()
+		t.Fatal("a LUN on a page-cache file system has no io_uring although the kernel offers one")
+	}
+	big := pattern(1<<20, 3)
+	bufs := [][]byte{big[:4096], big[4096 : 1<<19], big[1<<19:]}
+	before := be.ring.Transfers()
+	if n, err := be.WriteAt(bufs, 0); err != nil || n != len(big) {
+		t.Fatalf("WriteAt of 1 MiB = %d, %v", n, err)
+	}
+	if be.ring.Transfers() == before {
+		t.Error("a 1 MiB buffered write did not go through the ring")
+	}
+	small := pattern(4096, 5)
+	before = be.ring.Transfers()
+	if _, err := be.WriteAt([][]byte{small}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := be.ReadAt([][]byte{make([]byte, 1<<20)}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := be.ring.Transfers(); got != before {
+		t.Errorf("a 4 KiB write and a read made %d transfers through the ring, want none", got-before)
+	}
+	got := make([]byte, 1<<20)
+	if _, err := be.f.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[:4096], small) || !bytes.Equal(got[4096:], big[4096:]) {
+		t.Error("the file does not hold what was written")
+	}
+	if be.ringFor(be.fd+1000, 1<<20) != nil {
+		t.Error("a write through another descriptor (O_DIRECT's) would go through the ring")
 	}
 }

@@ -9,14 +9,29 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lunbridge/lunbridge/internal/uring"
 )
 
 // TestVectoredRaw: the raw system calls (memory-backed files, nowait
-// reads) move the same bytes as the ordinary ones, across several buffers
-// of odd sizes and more buffers than the stack array holds, and report a
-// read past the end the same way.
+// reads) and the io_uring ring (buffered writes on page-cache file
+// systems) move the same bytes as the ordinary system calls, across
+// several buffers of odd sizes and more buffers than the stack array
+// holds, and report a read past the end the same way.
 func TestVectoredRaw(t *testing.T) {
-	for _, raw := range []bool{false, true} {
+	type mode struct {
+		raw  bool
+		ring *uring.Ring
+	}
+	modes := []mode{{raw: false}, {raw: true}}
+	if ring, err := uring.New(4); err != nil {
+		t.Logf("no io_uring here (%v): the ring's case is not run", err)
+	} else {
+		defer ring.Close()
+		modes = append(modes, mode{ring: ring})
+	}
+	for _, m := range modes {
+		raw, ring := m.raw, m.ring
 		f, err := os.Create(filepath.Join(t.TempDir(), "f"))
 		if err != nil {
 			t.Fatal(err)
@@ -30,25 +45,25 @@ func TestVectoredRaw(t *testing.T) {
 			bufs = append(bufs, b)
 			want = append(want, b...)
 		}
-		n, err := vectored(fd, bufs, 4096, true, 0, raw)
+		n, err := vectored(fd, bufs, 4096, true, 0, raw, ring)
 		if err != nil || n != len(want) {
-			t.Fatalf("raw %v: write = %d, %v; want %d", raw, n, err, len(want))
+			t.Fatalf("%+v: write = %d, %v; want %d", m, n, err, len(want))
 		}
 		back := make([][]byte, len(bufs))
 		for i, b := range bufs {
 			back[i] = make([]byte, len(b))
 		}
-		if n, err := vectored(fd, back, 4096, false, 0, raw); err != nil || n != len(want) {
-			t.Fatalf("raw %v: read = %d, %v", raw, n, err)
+		if n, err := vectored(fd, back, 4096, false, 0, raw, ring); err != nil || n != len(want) {
+			t.Fatalf("%+v: read = %d, %v", m, n, err)
 		}
 		if got := bytes.Join(back, nil); !bytes.Equal(got, want) {
-			t.Fatalf("raw %v: read back other bytes", raw)
+			t.Fatalf("%+v: read back other bytes", m)
 		}
-		if _, err := vectored(fd, [][]byte{make([]byte, 10)}, 4096+int64(len(want))-5, false, 0, raw); err == nil {
-			t.Errorf("raw %v: a read past the end succeeded", raw)
+		if _, err := vectored(fd, [][]byte{make([]byte, 10)}, 4096+int64(len(want))-5, false, 0, raw, ring); err == nil {
+			t.Errorf("%+v: a read past the end succeeded", m)
 		}
-		if n, err := vectored(fd, [][]byte{make([]byte, 8)}, 4096, false, unix.RWF_NOWAIT, raw); err != nil && err != unix.EAGAIN && err != unix.EOPNOTSUPP {
-			t.Errorf("raw %v: nowait read = %d, %v", raw, n, err)
+		if n, err := vectored(fd, [][]byte{make([]byte, 8)}, 4096, false, unix.RWF_NOWAIT, raw, ring); err != nil && err != unix.EAGAIN && err != unix.EOPNOTSUPP {
+			t.Errorf("%+v: nowait read = %d, %v", m, n, err)
 		}
 	}
 }
